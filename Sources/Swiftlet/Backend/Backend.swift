@@ -1,0 +1,95 @@
+import Foundation
+
+/// A place where tensors live and ops run: `CPUBackend` (the exact reference) or the CUDA backend.
+///
+/// The model is written once against these ops. Each op has a forward and, where training needs
+/// one, a backward; every backend implements the same semantics (Float32 math, whatever the
+/// storage type), so the CPU twin of each op is the oracle its GPU version is tested against.
+/// Tensors of activations are 2-D `[tokens, features]`, row-major; ids, labels, positions and
+/// sequence ids are `i32`.
+public protocol Backend: AnyObject, Sendable {
+    var name: String { get }
+    /// The storage type for activations and 16-bit weights on this backend (CPU: f32).
+    var computeType: DType { get }
+
+    // MARK: Memory
+    var memory: MemoryCounter { get }
+    /// A new tensor, zero-filled.
+    func zeros(_ shape: Shape, _ dtype: DType) throws -> Tensor
+    /// Returns a buffer's memory (called when the last view of it goes away).
+    func release(_ buffer: Buffer)
+    /// A new tensor holding `values`, converted (rounded) to `dtype`.
+    func upload(_ values: [Float], _ shape: Shape, _ dtype: DType) throws -> Tensor
+    func upload(_ values: [Int32], _ shape: Shape) throws -> Tensor
+    /// The elements of a floating-point tensor as Float.
+    func download(_ tensor: Tensor) -> [Float]
+    func downloadInts(_ tensor: Tensor) -> [Int32]
+    /// Copies elements (converting dtype if they differ).
+    func copy(_ source: Tensor, into destination: Tensor)
+
+    // MARK: Linear algebra and elementwise
+    /// c = alpha · op(a) · op(b) + beta · c, where op transposes when asked. Shapes are 2-D:
+    /// op(a) is [m, k], op(b) is [k, n], c is [m, n].
+    func matmul(_ a: Tensor, transposeA: Bool, _ b: Tensor, transposeB: Bool,
+                into c: Tensor, alpha: Float, beta: Float)
+    /// y += alpha · x (same element count).
+    func add(_ x: Tensor, into y: Tensor, alpha: Float)
+    /// x[row, :] += bias for every row.
+    func addBias(_ bias: Tensor, into x: Tensor)
+    /// x *= factor
+    func scale(_ x: Tensor, by factor: Float)
+    /// Σ x² in Float32 (for the global gradient norm).
+    func sumOfSquares(_ x: Tensor) -> Double
+
+    // MARK: Model ops (forward and backward side by side in each op's file)
+    func embedding(table: Tensor, ids: Tensor, into out: Tensor)
+    func embeddingBackward(dOut: Tensor, ids: Tensor, into dTable: Tensor)
+
+    func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float, into out: Tensor, rstd: Tensor)
+    /// dX += dL/dx
+    func rmsNormBackward(dOut: Tensor, x: Tensor, weight: Tensor, rstd: Tensor, accumulateInto dX: Tensor)
+
+    /// Rotates `x` ([tokens, heads·headDim]) in place by each token's position, with the
+    /// half-split (rotate_half) layout of Hugging Face Llama. `inverse` applies the transpose
+    /// rotation, which is the backward.
+    func rope(_ x: Tensor, positions: Tensor, table: RoPETable, heads: Int, inverse: Bool)
+
+    func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, layout: AttentionLayout,
+                   into out: Tensor, logSumExp: Tensor)
+    func attentionBackward(dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
+                           logSumExp: Tensor, layout: AttentionLayout,
+                           dQ: Tensor, dK: Tensor, dV: Tensor)
+
+    /// out = silu(gate) * up
+    func swiglu(gate: Tensor, up: Tensor, into out: Tensor)
+    func swigluBackward(dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor)
+
+    /// For each row of `logits` ([n, vocab]) with target `labels[row]` (-100 = ignored):
+    /// returns Σ loss over counted rows, and (when `gradScale` is given) overwrites `logits` with
+    /// gradScale · (softmax - onehot) (zero on ignored rows).
+    func crossEntropy(logits: Tensor, labels: Tensor, gradScale: Float?) -> Double
+
+    /// Dropout: x *= mask / (1 - p) with a deterministic mask from (seed, offset); keeps the
+    /// scaled mask in `mask` for the backward.
+    func dropout(_ x: Tensor, probability: Float, seed: UInt64, mask: Tensor)
+    /// x *= y elementwise
+    func multiply(_ x: Tensor, by y: Tensor)
+
+    // MARK: Optimizer updates (fp32 parameters and state)
+    func adamw(parameter: Tensor, gradient: Tensor, m: Tensor, v: Tensor, step: Int, hyper: AdamWHyper)
+    func sgd(parameter: Tensor, gradient: Tensor, momentumBuffer: Tensor?, step: Int, hyper: SGDHyper)
+}
+
+/// Current and peak bytes allocated on a backend.
+public final class MemoryCounter: @unchecked Sendable {
+    public private(set) var current: Int = 0
+    public private(set) var peak: Int = 0
+    private let lock = NSLock()
+
+    public init() {}
+    public func allocated(_ bytes: Int) {
+        lock.withLock { current += bytes; peak = Swift.max(peak, current) }
+    }
+    public func freed(_ bytes: Int) { lock.withLock { current -= bytes } }
+    public func resetPeak() { lock.withLock { peak = current } }
+}

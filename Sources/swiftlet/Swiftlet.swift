@@ -1,0 +1,9 @@
+import ArgumentParser
+import Swiftlet
+
+@main
+struct SwiftletCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swiftlet",
+        abstract: "Fast, exact LoRA finetuning of Llama-family models.")
+}
