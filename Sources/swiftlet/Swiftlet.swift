@@ -5,5 +5,10 @@ import Swiftlet
 struct SwiftletCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swiftlet",
-        abstract: "Fast, exact LoRA finetuning of Llama-family models.")
+        abstract: "Fast, exact LoRA finetuning of Llama-family models.",
+        subcommands: [Train.self, Eval.self])
 }
+
+extension Device: ExpressibleByArgument {}
+extension LRScheduler: ExpressibleByArgument {}
+extension TrainingArguments.OptimizerKind: ExpressibleByArgument {}

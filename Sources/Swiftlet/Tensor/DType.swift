@@ -3,20 +3,24 @@
 public enum DType: String, CaseIterable, Sendable, Codable {
     case f32, bf16, f16
     case f64, i64, i32, i16, i8, u8, bool
+    // The rest of the safetensors spec, so any checkpoint's header can be described.
+    case u64, u32, u16
+    /// 8-bit floats as PyTorch's `float8_e4m3fn` (no infinities) and `float8_e5m2`.
+    case f8_e4m3, f8_e5m2
 
     /// Bytes per element.
     public var size: Int {
         switch self {
-        case .f64, .i64: return 8
-        case .f32, .i32: return 4
-        case .bf16, .f16, .i16: return 2
-        case .i8, .u8, .bool: return 1
+        case .f64, .i64, .u64: return 8
+        case .f32, .i32, .u32: return 4
+        case .bf16, .f16, .i16, .u16: return 2
+        case .i8, .u8, .bool, .f8_e4m3, .f8_e5m2: return 1
         }
     }
 
     public var isFloatingPoint: Bool {
         switch self {
-        case .f32, .bf16, .f16, .f64: return true
+        case .f32, .bf16, .f16, .f64, .f8_e4m3, .f8_e5m2: return true
         default: return false
         }
     }

@@ -1,0 +1,155 @@
+import Foundation
+
+/// Reads a Hugging Face `config.json` into a `LlamaConfig`. Anything we would get silently wrong
+/// is refused with an error naming the field.
+public enum HFConfig {
+    public static func load(_ url: URL) throws -> LlamaConfig {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw ConfigError(file: url.path, field: nil, problem: "cannot be read (\(error.localizedDescription))")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ConfigError(file: url.path, field: nil, problem: "is not a JSON object")
+        }
+        return try parse(object, file: url.path)
+    }
+
+    public static func parse(_ json: [String: Any], file: String) throws -> LlamaConfig {
+        let fields = Fields(json: json, file: file)
+        let typeName: String = try fields.required("model_type")
+        guard let modelType = LlamaConfig.ModelType(rawValue: typeName) else {
+            throw fields.error("model_type", "'\(typeName)' is not supported; supported: "
+                + LlamaConfig.ModelType.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        let hidden: Int = try fields.required("hidden_size")
+        let heads: Int = try fields.required("num_attention_heads")
+        let kvHeads: Int = try fields.optional("num_key_value_heads") ?? heads
+        guard heads > 0, hidden > 0 else { throw fields.error("num_attention_heads", "must be positive") }
+        guard kvHeads > 0, heads % kvHeads == 0 else {
+            throw fields.error("num_key_value_heads", "\(kvHeads) does not divide num_attention_heads \(heads)")
+        }
+        let headDim: Int = try fields.optional("head_dim") ?? hidden / heads
+        guard headDim > 0, headDim % 2 == 0 else { throw fields.error("head_dim", "\(headDim) must be a positive even number") }
+
+        let activation: String = try fields.optional("hidden_act") ?? "silu"
+        guard activation == "silu" else { throw fields.error("hidden_act", "'\(activation)' is not supported (only silu)") }
+        if let dropout: Double = try fields.optional("attention_dropout"), dropout != 0 {
+            throw fields.error("attention_dropout", "\(dropout) is not supported (only 0)")
+        }
+        if let mlpBias: Bool = try fields.optional("mlp_bias"), mlpBias {
+            throw fields.error("mlp_bias", "true is not supported")
+        }
+
+        var qkvBias = false, oBias = false
+        switch modelType {
+        case .qwen2: qkvBias = true
+        case .llama, .mistral:
+            let bias: Bool = try fields.optional("attention_bias") ?? false
+            qkvBias = bias; oBias = bias
+        }
+
+        var slidingWindow: Int?
+        switch modelType {
+        case .mistral: slidingWindow = try fields.optional("sliding_window")
+        case .qwen2:
+            if let use: Bool = try fields.optional("use_sliding_window"), use {
+                throw fields.error("use_sliding_window", "Qwen2's per-layer sliding window is not supported yet")
+            }
+        case .llama: break
+        }
+        if let w = slidingWindow, w <= 0 { throw fields.error("sliding_window", "\(w) must be positive") }
+
+        let maxPositions: Int = try fields.optional("max_position_embeddings") ?? 2048
+        return LlamaConfig(
+            modelType: modelType,
+            vocabSize: try fields.required("vocab_size"),
+            hiddenSize: hidden,
+            intermediateSize: try fields.required("intermediate_size"),
+            layers: try fields.required("num_hidden_layers"),
+            heads: heads, kvHeads: kvHeads, headDim: headDim,
+            rmsNormEps: Float(try fields.optional("rms_norm_eps") ?? 1e-6 as Double),
+            rope: try rope(fields, maxPositions: maxPositions),
+            maxPositionEmbeddings: maxPositions,
+            tieWordEmbeddings: try fields.optional("tie_word_embeddings") ?? false,
+            qkvBias: qkvBias, oBias: oBias, slidingWindow: slidingWindow,
+            bosTokenId: try fields.optional("bos_token_id"),
+            eosTokenId: try fields.firstInt("eos_token_id"))
+    }
+
+    /// transformers 4 writes `rope_theta` + `rope_scaling`; transformers 5 writes
+    /// `rope_parameters` holding both.
+    private static func rope(_ fields: Fields, maxPositions: Int) throws -> RoPEScaling {
+        let parametersField = fields.json["rope_parameters"] != nil ? "rope_parameters" : "rope_scaling"
+        let scaling: [String: Any]? = try fields.optional(parametersField)
+        var theta: Double = try fields.optional("rope_theta") ?? 10000
+        if let t = scaling?["rope_theta"] as? Double { theta = t }
+        guard let scaling else { return RoPEScaling(theta: Float(theta)) }
+
+        let sub = Fields(json: scaling, file: fields.file, prefix: parametersField + ".")
+        let type: String = try sub.optional("rope_type") ?? sub.optional("type") ?? "default"
+        func factor() throws -> Float {
+            let f: Double = try sub.required("factor")
+            guard f > 0 else { throw sub.error("factor", "\(f) must be positive") }
+            return Float(f)
+        }
+        switch type {
+        case "default": return RoPEScaling(theta: Float(theta))
+        case "linear": return RoPEScaling(theta: Float(theta), kind: .linear(factor: try factor()))
+        case "dynamic": return RoPEScaling(theta: Float(theta), kind: .dynamic(factor: try factor()))
+        case "llama3":
+            return RoPEScaling(theta: Float(theta), kind: .llama3(
+                factor: try factor(),
+                lowFreqFactor: Float(try sub.required("low_freq_factor") as Double),
+                highFreqFactor: Float(try sub.required("high_freq_factor") as Double),
+                originalMaxPositions: try sub.required("original_max_position_embeddings")))
+        default:
+            throw sub.error("rope_type", "'\(type)' is not supported; supported: default, linear, dynamic, llama3")
+        }
+    }
+}
+
+/// A config.json field we cannot use, with the file and field named.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public var file: String
+    public var field: String?
+    public var problem: String
+    public var description: String {
+        if let field { return "\(file): field '\(field)': \(problem)" }
+        return "\(file): \(problem)"
+    }
+}
+
+/// Typed access to JSON fields with errors that name them.
+private struct Fields {
+    var json: [String: Any]
+    var file: String
+    var prefix = ""
+
+    func error(_ field: String, _ problem: String) -> ConfigError {
+        ConfigError(file: file, field: prefix + field, problem: problem)
+    }
+
+    func optional<T>(_ field: String) throws -> T? {
+        guard let value = json[field], !(value is NSNull) else { return nil }
+        if let v = value as? T { return v }
+        // JSON numbers: accept 1 for 1.0 and 1.0 for 1 when exact.
+        if T.self == Double.self, let n = value as? NSNumber, !(value is Bool) { return n.doubleValue as? T }
+        if T.self == Int.self, let n = value as? NSNumber, !(value is Bool), n.doubleValue == n.doubleValue.rounded() {
+            return n.intValue as? T
+        }
+        throw error(field, "expected \(T.self), found \(value)")
+    }
+
+    func required<T>(_ field: String) throws -> T {
+        guard let v: T = try optional(field) else { throw error(field, "is missing") }
+        return v
+    }
+
+    /// eos_token_id may be a list (Llama 3); the first one is the model's EOS.
+    func firstInt(_ field: String) throws -> Int? {
+        if let list = json[field] as? [Any] {
+            return (list.first as? NSNumber)?.intValue
+        }
+        return try optional(field)
+    }
+}

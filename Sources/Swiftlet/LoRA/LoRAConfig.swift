@@ -1,0 +1,55 @@
+import Foundation
+
+/// LoRA settings with PEFT's semantics.
+public struct LoRAConfig: Equatable, Sendable {
+    /// The linear layers LoRA may wrap, by their Hugging Face module names.
+    public enum Target: String, CaseIterable, Sendable, Codable, Comparable {
+        case q = "q_proj", k = "k_proj", v = "v_proj", o = "o_proj"
+        case gate = "gate_proj", up = "up_proj", down = "down_proj"
+        public static func < (a: Target, b: Target) -> Bool {
+            allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+        }
+    }
+
+    public var r: Int
+    public var alpha: Float
+    public var dropout: Float
+    public var targets: Set<Target>
+    /// rsLoRA: scale by alpha/√r instead of alpha/r.
+    public var useRSLoRA: Bool
+
+    public init(r: Int = 16, alpha: Float = 16, dropout: Float = 0,
+                targets: Set<Target> = Set(Target.allCases), useRSLoRA: Bool = false) {
+        self.r = r; self.alpha = alpha; self.dropout = dropout; self.targets = targets; self.useRSLoRA = useRSLoRA
+    }
+
+    /// The factor on the low-rank path: y = xWᵀ + scaling · x Aᵀ Bᵀ.
+    public var scaling: Float { useRSLoRA ? alpha / Float(r).squareRoot() : alpha / Float(r) }
+
+    /// Parses "q_proj,k_proj,..." (or "all").
+    public static func targets(parsing list: String) throws -> Set<Target> {
+        if list == "all" || list == "all-linear" { return Set(Target.allCases) }
+        var result = Set<Target>()
+        for name in list.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
+            guard let t = Target(rawValue: name) else {
+                throw LoRAError.unknownTarget(name)
+            }
+            result.insert(t)
+        }
+        guard !result.isEmpty else { throw LoRAError.unknownTarget(list) }
+        return result
+    }
+}
+
+public enum LoRAError: Error, CustomStringConvertible {
+    case unknownTarget(String)
+    case invalid(String)
+    public var description: String {
+        switch self {
+        case let .unknownTarget(name):
+            return "unknown LoRA target module '\(name)'; choose from "
+                + LoRAConfig.Target.allCases.map(\.rawValue).joined(separator: ", ")
+        case let .invalid(why): return why
+        }
+    }
+}

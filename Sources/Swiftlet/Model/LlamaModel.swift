@@ -1,0 +1,136 @@
+import Foundation
+
+/// A Llama-family causal language model on a backend: frozen base weights, optional LoRA
+/// adapters, and the training step's forward, fused loss and backward.
+public final class LlamaModel {
+    public let config: LlamaConfig
+    public let backend: any Backend
+    public var embedding: Tensor
+    public var layers: [DecoderLayer]
+    public var finalNorm: Tensor
+    /// The output projection [vocab, hidden]; the embedding itself when tied.
+    public var lmHead: Tensor
+
+    public init(config: LlamaConfig, backend: any Backend, embedding: Tensor, layers: [DecoderLayer],
+                finalNorm: Tensor, lmHead: Tensor) {
+        self.config = config
+        self.backend = backend
+        self.embedding = embedding
+        self.layers = layers
+        self.finalNorm = finalNorm
+        self.lmHead = lmHead
+    }
+
+    /// Every LoRA adapter, in layer order, then q k v o gate up down.
+    public var adapters: [LoRAAdapter] { layers.flatMap { $0.linears.compactMap(\.lora) } }
+
+    // MARK: Forward and backward
+
+    /// Σ loss over the batch's targets; with `gradScale`, also accumulates gradScale·dΣloss/dθ
+    /// into the LoRA gradients (pass 1/N for the mean over N targets of the accumulated batch).
+    public func step(_ batch: Batch, gradScale: Float?, dropoutSeed: UInt64? = nil) throws -> Double {
+        let context = try stepContext(batch)
+        let training = gradScale != nil
+        var h = try embed(batch, context)
+        var saved: [DecoderLayer.Saved] = []
+        for (i, layer) in layers.enumerated() {
+            var layerContext = context
+            layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
+            let (next, s) = try layer.forward(h, layerContext)
+            if training { saved.append(s) }
+            h = next
+        }
+        let targets = try backend.upload(batch.targets, [batch.tokenCount])
+        guard let scale = gradScale else {
+            return try head(h, targets: targets, gradScale: nil).loss
+        }
+        var (loss, dH) = try head(h, targets: targets, gradScale: scale)
+        for i in layers.indices.reversed() {
+            var layerContext = context
+            layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
+            dH = try layers[i].backward(dH!, saved: saved[i], layerContext)
+            saved.removeLast()
+        }
+        return loss
+    }
+
+    /// Logits [tokens, vocab] of a batch (for evaluation and tests).
+    public func logits(_ batch: Batch) throws -> [Float] {
+        let context = try stepContext(batch)
+        var h = try embed(batch, context)
+        for layer in layers { h = try layer.forward(h, context).0 }
+        let normed = try backend.zeros(h.shape, backend.computeType)
+        let rstd = try backend.zeros([batch.tokenCount], .f32)
+        backend.rmsNorm(h, weight: finalNorm, eps: config.rmsNormEps, into: normed, rstd: rstd)
+        let logits = try backend.zeros([batch.tokenCount, config.vocabSize], .f32)
+        backend.matmul(normed, transposeA: false, lmHead, transposeB: true, into: logits, alpha: 1, beta: 0)
+        return backend.download(logits)
+    }
+
+    private func stepContext(_ batch: Batch) throws -> StepContext {
+        for (n, id) in batch.tokens.enumerated() where id < 0 || Int(id) >= config.vocabSize {
+            throw ModelError.tokenOutOfRange(id: Int(id), index: n, vocabSize: config.vocabSize)
+        }
+        let longest = Int(batch.positions.max() ?? 0) + 1
+        let rope = try RoPEFrequencies.table(config, positions: longest, sequenceLength: longest, on: backend)
+        let layout = AttentionLayout(rows: batch.rows, columns: batch.columns, heads: config.heads,
+                                     kvHeads: config.kvHeads, headDim: config.headDim,
+                                     sequenceIds: try backend.upload(batch.sequenceIds, [batch.tokenCount]),
+                                     slidingWindow: config.slidingWindow)
+        return StepContext(config: config, positions: try backend.upload(batch.positions, [batch.tokenCount]),
+                           rope: rope, layout: layout, layerSeed: nil)
+    }
+
+    private func embed(_ batch: Batch, _ context: StepContext) throws -> Tensor {
+        let ids = try backend.upload(batch.tokens, [batch.tokenCount])
+        let h = try backend.zeros([batch.tokenCount, config.hiddenSize], backend.computeType)
+        backend.embedding(table: embedding, ids: ids, into: h)
+        return h
+    }
+
+    /// Final norm, LM head and cross-entropy, in chunks of tokens so the logits of the whole
+    /// batch never exist at once; with a gradient scale, returns dL/dh of the last layer too.
+    private func head(_ h: Tensor, targets: Tensor, gradScale: Float?) throws -> (loss: Double, dH: Tensor?) {
+        let tokens = h.shape[0], vocab = config.vocabSize
+        let normed = try backend.zeros(h.shape, backend.computeType)
+        let rstd = try backend.zeros([tokens], .f32)
+        backend.rmsNorm(h, weight: finalNorm, eps: config.rmsNormEps, into: normed, rstd: rstd)
+        let dNormed = try gradScale.map { _ in try backend.zeros(h.shape, backend.computeType) }
+
+        let chunk = Swift.max(1, Swift.min(tokens, (1 << 22) / Swift.max(vocab, 1)))
+        let logits = try backend.zeros([chunk, vocab], .f32)
+        var loss = 0.0
+        for start in stride(from: 0, to: tokens, by: chunk) {
+            let rows = start..<Swift.min(start + chunk, tokens)
+            let chunkLogits = logits.rows(0..<rows.count)
+            backend.matmul(normed.rows(rows), transposeA: false, lmHead, transposeB: true,
+                           into: chunkLogits, alpha: 1, beta: 0)
+            loss += backend.crossEntropy(logits: chunkLogits, labels: targets.rows(rows), gradScale: gradScale)
+            if let dNormed {
+                backend.matmul(chunkLogits, transposeA: false, lmHead, transposeB: false,
+                               into: dNormed.rows(rows), alpha: 1, beta: 0)
+            }
+        }
+        guard let dNormed else { return (loss, nil) }
+        let dH = try backend.zeros(h.shape, backend.computeType)
+        backend.rmsNormBackward(dOut: dNormed, x: h, weight: finalNorm, rstd: rstd, accumulateInto: dH)
+        return (loss, dH)
+    }
+}
+
+public enum ModelError: Error, CustomStringConvertible {
+    case tokenOutOfRange(id: Int, index: Int, vocabSize: Int)
+    case missingTensor(name: String, source: String)
+    case shapeMismatch(name: String, source: String, expected: Shape, found: Shape)
+
+    public var description: String {
+        switch self {
+        case let .tokenOutOfRange(id, index, vocab):
+            return "token id \(id) at position \(index) is outside the model's vocabulary (vocab_size \(vocab))"
+        case let .missingTensor(name, source):
+            return "\(source): tensor '\(name)' is missing"
+        case let .shapeMismatch(name, source, expected, found):
+            return "\(source): tensor '\(name)' has shape \(found), expected \(expected) from config.json"
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+
+/// Builds a `LlamaModel` from a Hugging Face model folder (config.json + safetensors), or from
+/// seeded random weights (the built-in demo and benchmarks).
+extension LlamaModel {
+    /// Loads `directory`'s config.json and weights (single file or sharded) onto `backend`.
+    /// Missing tensors and shapes that disagree with config.json are errors naming the tensor.
+    public static func load(directory: URL, on backend: any Backend) throws -> LlamaModel {
+        let config = try HFConfig.load(directory.appendingPathComponent("config.json"))
+        let checkpoint = try Checkpoint(directory: directory)
+        let source = directory.path
+        func tensor(_ name: String, _ shape: Shape) throws -> Tensor {
+            guard checkpoint.contains(name) else { throw ModelError.missingTensor(name: name, source: source) }
+            let found = try checkpoint.info(name).shape
+            guard found == shape else {
+                throw ModelError.shapeMismatch(name: name, source: source, expected: shape, found: found)
+            }
+            return try backend.upload(checkpoint.floats(name), shape, backend.computeType)
+        }
+        return try assemble(config: config, on: backend, tensor: tensor)
+    }
+
+    /// A model of `config`'s shape with seeded random weights (bell-shaped with standard
+    /// deviation `std`; 0.02 is how transformers initialises Llama; norms at 1).
+    public static func random(config: LlamaConfig, seed: UInt64, std: Float = 0.02,
+                              on backend: any Backend) throws -> LlamaModel {
+        var generator = SplitMix64(seed: seed)
+        return try assemble(config: config, on: backend) { name, shape in
+            if name.hasSuffix("norm.weight") {
+                return try backend.upload([Float](repeating: 1, count: shape.count), shape, backend.computeType)
+            }
+            // Sum of 4 uniforms: cheap and bell-shaped; each has variance bound²/3, the sum / 2 has std.
+            let bound = std * Float(3).squareRoot()
+            let values = (0..<shape.count).map { _ in
+                (0..<4).reduce(Float(0)) { s, _ in s + generator.uniform(in: -bound..<bound) } / 2
+            }
+            return try backend.upload(values, shape, backend.computeType)
+        }
+    }
+
+    /// Hugging Face tensor names and shapes of each part of the model.
+    static func assemble(config c: LlamaConfig, on backend: any Backend,
+                         tensor: (String, Shape) throws -> Tensor) throws -> LlamaModel {
+        let embedding = try tensor("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize])
+        var layers: [DecoderLayer] = []
+        for i in 0..<c.layers {
+            let p = "model.layers.\(i)."
+            func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool) throws -> Linear {
+                Linear(weight: try tensor(p + name + ".weight", [out, inFeatures]),
+                       bias: bias ? try tensor(p + name + ".bias", [out]) : nil)
+            }
+            layers.append(DecoderLayer(
+                inputNorm: try tensor(p + "input_layernorm.weight", [c.hiddenSize]),
+                postAttentionNorm: try tensor(p + "post_attention_layernorm.weight", [c.hiddenSize]),
+                q: try linear("self_attn.q_proj", out: c.qWidth, in: c.hiddenSize, bias: c.qkvBias),
+                k: try linear("self_attn.k_proj", out: c.kvWidth, in: c.hiddenSize, bias: c.qkvBias),
+                v: try linear("self_attn.v_proj", out: c.kvWidth, in: c.hiddenSize, bias: c.qkvBias),
+                o: try linear("self_attn.o_proj", out: c.hiddenSize, in: c.qWidth, bias: c.oBias),
+                gate: try linear("mlp.gate_proj", out: c.intermediateSize, in: c.hiddenSize, bias: false),
+                up: try linear("mlp.up_proj", out: c.intermediateSize, in: c.hiddenSize, bias: false),
+                down: try linear("mlp.down_proj", out: c.hiddenSize, in: c.intermediateSize, bias: false)))
+        }
+        let finalNorm = try tensor("model.norm.weight", [c.hiddenSize])
+        let lmHead = c.tieWordEmbeddings ? embedding : try tensor("lm_head.weight", [c.vocabSize, c.hiddenSize])
+        return LlamaModel(config: c, backend: backend, embedding: embedding, layers: layers,
+                          finalNorm: finalNorm, lmHead: lmHead)
+    }
+}

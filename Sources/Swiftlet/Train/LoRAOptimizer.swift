@@ -1,0 +1,56 @@
+/// The optimizer over every LoRA parameter of a model: AdamW or SGD state per tensor, the
+/// global gradient norm and clipping, one update per optimizer step.
+public final class LoRAOptimizer {
+    public let kind: TrainingArguments.OptimizerKind
+    let parameters: [(value: Tensor, gradient: Tensor)]
+    private var firstMoments: [Tensor] = []
+    private var secondMoments: [Tensor] = []
+    public private(set) var steps = 0
+    private let arguments: TrainingArguments
+
+    public init(adapters: [LoRAAdapter], arguments: TrainingArguments) throws {
+        kind = arguments.optimizer
+        self.arguments = arguments
+        parameters = adapters.flatMap { [($0.a, $0.gradA), ($0.b, $0.gradB)] }
+        if kind == .adamw {
+            for (value, _) in parameters {
+                firstMoments.append(try value.backend.zeros(value.shape, .f32))
+                secondMoments.append(try value.backend.zeros(value.shape, .f32))
+            }
+        }
+    }
+
+    /// √Σ‖g‖² over all LoRA gradients.
+    public func gradientNorm() -> Double {
+        parameters.reduce(0.0) { $0 + $1.gradient.backend.sumOfSquares($1.gradient) }.squareRoot()
+    }
+
+    /// Clips (when enabled) and applies one update with learning rate `lr`. Returns the norm
+    /// before clipping, as HF logs it.
+    @discardableResult
+    public func step(lr: Float) -> Double {
+        let norm = gradientNorm()
+        if let coefficient = GradientClipping.clipCoefficient(totalNorm: norm, maxNorm: Double(arguments.maxGradNorm)),
+           coefficient < 1 {
+            for (_, g) in parameters { g.backend.scale(g, by: Float(coefficient)) }
+        }
+        steps += 1
+        for (i, (value, gradient)) in parameters.enumerated() {
+            switch kind {
+            case .adamw:
+                let hyper = AdamWHyper(lr: lr, beta1: arguments.adamBeta1, beta2: arguments.adamBeta2,
+                                       eps: arguments.adamEpsilon, weightDecay: arguments.weightDecay)
+                value.backend.adamw(parameter: value, gradient: gradient, m: firstMoments[i],
+                                    v: secondMoments[i], step: steps, hyper: hyper)
+            case .sgd:
+                value.backend.sgd(parameter: value, gradient: gradient, momentumBuffer: nil, step: steps,
+                                  hyper: SGDHyper(lr: lr, weightDecay: arguments.weightDecay))
+            }
+        }
+        return norm
+    }
+
+    public func zeroGradients() {
+        for (_, g) in parameters { g.backend.scale(g, by: 0) }
+    }
+}

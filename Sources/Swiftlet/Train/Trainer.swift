@@ -1,0 +1,125 @@
+import Foundation
+
+/// Supervised LoRA training: batches of examples, gradient accumulation with the loss
+/// normalised over every target token of the accumulated batch (as the HF Trainer does), clipping,
+/// the schedule, and one optimizer update per step.
+public final class Trainer {
+    public let model: LlamaModel
+    public let arguments: TrainingArguments
+    public let optimizer: LoRAOptimizer
+    public let schedule: LRSchedule
+    private let examples: [Example]
+    private var order: [Int] = []
+    private var cursor = 0
+    private var epoch = 0
+
+    /// What one optimizer step did.
+    public struct StepLog: Sendable {
+        public var step: Int
+        public var maxSteps: Int
+        /// Mean loss over the step's target tokens.
+        public var loss: Double
+        public var learningRate: Float
+        public var gradNorm: Double
+        public var tokens: Int
+        public var targetTokens: Int
+        public var seconds: Double
+        public var epoch: Double
+    }
+
+    public init(model: LlamaModel, examples: [Example], arguments: TrainingArguments) throws {
+        guard !model.adapters.isEmpty else { throw TrainingError.noAdapters }
+        guard !examples.isEmpty else { throw TrainingError.noData }
+        guard arguments.batchSize > 0, arguments.gradientAccumulation > 0, arguments.maxSteps > 0 else {
+            throw TrainingError.invalid("batch size, gradient accumulation and max steps must be positive")
+        }
+        self.model = model
+        self.arguments = arguments
+        self.examples = examples.map { Trainer.truncated($0, to: arguments.maxSeqLength) }
+        optimizer = try LoRAOptimizer(adapters: model.adapters, arguments: arguments)
+        schedule = LRSchedule(kind: arguments.scheduler, baseLR: arguments.learningRate,
+                              warmupSteps: arguments.warmupSteps, totalSteps: arguments.maxSteps)
+        newEpoch()
+    }
+
+    /// Runs `maxSteps` optimizer steps, calling `onStep` after each.
+    public func train(onStep: (StepLog) throws -> Void = { _ in }) throws {
+        for _ in optimizer.steps..<arguments.maxSteps { try onStep(try step()) }
+    }
+
+    /// One optimizer step over `gradientAccumulation` micro-batches.
+    public func step() throws -> StepLog {
+        let start = Date()
+        let batches = (0..<arguments.gradientAccumulation).map { _ in Batch(examples: nextExamples()) }
+        let targets = batches.reduce(0) { $0 + $1.targetCount }
+        optimizer.zeroGradients()
+        var lossSum = 0.0
+        let stepIndex = optimizer.steps
+        for (i, batch) in batches.enumerated() {
+            let seed = arguments.seed &+ UInt64(stepIndex) &* 7919 &+ UInt64(i)
+            lossSum += try model.step(batch, gradScale: 1 / Float(Swift.max(targets, 1)), dropoutSeed: seed)
+        }
+        let lr = schedule.lr(atStep: stepIndex)
+        let norm = optimizer.step(lr: lr)
+        return StepLog(step: optimizer.steps, maxSteps: arguments.maxSteps,
+                       loss: lossSum / Double(Swift.max(targets, 1)), learningRate: lr, gradNorm: norm,
+                       tokens: batches.reduce(0) { $0 + $1.tokenCount }, targetTokens: targets,
+                       seconds: Date().timeIntervalSince(start),
+                       epoch: Double(epoch) + Double(cursor) / Double(examples.count))
+    }
+
+    private func nextExamples() -> [Example] {
+        var batch: [Example] = []
+        while batch.count < arguments.batchSize {
+            if cursor == order.count { epoch += 1; newEpoch() }
+            batch.append(examples[order[cursor]])
+            cursor += 1
+        }
+        return batch
+    }
+
+    private func newEpoch() {
+        order = Array(examples.indices)
+        cursor = 0
+        if arguments.shuffle {
+            var generator = SplitMix64(seed: arguments.seed &+ UInt64(epoch) &* 0x9E37_79B9)
+            order.shuffle(using: &generator)
+        }
+    }
+
+    static func truncated(_ example: Example, to length: Int) -> Example {
+        guard example.inputIds.count > length else { return example }
+        return Example(inputIds: Array(example.inputIds.prefix(length)), labels: example.labels.map { Array($0.prefix(length)) },
+                       attentionMask: example.attentionMask.map { Array($0.prefix(length)) })
+    }
+}
+
+/// Mean loss over every target token of a data set (token-weighted), and its perplexity.
+public struct Evaluation: Sendable, Equatable {
+    public var loss: Double
+    public var tokens: Int
+    public var perplexity: Double { Foundation.exp(loss) }
+
+    public static func run(model: LlamaModel, examples: [Example], batchSize: Int = 8) throws -> Evaluation {
+        var sum = 0.0, tokens = 0
+        for start in stride(from: 0, to: examples.count, by: batchSize) {
+            let batch = Batch(examples: Array(examples[start..<Swift.min(start + batchSize, examples.count)]))
+            sum += try model.step(batch, gradScale: nil)
+            tokens += batch.targetCount
+        }
+        guard tokens > 0 else { throw TrainingError.invalid("the evaluation data has no target tokens") }
+        return Evaluation(loss: sum / Double(tokens), tokens: tokens)
+    }
+}
+
+public enum TrainingError: Error, CustomStringConvertible {
+    case noAdapters, noData
+    case invalid(String)
+    public var description: String {
+        switch self {
+        case .noAdapters: return "the model has no LoRA adapters to train"
+        case .noData: return "the data set is empty"
+        case let .invalid(why): return why
+        }
+    }
+}

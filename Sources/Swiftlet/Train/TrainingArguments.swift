@@ -1,0 +1,26 @@
+/// The knobs of a training run, with Hugging Face TrainingArguments' meanings.
+public struct TrainingArguments: Sendable, Equatable {
+    public enum OptimizerKind: String, CaseIterable, Sendable { case adamw, sgd }
+
+    public var batchSize = 8
+    public var gradientAccumulation = 1
+    /// Optimizer steps to run.
+    public var maxSteps = 100
+    public var learningRate: Double = 2e-4
+    public var scheduler: LRScheduler = .linear
+    public var warmupSteps = 0
+    public var weightDecay: Float = 0
+    /// Global gradient-norm clip; 0 disables it (as in HF).
+    public var maxGradNorm: Float = 1
+    public var optimizer: OptimizerKind = .adamw
+    public var adamBeta1: Float = 0.9
+    public var adamBeta2: Float = 0.999
+    public var adamEpsilon: Float = 1e-8
+    public var seed: UInt64 = 42
+    /// Shuffle examples each epoch (seeded); otherwise batches are consecutive rows in file order.
+    public var shuffle = true
+    /// Longer examples are truncated to this many tokens.
+    public var maxSeqLength = 2048
+
+    public init() {}
+}

@@ -1,0 +1,59 @@
+import XCTest
+@testable import Swiftlet
+
+/// The LoRA linear layer's backward on the CPU backend. L = Σ w ⊙ y is linear in x, in A and in B
+/// separately, so central differences with step 1 are exact up to Float32 rounding.
+final class LinearLoRATests: XCTestCase {
+    let backend = CPUBackend()
+    var generator = SplitMix64(seed: 99)
+
+    func random(_ shape: Shape) throws -> Tensor {
+        try backend.upload((0..<shape.count).map { _ in generator.uniform(in: -1..<1) }, shape, .f32)
+    }
+
+    func check(dropout: Float, bias: Bool) throws {
+        let tokens = 5, inF = 6, outF = 4, r = 3
+        let adapter = try LoRAAdapter(module: "m", a: random([r, inF]), b: random([outF, r]), scaling: 0.7, dropout: dropout)
+        let layer = Linear(weight: try random([outF, inF]), bias: bias ? try random([outF]) : nil, lora: adapter)
+        let x = try random([tokens, inF]), w = try random([tokens, outF])
+        let seed: UInt64 = 5
+        func loss() throws -> Double {
+            let y = try layer.forward(x, dropoutSeed: seed).0
+            return zip(backend.download(y), backend.download(w)).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        let (_, saved) = try layer.forward(x, dropoutSeed: seed)
+        let dX = try layer.backward(w, saved: saved, accumulateInto: nil)
+        for (tensor, gradient) in [(x, dX), (adapter.a, adapter.gradA), (adapter.b, adapter.gradB)] {
+            let analytic = backend.download(gradient)
+            for i in 0..<tensor.count {
+                let original = tensor.floats[i]
+                tensor.floats[i] = original + 1
+                let plus = try loss()
+                tensor.floats[i] = original - 1
+                let minus = try loss()
+                tensor.floats[i] = original
+                XCTAssertEqual(Double(analytic[i]), (plus - minus) / 2, accuracy: 1e-4, "element \(i) of \(tensor.shape)")
+            }
+        }
+        if dropout > 0 {
+            XCTAssertNotNil(saved.dropoutMask)
+            let mask = backend.download(saved.dropoutMask!)
+            XCTAssertTrue(mask.contains(0) && mask.contains(1 / (1 - dropout)), "the mask drops some and keeps some")
+        }
+    }
+
+    func testBackwardWithoutDropout() throws { try check(dropout: 0, bias: false) }
+    func testBackwardWithDropoutAndBias() throws { try check(dropout: 0.4, bias: true) }
+
+    func testFreshAdapterStartsAtTheBaseModel() throws {
+        var g = SplitMix64(seed: 1)
+        let adapter = try LoRAAdapter.initialized(module: "m", inFeatures: 16, outFeatures: 4,
+                                                  config: LoRAConfig(r: 8, alpha: 16), generator: &g, on: backend)
+        XCTAssertEqual(backend.download(adapter.b), [Float](repeating: 0, count: 32))
+        let a = backend.download(adapter.a)
+        XCTAssertTrue(a.allSatisfy { abs($0) <= 0.25 }, "kaiming-uniform(a=√5) bound is 1/√in")
+        XCTAssertGreaterThan(a.map(abs).max()!, 0.2)
+        XCTAssertEqual(LoRAConfig(r: 16, alpha: 32).scaling, 2)
+        XCTAssertEqual(LoRAConfig(r: 16, alpha: 32, useRSLoRA: true).scaling, 8)
+    }
+}

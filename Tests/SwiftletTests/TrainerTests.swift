@@ -1,0 +1,119 @@
+import XCTest
+@testable import Swiftlet
+
+final class TrainerTests: XCTestCase {
+    static let config = LlamaConfig(vocabSize: 64, hiddenSize: 32, intermediateSize: 48, layers: 2, heads: 4, kvHeads: 2,
+                                    rmsNormEps: 1e-5, maxPositionEmbeddings: 64)
+
+    func model(seed: UInt64 = 3, lora: LoRAConfig = LoRAConfig(r: 4, alpha: 8)) throws -> LlamaModel {
+        let m = try LlamaModel.random(config: Self.config, seed: seed, on: CPUBackend())
+        try m.addLoRA(lora, seed: 11)
+        return m
+    }
+
+    func data(_ count: Int = 24) -> [Example] {
+        var g = SplitMix64(seed: 5)
+        return (0..<count).map { _ in
+            let start = Int32(g.next() % 64)
+            return Example(inputIds: (0..<12).map { (start + Int32($0)) % 64 })
+        }
+    }
+
+    func arguments(steps: Int = 6) -> TrainingArguments {
+        var a = TrainingArguments()
+        a.batchSize = 4
+        a.maxSteps = steps
+        a.learningRate = 1e-2
+        a.scheduler = .constant
+        return a
+    }
+
+    func weights(_ m: LlamaModel) -> [[Float]] { m.adapters.flatMap { [m.backend.download($0.a), m.backend.download($0.b)] } }
+
+    func testLossFallsAndRunsAreReproducible() throws {
+        var losses: [Double] = []
+        let m1 = try model()
+        try Trainer(model: m1, examples: data(), arguments: arguments(steps: 15)).train { losses.append($0.loss) }
+        XCTAssertLessThan(losses.suffix(3).reduce(0, +) / 3, losses[0] - 0.15, "loss \(losses)")
+        XCTAssertFalse(losses.contains { $0.isNaN })
+
+        let m2 = try model()
+        try Trainer(model: m2, examples: data(), arguments: arguments(steps: 15)).train()
+        XCTAssertEqual(weights(m1), weights(m2), "same seed, same data: bit-identical adapters")
+    }
+
+    func testGradientAccumulationEqualsOneLargeBatch() throws {
+        // Same 4 examples as one batch of 4, or as 2 micro-batches of 2 with unequal token counts:
+        // the loss is normalised over all targets of the step either way.
+        var examples = data(4)
+        examples[1].labels = examples[1].inputIds.enumerated().map { $0.offset < 8 ? -100 : $0.element }
+        var a = arguments(steps: 1)
+        a.shuffle = false
+        a.optimizer = .sgd
+        let big = try model(), small = try model()
+        let logBig = try Trainer(model: big, examples: examples, arguments: a).step()
+        a.batchSize = 2
+        a.gradientAccumulation = 2
+        let logSmall = try Trainer(model: small, examples: examples, arguments: a).step()
+        XCTAssertEqual(logBig.loss, logSmall.loss, accuracy: 1e-6)
+        XCTAssertEqual(logBig.gradNorm, logSmall.gradNorm, accuracy: 1e-6 * logBig.gradNorm)
+        for (x, y) in zip(weights(big), weights(small)) {
+            for (p, q) in zip(x, y) { XCTAssertEqual(p, q, accuracy: 1e-6) }
+        }
+    }
+
+    func testClippingBoundsTheUpdate() throws {
+        var a = arguments(steps: 1)
+        a.optimizer = .sgd
+        a.learningRate = 1
+        a.maxGradNorm = 1e-3
+        let m = try model()
+        let before = weights(m)
+        let log = try Trainer(model: m, examples: data(), arguments: a).step()
+        XCTAssertGreaterThan(log.gradNorm, 1e-3)
+        let moved = zip(weights(m).joined(), before.joined()).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }.squareRoot()
+        XCTAssertEqual(moved, 1e-3, accuracy: 1e-5, "an SGD step of lr 1 moves exactly the clipped norm")
+    }
+
+    func testAdapterRoundTripsThroughPEFTFormat() throws {
+        let lora = LoRAConfig(r: 4, alpha: 8, dropout: 0.1, targets: [.q, .v, .down], useRSLoRA: true)
+        let m = try model(lora: lora)
+        try Trainer(model: m, examples: data(), arguments: arguments(steps: 2)).train()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("adapter-\(UUID().uuidString)")
+        try PEFTAdapter.save(m, config: lora, to: directory)
+
+        let fresh = try LlamaModel.random(config: Self.config, seed: 3, on: CPUBackend())
+        let loaded = try PEFTAdapter.load(directory: directory, into: fresh)
+        XCTAssertEqual(loaded, lora)
+        XCTAssertEqual(weights(fresh), weights(m))
+        XCTAssertEqual(fresh.adapters.map(\.module), m.adapters.map(\.module))
+
+        // A model with fewer layers finds tensors it has no module for: an error, not a silent drop.
+        var smaller = Self.config
+        smaller.layers = 1
+        let other = try LlamaModel.random(config: smaller, seed: 3, on: CPUBackend())
+        XCTAssertThrowsError(try PEFTAdapter.load(directory: directory, into: other)) { error in
+            XCTAssertTrue("\(error)".contains("model.layers.1"), "\(error)")
+        }
+        // A bigger rank in the config than in the file: shape mismatch naming the tensor.
+        let configURL = directory.appendingPathComponent("adapter_config.json")
+        let text = try String(contentsOf: configURL, encoding: .utf8).replacingOccurrences(of: "\"r\" : 4", with: "\"r\" : 5")
+        try text.write(to: configURL, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try PEFTAdapter.load(directory: directory, into: try LlamaModel.random(config: Self.config, seed: 3, on: CPUBackend()))) { error in
+            XCTAssertTrue("\(error)".contains("lora_A.weight"), "\(error)")
+        }
+    }
+
+    func testDemoTaskLearnsQuickly() throws {
+        var a = DemoTask.arguments
+        a.maxSteps = 40
+        a.warmupSteps = 0
+        a.scheduler = .constant
+        let m = try LlamaModel.random(config: DemoTask.config, seed: 1, std: DemoTask.weightScale, on: CPUBackend())
+        try m.addLoRA(DemoTask.lora, seed: 42)
+        var losses: [Double] = []
+        try Trainer(model: m, examples: DemoTask.examples(count: 96), arguments: a).train { losses.append($0.loss) }
+        XCTAssertGreaterThan(losses[0], 5, "an untrained model knows nothing of the task")
+        XCTAssertLessThan(losses.suffix(5).reduce(0, +) / 5, losses[0] - 1, "\(losses)")
+    }
+}
