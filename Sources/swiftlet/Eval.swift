@@ -17,7 +17,7 @@ struct Eval: ParsableCommand {
         let backend = try device.makeBackend { if !json { print($0) } }
         let model = try LlamaModel.load(directory: URL(fileURLWithPath: self.model), on: backend)
         if let adapter { try PEFTAdapter.load(directory: URL(fileURLWithPath: adapter), into: model) }
-        let examples = try TokenizedDataset.load(URL(fileURLWithPath: data))
+        let examples = try TokenizedDataset.load(URL(fileURLWithPath: data), vocabSize: model.config.vocabSize)
         let result = try Evaluation.run(model: model, examples: examples, batchSize: batchSize)
         if json {
             print("{\"loss\": \(result.loss), \"perplexity\": \(result.perplexity), \"tokens\": \(result.tokens)}")

@@ -44,7 +44,7 @@ struct Train: ParsableCommand {
         var lora: LoRAConfig
         if let path = self.model, let data {
             model = try LlamaModel.load(directory: URL(fileURLWithPath: path), on: backend)
-            examples = try TokenizedDataset.load(URL(fileURLWithPath: data))
+            examples = try TokenizedDataset.load(URL(fileURLWithPath: data), vocabSize: model.config.vocabSize)
             lora = LoRAConfig(r: loraR, alpha: loraAlpha, dropout: loraDropout,
                               targets: try LoRAConfig.targets(parsing: targetModules), useRSLoRA: useRslora)
         } else {

@@ -38,6 +38,14 @@ final class DatasetTests: XCTestCase {
         }
     }
 
+    func testIdsOutsideTheVocabularyNameTheRow() throws {
+        let url = try write("{\"input_ids\": [1, 2]}\n{\"input_ids\": [1, 64]}")
+        XCTAssertEqual(try TokenizedDataset.load(url, vocabSize: 65).count, 2)
+        XCTAssertThrowsError(try TokenizedDataset.load(url, vocabSize: 64)) { error in
+            XCTAssertTrue("\(error)".contains(url.lastPathComponent + ":2: field 'input_ids' holds 64"), "\(error)")
+        }
+    }
+
     func testPaddedBatchShiftsLabelsAndMasksPadding() {
         let batch = Batch(examples: [
             Example(inputIds: [5, 6, 7], labels: [-100, 6, 7]),

@@ -3,7 +3,8 @@ import Foundation
 /// A JSONL file of pre-tokenized examples: one object per line with `input_ids`, and optionally
 /// `labels` (-100 = not trained on) and `attention_mask` (1s then 0s: right padding).
 public enum TokenizedDataset {
-    public static func load(_ url: URL) throws -> [Example] {
+    /// Reads every row; with `vocabSize`, token ids and labels must lie inside the vocabulary.
+    public static func load(_ url: URL, vocabSize: Int? = nil) throws -> [Example] {
         let text: String
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {
             throw DataError(file: url.path, line: nil, field: nil, problem: "cannot be read (\(error.localizedDescription))")
@@ -12,7 +13,7 @@ public enum TokenizedDataset {
         for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
             if trimmed.isEmpty { continue }
-            examples.append(try parse(row: trimmed, file: url.path, line: index + 1))
+            examples.append(try parse(row: trimmed, file: url.path, line: index + 1, vocabSize: vocabSize))
         }
         guard !examples.isEmpty else {
             throw DataError(file: url.path, line: nil, field: nil, problem: "holds no examples")
@@ -20,7 +21,7 @@ public enum TokenizedDataset {
         return examples
     }
 
-    static func parse(row: String, file: String, line: Int) throws -> Example {
+    static func parse(row: String, file: String, line: Int, vocabSize: Int? = nil) throws -> Example {
         func fail(_ field: String?, _ problem: String) -> DataError {
             DataError(file: file, line: line, field: field, problem: problem)
         }
@@ -63,6 +64,14 @@ public enum TokenizedDataset {
         }
         if let bad = labels?.first(where: { $0 < 0 && $0 != Batch.ignoreIndex }) {
             throw fail("labels", "holds \(bad); labels are token ids or -100")
+        }
+        if let vocabSize {
+            if let bad = ids.first(where: { Int($0) >= vocabSize }) {
+                throw fail("input_ids", "holds \(bad), outside the model's vocabulary (vocab_size \(vocabSize))")
+            }
+            if let bad = labels?.first(where: { Int($0) >= vocabSize }) {
+                throw fail("labels", "holds \(bad), outside the model's vocabulary (vocab_size \(vocabSize))")
+            }
         }
         let mask = try ints("attention_mask")
         if let mask {
