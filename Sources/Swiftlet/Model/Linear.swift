@@ -39,8 +39,8 @@ public struct Linear {
                 saved.loraInput = loraInput
             }
             let z = try backend.zeros([tokens, lora.rank], backend.computeType)
-            backend.matmul(loraInput, transposeA: false, lora.a, transposeB: true, into: z, alpha: 1, beta: 0)
-            backend.matmul(z, transposeA: false, lora.b, transposeB: true, into: y, alpha: lora.scaling, beta: 1)
+            backend.matmul(loraInput, transposeA: false, lora.aCompute, transposeB: true, into: z, alpha: 1, beta: 0)
+            backend.matmul(z, transposeA: false, lora.bCompute, transposeB: true, into: y, alpha: lora.scaling, beta: 1)
             saved.lowRank = z
         }
         return (y, saved)
@@ -58,15 +58,15 @@ public struct Linear {
             // dB += s · dYᵀ z ;  dz = s · dY B ;  dA += dzᵀ x ;  dx += (dz A) ⊙ mask
             backend.matmul(dY, transposeA: true, z, transposeB: false, into: lora.gradB, alpha: lora.scaling, beta: 1)
             let dz = try backend.zeros([tokens, lora.rank], backend.computeType)
-            backend.matmul(dY, transposeA: false, lora.b, transposeB: false, into: dz, alpha: lora.scaling, beta: 0)
+            backend.matmul(dY, transposeA: false, lora.bCompute, transposeB: false, into: dz, alpha: lora.scaling, beta: 0)
             backend.matmul(dz, transposeA: true, x, transposeB: false, into: lora.gradA, alpha: 1, beta: 1)
             if let mask = saved.dropoutMask {
                 let dLoRAInput = try backend.zeros([tokens, inFeatures], backend.computeType)
-                backend.matmul(dz, transposeA: false, lora.a, transposeB: false, into: dLoRAInput, alpha: 1, beta: 0)
+                backend.matmul(dz, transposeA: false, lora.aCompute, transposeB: false, into: dLoRAInput, alpha: 1, beta: 0)
                 backend.multiply(dLoRAInput, by: mask)
                 backend.add(dLoRAInput, into: dInput, alpha: 1)
             } else {
-                backend.matmul(dz, transposeA: false, lora.a, transposeB: false, into: dInput, alpha: 1, beta: 1)
+                backend.matmul(dz, transposeA: false, lora.aCompute, transposeB: false, into: dInput, alpha: 1, beta: 1)
             }
         }
         return dInput

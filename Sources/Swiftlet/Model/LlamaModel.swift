@@ -62,7 +62,7 @@ public final class LlamaModel {
         let normed = try backend.zeros(h.shape, backend.computeType)
         let rstd = try backend.zeros([batch.tokenCount], .f32)
         backend.rmsNorm(h, weight: finalNorm, eps: config.rmsNormEps, into: normed, rstd: rstd)
-        let logits = try backend.zeros([batch.tokenCount, config.vocabSize], .f32)
+        let logits = try backend.zeros([batch.tokenCount, config.vocabSize], backend.computeType)
         backend.matmul(normed, transposeA: false, lmHead, transposeB: true, into: logits, alpha: 1, beta: 0)
         return backend.download(logits)
     }
@@ -98,7 +98,8 @@ public final class LlamaModel {
         let dNormed = try gradScale.map { _ in try backend.zeros(h.shape, backend.computeType) }
 
         let chunk = Swift.max(1, Swift.min(tokens, (1 << 22) / Swift.max(vocab, 1)))
-        let logits = try backend.zeros([chunk, vocab], .f32)
+        // Logits in the compute type, as transformers' lm_head produces them (the loss upcasts).
+        let logits = try backend.zeros([chunk, vocab], backend.computeType)
         var loss = 0.0
         for start in stride(from: 0, to: tokens, by: chunk) {
             let rows = start..<Swift.min(start + chunk, tokens)
