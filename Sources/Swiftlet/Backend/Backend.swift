@@ -69,6 +69,10 @@ public protocol Backend: AnyObject, Sendable {
     /// gradScale · (softmax - onehot) (zero on ignored rows).
     func crossEntropy(logits: Tensor, labels: Tensor, gradScale: Float?) -> Double
 
+    /// x[i] = uniform(-bound, bound) drawn from (seed, i) by a counter-based hash, so every
+    /// backend fills the same values (random weights for the demo and benchmarks).
+    func fillUniform(_ x: Tensor, seed: UInt64, bound: Float)
+
     /// Dropout: x *= mask / (1 - p) with a deterministic mask from (seed, offset); keeps the
     /// scaled mask in `mask` for the backward.
     func dropout(_ x: Tensor, probability: Float, seed: UInt64, mask: Tensor)

@@ -33,6 +33,13 @@ extension CPUBackend {
         return sum
     }
 
+    public func fillUniform(_ x: Tensor, seed: UInt64, bound: Float) {
+        let xs = x.floats
+        parallelFor(xs.count, grain: 1 << 16) { range in
+            for i in range { xs[i] = (2 * CounterHash.unit(seed: seed, index: UInt64(i)) - 1) * bound }
+        }
+    }
+
     public func dropout(_ x: Tensor, probability: Float, seed: UInt64, mask: Tensor) {
         let xs = x.floats, ms = mask.floats
         let keep = 1 / (1 - probability)
@@ -43,16 +50,23 @@ extension CPUBackend {
     }
 }
 
-/// The dropout decision for element `index` under `seed`: a counter-based hash (SplitMix64), so
-/// every backend draws the same mask without sharing generator state.
-public enum DropoutMask {
+/// A uniform number in [0, 1) for element `index` under `seed`: a counter-based hash (SplitMix64
+/// of seed + index), so every backend draws the same values without sharing generator state.
+public enum CounterHash {
     @inlinable
-    public static func keeps(seed: UInt64, index: UInt64, probability: Float) -> Bool {
+    public static func unit(seed: UInt64, index: UInt64) -> Float {
         var z = seed &+ (index &+ 1) &* 0x9E37_79B9_7F4A_7C15
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         z ^= z >> 31
-        let uniform = Float(z >> 40) * 0x1p-24  // 24 random bits in [0, 1)
-        return uniform >= probability
+        return Float(z >> 40) * 0x1p-24  // 24 random bits
+    }
+}
+
+/// The dropout decision for element `index` under `seed`.
+public enum DropoutMask {
+    @inlinable
+    public static func keeps(seed: UInt64, index: UInt64, probability: Float) -> Bool {
+        CounterHash.unit(seed: seed, index: index) >= probability
     }
 }

@@ -20,21 +20,20 @@ extension LlamaModel {
         return try assemble(config: config, on: backend, tensor: tensor)
     }
 
-    /// A model of `config`'s shape with seeded random weights (bell-shaped with standard
-    /// deviation `std`; 0.02 is how transformers initialises Llama; norms at 1).
+    /// A model of `config`'s shape with seeded random weights, uniform with standard deviation
+    /// `std` (0.02 is transformers' Llama initialiser), norms at 1. Filled on the backend itself, so
+    /// a 7B model needs no host copy.
     public static func random(config: LlamaConfig, seed: UInt64, std: Float = 0.02,
                               on backend: any Backend) throws -> LlamaModel {
-        var generator = SplitMix64(seed: seed)
+        var tensors = 0
         return try assemble(config: config, on: backend) { name, shape in
             if name.hasSuffix("norm.weight") {
                 return try backend.upload([Float](repeating: 1, count: shape.count), shape, backend.computeType)
             }
-            // Sum of 4 uniforms: cheap and bell-shaped; each has variance bound²/3, the sum / 2 has std.
-            let bound = std * Float(3).squareRoot()
-            let values = (0..<shape.count).map { _ in
-                (0..<4).reduce(Float(0)) { s, _ in s + generator.uniform(in: -bound..<bound) } / 2
-            }
-            return try backend.upload(values, shape, backend.computeType)
+            tensors += 1
+            let t = try backend.zeros(shape, backend.computeType)
+            backend.fillUniform(t, seed: seed &+ UInt64(tensors) &* 0x9E37_79B9, bound: std * Float(3).squareRoot())
+            return t
         }
     }
 
