@@ -12,6 +12,9 @@ public protocol Backend: AnyObject, Sendable {
     /// The storage type for activations and 16-bit weights on this backend (CPU: f32).
     var computeType: DType { get }
 
+    /// Waits until all queued work is done (a no-op where ops run synchronously).
+    func synchronize()
+
     // MARK: Memory
     var memory: MemoryCounter { get }
     /// A new tensor, zero-filled.

@@ -12,6 +12,8 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public init() {}
 
+    public func synchronize() {}
+
     public func zeros(_ shape: Shape, _ dtype: DType) throws -> Tensor {
         let bytes = Swift.max(shape.count * dtype.size, 1)
         // 64-byte alignment keeps SIMD loads aligned in the GEMM's packed panels.

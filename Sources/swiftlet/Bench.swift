@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import Swiftlet
+
+/// Timed training steps on random weights of a named shape, printing one `RESULT {json}` line
+/// with the keys of the baseline script (hf_peft.py), so the two can be compared side by side.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time LoRA training steps on random weights of a model shape (GPU benchmark).")
+
+    @Option(help: "Model shape: \(LlamaConfig.presetNames.joined(separator: ", ")).") var arch = "tinyllama"
+    @Option(help: "Rows per step.") var batchSize = 2
+    @Option(help: "Tokens per row.") var seq = 2048
+    @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 10
+    @Option(help: "LoRA rank (alpha = r, all seven projections).") var r = 16
+    @Option(help: "Gradient checkpointing: off (on arrives with the speed work).") var gradientCheckpointing = "off"
+    @Option(help: "cpu, cuda or auto.") var device: Device = .auto
+
+    func run() throws {
+        guard gradientCheckpointing == "off" else {
+            throw ValidationError("--gradient-checkpointing \(gradientCheckpointing) is not implemented yet; use off")
+        }
+        let backend = try device.makeBackend { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        let config = try LlamaConfig.preset(arch)
+        let model = try LlamaModel.random(config: config, seed: 0, on: backend)
+        try model.addLoRA(LoRAConfig(r: r, alpha: Float(r)), seed: 0)
+        var arguments = TrainingArguments()
+        arguments.learningRate = 2e-4
+        arguments.maxGradNorm = 0
+        arguments.scheduler = .constant
+        let optimizer = try LoRAOptimizer(adapters: model.adapters, arguments: arguments)
+        var generator = SplitMix64(seed: 1)
+        func batch() -> Batch {
+            let examples = (0..<batchSize).map { _ in
+                Example(inputIds: (0..<seq).map { _ in Int32(generator.next() % UInt64(config.vocabSize)) })
+            }
+            return Batch(examples: examples)
+        }
+        backend.memory.resetPeak()
+        var times: [Double] = []
+        var loss = 0.0
+        for _ in 0..<(steps + 2) {
+            let b = batch()
+            backend.synchronize()
+            let start = Date()
+            optimizer.zeroGradients()
+            loss = try model.step(b, gradScale: 1 / Float(b.targetCount)) / Double(b.targetCount)
+            optimizer.step(lr: Float(arguments.learningRate))
+            backend.synchronize()
+            times.append(Date().timeIntervalSince(start))
+        }
+        let timed = times.dropFirst(2).sorted()
+        let median = timed[timed.count / 2]
+        let result: [String: Any] = [
+            "system": "swiftlet-\(backend.name)", "arch": arch, "bsz": batchSize, "seq": seq,
+            "gc": 0, "fourbit": 0, "attn": "swiftlet", "r": r,
+            "step_s": (median * 1e4).rounded() / 1e4,
+            "tok_s": (Double(batchSize * seq) / median * 10).rounded() / 10,
+            "peak_gib": (Double(backend.memory.peak) / Double(1 << 30) * 100).rounded() / 100,
+            "loss": (loss * 1e4).rounded() / 1e4,
+        ]
+        let json = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+        print("RESULT " + String(decoding: json, as: UTF8.self))
+    }
+}
