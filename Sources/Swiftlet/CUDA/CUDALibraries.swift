@@ -72,6 +72,10 @@ public enum CUDALibrarySearch {
             if let root = environment[key], !root.isEmpty { folders.append(trimSlash(root) + "/lib64") }
         }
         folders += ["/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib"]
+        // Versioned toolkits without the /usr/local/cuda symlink, newest first.
+        for dir in glob("/usr/local/cuda-*").reversed() {
+            folders += [dir + "/lib64", dir + "/targets/x86_64-linux/lib"]
+        }
         var sitePackages = [
             "/usr/lib/python3*/site-packages", "/usr/local/lib/python3*/site-packages",
             "/usr/lib/python3*/dist-packages", "/usr/local/lib/python3*/dist-packages",
