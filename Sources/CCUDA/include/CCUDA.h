@@ -1,10 +1,94 @@
-// C declarations of the CUDA driver API, NVRTC and cuBLASLt entry points that Swiftlet calls.
-// They are written here (not taken from the CUDA SDK) and resolved with dlopen at run time, so the
-// package builds on machines without CUDA. The CUDA backend issue fills this in.
+// C declarations of the CUDA driver API and NVRTC entry points that Swiftlet calls.
+// Written by hand from the public cuda.h / nvrtc.h (not taken from the CUDA SDK) and resolved with
+// dlopen/dlsym at run time, so the package builds on machines without CUDA.
+//
+// ABI notes:
+//  * Every enum of the CUDA API (CUresult, CUdevice_attribute, nvrtcResult) is a C enum, i.e. an
+//    `int` on the x86_64 / aarch64 Linux ABIs; we declare them as int.
+//  * Several functions exist under versioned symbol names; the names we resolve are the ones the
+//    cuda.h macros map to (cuMemAlloc -> cuMemAlloc_v2, ...). The typedef names say which.
 #ifndef CCUDA_H
 #define CCUDA_H
 
+#include <stddef.h>
+
 /// Version of these declarations; lets Swift code check it links the header it expects.
-static const int ccuda_declarations_version = 0;
+static const int ccuda_declarations_version = 1;
+
+// ---- Driver API types ---------------------------------------------------------------------------
+typedef int CUresult;
+typedef int CUdevice;
+typedef int CUdevice_attribute;
+typedef unsigned long long CUdeviceptr;   // CUdeviceptr_v2: unsigned long long on 64-bit
+typedef struct CUctx_st *CUcontext;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+typedef struct CUstream_st *CUstream;
+typedef struct CUevent_st *CUevent;
+
+#define CCUDA_SUCCESS 0
+#define CCUDA_ERROR_OUT_OF_MEMORY 2
+#define CCUDA_ERROR_NOT_INITIALIZED 3
+#define CCUDA_ERROR_NO_DEVICE 100
+
+#define CCUDA_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT 16
+#define CCUDA_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR 75
+#define CCUDA_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR 76
+
+#define CCUDA_STREAM_NON_BLOCKING 0x1
+#define CCUDA_EVENT_DEFAULT 0x0
+
+// ---- Driver API entry points (symbol name = the typedef name without PFN_) ------------------------
+typedef CUresult (*PFN_cuInit)(unsigned int flags);
+typedef CUresult (*PFN_cuDriverGetVersion)(int *driverVersion);
+typedef CUresult (*PFN_cuDeviceGet)(CUdevice *device, int ordinal);
+typedef CUresult (*PFN_cuDeviceGetCount)(int *count);
+typedef CUresult (*PFN_cuDeviceGetName)(char *name, int len, CUdevice dev);
+typedef CUresult (*PFN_cuDeviceGetAttribute)(int *pi, CUdevice_attribute attrib, CUdevice dev);
+typedef CUresult (*PFN_cuDeviceTotalMem_v2)(size_t *bytes, CUdevice dev);
+typedef CUresult (*PFN_cuDevicePrimaryCtxRetain)(CUcontext *pctx, CUdevice dev);
+typedef CUresult (*PFN_cuCtxSetCurrent)(CUcontext ctx);
+typedef CUresult (*PFN_cuCtxSynchronize)(void);
+typedef CUresult (*PFN_cuStreamCreate)(CUstream *phStream, unsigned int flags);
+typedef CUresult (*PFN_cuStreamSynchronize)(CUstream hStream);
+typedef CUresult (*PFN_cuMemAlloc_v2)(CUdeviceptr *dptr, size_t bytesize);
+typedef CUresult (*PFN_cuMemFree_v2)(CUdeviceptr dptr);
+typedef CUresult (*PFN_cuMemcpyHtoD_v2)(CUdeviceptr dstDevice, const void *srcHost, size_t byteCount);
+typedef CUresult (*PFN_cuMemcpyDtoH_v2)(void *dstHost, CUdeviceptr srcDevice, size_t byteCount);
+typedef CUresult (*PFN_cuMemsetD8_v2)(CUdeviceptr dstDevice, unsigned char uc, size_t n);
+typedef CUresult (*PFN_cuMemGetInfo_v2)(size_t *freeBytes, size_t *totalBytes);
+typedef CUresult (*PFN_cuModuleLoadData)(CUmodule *module, const void *image);
+typedef CUresult (*PFN_cuModuleGetFunction)(CUfunction *hfunc, CUmodule hmod, const char *name);
+typedef CUresult (*PFN_cuLaunchKernel)(CUfunction f,
+                                       unsigned int gridDimX, unsigned int gridDimY, unsigned int gridDimZ,
+                                       unsigned int blockDimX, unsigned int blockDimY, unsigned int blockDimZ,
+                                       unsigned int sharedMemBytes, CUstream hStream,
+                                       void **kernelParams, void **extra);
+typedef CUresult (*PFN_cuEventCreate)(CUevent *phEvent, unsigned int flags);
+typedef CUresult (*PFN_cuEventRecord)(CUevent hEvent, CUstream hStream);
+typedef CUresult (*PFN_cuEventSynchronize)(CUevent hEvent);
+typedef CUresult (*PFN_cuEventElapsedTime)(float *pMilliseconds, CUevent hStart, CUevent hEnd);
+typedef CUresult (*PFN_cuGetErrorString)(CUresult error, const char **pStr);
+
+// ---- NVRTC --------------------------------------------------------------------------------------
+typedef int nvrtcResult;
+typedef struct _nvrtcProgram *nvrtcProgram;
+#define CCUDA_NVRTC_SUCCESS 0
+
+typedef nvrtcResult (*PFN_nvrtcVersion)(int *major, int *minor);
+typedef nvrtcResult (*PFN_nvrtcCreateProgram)(nvrtcProgram *prog, const char *src, const char *name,
+                                              int numHeaders, const char *const *headers,
+                                              const char *const *includeNames);
+typedef nvrtcResult (*PFN_nvrtcCompileProgram)(nvrtcProgram prog, int numOptions, const char *const *options);
+typedef nvrtcResult (*PFN_nvrtcGetProgramLogSize)(nvrtcProgram prog, size_t *logSizeRet);
+typedef nvrtcResult (*PFN_nvrtcGetProgramLog)(nvrtcProgram prog, char *log);
+typedef nvrtcResult (*PFN_nvrtcGetCUBINSize)(nvrtcProgram prog, size_t *cubinSizeRet);
+typedef nvrtcResult (*PFN_nvrtcGetCUBIN)(nvrtcProgram prog, char *cubin);
+typedef nvrtcResult (*PFN_nvrtcDestroyProgram)(nvrtcProgram *prog);
+typedef const char *(*PFN_nvrtcGetErrorString)(nvrtcResult result);
+
+// ---- Helpers (CCUDA.c) --------------------------------------------------------------------------
+/// The path the dynamic loader actually loaded `handle` from (dlinfo RTLD_DI_LINKMAP), or NULL.
+const char *ccuda_loaded_path(void *handle);
 
 #endif

@@ -8,10 +8,21 @@ public enum Device: String, CaseIterable, Sendable {
         case .cpu: return CPUBackend()
         case .cuda: throw BackendError.unavailable(Device.cudaUnavailable)
         case .auto:
-            note("using the CPU: \(Device.cudaUnavailable)")
+            switch CUDALibraries.shared {
+            case let .failure(error): note("using the CPU: \(error)")
+            case .success: note(Device.cudaUnfinished)
+            }
             return CPUBackend()
         }
     }
 
-    static let cudaUnavailable = "the CUDA backend is not part of this build yet"
+    static let cudaUnfinished = "the CUDA backend's training ops are not finished yet; using the CPU"
+
+    /// Why `--device cuda` cannot run: the loader's one line when the libraries are missing.
+    static var cudaUnavailable: String {
+        switch CUDALibraries.shared {
+        case let .failure(error): return "\(error)"
+        case .success: return "the CUDA backend's training ops are not finished yet (run with --device cpu or auto)"
+        }
+    }
 }

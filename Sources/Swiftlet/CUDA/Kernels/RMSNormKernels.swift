@@ -1,0 +1,65 @@
+/// RMSNorm on the GPU, the same math as `RMSNormKernel` (CPU/RMSNorm.swift):
+///   forward  y = w ⊙ (x · rstd), rstd = 1/√(mean(x²) + ε)      x, w, y bf16; rstd f32
+///   backward dx = rstd·(w⊙dy) − x·rstd³/width · Σ(w⊙dy⊙x)      dy, x, w bf16; rstd f32
+/// All arithmetic in f32. One block per row, block reduction for the row sums.
+/// dX is an **f32** buffer (gradients of the residual stream are summed over several branches, so it
+/// stays in f32 until the caller converts it); with `accumulate` != 0 the kernel adds to it, as the
+/// CPU's `accumulateInto`, otherwise it overwrites it.
+public enum CUDARMSNorm {
+    static let source = CUDAKernelSource.common + """
+    extern "C" __global__ void swiftlet_rmsnorm_forward(const bf16_t* __restrict__ x, const bf16_t* __restrict__ w,
+                                                        bf16_t* __restrict__ y, float* __restrict__ rstd,
+                                                        int width, float eps) {
+        __shared__ float shared[32];
+        const size_t row = blockIdx.x;
+        const bf16_t* xr = x + row * (size_t)width;
+        bf16_t* yr = y + row * (size_t)width;
+        float sum = 0.0f;
+        for (int j = threadIdx.x; j < width; j += blockDim.x) { const float v = bf16_to_f32(xr[j]); sum += v * v; }
+        sum = block_sum(sum, shared);
+        const float s = 1.0f / sqrtf(sum / (float)width + eps);
+        if (threadIdx.x == 0) rstd[row] = s;
+        for (int j = threadIdx.x; j < width; j += blockDim.x)
+            yr[j] = f32_to_bf16(bf16_to_f32(w[j]) * (bf16_to_f32(xr[j]) * s));
+    }
+
+    extern "C" __global__ void swiftlet_rmsnorm_backward(const bf16_t* __restrict__ dy, const bf16_t* __restrict__ x,
+                                                         const bf16_t* __restrict__ w, const float* __restrict__ rstd,
+                                                         float* __restrict__ dx, int width, int accumulate) {
+        __shared__ float shared[32];
+        const size_t row = blockIdx.x;
+        const size_t base = row * (size_t)width;
+        const float s = rstd[row];
+        float dot = 0.0f;
+        for (int j = threadIdx.x; j < width; j += blockDim.x)
+            dot += bf16_to_f32(w[j]) * bf16_to_f32(dy[base + j]) * bf16_to_f32(x[base + j]);
+        dot = block_sum(dot, shared);
+        const float c = dot * s * s * s / (float)width;
+        for (int j = threadIdx.x; j < width; j += blockDim.x) {
+            const float g = s * bf16_to_f32(w[j]) * bf16_to_f32(dy[base + j]) - c * bf16_to_f32(x[base + j]);
+            dx[base + j] = accumulate ? dx[base + j] + g : g;
+        }
+    }
+    """
+
+    static let threads = 256
+
+    /// x, y: rows×width bf16; weight: width bf16; rstd: rows f32.
+    public static func forward(_ cache: KernelCache, x: DeviceBuffer, weight: DeviceBuffer, out: DeviceBuffer,
+                               rstd: DeviceBuffer, rows: Int, width: Int, eps: Float) throws {
+        let k = try cache.function("swiftlet_rmsnorm_forward", source: source)
+        try cache.launch(k, grid: (rows, 1, 1), block: (threads, 1, 1),
+                         arguments: [.buffer(x), .buffer(weight), .buffer(out), .buffer(rstd),
+                                     .int32(Int32(width)), .float(eps)])
+    }
+
+    /// dOut, x: rows×width bf16; weight bf16; rstd f32; dX: rows×width f32 (added to when `accumulate`).
+    public static func backward(_ cache: KernelCache, dOut: DeviceBuffer, x: DeviceBuffer, weight: DeviceBuffer,
+                                rstd: DeviceBuffer, dX: DeviceBuffer, rows: Int, width: Int,
+                                accumulate: Bool) throws {
+        let k = try cache.function("swiftlet_rmsnorm_backward", source: source)
+        try cache.launch(k, grid: (rows, 1, 1), block: (threads, 1, 1),
+                         arguments: [.buffer(dOut), .buffer(x), .buffer(weight), .buffer(rstd), .buffer(dX),
+                                     .int32(Int32(width)), .int32(accumulate ? 1 : 0)])
+    }
+}
