@@ -6,5 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build -c release --static-swift-stdlib --scratch-path .build-static
 mkdir -p bench/bin
-cp .build-static/release/swiftlet bench/bin/swiftlet
-ls -la bench/bin/swiftlet
+# Stripped and xz-compressed: Foundation's ICU data makes the binary ~60 MB, and the device
+# tool carries at most 64 MiB. bench/run.sh unpacks it.
+strip -o bench/bin/swiftlet .build-static/release/swiftlet
+xz -T0 -6 -f bench/bin/swiftlet
+ls -la bench/bin/

@@ -27,32 +27,7 @@ final class ModelFixtureTests: XCTestCase {
             tensors = try SafetensorsFile(url: directory.appendingPathComponent("expected.safetensors"))
         }
 
-        /// The batch exactly as transformers sees it: labels shifted across the whole row,
-        /// positions from position_ids (else column indices), padding from attention_mask, and
-        /// packed sequences where position_ids restart.
-        static func batch(_ url: URL) throws -> Batch {
-            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
-            func rows(_ key: String) -> [[Int32]]? {
-                (json[key] as? [[NSNumber]])?.map { $0.map(\.int32Value) }
-            }
-            let ids = try XCTUnwrap(rows("input_ids")), labels = try XCTUnwrap(rows("labels"))
-            let mask = rows("attention_mask"), positionIds = rows("position_ids")
-            let columns = ids[0].count
-            var tokens: [Int32] = [], targets: [Int32] = [], positions: [Int32] = [], sequences: [Int32] = []
-            for r in ids.indices {
-                var sequence: Int32 = -1
-                for t in 0..<columns {
-                    tokens.append(ids[r][t])
-                    let position = positionIds?[r][t] ?? Int32(t)
-                    positions.append(position)
-                    if position == 0 || positionIds == nil && t == 0 { sequence += 1 }
-                    sequences.append(mask.map { $0[r][t] == 0 } == true ? -1 : sequence)
-                    targets.append(t + 1 < columns ? labels[r][t + 1] : Batch.ignoreIndex)
-                }
-            }
-            return Batch(rows: ids.count, columns: columns, tokens: tokens, targets: targets,
-                         positions: positions, sequenceIds: sequences)
-        }
+        static func batch(_ url: URL) throws -> Batch { try Batch(huggingFaceFile: url) }
 
         func expectedTensor(_ name: String) throws -> [Float] { try tensors.floats(name) }
         var loss: Double { expected["loss"] as! Double }

@@ -11,6 +11,7 @@
 #define CCUDA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /// Version of these declarations; lets Swift code check it links the header it expects.
 static const int ccuda_declarations_version = 1;
@@ -86,6 +87,52 @@ typedef nvrtcResult (*PFN_nvrtcGetCUBINSize)(nvrtcProgram prog, size_t *cubinSiz
 typedef nvrtcResult (*PFN_nvrtcGetCUBIN)(nvrtcProgram prog, char *cubin);
 typedef nvrtcResult (*PFN_nvrtcDestroyProgram)(nvrtcProgram *prog);
 typedef const char *(*PFN_nvrtcGetErrorString)(nvrtcResult result);
+
+// ---- cuBLASLt (libcublasLt.so.13 / .12) ----
+typedef int cublasStatus_t;
+typedef struct cublasLtContext *cublasLtHandle_t;
+typedef struct { uint64_t data[8]; } cublasLtMatrixLayoutOpaque_t;
+typedef cublasLtMatrixLayoutOpaque_t *cublasLtMatrixLayout_t;
+typedef struct { uint64_t data[12]; } cublasLtMatmulDescOpaque_t;
+typedef cublasLtMatmulDescOpaque_t *cublasLtMatmulDesc_t;
+typedef struct { uint64_t data[10]; } cublasLtMatmulPreferenceOpaque_t;
+typedef cublasLtMatmulPreferenceOpaque_t *cublasLtMatmulPreference_t;
+typedef struct { uint64_t data[8]; } cublasLtMatmulAlgo_t;
+typedef struct {
+    cublasLtMatmulAlgo_t algo;
+    size_t workspaceSize;
+    cublasStatus_t state;
+    float wavesCount;
+    int reserved[4];
+} cublasLtMatmulHeuristicResult_t;
+
+#define SWIFTLET_CUDA_R_32F 0
+#define SWIFTLET_CUDA_R_16F 2
+#define SWIFTLET_CUDA_R_16BF 14
+#define SWIFTLET_CUBLAS_COMPUTE_32F 68
+#define SWIFTLET_CUBLAS_OP_N 0
+#define SWIFTLET_CUBLAS_OP_T 1
+#define SWIFTLET_CUBLASLT_MATMUL_DESC_TRANSA 3
+#define SWIFTLET_CUBLASLT_MATMUL_DESC_TRANSB 4
+#define SWIFTLET_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES 1
+
+typedef cublasStatus_t (*PFN_cublasLtCreate)(cublasLtHandle_t *handle);
+typedef size_t (*PFN_cublasLtGetVersion)(void);
+typedef cublasStatus_t (*PFN_cublasLtMatmulDescCreate)(cublasLtMatmulDesc_t *desc, int computeType, int scaleType);
+typedef cublasStatus_t (*PFN_cublasLtMatmulDescDestroy)(cublasLtMatmulDesc_t desc);
+typedef cublasStatus_t (*PFN_cublasLtMatmulDescSetAttribute)(cublasLtMatmulDesc_t desc, int attr, const void *buf, size_t size);
+typedef cublasStatus_t (*PFN_cublasLtMatrixLayoutCreate)(cublasLtMatrixLayout_t *layout, int type, uint64_t rows, uint64_t cols, int64_t ld);
+typedef cublasStatus_t (*PFN_cublasLtMatrixLayoutDestroy)(cublasLtMatrixLayout_t layout);
+typedef cublasStatus_t (*PFN_cublasLtMatmulPreferenceCreate)(cublasLtMatmulPreference_t *pref);
+typedef cublasStatus_t (*PFN_cublasLtMatmulPreferenceDestroy)(cublasLtMatmulPreference_t pref);
+typedef cublasStatus_t (*PFN_cublasLtMatmulPreferenceSetAttribute)(cublasLtMatmulPreference_t pref, int attr, const void *buf, size_t size);
+typedef cublasStatus_t (*PFN_cublasLtMatmulAlgoGetHeuristic)(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
+    cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d,
+    cublasLtMatmulPreference_t pref, int requested, cublasLtMatmulHeuristicResult_t *results, int *returned);
+typedef cublasStatus_t (*PFN_cublasLtMatmul)(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
+    const void *alpha, const void *A, cublasLtMatrixLayout_t aDesc, const void *B, cublasLtMatrixLayout_t bDesc,
+    const void *beta, const void *C, cublasLtMatrixLayout_t cDesc, void *D, cublasLtMatrixLayout_t dDesc,
+    const cublasLtMatmulAlgo_t *algo, void *workspace, size_t workspaceSize, void *stream);
 
 // ---- Helpers (CCUDA.c) --------------------------------------------------------------------------
 /// The path the dynamic loader actually loaded `handle` from (dlinfo RTLD_DI_LINKMAP), or NULL.

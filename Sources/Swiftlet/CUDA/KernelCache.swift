@@ -10,6 +10,7 @@ public enum KernelArgument {
     case int32(Int32)
     case uint32(UInt32)
     case int64(Int64)
+    case uint64(UInt64)
     case float(Float)
 }
 
@@ -136,6 +137,7 @@ public final class KernelCache: @unchecked Sendable {
             case let .int32(v): slot.storeBytes(of: v, as: Int32.self)
             case let .uint32(v): slot.storeBytes(of: v, as: UInt32.self)
             case let .int64(v): slot.storeBytes(of: v, as: Int64.self)
+            case let .uint64(v): slot.storeBytes(of: v, as: UInt64.self)
             case let .float(v): slot.storeBytes(of: v, as: Float.self)
             }
             params.append(slot)

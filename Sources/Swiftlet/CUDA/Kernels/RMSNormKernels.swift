@@ -1,3 +1,5 @@
+import CCUDA
+
 /// RMSNorm on the GPU, the same math as `RMSNormKernel` (CPU/RMSNorm.swift):
 ///   forward  y = w ⊙ (x · rstd), rstd = 1/√(mean(x²) + ε)      x, w, y bf16; rstd f32
 ///   backward dx = rstd·(w⊙dy) − x·rstd³/width · Σ(w⊙dy⊙x)      dy, x, w bf16; rstd f32
@@ -40,26 +42,70 @@ public enum CUDARMSNorm {
             dx[base + j] = accumulate ? dx[base + j] + g : g;
         }
     }
+
+    // The same, accumulating into a bf16 gradient (the backend's residual stream).
+    extern "C" __global__ void swiftlet_rmsnorm_backward_bf16(const bf16_t* __restrict__ dy, const bf16_t* __restrict__ x,
+                                                              const bf16_t* __restrict__ w, const float* __restrict__ rstd,
+                                                              bf16_t* __restrict__ dx, int width) {
+        __shared__ float shared[32];
+        const size_t row = blockIdx.x;
+        const size_t base = row * (size_t)width;
+        const float s = rstd[row];
+        float dot = 0.0f;
+        for (int j = threadIdx.x; j < width; j += blockDim.x)
+            dot += bf16_to_f32(w[j]) * bf16_to_f32(dy[base + j]) * bf16_to_f32(x[base + j]);
+        dot = block_sum(dot, shared);
+        const float c = dot * s * s * s / (float)width;
+        for (int j = threadIdx.x; j < width; j += blockDim.x) {
+            const float g = s * bf16_to_f32(w[j]) * bf16_to_f32(dy[base + j]) - c * bf16_to_f32(x[base + j]);
+            dx[base + j] = f32_to_bf16(bf16_to_f32(dx[base + j]) + g);
+        }
+    }
     """
 
     static let threads = 256
 
     /// x, y: rows×width bf16; weight: width bf16; rstd: rows f32.
-    public static func forward(_ cache: KernelCache, x: DeviceBuffer, weight: DeviceBuffer, out: DeviceBuffer,
-                               rstd: DeviceBuffer, rows: Int, width: Int, eps: Float) throws {
+    public static func forward(_ cache: KernelCache, x: CUdeviceptr, weight: CUdeviceptr, out: CUdeviceptr,
+                               rstd: CUdeviceptr, rows: Int, width: Int, eps: Float) throws {
         let k = try cache.function("swiftlet_rmsnorm_forward", source: source)
         try cache.launch(k, grid: (rows, 1, 1), block: (threads, 1, 1),
-                         arguments: [.buffer(x), .buffer(weight), .buffer(out), .buffer(rstd),
+                         arguments: [.pointer(x), .pointer(weight), .pointer(out), .pointer(rstd),
                                      .int32(Int32(width)), .float(eps)])
     }
 
     /// dOut, x: rows×width bf16; weight bf16; rstd f32; dX: rows×width f32 (added to when `accumulate`).
-    public static func backward(_ cache: KernelCache, dOut: DeviceBuffer, x: DeviceBuffer, weight: DeviceBuffer,
-                                rstd: DeviceBuffer, dX: DeviceBuffer, rows: Int, width: Int,
+    public static func backward(_ cache: KernelCache, dOut: CUdeviceptr, x: CUdeviceptr, weight: CUdeviceptr,
+                                rstd: CUdeviceptr, dX: CUdeviceptr, rows: Int, width: Int,
                                 accumulate: Bool) throws {
         let k = try cache.function("swiftlet_rmsnorm_backward", source: source)
         try cache.launch(k, grid: (rows, 1, 1), block: (threads, 1, 1),
-                         arguments: [.buffer(dOut), .buffer(x), .buffer(weight), .buffer(rstd), .buffer(dX),
+                         arguments: [.pointer(dOut), .pointer(x), .pointer(weight), .pointer(rstd), .pointer(dX),
                                      .int32(Int32(width)), .int32(accumulate ? 1 : 0)])
+    }
+}
+
+extension CUDABackend {
+    public func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float, into out: Tensor, rstd: Tensor) {
+        expect(x, .bf16); expect(weight, .bf16); expect(out, .bf16); expect(rstd, .f32)
+        run { try CUDARMSNorm.forward(kernels, x: x.device, weight: weight.device, out: out.device, rstd: rstd.device,
+                                      rows: x.count / weight.count, width: weight.count, eps: eps) }
+    }
+
+    public func rmsNormBackward(dOut: Tensor, x: Tensor, weight: Tensor, rstd: Tensor, accumulateInto dX: Tensor) {
+        expect(dOut, .bf16); expect(x, .bf16); expect(weight, .bf16); expect(rstd, .f32)
+        let rows = x.count / weight.count
+        if dX.dtype == .f32 {
+            run { try CUDARMSNorm.backward(kernels, dOut: dOut.device, x: x.device, weight: weight.device, rstd: rstd.device,
+                                           dX: dX.device, rows: rows, width: weight.count, accumulate: true) }
+        } else {
+            expect(dX, .bf16)
+            run {
+                try kernels.launch(try kernels.function("swiftlet_rmsnorm_backward_bf16", source: CUDARMSNorm.source),
+                                   grid: (rows, 1, 1), block: (CUDARMSNorm.threads, 1, 1),
+                                   arguments: [.pointer(dOut.device), .pointer(x.device), .pointer(weight.device),
+                                               .pointer(rstd.device), .pointer(dX.device), .int32(Int32(weight.count))])
+            }
+        }
     }
 }

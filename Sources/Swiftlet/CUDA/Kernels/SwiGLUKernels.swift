@@ -1,3 +1,5 @@
+import CCUDA
+
 /// SwiGLU on the GPU, the same math as `SwiGLUKernel` (CPU/SwiGLU.swift), bf16 in and out, f32 math:
 ///   forward  out = silu(g)·u, silu(g) = g·σ(g)
 ///   backward dGate = dOut·u·σ(g)(1 + g(1 − σ(g))), dUp = dOut·silu(g)   (both overwritten)
@@ -31,18 +33,31 @@ public enum CUDASwiGLU {
     }
 
     /// gate, up, out: `count` bf16 values.
-    public static func forward(_ cache: KernelCache, gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer,
+    public static func forward(_ cache: KernelCache, gate: CUdeviceptr, up: CUdeviceptr, out: CUdeviceptr,
                                count: Int) throws {
         let k = try cache.function("swiftlet_swiglu_forward", source: source)
         try cache.launch(k, grid: (grid(cache, count: count), 1, 1), block: (threads, 1, 1),
-                         arguments: [.buffer(gate), .buffer(up), .buffer(out), .int64(Int64(count))])
+                         arguments: [.pointer(gate), .pointer(up), .pointer(out), .int64(Int64(count))])
     }
 
-    public static func backward(_ cache: KernelCache, dOut: DeviceBuffer, gate: DeviceBuffer, up: DeviceBuffer,
-                                dGate: DeviceBuffer, dUp: DeviceBuffer, count: Int) throws {
+    public static func backward(_ cache: KernelCache, dOut: CUdeviceptr, gate: CUdeviceptr, up: CUdeviceptr,
+                                dGate: CUdeviceptr, dUp: CUdeviceptr, count: Int) throws {
         let k = try cache.function("swiftlet_swiglu_backward", source: source)
         try cache.launch(k, grid: (grid(cache, count: count), 1, 1), block: (threads, 1, 1),
-                         arguments: [.buffer(dOut), .buffer(gate), .buffer(up), .buffer(dGate), .buffer(dUp),
+                         arguments: [.pointer(dOut), .pointer(gate), .pointer(up), .pointer(dGate), .pointer(dUp),
                                      .int64(Int64(count))])
+    }
+}
+
+extension CUDABackend {
+    public func swiglu(gate: Tensor, up: Tensor, into out: Tensor) {
+        for t in [gate, up, out] { expect(t, .bf16) }
+        run { try CUDASwiGLU.forward(kernels, gate: gate.device, up: up.device, out: out.device, count: gate.count) }
+    }
+
+    public func swigluBackward(dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
+        for t in [dOut, gate, up, dGate, dUp] { expect(t, .bf16) }
+        run { try CUDASwiGLU.backward(kernels, dOut: dOut.device, gate: gate.device, up: up.device,
+                                      dGate: dGate.device, dUp: dUp.device, count: gate.count) }
     }
 }

@@ -1,0 +1,122 @@
+import CCUDA
+import Foundation
+
+/// The CUDA backend: bf16 storage for weights and activations, f32 for LoRA parameters, optimizer
+/// state, norms' rstd and attention's log-sum-exp; NVRTC-compiled kernels (CUDA/Kernels/) and
+/// cuBLASLt products. Every op has the semantics of its CPU twin and is checked against it by
+/// `swiftlet doctor`.
+public final class CUDABackend: Backend, @unchecked Sendable {
+    public let name = "cuda"
+    public let computeType = DType.bf16
+    public let memory = MemoryCounter()
+    public let device: CUDADevice
+    let kernels: KernelCache
+    let blas: CUBLASLt
+    private var blocks: [UInt64: DeviceBuffer] = [:]
+    private let lock = NSLock()
+
+    public init(libraries: CUDALibraries? = nil, ordinal: Int = 0) throws {
+        let libs = try libraries ?? CUDALibraries()
+        device = try CUDADevice(libs: libs, ordinal: ordinal)
+        kernels = KernelCache(device: device)
+        guard let cublasLt = libs.cublasLt else {
+            throw CUDAError.invalid(libs.cublasLtProblem ?? "libcublasLt not found")
+        }
+        blas = try CUBLASLt(library: cublasLt, device: device)
+    }
+
+    /// Runs device work that can only fail through a broken device or a bug: such failures stop
+    /// the program with the driver's message rather than leave wrong numbers behind.
+    func run(_ body: () throws -> Void) {
+        do { try body() } catch { fatalError("\(error)") }
+    }
+
+    func expect(_ t: Tensor, _ dtype: DType, file: StaticString = #file, line: UInt = #line) {
+        precondition(t.dtype == dtype && t.backend === self, "expected a CUDA \(dtype) tensor, got \(t)", file: file, line: line)
+    }
+
+    public func synchronize() { run { try device.synchronize() } }
+
+    // MARK: Memory
+
+    public func zeros(_ shape: Shape, _ dtype: DType) throws -> Tensor {
+        let bytes = Swift.max(shape.count * dtype.size, 1)
+        let block = try device.memory.allocate(bytes: bytes)
+        lock.withLock { blocks[block.pointer] = block }
+        memory.allocated(block.binBytes)
+        run { try device.memory.fill(block, byte: 0) }
+        return Tensor(buffer: Buffer(byteCount: bytes, address: UnsafeMutableRawPointer(bitPattern: UInt(block.pointer))!,
+                                     backend: self),
+                      dtype: dtype, shape: shape)
+    }
+
+    public func release(_ buffer: Buffer) {
+        let pointer = UInt64(UInt(bitPattern: buffer.address))
+        guard let block = lock.withLock({ blocks.removeValue(forKey: pointer) }) else { return }
+        memory.freed(block.binBytes)
+        device.memory.free(block)
+    }
+
+    public func upload(_ values: [Float], _ shape: Shape, _ dtype: DType) throws -> Tensor {
+        precondition(values.count == shape.count, "\(values.count) values for shape \(shape)")
+        let t = try zeros(shape, dtype)
+        switch dtype {
+        case .f32: try copyToDevice(values, t)
+        case .bf16: try copyToDevice(values.map(BFloat16.bits), t)
+        case .f16: try copyToDevice(values.map(Half.bits), t)
+        default: preconditionFailure("upload of Float values as \(dtype)")
+        }
+        return t
+    }
+
+    public func upload(_ values: [Int32], _ shape: Shape) throws -> Tensor {
+        precondition(values.count == shape.count, "\(values.count) values for shape \(shape)")
+        let t = try zeros(shape, .i32)
+        try copyToDevice(values, t)
+        return t
+    }
+
+    private func copyToDevice<T>(_ values: [T], _ t: Tensor) throws {
+        guard !values.isEmpty else { return }
+        try values.withUnsafeBytes {
+            try device.libs.check(device.libs.cuMemcpyHtoD(t.device, $0.baseAddress, $0.count),
+                                  "cuMemcpyHtoD_v2")
+        }
+    }
+
+    private func copyToHost<T>(_ t: Tensor, as: T.Type, zero: T) -> [T] {
+        var out = [T](repeating: zero, count: t.count)
+        guard !out.isEmpty else { return out }
+        synchronize()
+        run {
+            try out.withUnsafeMutableBytes {
+                try device.libs.check(device.libs.cuMemcpyDtoH($0.baseAddress, t.device, $0.count), "cuMemcpyDtoH_v2")
+            }
+        }
+        return out
+    }
+
+    public func download(_ tensor: Tensor) -> [Float] {
+        switch tensor.dtype {
+        case .f32: return copyToHost(tensor, as: Float.self, zero: 0)
+        case .bf16: return copyToHost(tensor, as: UInt16.self, zero: 0).map(BFloat16.float)
+        case .f16: return copyToHost(tensor, as: UInt16.self, zero: 0).map(Half.float)
+        default: preconditionFailure("download of \(tensor.dtype) as Float")
+        }
+    }
+
+    public func downloadInts(_ tensor: Tensor) -> [Int32] {
+        expect(tensor, .i32)
+        return copyToHost(tensor, as: Int32.self, zero: 0)
+    }
+
+    public func copy(_ source: Tensor, into destination: Tensor) {
+        precondition(source.count == destination.count, "copy \(source.shape) into \(destination.shape)")
+        convert(source, into: destination)
+    }
+}
+
+extension Tensor {
+    /// The device address of a CUDA tensor's first element.
+    var device: CUdeviceptr { CUdeviceptr(UInt(bitPattern: address)) }
+}

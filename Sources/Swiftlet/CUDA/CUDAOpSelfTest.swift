@@ -1,0 +1,280 @@
+import Foundation
+
+/// The GPU self-test of `swiftlet doctor`: every op of the CUDA backend against its CPU twin on
+/// fresh random inputs at realistic sizes (hidden 4096, 2048 tokens, vocab 32000). Inputs are
+/// rounded to bf16 first so both backends see the same numbers; GPU outputs are poisoned (NaN
+/// bytes) before each run so an unwritten element fails; NaN never passes.
+struct CUDAOpSelfTest {
+    let gpu: CUDABackend
+    let cpu = CPUBackend()
+    let say: (String) -> Void
+    var generator = SplitMix64(seed: UInt64(Date().timeIntervalSince1970 * 1000))
+    var passed = true
+
+    init(gpu: CUDABackend, say: @escaping (String) -> Void) {
+        self.gpu = gpu
+        self.say = say
+    }
+
+    // bf16 outputs: an output rounding plus bf16 intermediates; f32 outputs: summation order.
+    static let bf16Max = 1e-2, bf16Mean = 3e-3, f32Max = 1e-5, f32Mean = 1e-5
+
+    /// The same random values on both backends (bf16-rounded when the GPU stores bf16).
+    mutating func pair(_ shape: Shape, _ dtype: DType, in range: ClosedRange<Float> = -1...1) throws -> (cpu: Tensor, gpu: Tensor) {
+        let values = (0..<shape.count).map { _ -> Float in
+            let v = generator.uniform(in: range.lowerBound..<range.upperBound)
+            return dtype == .bf16 ? BFloat16.round(v) : v
+        }
+        return (try cpu.upload(values, shape, .f32), try gpu.upload(values, shape, dtype))
+    }
+
+    func ints(_ values: [Int32]) throws -> (cpu: Tensor, gpu: Tensor) {
+        (try cpu.upload(values, [values.count]), try gpu.upload(values, [values.count]))
+    }
+
+    /// A GPU output filled with NaN bytes, and its zeroed CPU twin.
+    func output(_ shape: Shape, _ dtype: DType) throws -> (cpu: Tensor, gpu: Tensor) {
+        let g = try gpu.zeros(shape, dtype)
+        gpu.run { try gpu.device.memory.fill(DeviceBuffer(pointer: g.device, bytes: g.byteCount, binBytes: 0), byte: 0xFF) }
+        return (try cpu.zeros(shape, .f32), g)
+    }
+
+    mutating func check(_ name: String, _ pair: (cpu: Tensor, gpu: Tensor), exact: Bool = false) {
+        let f32 = pair.gpu.dtype == .f32
+        let e = ErrorMeasure.measure(gpu: gpu.download(pair.gpu), cpu: cpu.download(pair.cpu))
+        let (mb, nb) = exact ? (0.0, 0.0) : f32 ? (Self.f32Max, Self.f32Mean) : (Self.bf16Max, Self.bf16Mean)
+        let ok = e.passes(maxBound: mb, meanBound: nb)
+        passed = passed && ok
+        let nanText = e.nanCount > 0 ? "  \(e.nanCount) NaN/unwritten" : ""
+        say("  \(ok ? "PASS" : "FAIL")  \(name.padding(toLength: 40, withPad: " ", startingAt: 0)) max rel \(fmt(e.maxRelative)) (≤ \(fmt(mb)))  mean rel \(fmt(e.meanRelative)) (≤ \(fmt(nb)))\(nanText)")
+    }
+
+    mutating func checkScalar(_ name: String, gpu g: Double, cpu c: Double, bound: Double) {
+        let rel = abs(g - c) / max(abs(c), 1e-30)
+        let ok = rel <= bound && g.isFinite
+        passed = passed && ok
+        say("  \(ok ? "PASS" : "FAIL")  \(name.padding(toLength: 40, withPad: " ", startingAt: 0)) rel \(fmt(rel)) (≤ \(fmt(bound)))  gpu \(g)  cpu \(c)")
+    }
+
+    /// Times `body` on the GPU (after one untimed run) with device events.
+    func time(_ name: String, flops: Double = 0, bytes: Double = 0, _ body: () -> Void) {
+        body()
+        let ms = (try? gpu.device.time { for _ in 0..<3 { body() } }).map { Double($0) / 3 } ?? .nan
+        var rate = ""
+        if flops > 0 { rate += "  \(fmt(flops / ms / 1e9, digits: 1)) TFLOP/s" }
+        if bytes > 0 { rate += "  \(fmt(bytes / ms / 1e6, digits: 1)) GB/s" }
+        say("  time  \(name.padding(toLength: 40, withPad: " ", startingAt: 0)) \(fmt(ms, digits: 3)) ms\(rate)")
+    }
+
+    mutating func runAll() throws -> Bool {
+        try matmul()
+        try norms()
+        try ropeAndAttention()
+        try mlp()
+        try head()
+        try elementwise()
+        try optimizers()
+        return passed
+    }
+
+    mutating func matmul() throws {
+        say("matmul (cuBLASLt, f32 accumulation):")
+        let tokens = 2048, hidden = 4096, r = 16
+        let x = try pair([tokens, hidden], .bf16), w = try pair([hidden, hidden], .bf16, in: -0.05...0.05)
+        let y = try output([tokens, hidden], .bf16)
+        for b in [cpu, gpu] as [any Backend] {
+            let (xx, ww, yy) = b === cpu ? (x.cpu, w.cpu, y.cpu) : (x.gpu, w.gpu, y.gpu)
+            b.matmul(xx, transposeA: false, ww, transposeB: true, into: yy, alpha: 1, beta: 0)
+        }
+        check("x·Wᵀ 2048×4096×4096 → bf16", y)
+        time("x·Wᵀ 2048×4096×4096", flops: 2.0 * Double(tokens * hidden * hidden)) {
+            gpu.matmul(x.gpu, transposeA: false, w.gpu, transposeB: true, into: y.gpu, alpha: 1, beta: 0)
+        }
+        // dX = dY·W (no transposes), accumulating (beta 1) into existing values
+        let dy = try pair([tokens, hidden], .bf16), dx = try pair([tokens, hidden], .bf16)
+        cpu.matmul(dy.cpu, transposeA: false, w.cpu, transposeB: false, into: dx.cpu, alpha: 1, beta: 1)
+        gpu.matmul(dy.gpu, transposeA: false, w.gpu, transposeB: false, into: dx.gpu, alpha: 1, beta: 1)
+        check("dY·W + dX (beta 1) → bf16", dx)
+        // LoRA gradient: gradB += s·dYᵀ·z, bf16 inputs, f32 output
+        let z = try pair([tokens, r], .bf16), gradB = try pair([hidden, r], .f32)
+        cpu.matmul(dy.cpu, transposeA: true, z.cpu, transposeB: false, into: gradB.cpu, alpha: 0.5, beta: 1)
+        gpu.matmul(dy.gpu, transposeA: true, z.gpu, transposeB: false, into: gradB.gpu, alpha: 0.5, beta: 1)
+        check("s·dYᵀ·z + gradB → f32 (LoRA B grad)", gradB)
+        // both transposed, odd sizes, f32 inputs
+        let a = try pair([37, 53], .f32), bm = try pair([29, 37], .f32), c = try output([53, 29], .f32)
+        cpu.matmul(a.cpu, transposeA: true, bm.cpu, transposeB: true, into: c.cpu, alpha: 1, beta: 0)
+        gpu.matmul(a.gpu, transposeA: true, bm.gpu, transposeB: true, into: c.gpu, alpha: 1, beta: 0)
+        check("aᵀ·bᵀ 53×29×37 f32", c)
+    }
+
+    mutating func norms() throws {
+        say("RMSNorm 2048×4096:")
+        let tokens = 2048, hidden = 4096
+        let x = try pair([tokens, hidden], .bf16, in: -2...2), w = try pair([hidden], .bf16, in: 0.5...1.5)
+        let y = try output([tokens, hidden], .bf16), rstd = try output([tokens], .f32)
+        cpu.rmsNorm(x.cpu, weight: w.cpu, eps: 1e-5, into: y.cpu, rstd: rstd.cpu)
+        gpu.rmsNorm(x.gpu, weight: w.gpu, eps: 1e-5, into: y.gpu, rstd: rstd.gpu)
+        check("forward y", y)
+        check("forward rstd (f32)", rstd)
+        time("forward", bytes: Double(tokens * hidden * 4)) { gpu.rmsNorm(x.gpu, weight: w.gpu, eps: 1e-5, into: y.gpu, rstd: rstd.gpu) }
+        let dy = try pair([tokens, hidden], .bf16), dx = try pair([tokens, hidden], .bf16)
+        cpu.rmsNormBackward(dOut: dy.cpu, x: x.cpu, weight: w.cpu, rstd: rstd.cpu, accumulateInto: dx.cpu)
+        gpu.rmsNormBackward(dOut: dy.gpu, x: x.gpu, weight: w.gpu, rstd: rstd.gpu, accumulateInto: dx.gpu)
+        check("backward dX (accumulated, bf16)", dx)
+    }
+
+    mutating func ropeAndAttention() throws {
+        let tokens = 2048, heads = 32, kvHeads = 8, headDim = 128
+        var config = LlamaConfig(vocabSize: 32000, hiddenSize: heads * headDim, intermediateSize: 1, layers: 1,
+                                 heads: heads, kvHeads: kvHeads, rope: RoPEScaling(theta: 10000))
+        config.maxPositionEmbeddings = 4096
+        say("RoPE 2048 tokens × 32 heads × 128:")
+        let positions = (0..<tokens).map { Int32($0) }
+        let pos = try ints(positions)
+        let tables = (try RoPEFrequencies.table(config, positions: tokens, sequenceLength: tokens, on: cpu),
+                      try RoPEFrequencies.table(config, positions: tokens, sequenceLength: tokens, on: gpu))
+        let q = try pair([tokens, heads * headDim], .bf16)
+        cpu.rope(q.cpu, positions: pos.cpu, table: tables.0, heads: heads, inverse: false)
+        gpu.rope(q.gpu, positions: pos.gpu, table: tables.1, heads: heads, inverse: false)
+        check("forward (in place)", q)
+        cpu.rope(q.cpu, positions: pos.cpu, table: tables.0, heads: heads, inverse: true)
+        gpu.rope(q.gpu, positions: pos.gpu, table: tables.1, heads: heads, inverse: true)
+        check("inverse (backward)", q)
+
+        for (label, rows, columns, window, packed) in [("causal GQA 1×2048, 32/8 heads, d 128", 1, 2048, 0, false),
+                                                       ("packed rows + padding + window 64, 2×512", 2, 512, 64, true)] {
+            say("attention \(label):")
+            var ids = [Int32](repeating: 0, count: rows * columns)
+            if packed {
+                for n in ids.indices { let c = n % columns; ids[n] = c < 200 ? 0 : c < 450 ? 1 : -1 }
+            }
+            let seq = try ints(ids)
+            let n = rows * columns
+            let layouts = (AttentionLayout(rows: rows, columns: columns, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                                           sequenceIds: seq.cpu, slidingWindow: window == 0 ? nil : window),
+                           AttentionLayout(rows: rows, columns: columns, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                                           sequenceIds: seq.gpu, slidingWindow: window == 0 ? nil : window))
+            let q = try pair([n, heads * headDim], .bf16, in: -2...2), k = try pair([n, kvHeads * headDim], .bf16, in: -2...2)
+            let v = try pair([n, kvHeads * headDim], .bf16)
+            let out = try output([n, heads * headDim], .bf16), lse = try output([n, heads], .f32)
+            cpu.attention(q.cpu, k.cpu, v.cpu, layout: layouts.0, into: out.cpu, logSumExp: lse.cpu)
+            gpu.attention(q.gpu, k.gpu, v.gpu, layout: layouts.1, into: out.gpu, logSumExp: lse.gpu)
+            check("forward out", out)
+            // -inf rows (padding) compare as non-finite on both sides; count them out by checking finite ones
+            let lseGPU = gpu.download(lse.gpu), lseCPU = cpu.download(lse.cpu)
+            let mismatchedPadding = zip(lseGPU, lseCPU).filter { $0.0.isFinite != $0.1.isFinite }.count
+            let finite = zip(lseGPU, lseCPU).filter { $0.1.isFinite }
+            let e = ErrorMeasure.measure(gpu: finite.map(\.0), cpu: finite.map(\.1))
+            let ok = mismatchedPadding == 0 && e.passes(maxBound: 1e-4, meanBound: 1e-5)
+            passed = passed && ok
+            say("  \(ok ? "PASS" : "FAIL")  \("forward log-sum-exp (f32)".padding(toLength: 40, withPad: " ", startingAt: 0)) max rel \(fmt(e.maxRelative)) (≤ 1e-4)  padding rows agreeing: \(mismatchedPadding == 0)")
+            let flops = 4.0 * Double(rows) * Double(columns) * Double(columns) / 2 * Double(heads * headDim)
+            time("forward", flops: flops) { gpu.attention(q.gpu, k.gpu, v.gpu, layout: layouts.1, into: out.gpu, logSumExp: lse.gpu) }
+            let dOut = try pair([n, heads * headDim], .bf16)
+            let dq = try output([n, heads * headDim], .bf16), dk = try output([n, kvHeads * headDim], .bf16)
+            let dv = try output([n, kvHeads * headDim], .bf16)
+            cpu.attentionBackward(dOut: dOut.cpu, q: q.cpu, k: k.cpu, v: v.cpu, out: out.cpu, logSumExp: lse.cpu,
+                                  layout: layouts.0, dQ: dq.cpu, dK: dk.cpu, dV: dv.cpu)
+            gpu.attentionBackward(dOut: dOut.gpu, q: q.gpu, k: k.gpu, v: v.gpu, out: out.gpu, logSumExp: lse.gpu,
+                                  layout: layouts.1, dQ: dq.gpu, dK: dk.gpu, dV: dv.gpu)
+            check("backward dQ", dq)
+            check("backward dK", dk)
+            check("backward dV", dv)
+            time("backward", flops: 2.5 * flops) {
+                gpu.attentionBackward(dOut: dOut.gpu, q: q.gpu, k: k.gpu, v: v.gpu, out: out.gpu, logSumExp: lse.gpu,
+                                      layout: layouts.1, dQ: dq.gpu, dK: dk.gpu, dV: dv.gpu)
+            }
+        }
+    }
+
+    mutating func mlp() throws {
+        say("SwiGLU 2048×11008:")
+        let shape: Shape = [2048, 11008]
+        let g = try pair(shape, .bf16, in: -4...4), u = try pair(shape, .bf16), out = try output(shape, .bf16)
+        cpu.swiglu(gate: g.cpu, up: u.cpu, into: out.cpu)
+        gpu.swiglu(gate: g.gpu, up: u.gpu, into: out.gpu)
+        check("forward", out)
+        time("forward", bytes: Double(shape.count * 6)) { gpu.swiglu(gate: g.gpu, up: u.gpu, into: out.gpu) }
+        let d = try pair(shape, .bf16), dg = try output(shape, .bf16), du = try output(shape, .bf16)
+        cpu.swigluBackward(dOut: d.cpu, gate: g.cpu, up: u.cpu, dGate: dg.cpu, dUp: du.cpu)
+        gpu.swigluBackward(dOut: d.gpu, gate: g.gpu, up: u.gpu, dGate: dg.gpu, dUp: du.gpu)
+        check("backward dGate", dg)
+        check("backward dUp", du)
+    }
+
+    mutating func head() throws {
+        say("cross-entropy 2048×32000 (fused gradient), embedding:")
+        let rows = 2048, vocab = 32000
+        let logits = try pair([rows, vocab], .bf16, in: -8...8)
+        let labels = (0..<rows).map { $0 % 7 == 3 ? Int32(-100) : Int32(generator.next() % UInt64(vocab)) }
+        let l = try ints(labels)
+        let lossCPU = cpu.crossEntropy(logits: logits.cpu, labels: l.cpu, gradScale: 0.25)
+        let lossGPU = gpu.crossEntropy(logits: logits.gpu, labels: l.gpu, gradScale: 0.25)
+        checkScalar("loss sum", gpu: lossGPU, cpu: lossCPU, bound: 1e-5)
+        check("gradient (in place, bf16)", logits)
+        let table = try pair([vocab, 4096], .bf16)
+        let ids = try ints((0..<rows).map { _ in Int32(generator.next() % UInt64(vocab)) })
+        let e = try output([rows, 4096], .bf16)
+        cpu.embedding(table: table.cpu, ids: ids.cpu, into: e.cpu)
+        gpu.embedding(table: table.gpu, ids: ids.gpu, into: e.gpu)
+        check("embedding gather (exact)", e, exact: true)
+        let dTable = try pair([vocab, 4096], .f32)
+        cpu.embeddingBackward(dOut: e.cpu, ids: ids.cpu, into: dTable.cpu)
+        gpu.embeddingBackward(dOut: e.gpu, ids: ids.gpu, into: dTable.gpu)
+        check("embedding scatter-add (f32)", dTable)
+    }
+
+    mutating func elementwise() throws {
+        say("elementwise:")
+        let shape: Shape = [2048, 4096]
+        let x = try pair(shape, .bf16), y = try pair(shape, .bf16)
+        cpu.add(x.cpu, into: y.cpu, alpha: 0.5); gpu.add(x.gpu, into: y.gpu, alpha: 0.5)
+        check("add (bf16)", y)
+        let bias = try pair([4096], .bf16)
+        cpu.addBias(bias.cpu, into: y.cpu); gpu.addBias(bias.gpu, into: y.gpu)
+        check("add bias", y)
+        cpu.multiply(y.cpu, by: x.cpu); gpu.multiply(y.gpu, by: x.gpu)
+        check("multiply", y)
+        cpu.scale(y.cpu, by: 3); gpu.scale(y.gpu, by: 3)
+        check("scale", y)
+        let f = try pair([1 << 20], .f32)
+        checkScalar("Σx² (f32)", gpu: gpu.sumOfSquares(f.gpu), cpu: cpu.sumOfSquares(f.cpu), bound: 1e-5)
+        let converted = try output([1 << 20], .bf16)
+        cpu.copy(f.cpu, into: converted.cpu); gpu.copy(f.gpu, into: converted.gpu)
+        let roundedCPU = cpu.download(converted.cpu).map(BFloat16.round)
+        let e = ErrorMeasure.measure(gpu: gpu.download(converted.gpu), cpu: roundedCPU)
+        let ok = e.passes(maxBound: 0, meanBound: 0)
+        passed = passed && ok
+        say("  \(ok ? "PASS" : "FAIL")  \("f32 → bf16 copy (bit-exact rounding)".padding(toLength: 40, withPad: " ", startingAt: 0)) max rel \(fmt(e.maxRelative))")
+        let filled = try output([1 << 20], .f32)
+        cpu.fillUniform(filled.cpu, seed: 77, bound: 0.3); gpu.fillUniform(filled.gpu, seed: 77, bound: 0.3)
+        check("fill uniform (same hash)", filled)
+        let dx = try pair(shape, .bf16), maskShape = try output(shape, .bf16)
+        cpu.dropout(dx.cpu, probability: 0.25, seed: 9, mask: maskShape.cpu)
+        gpu.dropout(dx.gpu, probability: 0.25, seed: 9, mask: maskShape.gpu)
+        check("dropout mask (exact)", maskShape, exact: true)
+        check("dropout output", dx)
+    }
+
+    mutating func optimizers() throws {
+        say("optimizers (f32):")
+        let shape: Shape = [4096, 16]
+        let p = try pair(shape, .f32), g = try pair(shape, .f32), m = try pair(shape, .f32, in: -0.1...0.1)
+        let v = try pair(shape, .f32, in: 0...0.01)
+        let hyper = AdamWHyper(lr: 2e-4, weightDecay: 0.01)
+        cpu.adamw(parameter: p.cpu, gradient: g.cpu, m: m.cpu, v: v.cpu, step: 3, hyper: hyper)
+        gpu.adamw(parameter: p.gpu, gradient: g.gpu, m: m.gpu, v: v.gpu, step: 3, hyper: hyper)
+        check("AdamW parameter", p)
+        check("AdamW m", m)
+        check("AdamW v", v)
+        cpu.sgd(parameter: p.cpu, gradient: g.cpu, momentumBuffer: nil, step: 1, hyper: SGDHyper(lr: 0.1, weightDecay: 0.01))
+        gpu.sgd(parameter: p.gpu, gradient: g.gpu, momentumBuffer: nil, step: 1, hyper: SGDHyper(lr: 0.1, weightDecay: 0.01))
+        check("SGD parameter", p)
+    }
+}
+
+/// Short numbers for the self-test's lines.
+func fmt(_ x: Double, digits: Int? = nil) -> String {
+    if let digits { return String(format: "%.\(digits)f", x) }
+    return x == 0 ? "0" : String(format: "%.2e", x)
+}

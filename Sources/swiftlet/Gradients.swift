@@ -1,0 +1,34 @@
+import ArgumentParser
+import Foundation
+import Swiftlet
+
+/// One forward and backward over a data file taken as a single batch, writing the loss and every
+/// LoRA gradient (PEFT names) to a safetensors file: how Swiftlet is compared with PyTorch + PEFT.
+struct Gradients: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the loss and the LoRA gradients of one batch to a safetensors file (for comparisons).")
+
+    @Option(help: "Hugging Face model folder.") var model: String
+    @Option(help: "PEFT adapter folder.") var adapter: String
+    @Option(help: "JSONL of pre-tokenized rows, taken as one right-padded batch.") var data: String
+    @Option(help: "Output .safetensors file.") var out: String
+    @Option(help: "cpu, cuda or auto.") var device: Device = .auto
+
+    func run() throws {
+        let backend = try device.makeBackend { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        let model = try LlamaModel.load(directory: URL(fileURLWithPath: self.model), on: backend)
+        try PEFTAdapter.load(directory: URL(fileURLWithPath: adapter), into: model)
+        let examples = try TokenizedDataset.load(URL(fileURLWithPath: data), vocabSize: model.config.vocabSize)
+        let batch = Batch(examples: examples)
+        let n = batch.targetCount
+        let loss = try model.step(batch, gradScale: 1 / Float(max(n, 1))) / Double(max(n, 1))
+        var entries: [SafetensorsWriter.Entry] = [.init(name: "loss", floats: [Float(loss)], shape: [1])]
+        for a in model.adapters {
+            entries.append(.init(name: "grad." + a.peftNameA, floats: backend.download(a.gradA), shape: a.gradA.shape))
+            entries.append(.init(name: "grad." + a.peftNameB, floats: backend.download(a.gradB), shape: a.gradB.shape))
+        }
+        try SafetensorsWriter.write(entries, metadata: ["backend": backend.name, "targets": "\(n)"],
+                                    to: URL(fileURLWithPath: out))
+        print("loss \(loss) over \(n) targets on \(backend.name); gradients of \(model.adapters.count) modules written to \(out)")
+    }
+}

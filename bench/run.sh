@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Run on the GPU machine from the repository root, with bench/bin (bench/build.sh) and bench/carry
+# (a copy of the baseline scripts, hf_peft.py) carried along:
+#   doctor (every op against the CPU, the training step on the fixtures), the exactness comparison
+#   against PyTorch + PEFT at a real size, then baseline and Swiftlet interleaved and repeated, and a
+#   ratio table. ARCHS (default "tinyllama"), REPEATS (2) and STEPS (8) choose the runs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/swiftlet-bench}
+mkdir -p "$out"
+swiftlet=bench/bin/swiftlet
+[ -x $swiftlet ] || python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('$swiftlet.xz'), open('$swiftlet', 'wb'))"
+chmod +x $swiftlet
+baseline=bench/carry/hf_peft.py
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader | tee "$out/gpu.txt"
+echo "== doctor"
+timeout 300 $swiftlet doctor --fixtures Tests/SwiftletTests/Fixtures 2>&1 | tee "$out/doctor.log"
+echo "== exactness against PyTorch + PEFT"
+mkdir -p /tmp/swiftlet-compare
+PYTHONUNBUFFERED=1 timeout 300 python3 scripts/compare_hf_gpu.py --swiftlet $swiftlet --arch ${COMPARE_ARCH:-tinyllama} \
+    --work /tmp/swiftlet-compare 2>&1 | grep -v Warning | tee "$out/compare.log"
+echo "== training on the GPU: the TinyLlama-shape model learns to count (strides 1-3)"
+python3 -c "
+import json, random
+random.seed(0)
+with open('/tmp/swiftlet-count.jsonl', 'w') as f:
+    for _ in range(512):
+        s, d = random.randrange(32000), random.choice([1, 2, 3])
+        f.write(json.dumps({'input_ids': [(s + i * d) % 32000 for i in range(256)]}) + chr(10))
+"
+timeout 300 $swiftlet train --model /tmp/swiftlet-compare/model --data /tmp/swiftlet-count.jsonl --device cuda \
+    --max-steps ${TRAIN_STEPS:-40} --batch-size 8 --lr 2e-3 --warmup-steps 4 --output /tmp/swiftlet-adapter 2>&1 | tee "$out/train.log"
+echo "== benchmarks"
+for arch in ${ARCHS:-tinyllama}; do
+  for rep in $(seq ${REPEATS:-2}); do
+    timeout 300 python3 $baseline --arch "$arch" --steps ${STEPS:-8} --gc 1 2>/dev/null | grep RESULT
+    timeout 300 python3 $baseline --arch "$arch" --steps ${STEPS:-8} --gc 0 2>/dev/null | grep RESULT
+    timeout 300 $swiftlet bench --arch "$arch" --steps ${STEPS:-8} --device cuda 2>&1 | grep RESULT
+  done
+done | tee "$out/bench.log"
+python3 - "$out/bench.log" <<'PY'
+import json, sys, statistics
+rows = [json.loads(l.split("RESULT", 1)[1]) for l in open(sys.argv[1]) if "RESULT" in l]
+print("\n| arch | system | gc | tok/s (median of runs) | peak GiB | Swiftlet / this |")
+print("|---|---|---|---|---|---|")
+for arch in dict.fromkeys(r["arch"] for r in rows):
+    groups = {}
+    for r in rows:
+        if r["arch"] == arch:
+            groups.setdefault((r["system"], r["gc"]), []).append(r)
+    ours = [v for (s, g), v in groups.items() if s.startswith("swiftlet")]
+    ours_tok = statistics.median(x["tok_s"] for x in ours[0]) if ours else None
+    for (system, gc), runs in groups.items():
+        tok = statistics.median(x["tok_s"] for x in runs)
+        peak = max(x["peak_gib"] for x in runs)
+        ratio = f"{ours_tok / tok:.2f}x" if ours_tok else "-"
+        print(f"| {arch} | {system} | {gc} | {tok:,.0f} ({', '.join(f'{x['tok_s']:,.0f}' for x in runs)}) | {peak} | {ratio} |")
+PY

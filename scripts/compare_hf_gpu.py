@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Swiftlet on the GPU against PyTorch + PEFT on the same weights, at a real size.
+
+Run on the GPU machine (torch, transformers, peft):
+    python scripts/compare_hf_gpu.py --swiftlet bench/bin/swiftlet [--arch tinyllama] [--seq 1024]
+
+Makes a random-init Llama of the named shape (bf16), a PEFT LoRA adapter (r 16 on all seven
+projections, non-zero A and B), and a batch of random tokens; computes the loss and the LoRA
+gradients with transformers + PEFT in bf16 (SDPA) and in fp32 (the truth), runs
+`swiftlet gradients --device cuda` on the same files, and compares: loss within bf16 rounding, LoRA
+gradients with cosine > 0.999 and relative error < 2e-2 against PEFT. Prints one RESULT line.
+"""
+import argparse, json, os, subprocess, sys, tempfile
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file
+
+SHAPES = {
+    "tiny": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4),
+    "tinyllama": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4),
+}
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--swiftlet", required=True)
+    ap.add_argument("--arch", default="tinyllama")
+    ap.add_argument("--bsz", type=int, default=2)
+    ap.add_argument("--seq", type=int, default=1024)
+    ap.add_argument("--work", default=None)
+    a = ap.parse_args()
+    work = a.work or tempfile.mkdtemp()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=32000, max_position_embeddings=4096, rms_norm_eps=1e-6, **SHAPES[a.arch])
+    with torch.device("cuda"):
+        base = LlamaForCausalLM(cfg).to(torch.bfloat16)
+    base.save_pretrained(f"{work}/model")
+    lc = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
+                    target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    model = get_peft_model(base, lc)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.02)
+    model.save_pretrained(f"{work}/adapter")
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, cfg.vocab_size, (a.bsz, a.seq), generator=g)
+    with open(f"{work}/data.jsonl", "w") as f:
+        for row in ids.tolist():
+            f.write(json.dumps({"input_ids": row}) + "\n")
+
+    def grads(m):
+        m.zero_grad(set_to_none=True)
+        out = m(input_ids=ids.cuda(), labels=ids.cuda(), use_cache=False)
+        out.loss.backward()
+        return out.loss.item(), {n: p.grad.detach().float().cpu() for n, p in m.named_parameters() if p.requires_grad}
+
+    model.train()
+    loss_bf16, g_bf16 = grads(model)
+    model32 = model.float()
+    loss_fp32, g_fp32 = grads(model32)
+
+    r = subprocess.run([a.swiftlet, "gradients", "--model", f"{work}/model", "--adapter", f"{work}/adapter",
+                        "--data", f"{work}/data.jsonl", "--out", f"{work}/swiftlet.safetensors", "--device", "cuda"],
+                       capture_output=True, text=True)
+    print(r.stdout.strip(), r.stderr.strip()[-2000:])
+    if r.returncode != 0:
+        print("RESULT", json.dumps({"ok": False, "error": "swiftlet gradients failed"}))
+        sys.exit(1)
+    ours = load_file(f"{work}/swiftlet.safetensors")
+    loss_ours = ours["loss"].item()
+
+    def peft_name(n):  # base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight -> saved name
+        return n.replace(".default", "")
+
+    def compare(ref):
+        worst_cos, worst_rel = 1.0, 0.0
+        for n, gr in ref.items():
+            x = ours["grad." + peft_name(n)].flatten().double(); y = gr.flatten().double()
+            cos = (x @ y / (x.norm() * y.norm())).item()
+            rel = ((x - y).norm() / y.norm()).item()
+            worst_cos, worst_rel = min(worst_cos, cos), max(worst_rel, rel)
+        return worst_cos, worst_rel
+
+    cos_peft, rel_peft = compare(g_bf16)
+    cos_true, rel_true = compare(g_fp32)
+    # how far PEFT's own bf16 gradients are from its fp32 ones: the scale of "bf16 rounding"
+    peft_cos = min((torch.nn.functional.cosine_similarity(g_bf16[n].flatten().double(), g_fp32[n].flatten().double(), dim=0)).item() for n in g_bf16)
+    peft_rel = max(((g_bf16[n].double() - g_fp32[n].double()).norm() / g_fp32[n].double().norm()).item() for n in g_bf16)
+    res = dict(arch=a.arch, bsz=a.bsz, seq=a.seq, loss_swiftlet=loss_ours, loss_peft_bf16=loss_bf16, loss_fp32=loss_fp32,
+               loss_rel_vs_peft=abs(loss_ours - loss_bf16) / loss_bf16,
+               grad_worst_cos_vs_peft=cos_peft, grad_worst_rel_vs_peft=rel_peft,
+               grad_worst_cos_vs_fp32=cos_true, grad_worst_rel_vs_fp32=rel_true,
+               peft_bf16_worst_cos_vs_fp32=peft_cos, peft_bf16_worst_rel_vs_fp32=peft_rel)
+    res["ok"] = res["loss_rel_vs_peft"] < 1e-2 and cos_peft > 0.999 and rel_peft < 2e-2
+    print("RESULT", json.dumps(res))
+
+if __name__ == "__main__":
+    main()
