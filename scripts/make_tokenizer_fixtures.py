@@ -133,7 +133,7 @@ def spm_training_tokenizer(vocab_size, lines):
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"],
-                                  limit_alphabet=120, show_progress=False)
+                                  show_progress=False)
     tok.train_from_iterator(lines, trainer=trainer)
     data = json.loads(tok.to_str())
     # Llama layout: <unk> <s> </s>, then the 256 byte tokens <0x00>..<0xFF>, then the learned pieces.
