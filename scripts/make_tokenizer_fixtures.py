@@ -97,7 +97,7 @@ def corpus():
 CASES = [
     "", " ", "  ", "   ", "\n", "\n\n\t", "\t", "\r\n", "\r\n\r\n", " \n ", "a", "Hello", "hello world",
     " hello", "hello ", "  leading two", "trailing two  ", "  both  ", "Hello, world!", "Hello,  world!",
-    "DON'T", "don't", "it'ſ", "IT'LL", "'Re 'VE 'D 'M", "I'M HERE", "we'll", "They'RE", "you've", "He'd", "it's", "'s", "'", "''", "' s",
+    "DON'T", "don't", "it'ſ", "it'ſſ", "IT'LL", "'Re 'VE 'D 'M", "I'M HERE", "we'll", "They'RE", "you've", "He'd", "it's", "'s", "'", "''", "' s",
     "The quick brown fox jumps over the lazy dog.", "DON'T SHOUT! I CAN'T HEAR YOU.",
     "1", "12", "123", "1234", "12345678901234567890", "3.14159", "$1,234,567.89", "2024-03-15", "10:45pm",
     "-42", "+1 (555) 010-9999", "0x1F600", "1e-9",

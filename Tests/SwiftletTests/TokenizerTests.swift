@@ -189,4 +189,21 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(tok.tokenToId("\u{e9}"), 3)
         XCTAssertEqual(tok.tokenToId("e\u{301}"), 2)
     }
+
+    /// Pieces of the Llama-3 split regex, as `tokenizers`' pre_tokenize_str gives them (Oniguruma folds "ſ" to "s"
+    /// inside `(?i:'s|...)`; ids alone can't tell when no merge crosses the boundary).
+    func testLlama3SplitPieces() {
+        func pieces(_ text: String, _ p: SplitPattern) -> [String] {
+            let s = scalarValues(text)
+            var out: [String] = []
+            s.withUnsafeBufferPointer { buf in p.forEachMatch(buf) { out.append(stringFromScalars(buf[$0..<$1])) } }
+            return out
+        }
+        let llama3 = SplitPattern(source: SplitPattern.llama3Source)!
+        XCTAssertEqual(pieces("it'\u{17F}\u{17F}", llama3), ["it", "'\u{17F}", "\u{17F}"])
+        XCTAssertEqual(pieces("DON'T 12345 (x)  \n\n y", llama3), ["DON", "'T", " ", "123", "45", " (", "x", ")", "  \n\n", " y"])
+        XCTAssertEqual(pieces("a  b   ", llama3), ["a", " ", " b", "   "])
+        let gpt2 = SplitPattern(source: SplitPattern.gpt2Source)!
+        XCTAssertEqual(pieces("DON'T 12345 it's", gpt2), ["DON", "'", "T", " 12345", " it", "'s"])
+    }
 }
