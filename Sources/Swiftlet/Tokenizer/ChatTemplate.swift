@@ -100,7 +100,7 @@ public struct ChatTemplate: @unchecked Sendable {
         if let bosToken { vars["bos_token"] = .string(bosToken) }
         if let eosToken { vars["eos_token"] = .string(eosToken) }
         vars["messages"] = .array(messageValues.map(ChatTemplate.dropNoneKeys))
-        vars["tools"] = tools.map { .array($0) } ?? .none
+        vars["tools"] = tools.map { JinjaValue.array($0) } ?? JinjaValue.none
         vars["documents"] = JinjaValue.none
         vars["add_generation_prompt"] = .bool(addGenerationPrompt)
         for (k, v) in extra { vars[k] = v }
