@@ -73,14 +73,26 @@ def main():
     def peft_name(n):  # base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight -> saved name
         return n.replace(".default", "")
 
+    def stats(x, y):
+        x, y = x.flatten().double(), y.flatten().double()
+        return (x @ y / (x.norm() * y.norm())).item(), ((x - y).norm() / y.norm()).item()
+
     def compare(ref):
         worst_cos, worst_rel = 1.0, 0.0
         for n, gr in ref.items():
-            x = ours["grad." + peft_name(n)].flatten().double(); y = gr.flatten().double()
-            cos = (x @ y / (x.norm() * y.norm())).item()
-            rel = ((x - y).norm() / y.norm()).item()
+            cos, rel = stats(ours["grad." + peft_name(n)], gr)
             worst_cos, worst_rel = min(worst_cos, cos), max(worst_rel, rel)
         return worst_cos, worst_rel
+
+    # the modules furthest from the fp32 truth, for Swiftlet and for PEFT's own bf16 run
+    rows = []
+    for n in g_fp32:
+        c_ours, r_ours = stats(ours["grad." + peft_name(n)], g_fp32[n])
+        c_peft, r_peft = stats(g_bf16[n], g_fp32[n])
+        rows.append((r_ours, r_peft, c_ours, c_peft, peft_name(n).replace("base_model.model.model.", ""), g_fp32[n].norm().item()))
+    print("worst modules against fp32 (rel err swiftlet / peft-bf16, cosine swiftlet / peft-bf16, |grad|):")
+    for r in sorted(rows, reverse=True)[:8]:
+        print(f"  {r[4]:48s} rel {r[0]:.4f} / {r[1]:.4f}  cos {r[2]:.6f} / {r[3]:.6f}  |g| {r[5]:.3e}")
 
     cos_peft, rel_peft = compare(g_bf16)
     cos_true, rel_true = compare(g_fp32)

@@ -15,6 +15,8 @@ struct Bench: ParsableCommand {
     @Option(help: "LoRA rank (alpha = r, all seven projections).") var r = 16
     @Option(help: "Gradient checkpointing: off (on arrives with the speed work).") var gradientCheckpointing = "off"
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
+    @Flag(help: "After timing, run one more step with every op timed by device events and print the per-op table.")
+    var profile = false
 
     func run() throws {
         guard gradientCheckpointing == "off" else {
@@ -61,5 +63,14 @@ struct Bench: ParsableCommand {
         ]
         let json = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print("RESULT " + String(decoding: json, as: UTF8.self))
+        if profile, let cuda = backend as? CUDABackend {
+            cuda.startProfiling()
+            let b = batch()
+            optimizer.zeroGradients()
+            _ = try model.step(b, gradScale: 1 / Float(b.targetCount))
+            optimizer.step(lr: Float(arguments.learningRate))
+            print("per-op device time of one step (\(arch), \(batchSize)×\(seq)), each op synchronised:")
+            print(cuda.profileReport())
+        }
     }
 }

@@ -35,7 +35,8 @@ public protocol Backend: AnyObject, Sendable {
     /// op(a) is [m, k], op(b) is [k, n], c is [m, n].
     func matmul(_ a: Tensor, transposeA: Bool, _ b: Tensor, transposeB: Bool,
                 into c: Tensor, alpha: Float, beta: Float)
-    /// y += alpha · x (same element count).
+    /// y += alpha · x (same element count; x may be f32 where y is the compute type, the sum then
+    /// rounded once).
     func add(_ x: Tensor, into y: Tensor, alpha: Float)
     /// x[row, :] += bias for every row.
     func addBias(_ bias: Tensor, into x: Tensor)
@@ -76,8 +77,8 @@ public protocol Backend: AnyObject, Sendable {
     /// backend fills the same values (random weights for the demo and benchmarks).
     func fillUniform(_ x: Tensor, seed: UInt64, bound: Float)
 
-    /// Dropout: x *= mask / (1 - p) with a deterministic mask from (seed, offset); keeps the
-    /// scaled mask in `mask` for the backward.
+    /// Dropout: x *= mask with a deterministic mask (1/(1-p) or 0) drawn from (seed, index), kept
+    /// in `mask` for the backward.
     func dropout(_ x: Tensor, probability: Float, seed: UInt64, mask: Tensor)
     /// x *= y elementwise
     func multiply(_ x: Tensor, by y: Tensor)

@@ -26,9 +26,36 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     }
 
     /// Runs device work that can only fail through a broken device or a bug: such failures stop
-    /// the program with the driver's message rather than leave wrong numbers behind.
-    func run(_ body: () throws -> Void) {
-        do { try body() } catch { fatalError("\(error)") }
+    /// the program with the driver's message rather than leave wrong numbers behind. With
+    /// profiling on, each op is timed with device events (and the stream synchronised).
+    func run(_ op: String = #function, _ body: () throws -> Void) {
+        do {
+            if profile != nil {
+                let ms = try device.time(body)
+                let name = String(op.prefix { $0 != "(" })
+                profile![name, default: (0, 0)].calls += 1
+                profile![name, default: (0, 0)].milliseconds += Double(ms)
+            } else {
+                try body()
+            }
+        } catch { fatalError("\(error)") }
+    }
+
+    /// Per-op device time while profiling (`startProfiling()`), by op name.
+    public private(set) var profile: [String: (calls: Int, milliseconds: Double)]?
+    public func startProfiling() { profile = [:] }
+
+    /// The profile as a table, largest share first.
+    public func profileReport() -> String {
+        guard let profile else { return "" }
+        let total = profile.values.reduce(0) { $0 + $1.milliseconds }
+        var lines = ["| op | calls | ms | share |", "|---|---|---|---|"]
+        for (name, entry) in profile.sorted(by: { $0.value.milliseconds > $1.value.milliseconds }) {
+            lines.append(String(format: "| %@ | %d | %.1f | %.1f%% |", name, entry.calls, entry.milliseconds,
+                                100 * entry.milliseconds / max(total, 1e-9)))
+        }
+        lines.append(String(format: "| total | | %.1f | |", total))
+        return lines.joined(separator: "\n")
     }
 
     func expect(_ t: Tensor, _ dtype: DType, file: StaticString = #file, line: UInt = #line) {

@@ -1,9 +1,6 @@
 /// The trainable low-rank pair of one linear layer: A [r, in], B [out, r], Float32, with their
 /// gradients. A reference type: the model's layer and the optimizer share the same parameters.
-///
-/// The matrix products run in the backend's compute type (bf16 on a GPU), so the Float32 master
-/// weights have compute-type copies there, refreshed after every optimizer update (on the CPU the
-/// copies are the masters themselves).
+/// The low-rank path runs in Float32 on every backend (see `Linear`), as PEFT's does.
 public final class LoRAAdapter {
     /// Hugging Face module path, e.g. "model.layers.0.self_attn.q_proj".
     public let module: String
@@ -13,8 +10,6 @@ public final class LoRAAdapter {
     public var b: Tensor
     public var gradA: Tensor
     public var gradB: Tensor
-    public private(set) var aCompute: Tensor
-    public private(set) var bCompute: Tensor
 
     public var rank: Int { a.shape[0] }
     public var inFeatures: Int { a.shape[1] }
@@ -29,16 +24,6 @@ public final class LoRAAdapter {
         self.dropout = dropout
         gradA = try a.backend.zeros(a.shape, .f32)
         gradB = try b.backend.zeros(b.shape, .f32)
-        let compute = a.backend.computeType
-        aCompute = compute == a.dtype ? a : try a.backend.zeros(a.shape, compute)
-        bCompute = compute == b.dtype ? b : try b.backend.zeros(b.shape, compute)
-        syncComputeCopies()
-    }
-
-    /// Rounds the master weights into the compute-type copies (after each update).
-    public func syncComputeCopies() {
-        if aCompute.buffer !== a.buffer { a.backend.copy(a, into: aCompute) }
-        if bCompute.buffer !== b.buffer { b.backend.copy(b, into: bCompute) }
     }
 
     /// PEFT's initialisation: A ~ kaiming_uniform(a=√5) = U(−1/√in, 1/√in), B = 0.

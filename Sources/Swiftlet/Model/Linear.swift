@@ -1,6 +1,11 @@
 /// A frozen linear layer y = x Wᵀ (+ b), with an optional LoRA path
 /// y += scaling · dropout(x) Aᵀ Bᵀ. Forward and backward side by side; the backward yields the
 /// input gradient and the LoRA gradients, never a gradient of W.
+///
+/// The LoRA path runs in Float32 whatever the compute type, as PEFT does (it casts x to the
+/// adapters' fp32 and adds the result before rounding once): on a bf16 backend x and dY are
+/// widened to f32 for the low-rank products, so the adapter gradients carry no bf16 rounding of
+/// their own.
 public struct Linear {
     /// [out, in], as Hugging Face stores it.
     public var weight: Tensor
@@ -13,10 +18,9 @@ public struct Linear {
     /// What the backward needs from the forward.
     public struct Saved {
         var input: Tensor
-        /// dropout(x) when dropout is on (else the input itself).
-        var loraInput: Tensor?
+        /// f32 dropout mask scaled by 1/(1-p), when dropout is on.
         var dropoutMask: Tensor?
-        /// x Aᵀ, [tokens, r]
+        /// dropout(x) Aᵀ, [tokens, r], f32
         var lowRank: Tensor?
     }
 
@@ -29,18 +33,24 @@ public struct Linear {
         if let bias { backend.addBias(bias, into: y) }
         var saved = Saved(input: x)
         if let lora {
-            var loraInput = x
+            var mask: Tensor?
             if let seed = dropoutSeed, lora.dropout > 0 {
-                loraInput = try backend.zeros(x.shape, x.dtype)
-                backend.copy(x, into: loraInput)
-                let mask = try backend.zeros(x.shape, x.dtype)
-                backend.dropout(loraInput, probability: lora.dropout, seed: seed, mask: mask)
-                saved.dropoutMask = mask
-                saved.loraInput = loraInput
+                let m = try backend.zeros(x.shape, .f32)
+                let scratch = try backend.zeros(x.shape, .f32)
+                backend.dropout(scratch, probability: lora.dropout, seed: seed, mask: m)
+                mask = m
             }
-            let z = try backend.zeros([tokens, lora.rank], backend.computeType)
-            backend.matmul(loraInput, transposeA: false, lora.aCompute, transposeB: true, into: z, alpha: 1, beta: 0)
-            backend.matmul(z, transposeA: false, lora.bCompute, transposeB: true, into: y, alpha: lora.scaling, beta: 1)
+            let loraInput = try Self.widened(x, mask: mask)
+            let z = try backend.zeros([tokens, lora.rank], .f32)
+            backend.matmul(loraInput, transposeA: false, lora.a, transposeB: true, into: z, alpha: 1, beta: 0)
+            if y.dtype == .f32 {
+                backend.matmul(z, transposeA: false, lora.b, transposeB: true, into: y, alpha: lora.scaling, beta: 1)
+            } else {
+                let delta = try backend.zeros(y.shape, .f32)
+                backend.matmul(z, transposeA: false, lora.b, transposeB: true, into: delta, alpha: 1, beta: 0)
+                backend.add(delta, into: y, alpha: lora.scaling)
+            }
+            saved.dropoutMask = mask
             saved.lowRank = z
         }
         return (y, saved)
@@ -54,21 +64,31 @@ public struct Linear {
         let dInput = try dX ?? backend.zeros([tokens, inFeatures], backend.computeType)
         backend.matmul(dY, transposeA: false, weight, transposeB: false, into: dInput, alpha: 1, beta: 1)
         if let lora, let z = saved.lowRank {
-            let x = saved.loraInput ?? saved.input
-            // dB += s · dYᵀ z ;  dz = s · dY B ;  dA += dzᵀ x ;  dx += (dz A) ⊙ mask
-            backend.matmul(dY, transposeA: true, z, transposeB: false, into: lora.gradB, alpha: lora.scaling, beta: 1)
-            let dz = try backend.zeros([tokens, lora.rank], backend.computeType)
-            backend.matmul(dY, transposeA: false, lora.bCompute, transposeB: false, into: dz, alpha: lora.scaling, beta: 0)
-            backend.matmul(dz, transposeA: true, x, transposeB: false, into: lora.gradA, alpha: 1, beta: 1)
-            if let mask = saved.dropoutMask {
-                let dLoRAInput = try backend.zeros([tokens, inFeatures], backend.computeType)
-                backend.matmul(dz, transposeA: false, lora.aCompute, transposeB: false, into: dLoRAInput, alpha: 1, beta: 0)
-                backend.multiply(dLoRAInput, by: mask)
-                backend.add(dLoRAInput, into: dInput, alpha: 1)
+            // dB += s · dYᵀ z ;  dz = s · dY B ;  dA += dzᵀ x̃ ;  dx += (dz A) ⊙ mask   (all f32)
+            let dYWide = try Self.widened(dY, mask: nil)
+            backend.matmul(dYWide, transposeA: true, z, transposeB: false, into: lora.gradB, alpha: lora.scaling, beta: 1)
+            let dz = try backend.zeros([tokens, lora.rank], .f32)
+            backend.matmul(dYWide, transposeA: false, lora.b, transposeB: false, into: dz, alpha: lora.scaling, beta: 0)
+            let loraInput = try Self.widened(saved.input, mask: saved.dropoutMask)
+            backend.matmul(dz, transposeA: true, loraInput, transposeB: false, into: lora.gradA, alpha: 1, beta: 1)
+            if dInput.dtype == .f32 && saved.dropoutMask == nil {
+                backend.matmul(dz, transposeA: false, lora.a, transposeB: false, into: dInput, alpha: 1, beta: 1)
             } else {
-                backend.matmul(dz, transposeA: false, lora.aCompute, transposeB: false, into: dInput, alpha: 1, beta: 1)
+                let dLoRAInput = try backend.zeros([tokens, inFeatures], .f32)
+                backend.matmul(dz, transposeA: false, lora.a, transposeB: false, into: dLoRAInput, alpha: 1, beta: 0)
+                if let mask = saved.dropoutMask { backend.multiply(dLoRAInput, by: mask) }
+                backend.add(dLoRAInput, into: dInput, alpha: 1)
             }
         }
         return dInput
+    }
+
+    /// x in f32 (itself when it already is and no mask applies), times the dropout mask.
+    static func widened(_ x: Tensor, mask: Tensor?) throws -> Tensor {
+        if x.dtype == .f32 && mask == nil { return x }
+        let wide = try x.backend.zeros(x.shape, .f32)
+        x.backend.copy(x, into: wide)
+        if let mask { x.backend.multiply(wide, by: mask) }
+        return wide
     }
 }

@@ -2,7 +2,6 @@
 /// global gradient norm and clipping, one update per optimizer step.
 public final class LoRAOptimizer {
     public let kind: TrainingArguments.OptimizerKind
-    let adapters: [LoRAAdapter]
     let parameters: [(value: Tensor, gradient: Tensor)]
     private var firstMoments: [Tensor] = []
     private var secondMoments: [Tensor] = []
@@ -12,7 +11,6 @@ public final class LoRAOptimizer {
     public init(adapters: [LoRAAdapter], arguments: TrainingArguments) throws {
         kind = arguments.optimizer
         self.arguments = arguments
-        self.adapters = adapters
         parameters = adapters.flatMap { [($0.a, $0.gradA), ($0.b, $0.gradB)] }
         if kind == .adamw {
             for (value, _) in parameters {
@@ -49,7 +47,6 @@ public final class LoRAOptimizer {
                                   hyper: SGDHyper(lr: lr, weightDecay: arguments.weightDecay))
             }
         }
-        for adapter in adapters { adapter.syncComputeCopies() }
         return norm
     }
 

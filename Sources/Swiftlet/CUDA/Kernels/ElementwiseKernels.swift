@@ -12,6 +12,9 @@ enum CUDAElementwise {
     extern "C" __global__ void add_f32(const float* x, float* y, float alpha, long long n) {
         GRID_STRIDE(i, n) y[i] = y[i] + alpha * x[i];
     }
+    extern "C" __global__ void add_f32_to_bf16(const float* x, bf16_t* y, float alpha, long long n) {
+        GRID_STRIDE(i, n) y[i] = f32_to_bf16(bf16_to_f32(y[i]) + alpha * x[i]);
+    }
     extern "C" __global__ void add_bias_bf16(const bf16_t* bias, bf16_t* x, int width, long long n) {
         GRID_STRIDE(i, n) x[i] = f32_to_bf16(bf16_to_f32(x[i]) + bf16_to_f32(bias[i % width]));
     }
@@ -69,6 +72,14 @@ enum CUDAElementwise {
             x[i] = f32_to_bf16(bf16_to_f32(x[i]) * m);
         }
     }
+    extern "C" __global__ void dropout_f32(float* x, float* mask, float p, unsigned long long seed, long long n) {
+        const float keep = 1.0f / (1.0f - p);
+        GRID_STRIDE(i, n) {
+            const float m = counter_unit(seed, i) >= p ? keep : 0.0f;
+            mask[i] = m;
+            x[i] = x[i] * m;
+        }
+    }
     extern "C" __global__ void embedding_bf16(const bf16_t* table, const int* ids, bf16_t* out, int width, long long n) {
         GRID_STRIDE(i, n * width) out[i] = table[(long long)ids[i / width] * width + i % width];
     }
@@ -81,17 +92,24 @@ enum CUDAElementwise {
 extension CUDABackend {
     /// Launches a grid-stride kernel over `count` elements.
     func launchElementwise(_ name: String, count: Int, _ arguments: [KernelArgument],
-                           source: String = CUDAElementwise.source) {
+                           source: String = CUDAElementwise.source, op: String = #function) {
         guard count > 0 else { return }
         let threads = 256
         let blocks = Swift.min((count + threads - 1) / threads, device.multiprocessors * 16)
-        run { try kernels.launch(try kernels.function(name, source: source), grid: (blocks, 1, 1), block: (threads, 1, 1),
+        run(op) { try kernels.launch(try kernels.function(name, source: source), grid: (blocks, 1, 1), block: (threads, 1, 1),
                                   arguments: arguments) }
     }
 
     public func add(_ x: Tensor, into y: Tensor, alpha: Float) {
-        precondition(x.count == y.count && x.dtype == y.dtype, "add \(x) into \(y)")
-        launchElementwise(y.dtype == .f32 ? "add_f32" : "add_bf16", count: y.count,
+        precondition(x.count == y.count, "add \(x) into \(y)")
+        let kernel: String
+        switch (x.dtype, y.dtype) {
+        case (.f32, .f32): kernel = "add_f32"
+        case (.bf16, .bf16): kernel = "add_bf16"
+        case (.f32, .bf16): kernel = "add_f32_to_bf16"
+        default: preconditionFailure("add \(x) into \(y)")
+        }
+        launchElementwise(kernel, count: y.count,
                           [.pointer(x.device), .pointer(y.device), .float(alpha), .int64(Int64(y.count))])
     }
 
@@ -128,8 +146,8 @@ extension CUDABackend {
     }
 
     public func dropout(_ x: Tensor, probability: Float, seed: UInt64, mask: Tensor) {
-        expect(x, .bf16); expect(mask, .bf16)
-        launchElementwise("dropout_bf16", count: x.count,
+        precondition(x.dtype == mask.dtype && x.count == mask.count, "dropout of \(x) with mask \(mask)")
+        launchElementwise(x.dtype == .f32 ? "dropout_f32" : "dropout_bf16", count: x.count,
                           [.pointer(x.device), .pointer(mask.device), .float(probability), .uint64(seed), .int64(Int64(x.count))])
     }
 
