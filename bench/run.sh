@@ -17,7 +17,7 @@ echo "== doctor"
 timeout 300 $swiftlet doctor --fixtures Tests/SwiftletTests/Fixtures 2>&1 | tee "$out/doctor.log"
 echo "== exactness against PyTorch + PEFT"
 mkdir -p /tmp/swiftlet-compare
-PYTHONUNBUFFERED=1 timeout 300 python3 scripts/compare_hf_gpu.py --swiftlet $swiftlet --arch ${COMPARE_ARCH:-tinyllama} \
+PYTHONUNBUFFERED=1 timeout 300 python3 scripts/compare_hf_gpu.py --swiftlet $swiftlet --arch ${COMPARE_ARCH:-tinyllama} --cpu ${COMPARE_CPU:-0} \
     --work /tmp/swiftlet-compare 2>&1 | grep -v Warning | tee "$out/compare.log"
 echo "== training on the GPU: the TinyLlama-shape model learns to count (strides 1-3)"
 python3 -c "

@@ -28,6 +28,7 @@ def main():
     ap.add_argument("--bsz", type=int, default=2)
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--cpu", type=int, default=0, help="also run the CPU engine (slow at real sizes)")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp()
     torch.manual_seed(0)
@@ -69,6 +70,13 @@ def main():
         sys.exit(1)
     ours = load_file(f"{work}/swiftlet.safetensors")
     loss_ours = ours["loss"].item()
+    cpu = None
+    if a.cpu:  # the CPU engine (fp32) on the same files: the GPU's numerics separated from the pipeline's
+        r = subprocess.run([a.swiftlet, "gradients", "--model", f"{work}/model", "--adapter", f"{work}/adapter",
+                            "--data", f"{work}/data.jsonl", "--out", f"{work}/swiftlet-cpu.safetensors", "--device", "cpu"],
+                           capture_output=True, text=True)
+        print(r.stdout.strip(), r.stderr.strip()[-2000:])
+        cpu = load_file(f"{work}/swiftlet-cpu.safetensors")
 
     def peft_name(n):  # base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight -> saved name
         return n.replace(".default", "")
@@ -93,6 +101,18 @@ def main():
     print("worst modules against fp32 (rel err swiftlet / peft-bf16, cosine swiftlet / peft-bf16, |grad|):")
     for r in sorted(rows, reverse=True)[:8]:
         print(f"  {r[4]:48s} rel {r[0]:.4f} / {r[1]:.4f}  cos {r[2]:.6f} / {r[3]:.6f}  |g| {r[5]:.3e}")
+    # by layer: mean relative error against fp32, Swiftlet GPU / PEFT bf16 (/ Swiftlet CPU)
+    layers = {}
+    for n in g_fp32:
+        layer = int(n.split("layers.")[1].split(".")[0])
+        entry = [stats(ours["grad." + peft_name(n)], g_fp32[n])[1], stats(g_bf16[n], g_fp32[n])[1]]
+        if cpu is not None:
+            entry.append(stats(cpu["grad." + peft_name(n)], g_fp32[n])[1])
+        layers.setdefault(layer, []).append(entry)
+    print("mean rel err by layer: swiftlet-gpu / peft-bf16" + (" / swiftlet-cpu" if cpu is not None else ""))
+    print("  " + "  ".join(f"L{l}:" + "/".join(f"{sum(e[i] for e in v)/len(v):.3f}" for i in range(len(v[0]))) for l, v in sorted(layers.items())))
+    if cpu is not None:
+        print(f"CPU engine loss {cpu['loss'].item()} vs fp32 {loss_fp32}")
 
     cos_peft, rel_peft = compare(g_bf16)
     cos_true, rel_true = compare(g_fp32)
