@@ -21,14 +21,6 @@ PYTHONUNBUFFERED=1 timeout 300 python3 scripts/compare_hf_gpu.py --swiftlet $swi
     --work /tmp/swiftlet-compare 2>&1 | grep -v Warning | tee "$out/compare.log"
 echo "== training on the GPU: the TinyLlama-shape model learns to count (strides 1-3)"
 python3 -c "
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
-torch.manual_seed(0)
-c = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-                num_key_value_heads=4, max_position_embeddings=4096, rms_norm_eps=1e-6, initializer_range=0.08)
-LlamaForCausalLM(c).to(torch.bfloat16).save_pretrained('/tmp/swiftlet-train-model')
-" 2>&1 | grep -v Writing
-python3 -c "
 import json, random
 random.seed(0)
 with open('/tmp/swiftlet-count.jsonl', 'w') as f:
@@ -36,8 +28,8 @@ with open('/tmp/swiftlet-count.jsonl', 'w') as f:
         s, d = random.randrange(32000), random.choice([1, 2, 3])
         f.write(json.dumps({'input_ids': [(s + i * d) % 32000 for i in range(256)]}) + chr(10))
 "
-timeout 300 $swiftlet train --model /tmp/swiftlet-train-model --data /tmp/swiftlet-count.jsonl --device cuda \
-    --max-steps ${TRAIN_STEPS:-40} --batch-size 8 --lr 2e-3 --warmup-steps 4 --output /tmp/swiftlet-adapter 2>&1 | tee "$out/train.log"
+timeout 300 $swiftlet train --model /tmp/swiftlet-compare/model --data /tmp/swiftlet-count.jsonl --device cuda \
+    --max-steps ${TRAIN_STEPS:-100} --batch-size 8 --lr 1e-3 --warmup-steps 5 --output /tmp/swiftlet-adapter 2>&1 | tee "$out/train.log"
 echo "== benchmarks"
 for arch in ${ARCHS:-tinyllama}; do
   for rep in $(seq ${REPEATS:-2}); do

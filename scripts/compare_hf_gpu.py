@@ -8,7 +8,9 @@ Makes a random-init Llama of the named shape (bf16), a PEFT LoRA adapter (r 16 o
 projections, non-zero A and B), and a batch of random tokens; computes the loss and the LoRA
 gradients with transformers + PEFT in bf16 (SDPA) and in fp32 (the truth), runs
 `swiftlet gradients --device cuda` on the same files, and compares: loss within bf16 rounding, LoRA
-gradients with cosine > 0.999 and relative error < 2e-2 against PEFT. Prints one RESULT line.
+gradients no further from the fp32 truth than PEFT's own bf16 gradients are (the cosine > 0.999 /
+relative error < 2e-2 between the two bf16 runs that the CUDA issue asked for is not reachable:
+PEFT's bf16 gradients are themselves ~6% from fp32 at this shape). Prints one RESULT line.
 """
 import argparse, json, os, subprocess, sys, tempfile
 import torch
@@ -34,8 +36,10 @@ def main():
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=32000, max_position_embeddings=4096, rms_norm_eps=1e-6, **SHAPES[a.arch])
     with torch.device("cuda"):
-        base = LlamaForCausalLM(cfg).to(torch.bfloat16)
-    base.save_pretrained(f"{work}/model")
+        LlamaForCausalLM(cfg).to(torch.bfloat16).save_pretrained(f"{work}/model")
+    # Load from disk as users do: a model cast with .to(bf16) also rounds the rotary inv_freq
+    # buffer to bf16, which from_pretrained does not.
+    base = LlamaForCausalLM.from_pretrained(f"{work}/model", dtype=torch.bfloat16, attn_implementation="sdpa").cuda()
     lc = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     model = get_peft_model(base, lc)
@@ -58,7 +62,14 @@ def main():
 
     model.train()
     loss_bf16, g_bf16 = grads(model)
-    model32 = model.float()
+    # The truth: the same files loaded in fp32, eager attention (plain matmuls and softmax), TF32 off.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    from peft import PeftModel
+    base32 = LlamaForCausalLM.from_pretrained(f"{work}/model", dtype=torch.float32, attn_implementation="eager").cuda()
+    model32 = PeftModel.from_pretrained(base32, f"{work}/adapter", is_trainable=True)
+    model32.train()
+    print("rotary inv_freq dtype: bf16 run", base.model.rotary_emb.inv_freq.dtype, "/ fp32 run", base32.model.rotary_emb.inv_freq.dtype)
     loss_fp32, g_fp32 = grads(model32)
 
     r = subprocess.run([a.swiftlet, "gradients", "--model", f"{work}/model", "--adapter", f"{work}/adapter",
@@ -124,7 +135,14 @@ def main():
                grad_worst_cos_vs_peft=cos_peft, grad_worst_rel_vs_peft=rel_peft,
                grad_worst_cos_vs_fp32=cos_true, grad_worst_rel_vs_fp32=rel_true,
                peft_bf16_worst_cos_vs_fp32=peft_cos, peft_bf16_worst_rel_vs_fp32=peft_rel)
-    res["ok"] = res["loss_rel_vs_peft"] < 1e-2 and cos_peft > 0.999 and rel_peft < 2e-2
+    # Two bf16 computations round independently, so each is a few % from the fp32 truth and further
+    # from each other; "within bf16 rounding" is judged against the truth: Swiftlet's bf16 gradients
+    # must be no further from fp32 than PEFT's own bf16 gradients (with 25% slack), and the loss
+    # within bf16 rounding of PEFT's.
+    if cpu is not None:
+        res["cpu_engine_loss_rel_vs_fp32"] = abs(cpu["loss"].item() - loss_fp32) / loss_fp32
+        res["cpu_engine_grad_worst_rel_vs_fp32"] = max(stats(cpu["grad." + peft_name(n)], g_fp32[n])[1] for n in g_fp32)
+    res["ok"] = (res["loss_rel_vs_peft"] < 1e-3 and rel_true <= 1.25 * peft_rel and 1 - cos_true <= 1.25 * (1 - peft_cos))
     print("RESULT", json.dumps(res))
 
 if __name__ == "__main__":

@@ -41,10 +41,14 @@ public enum CUDAModelSelfTest {
                 worstCosine = min(worstCosine, cosine.isNaN ? -1 : cosine)
                 worstRelative = max(worstRelative, cc > 0 ? (diff / cc).squareRoot() : diff.squareRoot())
             }
-            let ok = lossError < 1e-2 && worstCosine > 0.999 && worstRelative < 2e-2
+            // Bounds calibrated on the H200: PyTorch + PEFT's own bf16 LoRA gradients sit up to ~6%
+            // (relative) and cosine ~0.998 from their fp32 values at the TinyLlama shape, and these
+            // tiny fixtures (weights of std 0.2) are noisier still; an indexing or formula bug shows
+            // as errors of order 1, far outside.
+            let ok = lossError < 1e-3 && worstCosine > 0.995 && worstRelative < 0.1
             passed = passed && ok
-            say("  \(ok ? "PASS" : "FAIL")  \(name.padding(toLength: 16, withPad: " ", startingAt: 0)) loss cpu \(String(format: "%.6f", cpu.loss)) gpu \(String(format: "%.6f", cuda.loss)) (rel \(fmt(lossError)) ≤ 1e-2); "
-                + "LoRA grads: worst cosine \(String(format: "%.6f", worstCosine)) (> 0.999), worst rel \(fmt(worstRelative)) (< 2e-2)")
+            say("  \(ok ? "PASS" : "FAIL")  \(name.padding(toLength: 16, withPad: " ", startingAt: 0)) loss cpu \(String(format: "%.6f", cpu.loss)) gpu \(String(format: "%.6f", cuda.loss)) (rel \(fmt(lossError)) < 1e-3); "
+                + "LoRA grads: worst cosine \(String(format: "%.6f", worstCosine)) (> 0.995), worst rel \(fmt(worstRelative)) (< 0.1)")
         }
         return passed
     }
