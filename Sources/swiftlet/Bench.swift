@@ -15,6 +15,7 @@ struct Bench: ParsableCommand {
     @Option(help: "LoRA rank (alpha = r, all seven projections).") var r = 16
     @Option(help: "Gradient checkpointing: off (on arrives with the speed work).") var gradientCheckpointing = "off"
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
+    @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
     @Flag(help: "After timing, run one more step with every op timed by device events and print the per-op table.")
     var profile = false
 
@@ -22,7 +23,7 @@ struct Bench: ParsableCommand {
         guard gradientCheckpointing == "off" else {
             throw ValidationError("--gradient-checkpointing \(gradientCheckpointing) is not implemented yet; use off")
         }
-        let backend = try device.makeBackend { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        let backend = try device.makeBackend(precision: precision) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         let config = try LlamaConfig.preset(arch)
         let model = try LlamaModel.random(config: config, seed: 0, on: backend)
         try model.addLoRA(LoRAConfig(r: r, alpha: Float(r)), seed: 0)

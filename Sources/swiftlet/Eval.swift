@@ -12,9 +12,10 @@ struct Eval: ParsableCommand {
     @Option(help: "Rows per batch.") var batchSize = 8
     @Flag(help: "Print one JSON line {\"loss\", \"perplexity\", \"tokens\"}.") var json = false
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
+    @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
 
     func run() throws {
-        let backend = try device.makeBackend { if !json { print($0) } }
+        let backend = try device.makeBackend(precision: precision) { if !json { print($0) } }
         let model = try LlamaModel.load(directory: URL(fileURLWithPath: self.model), on: backend)
         if let adapter { try PEFTAdapter.load(directory: URL(fileURLWithPath: adapter), into: model) }
         let examples = try TokenizedDataset.load(URL(fileURLWithPath: data), vocabSize: model.config.vocabSize)

@@ -13,9 +13,10 @@ struct Gradients: ParsableCommand {
     @Option(help: "JSONL of pre-tokenized rows, taken as one right-padded batch.") var data: String
     @Option(help: "Output .safetensors file.") var out: String
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
+    @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
 
     func run() throws {
-        let backend = try device.makeBackend { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        let backend = try device.makeBackend(precision: precision) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         let model = try LlamaModel.load(directory: URL(fileURLWithPath: self.model), on: backend)
         try PEFTAdapter.load(directory: URL(fileURLWithPath: adapter), into: model)
         let examples = try TokenizedDataset.load(URL(fileURLWithPath: data), vocabSize: model.config.vocabSize)

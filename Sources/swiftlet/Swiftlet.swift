@@ -10,5 +10,6 @@ struct SwiftletCommand: ParsableCommand {
 }
 
 extension Device: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}
 extension LRScheduler: ExpressibleByArgument {}
 extension TrainingArguments.OptimizerKind: ExpressibleByArgument {}

@@ -28,6 +28,7 @@ struct Train: ParsableCommand {
     @Option(help: "Seed for LoRA initialisation, shuffling and dropout.") var seed: UInt64 = 42
     @Flag(help: "Keep file order: batches are consecutive rows.") var noShuffle = false
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
+    @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
 
     func validate() throws {
         if (model == nil) != (data == nil) {
@@ -36,7 +37,7 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        let backend = try device.makeBackend { print($0) }
+        let backend = try device.makeBackend(precision: precision) { print($0) }
         let demo = model == nil
         let model: LlamaModel
         let examples: [Example]

@@ -4,15 +4,29 @@ public enum Device: String, CaseIterable, Sendable {
 
     /// The backend for this choice. `auto` takes the GPU when the CUDA libraries and a device are
     /// there, else falls back to the CPU, saying why in one line; `cuda` fails with that line.
-    public func makeBackend(note: (String) -> Void = { _ in }) throws -> any Backend {
+    public func makeBackend(precision: Precision = .auto, note: (String) -> Void = { _ in }) throws -> any Backend {
         switch self {
         case .cpu: return CPUBackend()
-        case .cuda: return try CUDABackend()
+        case .cuda: return try CUDABackend(storage: precision.storage)
         case .auto:
-            do { return try CUDABackend() } catch {
+            do { return try CUDABackend(storage: precision.storage) } catch {
                 note("using the CPU: \(error)")
                 return CPUBackend()
             }
+        }
+    }
+}
+
+/// The GPU's storage type: bf16 where the GPU has it (compute capability 8.0+), else fp16 with
+/// dynamic loss scaling. The CPU always computes in f32.
+public enum Precision: String, CaseIterable, Sendable {
+    case auto, bf16, fp16
+
+    var storage: DType? {
+        switch self {
+        case .auto: return nil
+        case .bf16: return .bf16
+        case .fp16: return .f16
         }
     }
 }

@@ -7,17 +7,25 @@ import Foundation
 /// `swiftlet doctor`.
 public final class CUDABackend: Backend, @unchecked Sendable {
     public let name = "cuda"
-    public let computeType = DType.bf16
+    /// bf16, or fp16 on GPUs without bf16 (compute capability 7.x).
+    public let computeType: DType
     public let memory = MemoryCounter()
     public let device: CUDADevice
     let kernels: KernelCache
     let blas: CUBLASLt
     private var blocks: [UInt64: DeviceBuffer] = [:]
+    private let prelude: String
     private let lock = NSLock()
 
-    public init(libraries: CUDALibraries? = nil, ordinal: Int = 0) throws {
+    /// `storage` nil picks bf16 where the GPU has it (compute capability 8.0+), else fp16.
+    public init(libraries: CUDALibraries? = nil, ordinal: Int = 0, storage: DType? = nil) throws {
         let libs = try libraries ?? CUDALibraries()
         device = try CUDADevice(libs: libs, ordinal: ordinal)
+        computeType = storage ?? (device.computeCapability.major >= 8 ? .bf16 : .f16)
+        guard computeType == .bf16 || computeType == .f16 else {
+            throw CUDAError.invalid("CUDA storage must be bf16 or fp16, not \(computeType)")
+        }
+        prelude = CUDAKernelSource.prelude(storage: computeType)
         kernels = KernelCache(device: device)
         guard let cublasLt = libs.cublasLt else {
             throw CUDAError.invalid(libs.cublasLtProblem ?? "libcublasLt not found")
@@ -56,6 +64,11 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         }
         lines.append(String(format: "| total | | %.1f | |", total))
         return lines.joined(separator: "\n")
+    }
+
+    /// A kernel of `source`, compiled for this backend's storage type.
+    func function(_ name: String, _ source: String) throws -> CUDAKernel {
+        try kernels.function(name, source: prelude + source)
     }
 
     func expect(_ t: Tensor, _ dtype: DType, file: StaticString = #file, line: UInt = #line) {

@@ -22,7 +22,7 @@ public enum CUDAModelSelfTest {
                 let model = try LlamaModel.load(directory: directory, on: backend)
                 // The CPU twin gets the GPU's bf16-rounded base weights: what remains is the
                 // rounding of activations, which is what "within bf16 rounding" measures.
-                if let cpu = backend as? CPUBackend { roundWeights(model, on: cpu) }
+                if let cpu = backend as? CPUBackend { roundWeights(model, on: cpu, to: gpu.computeType) }
                 try PEFTAdapter.load(directory: directory.appendingPathComponent("adapter"), into: model)
                 let n = batch.targetCount
                 let loss = try model.step(batch, gradScale: 1 / Float(n)) / Double(n)
@@ -53,14 +53,14 @@ public enum CUDAModelSelfTest {
         return passed
     }
 
-    static func roundWeights(_ model: LlamaModel, on cpu: CPUBackend) {
+    static func roundWeights(_ model: LlamaModel, on cpu: CPUBackend, to storage: DType) {
         var tensors = [model.embedding, model.finalNorm, model.lmHead]
         for layer in model.layers {
             tensors += [layer.inputNorm, layer.postAttentionNorm]
             for linear in layer.linears { tensors += [linear.weight] + (linear.bias.map { [$0] } ?? []) }
         }
         for t in tensors {
-            let rounded = cpu.download(t).map(BFloat16.round)
+            let rounded = cpu.download(t).map { storage == .bf16 ? BFloat16.round($0) : Half.float(Half.bits($0)) }
             let fresh = try! cpu.upload(rounded, t.shape, .f32)
             cpu.copy(fresh, into: t)
         }

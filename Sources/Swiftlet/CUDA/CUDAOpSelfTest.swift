@@ -17,13 +17,20 @@ struct CUDAOpSelfTest {
     }
 
     // bf16 outputs: an output rounding plus bf16 intermediates; f32 outputs: summation order.
+    // (fp16 keeps 3 more mantissa bits than bf16; the same bounds hold with room.)
     static let bf16Max = 1e-2, bf16Mean = 3e-3, f32Max = 1e-5, f32Mean = 1e-5
 
     /// The same random values on both backends (bf16-rounded when the GPU stores bf16).
+    /// The GPU's 16-bit storage type (bf16, or fp16).
+    var storage: DType { gpu.computeType }
+
+    /// A value rounded to the storage type.
+    func round(_ v: Float) -> Float { storage == .bf16 ? BFloat16.round(v) : Half.float(Half.bits(v)) }
+
     mutating func pair(_ shape: Shape, _ dtype: DType, in range: ClosedRange<Float> = -1...1) throws -> (cpu: Tensor, gpu: Tensor) {
         let values = (0..<shape.count).map { _ -> Float in
             let v = generator.uniform(in: range.lowerBound..<range.upperBound)
-            return dtype == .bf16 ? BFloat16.round(v) : v
+            return dtype == .f32 ? v : round(v)
         }
         return (try cpu.upload(values, shape, .f32), try gpu.upload(values, shape, dtype))
     }
@@ -80,23 +87,23 @@ struct CUDAOpSelfTest {
     mutating func matmul() throws {
         say("matmul (cuBLASLt, f32 accumulation):")
         let tokens = 2048, hidden = 4096, r = 16
-        let x = try pair([tokens, hidden], .bf16), w = try pair([hidden, hidden], .bf16, in: -0.05...0.05)
-        let y = try output([tokens, hidden], .bf16)
+        let x = try pair([tokens, hidden], storage), w = try pair([hidden, hidden], storage, in: -0.05...0.05)
+        let y = try output([tokens, hidden], storage)
         for b in [cpu, gpu] as [any Backend] {
             let (xx, ww, yy) = b === cpu ? (x.cpu, w.cpu, y.cpu) : (x.gpu, w.gpu, y.gpu)
             b.matmul(xx, transposeA: false, ww, transposeB: true, into: yy, alpha: 1, beta: 0)
         }
-        check("x·Wᵀ 2048×4096×4096 → bf16", y)
+        check("x·Wᵀ 2048×4096×4096 → \(storage)", y)
         time("x·Wᵀ 2048×4096×4096", flops: 2.0 * Double(tokens * hidden * hidden)) {
             gpu.matmul(x.gpu, transposeA: false, w.gpu, transposeB: true, into: y.gpu, alpha: 1, beta: 0)
         }
         // dX = dY·W (no transposes), accumulating (beta 1) into existing values
-        let dy = try pair([tokens, hidden], .bf16), dx = try pair([tokens, hidden], .bf16)
+        let dy = try pair([tokens, hidden], storage), dx = try pair([tokens, hidden], storage)
         cpu.matmul(dy.cpu, transposeA: false, w.cpu, transposeB: false, into: dx.cpu, alpha: 1, beta: 1)
         gpu.matmul(dy.gpu, transposeA: false, w.gpu, transposeB: false, into: dx.gpu, alpha: 1, beta: 1)
         check("dY·W + dX (beta 1) → bf16", dx)
         // LoRA gradient: gradB += s·dYᵀ·z, bf16 inputs, f32 output
-        let z = try pair([tokens, r], .bf16), gradB = try pair([hidden, r], .f32)
+        let z = try pair([tokens, r], storage), gradB = try pair([hidden, r], .f32)
         cpu.matmul(dy.cpu, transposeA: true, z.cpu, transposeB: false, into: gradB.cpu, alpha: 0.5, beta: 1)
         gpu.matmul(dy.gpu, transposeA: true, z.gpu, transposeB: false, into: gradB.gpu, alpha: 0.5, beta: 1)
         check("s·dYᵀ·z + gradB → f32 (LoRA B grad)", gradB)
@@ -110,14 +117,14 @@ struct CUDAOpSelfTest {
     mutating func norms() throws {
         say("RMSNorm 2048×4096:")
         let tokens = 2048, hidden = 4096
-        let x = try pair([tokens, hidden], .bf16, in: -2...2), w = try pair([hidden], .bf16, in: 0.5...1.5)
-        let y = try output([tokens, hidden], .bf16), rstd = try output([tokens], .f32)
+        let x = try pair([tokens, hidden], storage, in: -2...2), w = try pair([hidden], storage, in: 0.5...1.5)
+        let y = try output([tokens, hidden], storage), rstd = try output([tokens], .f32)
         cpu.rmsNorm(x.cpu, weight: w.cpu, eps: 1e-5, into: y.cpu, rstd: rstd.cpu)
         gpu.rmsNorm(x.gpu, weight: w.gpu, eps: 1e-5, into: y.gpu, rstd: rstd.gpu)
         check("forward y", y)
         check("forward rstd (f32)", rstd)
         time("forward", bytes: Double(tokens * hidden * 4)) { gpu.rmsNorm(x.gpu, weight: w.gpu, eps: 1e-5, into: y.gpu, rstd: rstd.gpu) }
-        let dy = try pair([tokens, hidden], .bf16), dx = try pair([tokens, hidden], .bf16)
+        let dy = try pair([tokens, hidden], storage), dx = try pair([tokens, hidden], storage)
         cpu.rmsNormBackward(dOut: dy.cpu, x: x.cpu, weight: w.cpu, rstd: rstd.cpu, accumulateInto: dx.cpu)
         gpu.rmsNormBackward(dOut: dy.gpu, x: x.gpu, weight: w.gpu, rstd: rstd.gpu, accumulateInto: dx.gpu)
         check("backward dX (accumulated, bf16)", dx)
@@ -133,7 +140,7 @@ struct CUDAOpSelfTest {
         let pos = try ints(positions)
         let tables = (try RoPEFrequencies.table(config, positions: tokens, sequenceLength: tokens, on: cpu),
                       try RoPEFrequencies.table(config, positions: tokens, sequenceLength: tokens, on: gpu))
-        let q = try pair([tokens, heads * headDim], .bf16)
+        let q = try pair([tokens, heads * headDim], storage)
         cpu.rope(q.cpu, positions: pos.cpu, table: tables.0, heads: heads, inverse: false)
         gpu.rope(q.gpu, positions: pos.gpu, table: tables.1, heads: heads, inverse: false)
         check("forward (in place)", q)
@@ -154,9 +161,9 @@ struct CUDAOpSelfTest {
                                            sequenceIds: seq.cpu, slidingWindow: window == 0 ? nil : window),
                            AttentionLayout(rows: rows, columns: columns, heads: heads, kvHeads: kvHeads, headDim: headDim,
                                            sequenceIds: seq.gpu, slidingWindow: window == 0 ? nil : window))
-            let q = try pair([n, heads * headDim], .bf16, in: -2...2), k = try pair([n, kvHeads * headDim], .bf16, in: -2...2)
-            let v = try pair([n, kvHeads * headDim], .bf16)
-            let out = try output([n, heads * headDim], .bf16), lse = try output([n, heads], .f32)
+            let q = try pair([n, heads * headDim], storage, in: -2...2), k = try pair([n, kvHeads * headDim], storage, in: -2...2)
+            let v = try pair([n, kvHeads * headDim], storage)
+            let out = try output([n, heads * headDim], storage), lse = try output([n, heads], .f32)
             cpu.attention(q.cpu, k.cpu, v.cpu, layout: layouts.0, into: out.cpu, logSumExp: lse.cpu)
             gpu.attention(q.gpu, k.gpu, v.gpu, layout: layouts.1, into: out.gpu, logSumExp: lse.gpu)
             check("forward out", out)
@@ -170,9 +177,9 @@ struct CUDAOpSelfTest {
             say("  \(ok ? "PASS" : "FAIL")  \("forward log-sum-exp (f32)".padding(toLength: 40, withPad: " ", startingAt: 0)) max rel \(fmt(e.maxRelative)) (≤ 1e-4)  padding rows agreeing: \(mismatchedPadding == 0)")
             let flops = 4.0 * Double(rows) * Double(columns) * Double(columns) / 2 * Double(heads * headDim)
             time("forward", flops: flops) { gpu.attention(q.gpu, k.gpu, v.gpu, layout: layouts.1, into: out.gpu, logSumExp: lse.gpu) }
-            let dOut = try pair([n, heads * headDim], .bf16)
-            let dq = try output([n, heads * headDim], .bf16), dk = try output([n, kvHeads * headDim], .bf16)
-            let dv = try output([n, kvHeads * headDim], .bf16)
+            let dOut = try pair([n, heads * headDim], storage)
+            let dq = try output([n, heads * headDim], storage), dk = try output([n, kvHeads * headDim], storage)
+            let dv = try output([n, kvHeads * headDim], storage)
             cpu.attentionBackward(dOut: dOut.cpu, q: q.cpu, k: k.cpu, v: v.cpu, out: out.cpu, logSumExp: lse.cpu,
                                   layout: layouts.0, dQ: dq.cpu, dK: dk.cpu, dV: dv.cpu)
             gpu.attentionBackward(dOut: dOut.gpu, q: q.gpu, k: k.gpu, v: v.gpu, out: out.gpu, logSumExp: lse.gpu,
@@ -190,12 +197,12 @@ struct CUDAOpSelfTest {
     mutating func mlp() throws {
         say("SwiGLU 2048×11008:")
         let shape: Shape = [2048, 11008]
-        let g = try pair(shape, .bf16, in: -4...4), u = try pair(shape, .bf16), out = try output(shape, .bf16)
+        let g = try pair(shape, storage, in: -4...4), u = try pair(shape, storage), out = try output(shape, storage)
         cpu.swiglu(gate: g.cpu, up: u.cpu, into: out.cpu)
         gpu.swiglu(gate: g.gpu, up: u.gpu, into: out.gpu)
         check("forward", out)
         time("forward", bytes: Double(shape.count * 6)) { gpu.swiglu(gate: g.gpu, up: u.gpu, into: out.gpu) }
-        let d = try pair(shape, .bf16), dg = try output(shape, .bf16), du = try output(shape, .bf16)
+        let d = try pair(shape, storage), dg = try output(shape, storage), du = try output(shape, storage)
         cpu.swigluBackward(dOut: d.cpu, gate: g.cpu, up: u.cpu, dGate: dg.cpu, dUp: du.cpu)
         gpu.swigluBackward(dOut: d.gpu, gate: g.gpu, up: u.gpu, dGate: dg.gpu, dUp: du.gpu)
         check("backward dGate", dg)
@@ -205,16 +212,16 @@ struct CUDAOpSelfTest {
     mutating func head() throws {
         say("cross-entropy 2048×32000 (fused gradient), embedding:")
         let rows = 2048, vocab = 32000
-        let logits = try pair([rows, vocab], .bf16, in: -8...8)
+        let logits = try pair([rows, vocab], storage, in: -8...8)
         let labels = (0..<rows).map { $0 % 7 == 3 ? Int32(-100) : Int32(generator.next() % UInt64(vocab)) }
         let l = try ints(labels)
         let lossCPU = cpu.crossEntropy(logits: logits.cpu, labels: l.cpu, gradScale: 0.25)
         let lossGPU = gpu.crossEntropy(logits: logits.gpu, labels: l.gpu, gradScale: 0.25)
         checkScalar("loss sum", gpu: lossGPU, cpu: lossCPU, bound: 1e-5)
         check("gradient (in place, bf16)", logits)
-        let table = try pair([vocab, 4096], .bf16)
+        let table = try pair([vocab, 4096], storage)
         let ids = try ints((0..<rows).map { _ in Int32(generator.next() % UInt64(vocab)) })
-        let e = try output([rows, 4096], .bf16)
+        let e = try output([rows, 4096], storage)
         cpu.embedding(table: table.cpu, ids: ids.cpu, into: e.cpu)
         gpu.embedding(table: table.gpu, ids: ids.gpu, into: e.gpu)
         check("embedding gather (exact)", e, exact: true)
@@ -227,10 +234,10 @@ struct CUDAOpSelfTest {
     mutating func elementwise() throws {
         say("elementwise:")
         let shape: Shape = [2048, 4096]
-        let x = try pair(shape, .bf16), y = try pair(shape, .bf16)
+        let x = try pair(shape, storage), y = try pair(shape, storage)
         cpu.add(x.cpu, into: y.cpu, alpha: 0.5); gpu.add(x.gpu, into: y.gpu, alpha: 0.5)
         check("add (bf16)", y)
-        let bias = try pair([4096], .bf16)
+        let bias = try pair([4096], storage)
         cpu.addBias(bias.cpu, into: y.cpu); gpu.addBias(bias.gpu, into: y.gpu)
         check("add bias", y)
         cpu.multiply(y.cpu, by: x.cpu); gpu.multiply(y.gpu, by: x.gpu)
@@ -239,21 +246,21 @@ struct CUDAOpSelfTest {
         check("scale", y)
         let f = try pair([1 << 20], .f32)
         checkScalar("Σx² (f32)", gpu: gpu.sumOfSquares(f.gpu), cpu: cpu.sumOfSquares(f.cpu), bound: 1e-5)
-        let converted = try output([1 << 20], .bf16)
+        let converted = try output([1 << 20], storage)
         cpu.copy(f.cpu, into: converted.cpu); gpu.copy(f.gpu, into: converted.gpu)
-        let roundedCPU = cpu.download(converted.cpu).map(BFloat16.round)
+        let roundedCPU = cpu.download(converted.cpu).map(round)
         let e = ErrorMeasure.measure(gpu: gpu.download(converted.gpu), cpu: roundedCPU)
         let ok = e.passes(maxBound: 0, meanBound: 0)
         passed = passed && ok
-        say("  \(ok ? "PASS" : "FAIL")  \("f32 → bf16 copy (bit-exact rounding)".padding(toLength: 40, withPad: " ", startingAt: 0)) max rel \(fmt(e.maxRelative))")
+        say("  \(ok ? "PASS" : "FAIL")  \("f32 → \(storage) copy (bit-exact rounding)".padding(toLength: 40, withPad: " ", startingAt: 0)) max rel \(fmt(e.maxRelative))")
         let filled = try output([1 << 20], .f32)
         cpu.fillUniform(filled.cpu, seed: 77, bound: 0.3); gpu.fillUniform(filled.gpu, seed: 77, bound: 0.3)
         check("fill uniform (same hash)", filled)
-        let dx = try pair(shape, .bf16), maskShape = try output(shape, .bf16)
+        let dx = try pair(shape, storage), maskShape = try output(shape, storage)
         cpu.dropout(dx.cpu, probability: 0.25, seed: 9, mask: maskShape.cpu)
         gpu.dropout(dx.gpu, probability: 0.25, seed: 9, mask: maskShape.gpu)
         // the same elements dropped; the kept scale 4/3 rounds to bf16 on the GPU
-        let maskError = ErrorMeasure.measure(gpu: gpu.download(maskShape.gpu), cpu: cpu.download(maskShape.cpu).map(BFloat16.round))
+        let maskError = ErrorMeasure.measure(gpu: gpu.download(maskShape.gpu), cpu: cpu.download(maskShape.cpu).map(round))
         let maskOK = maskError.passes(maxBound: 0, meanBound: 0)
         passed = passed && maskOK
         say("  \(maskOK ? "PASS" : "FAIL")  \("dropout mask (same hash, exact)".padding(toLength: 40, withPad: " ", startingAt: 0)) max rel \(fmt(maskError.maxRelative))")
@@ -262,7 +269,7 @@ struct CUDAOpSelfTest {
         cpu.dropout(dropped32.cpu, probability: 0.1, seed: 4, mask: mask32.cpu)
         gpu.dropout(dropped32.gpu, probability: 0.1, seed: 4, mask: mask32.gpu)
         check("dropout f32 mask (exact)", mask32, exact: true)
-        let wide = try pair(shape, .f32), narrow = try pair(shape, .bf16)
+        let wide = try pair(shape, .f32), narrow = try pair(shape, storage)
         cpu.add(wide.cpu, into: narrow.cpu, alpha: 2); gpu.add(wide.gpu, into: narrow.gpu, alpha: 2)
         check("add f32 into bf16", narrow)
     }

@@ -26,13 +26,20 @@ public enum CUDADoctor {
         say("kernel cache:  \(backend.kernels.directory ?? "none (no HOME)")")
 
         say("cuBLASLt:      version \(backend.blas.version)")
-        var selfTest = CUDAOpSelfTest(gpu: backend, say: say)
-        var passed = try selfTest.runAll()
-        if let fixtures {
-            say("training step, GPU (bf16) against the CPU engine (fp32) on the fixtures:")
-            passed = try CUDAModelSelfTest.run(fixtures: fixtures, gpu: backend, say: say) && passed
+        var passed = true
+        // bf16 where the GPU has it; fp16 (the mode of compute capability 7.x) everywhere.
+        let storages: [DType] = backend.computeType == .bf16 ? [.bf16, .f16] : [.f16]
+        for storage in storages {
+            let gpu = storage == backend.computeType ? backend : try CUDABackend(libraries: libs, ordinal: deviceIndex, storage: storage)
+            say("== \(storage) storage")
+            var selfTest = CUDAOpSelfTest(gpu: gpu, say: say)
+            passed = try selfTest.runAll() && passed
+            if let fixtures {
+                say("training step, GPU (\(storage)) against the CPU engine (fp32, weights rounded to \(storage)) on the fixtures:")
+                passed = try CUDAModelSelfTest.run(fixtures: fixtures, gpu: gpu, say: say) && passed
+            }
+            say("peak device memory of the \(storage) self-test: \(ByteCount(gpu.memory.peak))")
         }
-        say("peak device memory of the self-test: \(ByteCount(backend.memory.peak))")
         say(passed ? "all checks passed" : "SOME CHECKS FAILED")
         return passed
     }

@@ -26,10 +26,15 @@ public final class LoRAOptimizer {
     }
 
     /// Clips (when enabled) and applies one update with learning rate `lr`. Returns the norm
-    /// before clipping, as HF logs it.
+    /// before clipping, as HF logs it. With a loss scaler (fp16), the gradients are first divided by
+    /// its scale, and a step whose gradients are not finite is skipped (the norm is then inf/NaN).
     @discardableResult
-    public func step(lr: Float) -> Double {
+    public func step(lr: Float, scaler: inout LossScaler?) -> Double {
+        if let s = scaler?.scale, s != 1 {
+            for (_, g) in parameters { g.backend.scale(g, by: 1 / s) }
+        }
         let norm = gradientNorm()
+        if scaler != nil, scaler!.update(gradientsFinite: norm.isFinite) == false { return norm }
         if let coefficient = GradientClipping.clipCoefficient(totalNorm: norm, maxNorm: Double(arguments.maxGradNorm)),
            coefficient < 1 {
             for (_, g) in parameters { g.backend.scale(g, by: Float(coefficient)) }
@@ -48,6 +53,13 @@ public final class LoRAOptimizer {
             }
         }
         return norm
+    }
+
+    /// One update without loss scaling.
+    @discardableResult
+    public func step(lr: Float) -> Double {
+        var none: LossScaler? = nil
+        return step(lr: lr, scaler: &none)
     }
 
     public func zeroGradients() {

@@ -12,6 +12,8 @@ public final class Trainer {
     private var order: [Int] = []
     private var cursor = 0
     private var epoch = 0
+    /// fp16 backends train with dynamic loss scaling; bf16 and f32 need none.
+    public private(set) var lossScaler: LossScaler?
 
     /// What one optimizer step did.
     public struct StepLog: Sendable {
@@ -39,6 +41,7 @@ public final class Trainer {
         optimizer = try LoRAOptimizer(adapters: model.adapters, arguments: arguments)
         schedule = LRSchedule(kind: arguments.scheduler, baseLR: arguments.learningRate,
                               warmupSteps: arguments.warmupSteps, totalSteps: arguments.maxSteps)
+        lossScaler = model.backend.computeType == .f16 ? LossScaler() : nil
         newEpoch()
     }
 
@@ -57,10 +60,11 @@ public final class Trainer {
         let stepIndex = optimizer.steps
         for (i, batch) in batches.enumerated() {
             let seed = arguments.seed &+ UInt64(stepIndex) &* 7919 &+ UInt64(i)
-            lossSum += try model.step(batch, gradScale: 1 / Float(Swift.max(targets, 1)), dropoutSeed: seed)
+            let scale = (lossScaler?.scale ?? 1) / Float(Swift.max(targets, 1))
+            lossSum += try model.step(batch, gradScale: scale, dropoutSeed: seed)
         }
         let lr = schedule.lr(atStep: stepIndex)
-        let norm = optimizer.step(lr: lr)
+        let norm = optimizer.step(lr: lr, scaler: &lossScaler)
         return StepLog(step: optimizer.steps, maxSteps: arguments.maxSteps,
                        loss: lossSum / Double(Swift.max(targets, 1)), learningRate: lr, gradNorm: norm,
                        tokens: batches.reduce(0) { $0 + $1.tokenCount }, targetTokens: targets,

@@ -5,7 +5,7 @@ import CCUDA
 /// speed issue replaces it with a tiled tensor-core kernel; this one is the GPU twin of
 /// CPU/Attention.swift and must agree with it.
 enum CUDAAttention {
-    static let source = CUDAKernelSource.common + CUDAKernelSource.reductions + """
+    static let source = """
     // Causal grouped-query attention over packed rows, exact softmax with fp32 accumulation.
     // One warp per (query, head); lanes split the head dimension (headDim <= 256). The backward
     // recomputes probabilities from the saved log-sum-exp (O(T) memory): one kernel for dQ (which
@@ -14,8 +14,8 @@ enum CUDAAttention {
     #define MAXD 8  // headDim / 32 rounded up, at most 256 / 32
     
     extern "C" __global__ void attention_forward(
-        const bf16_t* __restrict__ q, const bf16_t* __restrict__ k, const bf16_t* __restrict__ v,
-        const int* __restrict__ seq, bf16_t* __restrict__ out, float* __restrict__ lse,
+        const storage_t* __restrict__ q, const storage_t* __restrict__ k, const storage_t* __restrict__ v,
+        const int* __restrict__ seq, storage_t* __restrict__ out, float* __restrict__ lse,
         int rows, int columns, int heads, int kvHeads, int headDim, int window, float scale)
     {
         int warpsPerBlock = blockDim.x >> 5, lane = threadIdx.x & 31;
@@ -25,12 +25,12 @@ enum CUDAAttention {
         int g = h / (heads / kvHeads);
         long long n = (long long)row * columns + i;
         int qs = seq[n];
-        const bf16_t* qp = q + n * heads * headDim + h * headDim;
+        const storage_t* qp = q + n * heads * headDim + h * headDim;
         float qr[MAXD], acc[MAXD];
         #pragma unroll
         for (int t = 0; t < MAXD; t++) {
             int c = lane + 32 * t;
-            qr[t] = c < headDim ? bf16_to_f32(qp[c]) * scale : 0.f;
+            qr[t] = c < headDim ? storage_to_f32(qp[c]) * scale : 0.f;
             acc[t] = 0.f;
         }
         float m = NEG_INF, l = 0.f;
@@ -39,31 +39,31 @@ enum CUDAAttention {
             for (int j = first; j <= i; j++) {
                 long long kn = (long long)row * columns + j;
                 if (seq[kn] != qs) continue;
-                const bf16_t* kp = k + kn * kvHeads * headDim + g * headDim;
+                const storage_t* kp = k + kn * kvHeads * headDim + g * headDim;
                 float s = 0.f;
                 #pragma unroll
-                for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) s += qr[t] * bf16_to_f32(kp[c]); }
+                for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) s += qr[t] * storage_to_f32(kp[c]); }
                 s = warp_sum(s);
                 float mNew = fmaxf(m, s);
                 float correction = __expf(m - mNew), p = __expf(s - mNew);
                 l = l * correction + p;
-                const bf16_t* vp = v + kn * kvHeads * headDim + g * headDim;
+                const storage_t* vp = v + kn * kvHeads * headDim + g * headDim;
                 #pragma unroll
-                for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) acc[t] = acc[t] * correction + p * bf16_to_f32(vp[c]); }
+                for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) acc[t] = acc[t] * correction + p * storage_to_f32(vp[c]); }
                 m = mNew;
             }
         }
-        bf16_t* op = out + n * heads * headDim + h * headDim;
+        storage_t* op = out + n * heads * headDim + h * headDim;
         float inv = l > 0.f ? 1.f / l : 0.f;
         #pragma unroll
-        for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) op[c] = f32_to_bf16(acc[t] * inv); }
+        for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) op[c] = to_storage(acc[t] * inv); }
         if (lane == 0) lse[n * heads + h] = l > 0.f ? m + __logf(l) : NEG_INF;
     }
     
     extern "C" __global__ void attention_backward_dq(
-        const bf16_t* __restrict__ dOut, const bf16_t* __restrict__ q, const bf16_t* __restrict__ k,
-        const bf16_t* __restrict__ v, const bf16_t* __restrict__ out, const float* __restrict__ lse,
-        const int* __restrict__ seq, bf16_t* __restrict__ dQ, float* __restrict__ rowDot,
+        const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,
+        const storage_t* __restrict__ v, const storage_t* __restrict__ out, const float* __restrict__ lse,
+        const int* __restrict__ seq, storage_t* __restrict__ dQ, float* __restrict__ rowDot,
         int rows, int columns, int heads, int kvHeads, int headDim, int window, float scale)
     {
         int warpsPerBlock = blockDim.x >> 5, lane = threadIdx.x & 31;
@@ -79,9 +79,9 @@ enum CUDAAttention {
         #pragma unroll
         for (int t = 0; t < MAXD; t++) {
             int c = lane + 32 * t;
-            qr[t] = c < headDim ? bf16_to_f32(q[qOff + c]) : 0.f;
-            dor[t] = c < headDim ? bf16_to_f32(dOut[qOff + c]) : 0.f;
-            d += c < headDim ? dor[t] * bf16_to_f32(out[qOff + c]) : 0.f;
+            qr[t] = c < headDim ? storage_to_f32(q[qOff + c]) : 0.f;
+            dor[t] = c < headDim ? storage_to_f32(dOut[qOff + c]) : 0.f;
+            d += c < headDim ? dor[t] * storage_to_f32(out[qOff + c]) : 0.f;
             dq[t] = 0.f;
         }
         d = warp_sum(d);
@@ -97,24 +97,24 @@ enum CUDAAttention {
                 #pragma unroll
                 for (int t = 0; t < MAXD; t++) {
                     int c = lane + 32 * t;
-                    if (c < headDim) { s += qr[t] * bf16_to_f32(k[kvOff + c]); dp += dor[t] * bf16_to_f32(v[kvOff + c]); }
+                    if (c < headDim) { s += qr[t] * storage_to_f32(k[kvOff + c]); dp += dor[t] * storage_to_f32(v[kvOff + c]); }
                 }
                 s = warp_sum(s); dp = warp_sum(dp);
                 float p = __expf(s * scale - L);
                 float ds = p * (dp - d) * scale;
                 #pragma unroll
-                for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) dq[t] += ds * bf16_to_f32(k[kvOff + c]); }
+                for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) dq[t] += ds * storage_to_f32(k[kvOff + c]); }
             }
         }
         #pragma unroll
-        for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) dQ[qOff + c] = f32_to_bf16(dq[t]); }
+        for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) dQ[qOff + c] = to_storage(dq[t]); }
     }
     
     // One warp per (key j, kv head g): loops over the query heads of the group and the queries that see j.
     extern "C" __global__ void attention_backward_dkdv(
-        const bf16_t* __restrict__ dOut, const bf16_t* __restrict__ q, const bf16_t* __restrict__ k,
-        const bf16_t* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ rowDot,
-        const int* __restrict__ seq, bf16_t* __restrict__ dK, bf16_t* __restrict__ dV,
+        const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,
+        const storage_t* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ rowDot,
+        const int* __restrict__ seq, storage_t* __restrict__ dK, storage_t* __restrict__ dV,
         int rows, int columns, int heads, int kvHeads, int headDim, int window, float scale)
     {
         int warpsPerBlock = blockDim.x >> 5, lane = threadIdx.x & 31;
@@ -129,8 +129,8 @@ enum CUDAAttention {
         #pragma unroll
         for (int t = 0; t < MAXD; t++) {
             int c = lane + 32 * t;
-            kr[t] = c < headDim ? bf16_to_f32(k[kvOff + c]) : 0.f;
-            vr[t] = c < headDim ? bf16_to_f32(v[kvOff + c]) : 0.f;
+            kr[t] = c < headDim ? storage_to_f32(k[kvOff + c]) : 0.f;
+            vr[t] = c < headDim ? storage_to_f32(v[kvOff + c]) : 0.f;
             dk[t] = 0.f; dv[t] = 0.f;
         }
         if (ks >= 0) {
@@ -144,7 +144,7 @@ enum CUDAAttention {
                     #pragma unroll
                     for (int t = 0; t < MAXD; t++) {
                         int c = lane + 32 * t;
-                        if (c < headDim) { s += bf16_to_f32(q[qOff + c]) * kr[t]; dp += bf16_to_f32(dOut[qOff + c]) * vr[t]; }
+                        if (c < headDim) { s += storage_to_f32(q[qOff + c]) * kr[t]; dp += storage_to_f32(dOut[qOff + c]) * vr[t]; }
                     }
                     s = warp_sum(s); dp = warp_sum(dp);
                     float p = __expf(s * scale - lse[n * heads + h]);
@@ -152,7 +152,7 @@ enum CUDAAttention {
                     #pragma unroll
                     for (int t = 0; t < MAXD; t++) {
                         int c = lane + 32 * t;
-                        if (c < headDim) { dv[t] += p * bf16_to_f32(dOut[qOff + c]); dk[t] += ds * bf16_to_f32(q[qOff + c]); }
+                        if (c < headDim) { dv[t] += p * storage_to_f32(dOut[qOff + c]); dk[t] += ds * storage_to_f32(q[qOff + c]); }
                     }
                 }
             }
@@ -160,7 +160,7 @@ enum CUDAAttention {
         #pragma unroll
         for (int t = 0; t < MAXD; t++) {
             int c = lane + 32 * t;
-            if (c < headDim) { dK[kvOff + c] = f32_to_bf16(dk[t]); dV[kvOff + c] = f32_to_bf16(dv[t]); }
+            if (c < headDim) { dK[kvOff + c] = to_storage(dk[t]); dV[kvOff + c] = to_storage(dv[t]); }
         }
     }
     """
@@ -181,10 +181,10 @@ extension CUDABackend {
     public func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, layout: AttentionLayout,
                           into out: Tensor, logSumExp: Tensor) {
         precondition(layout.headDim <= 256, "head_dim \(layout.headDim) > 256 is not supported by the CUDA attention")
-        for t in [q, k, v, out] { expect(t, .bf16) }
+        for t in [q, k, v, out] { expect(t, computeType) }
         expect(logSumExp, .f32)
         run {
-            try kernels.launch(try kernels.function("attention_forward", source: CUDAAttention.source),
+            try kernels.launch(try function("attention_forward", CUDAAttention.source),
                                grid: attentionGrid(layout, heads: layout.heads), block: (32 * CUDAAttention.warpsPerBlock, 1, 1),
                                arguments: [.pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(layout.sequenceIds.device), .pointer(out.device),
@@ -197,13 +197,13 @@ extension CUDABackend {
                                   dQ: Tensor, dK: Tensor, dV: Tensor) {
         let rowDot = try! zeros([q.shape[0], layout.heads], .f32)
         run {
-            try kernels.launch(try kernels.function("attention_backward_dq", source: CUDAAttention.source),
+            try kernels.launch(try function("attention_backward_dq", CUDAAttention.source),
                                grid: attentionGrid(layout, heads: layout.heads), block: (32 * CUDAAttention.warpsPerBlock, 1, 1),
                                arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(out.device), .pointer(logSumExp.device),
                                            .pointer(layout.sequenceIds.device), .pointer(dQ.device),
                                            .pointer(rowDot.device)] + attentionArguments(layout))
-            try kernels.launch(try kernels.function("attention_backward_dkdv", source: CUDAAttention.source),
+            try kernels.launch(try function("attention_backward_dkdv", CUDAAttention.source),
                                grid: attentionGrid(layout, heads: layout.kvHeads), block: (32 * CUDAAttention.warpsPerBlock, 1, 1),
                                arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(logSumExp.device), .pointer(rowDot.device),

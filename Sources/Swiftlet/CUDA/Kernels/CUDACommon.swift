@@ -1,16 +1,37 @@
-/// CUDA C shared by the kernels: bf16 <-> f32 conversions (bit-identical to `BFloat16` in
-/// DType.swift: round to nearest even, NaN -> 0x7FC0) and a block-wide sum. No #include, so NVRTC
-/// needs no headers.
+/// CUDA C that every kernel source starts with: the 16-bit storage type of the backend (bf16, or
+/// fp16 on GPUs without bf16) as raw bits with its conversions, and the reductions. No #include,
+/// so NVRTC needs no headers. The bf16 conversion is bit-identical to `BFloat16` in DType.swift
+/// (round to nearest even, NaN → 0x7FC0); fp16 uses the hardware's round-to-nearest-even.
 enum CUDAKernelSource {
-    static let common = """
-    typedef unsigned short bf16_t;
-    __device__ __forceinline__ float bf16_to_f32(bf16_t b) { return __uint_as_float(((unsigned int)b) << 16); }
-    __device__ __forceinline__ bf16_t f32_to_bf16(float f) {
-        unsigned int u = __float_as_uint(f);
-        if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16_t)0x7fc0;
-        u += 0x7fffu + ((u >> 16) & 1u);
-        return (bf16_t)(u >> 16);
+    static func prelude(storage: DType) -> String {
+        precondition(storage == .bf16 || storage == .f16, "CUDA storage must be bf16 or f16, not \(storage)")
+        return (storage == .bf16 ? bf16 : f16) + common + reductions
     }
+
+    static let bf16 = """
+    typedef unsigned short storage_t;
+    __device__ __forceinline__ float to_f32(storage_t b) { return __uint_as_float(((unsigned int)b) << 16); }
+    __device__ __forceinline__ storage_t to_storage(float f) {
+        unsigned int u = __float_as_uint(f);
+        if ((u & 0x7fffffffu) > 0x7f800000u) return (storage_t)0x7fc0;
+        u += 0x7fffu + ((u >> 16) & 1u);
+        return (storage_t)(u >> 16);
+    }
+
+    """
+
+    static let f16 = """
+    typedef unsigned short storage_t;
+    __device__ __forceinline__ float to_f32(storage_t h) {
+        float f; asm("{ .reg .f16 t; mov.b16 t, %1; cvt.f32.f16 %0, t; }" : "=f"(f) : "h"(h)); return f;
+    }
+    __device__ __forceinline__ storage_t to_storage(float f) {
+        storage_t h; asm("{ .reg .f16 t; cvt.rn.f16.f32 t, %1; mov.b16 %0, t; }" : "=h"(h) : "f"(f)); return h;
+    }
+
+    """
+
+    static let common = """
     // Sum of v over the block; every thread gets the result. shared: 32 floats. blockDim.x % 32 == 0.
     __device__ __forceinline__ float block_sum(float v, float* shared) {
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -4,12 +4,12 @@ import CCUDA
 /// transformers upcasts the logits for the loss). One block per row; -100 rows get loss 0 and a
 /// zero gradient. The twin of CPU/CrossEntropy.swift.
 enum CUDACrossEntropy {
-    static let source = CUDAKernelSource.common + CUDAKernelSource.reductions + """
-    extern "C" __global__ void cross_entropy_bf16(bf16_t* logits, const int* labels, float* losses,
+    static let source = """
+    extern "C" __global__ void cross_entropy_16(storage_t* logits, const int* labels, float* losses,
                                                   int vocab, float gradScale, int hasGrad) {
         __shared__ float shared[32];
         const long long row = blockIdx.x;
-        bf16_t* x = logits + row * vocab;
+        storage_t* x = logits + row * vocab;
         const int label = labels[row];
         if (label == -100) {
             if (hasGrad) for (int j = threadIdx.x; j < vocab; j += blockDim.x) x[j] = 0;
@@ -17,19 +17,19 @@ enum CUDACrossEntropy {
             return;
         }
         float m = NEG_INF;
-        for (int j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, bf16_to_f32(x[j]));
+        for (int j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, storage_to_f32(x[j]));
         m = block_max(m, shared);
         float s = 0.0f;
-        for (int j = threadIdx.x; j < vocab; j += blockDim.x) s += expf(bf16_to_f32(x[j]) - m);
+        for (int j = threadIdx.x; j < vocab; j += blockDim.x) s += expf(storage_to_f32(x[j]) - m);
         s = block_sum(s, shared);
         const float lse = m + logf(s);
-        const float target = bf16_to_f32(x[label]);
+        const float target = storage_to_f32(x[label]);
         __syncthreads();  // everyone has read x[label] before it is overwritten
         if (threadIdx.x == 0) losses[row] = lse - target;
         if (hasGrad) {
             for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
-                const float g = expf(bf16_to_f32(x[j]) - lse) - (j == label ? 1.0f : 0.0f);
-                x[j] = f32_to_bf16(gradScale * g);
+                const float g = expf(storage_to_f32(x[j]) - lse) - (j == label ? 1.0f : 0.0f);
+                x[j] = to_storage(gradScale * g);
             }
         }
     }
@@ -38,11 +38,11 @@ enum CUDACrossEntropy {
 
 extension CUDABackend {
     public func crossEntropy(logits: Tensor, labels: Tensor, gradScale: Float?) -> Double {
-        expect(logits, .bf16); expect(labels, .i32)
+        expect(logits, computeType); expect(labels, .i32)
         let rows = labels.count
         let losses = try! zeros([rows], .f32)
         run {
-            try kernels.launch(try kernels.function("cross_entropy_bf16", source: CUDACrossEntropy.source),
+            try kernels.launch(try function("cross_entropy_16", CUDACrossEntropy.source),
                                grid: (rows, 1, 1), block: (256, 1, 1),
                                arguments: [.pointer(logits.device), .pointer(labels.device), .pointer(losses.device),
                                            .int32(Int32(logits.count / rows)), .float(gradScale ?? 0),

@@ -4,7 +4,7 @@ import Foundation
 /// AdamW and SGD on f32 parameters and state. The scalar factors are computed on the host in
 /// Double as torch does (Train/AdamW.swift), then rounded once.
 enum CUDAOptimizer {
-    static let source = CUDAKernelSource.common + """
+    static let source = """
     extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* v, long long n,
                                          float decay, float oneMinusBeta1, float beta2, float oneMinusBeta2,
                                          float stepSize, float bc2Sqrt, float eps) {

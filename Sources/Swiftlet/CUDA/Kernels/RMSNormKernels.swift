@@ -8,25 +8,25 @@ import CCUDA
 /// stays in f32 until the caller converts it); with `accumulate` != 0 the kernel adds to it, as the
 /// CPU's `accumulateInto`, otherwise it overwrites it.
 public enum CUDARMSNorm {
-    static let source = CUDAKernelSource.common + """
-    extern "C" __global__ void swiftlet_rmsnorm_forward(const bf16_t* __restrict__ x, const bf16_t* __restrict__ w,
-                                                        bf16_t* __restrict__ y, float* __restrict__ rstd,
+    static let source = """
+    extern "C" __global__ void swiftlet_rmsnorm_forward(const storage_t* __restrict__ x, const storage_t* __restrict__ w,
+                                                        storage_t* __restrict__ y, float* __restrict__ rstd,
                                                         int width, float eps) {
         __shared__ float shared[32];
         const size_t row = blockIdx.x;
-        const bf16_t* xr = x + row * (size_t)width;
-        bf16_t* yr = y + row * (size_t)width;
+        const storage_t* xr = x + row * (size_t)width;
+        storage_t* yr = y + row * (size_t)width;
         float sum = 0.0f;
-        for (int j = threadIdx.x; j < width; j += blockDim.x) { const float v = bf16_to_f32(xr[j]); sum += v * v; }
+        for (int j = threadIdx.x; j < width; j += blockDim.x) { const float v = storage_to_f32(xr[j]); sum += v * v; }
         sum = block_sum(sum, shared);
         const float s = 1.0f / sqrtf(sum / (float)width + eps);
         if (threadIdx.x == 0) rstd[row] = s;
         for (int j = threadIdx.x; j < width; j += blockDim.x)
-            yr[j] = f32_to_bf16(bf16_to_f32(w[j]) * (bf16_to_f32(xr[j]) * s));
+            yr[j] = to_storage(storage_to_f32(w[j]) * (storage_to_f32(xr[j]) * s));
     }
 
-    extern "C" __global__ void swiftlet_rmsnorm_backward(const bf16_t* __restrict__ dy, const bf16_t* __restrict__ x,
-                                                         const bf16_t* __restrict__ w, const float* __restrict__ rstd,
+    extern "C" __global__ void swiftlet_rmsnorm_backward(const storage_t* __restrict__ dy, const storage_t* __restrict__ x,
+                                                         const storage_t* __restrict__ w, const float* __restrict__ rstd,
                                                          float* __restrict__ dx, int width, int accumulate) {
         __shared__ float shared[32];
         const size_t row = blockIdx.x;
@@ -34,31 +34,31 @@ public enum CUDARMSNorm {
         const float s = rstd[row];
         float dot = 0.0f;
         for (int j = threadIdx.x; j < width; j += blockDim.x)
-            dot += bf16_to_f32(w[j]) * bf16_to_f32(dy[base + j]) * bf16_to_f32(x[base + j]);
+            dot += storage_to_f32(w[j]) * storage_to_f32(dy[base + j]) * storage_to_f32(x[base + j]);
         dot = block_sum(dot, shared);
         const float c = dot * s * s * s / (float)width;
         for (int j = threadIdx.x; j < width; j += blockDim.x) {
-            const float g = s * bf16_to_f32(w[j]) * bf16_to_f32(dy[base + j]) - c * bf16_to_f32(x[base + j]);
+            const float g = s * storage_to_f32(w[j]) * storage_to_f32(dy[base + j]) - c * storage_to_f32(x[base + j]);
             dx[base + j] = accumulate ? dx[base + j] + g : g;
         }
     }
 
     // The same, accumulating into a bf16 gradient (the backend's residual stream).
-    extern "C" __global__ void swiftlet_rmsnorm_backward_bf16(const bf16_t* __restrict__ dy, const bf16_t* __restrict__ x,
-                                                              const bf16_t* __restrict__ w, const float* __restrict__ rstd,
-                                                              bf16_t* __restrict__ dx, int width) {
+    extern "C" __global__ void swiftlet_rmsnorm_backward_16(const storage_t* __restrict__ dy, const storage_t* __restrict__ x,
+                                                              const storage_t* __restrict__ w, const float* __restrict__ rstd,
+                                                              storage_t* __restrict__ dx, int width) {
         __shared__ float shared[32];
         const size_t row = blockIdx.x;
         const size_t base = row * (size_t)width;
         const float s = rstd[row];
         float dot = 0.0f;
         for (int j = threadIdx.x; j < width; j += blockDim.x)
-            dot += bf16_to_f32(w[j]) * bf16_to_f32(dy[base + j]) * bf16_to_f32(x[base + j]);
+            dot += storage_to_f32(w[j]) * storage_to_f32(dy[base + j]) * storage_to_f32(x[base + j]);
         dot = block_sum(dot, shared);
         const float c = dot * s * s * s / (float)width;
         for (int j = threadIdx.x; j < width; j += blockDim.x) {
-            const float g = s * bf16_to_f32(w[j]) * bf16_to_f32(dy[base + j]) - c * bf16_to_f32(x[base + j]);
-            dx[base + j] = f32_to_bf16(bf16_to_f32(dx[base + j]) + g);
+            const float g = s * storage_to_f32(w[j]) * storage_to_f32(dy[base + j]) - c * storage_to_f32(x[base + j]);
+            dx[base + j] = to_storage(storage_to_f32(dx[base + j]) + g);
         }
     }
     """
@@ -66,20 +66,20 @@ public enum CUDARMSNorm {
     static let threads = 256
 
     /// x, y: rows×width bf16; weight: width bf16; rstd: rows f32.
-    public static func forward(_ cache: KernelCache, x: CUdeviceptr, weight: CUdeviceptr, out: CUdeviceptr,
+    public static func forward(_ backend: CUDABackend, x: CUdeviceptr, weight: CUdeviceptr, out: CUdeviceptr,
                                rstd: CUdeviceptr, rows: Int, width: Int, eps: Float) throws {
-        let k = try cache.function("swiftlet_rmsnorm_forward", source: source)
-        try cache.launch(k, grid: (rows, 1, 1), block: (threads, 1, 1),
+        let k = try backend.function("swiftlet_rmsnorm_forward", source)
+        try backend.kernels.launch(k, grid: (rows, 1, 1), block: (threads, 1, 1),
                          arguments: [.pointer(x), .pointer(weight), .pointer(out), .pointer(rstd),
                                      .int32(Int32(width)), .float(eps)])
     }
 
     /// dOut, x: rows×width bf16; weight bf16; rstd f32; dX: rows×width f32 (added to when `accumulate`).
-    public static func backward(_ cache: KernelCache, dOut: CUdeviceptr, x: CUdeviceptr, weight: CUdeviceptr,
+    public static func backward(_ backend: CUDABackend, dOut: CUdeviceptr, x: CUdeviceptr, weight: CUdeviceptr,
                                 rstd: CUdeviceptr, dX: CUdeviceptr, rows: Int, width: Int,
                                 accumulate: Bool) throws {
-        let k = try cache.function("swiftlet_rmsnorm_backward", source: source)
-        try cache.launch(k, grid: (rows, 1, 1), block: (threads, 1, 1),
+        let k = try backend.function("swiftlet_rmsnorm_backward", source)
+        try backend.kernels.launch(k, grid: (rows, 1, 1), block: (threads, 1, 1),
                          arguments: [.pointer(dOut), .pointer(x), .pointer(weight), .pointer(rstd), .pointer(dX),
                                      .int32(Int32(width)), .int32(accumulate ? 1 : 0)])
     }
@@ -87,21 +87,21 @@ public enum CUDARMSNorm {
 
 extension CUDABackend {
     public func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float, into out: Tensor, rstd: Tensor) {
-        expect(x, .bf16); expect(weight, .bf16); expect(out, .bf16); expect(rstd, .f32)
-        run { try CUDARMSNorm.forward(kernels, x: x.device, weight: weight.device, out: out.device, rstd: rstd.device,
+        expect(x, computeType); expect(weight, computeType); expect(out, computeType); expect(rstd, .f32)
+        run { try CUDARMSNorm.forward(self, x: x.device, weight: weight.device, out: out.device, rstd: rstd.device,
                                       rows: x.count / weight.count, width: weight.count, eps: eps) }
     }
 
     public func rmsNormBackward(dOut: Tensor, x: Tensor, weight: Tensor, rstd: Tensor, accumulateInto dX: Tensor) {
-        expect(dOut, .bf16); expect(x, .bf16); expect(weight, .bf16); expect(rstd, .f32)
+        expect(dOut, computeType); expect(x, computeType); expect(weight, computeType); expect(rstd, .f32)
         let rows = x.count / weight.count
         if dX.dtype == .f32 {
-            run { try CUDARMSNorm.backward(kernels, dOut: dOut.device, x: x.device, weight: weight.device, rstd: rstd.device,
+            run { try CUDARMSNorm.backward(self, dOut: dOut.device, x: x.device, weight: weight.device, rstd: rstd.device,
                                            dX: dX.device, rows: rows, width: weight.count, accumulate: true) }
         } else {
-            expect(dX, .bf16)
+            expect(dX, computeType)
             run {
-                try kernels.launch(try kernels.function("swiftlet_rmsnorm_backward_bf16", source: CUDARMSNorm.source),
+                try kernels.launch(try function("swiftlet_rmsnorm_backward_16", CUDARMSNorm.source),
                                    grid: (rows, 1, 1), block: (CUDARMSNorm.threads, 1, 1),
                                    arguments: [.pointer(dOut.device), .pointer(x.device), .pointer(weight.device),
                                                .pointer(rstd.device), .pointer(dX.device), .int32(Int32(weight.count))])

@@ -3,8 +3,8 @@ import CCUDA
 /// Rotary embedding in place on bf16 [tokens, heads·headDim], half-split layout; sign −1 is the
 /// inverse rotation (the backward). The twin of CPU/RoPE.swift.
 enum CUDARoPE {
-    static let source = CUDAKernelSource.common + """
-    extern "C" __global__ void rope_bf16(bf16_t* x, const int* positions, const float* cosTable, const float* sinTable,
+    static let source = """
+    extern "C" __global__ void rope_16(storage_t* x, const int* positions, const float* cosTable, const float* sinTable,
                                          int heads, int headDim, long long tokens, float sign) {
         const int half = headDim / 2;
         const long long total = tokens * heads * half;
@@ -15,10 +15,10 @@ enum CUDARoPE {
             const int h = th % heads;
             const long long p = positions[n];
             const float c = cosTable[p * half + i], s = sign * sinTable[p * half + i];
-            bf16_t* base = x + n * heads * headDim + (long long)h * headDim;
-            const float a = bf16_to_f32(base[i]), b = bf16_to_f32(base[i + half]);
-            base[i] = f32_to_bf16(a * c - b * s);
-            base[i + half] = f32_to_bf16(b * c + a * s);
+            storage_t* base = x + n * heads * headDim + (long long)h * headDim;
+            const float a = storage_to_f32(base[i]), b = storage_to_f32(base[i + half]);
+            base[i] = to_storage(a * c - b * s);
+            base[i + half] = to_storage(b * c + a * s);
         }
     }
     """
@@ -26,8 +26,8 @@ enum CUDARoPE {
 
 extension CUDABackend {
     public func rope(_ x: Tensor, positions: Tensor, table: RoPETable, heads: Int, inverse: Bool) {
-        expect(x, .bf16); expect(positions, .i32); expect(table.cos, .f32)
-        launchElementwise("rope_bf16", count: positions.count * heads * table.headDim / 2,
+        expect(x, computeType); expect(positions, .i32); expect(table.cos, .f32)
+        launchElementwise("rope_16", count: positions.count * heads * table.headDim / 2,
                           [.pointer(x.device), .pointer(positions.device), .pointer(table.cos.device),
                            .pointer(table.sin.device), .int32(Int32(heads)), .int32(Int32(table.headDim)),
                            .int64(Int64(positions.count)), .float(inverse ? -1 : 1)],
