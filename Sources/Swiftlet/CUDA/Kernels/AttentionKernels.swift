@@ -30,7 +30,7 @@ enum CUDAAttention {
         #pragma unroll
         for (int t = 0; t < MAXD; t++) {
             int c = lane + 32 * t;
-            qr[t] = c < headDim ? storage_to_f32(qp[c]) * scale : 0.f;
+            qr[t] = c < headDim ? to_f32(qp[c]) * scale : 0.f;
             acc[t] = 0.f;
         }
         float m = NEG_INF, l = 0.f;
@@ -42,14 +42,14 @@ enum CUDAAttention {
                 const storage_t* kp = k + kn * kvHeads * headDim + g * headDim;
                 float s = 0.f;
                 #pragma unroll
-                for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) s += qr[t] * storage_to_f32(kp[c]); }
+                for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) s += qr[t] * to_f32(kp[c]); }
                 s = warp_sum(s);
                 float mNew = fmaxf(m, s);
                 float correction = __expf(m - mNew), p = __expf(s - mNew);
                 l = l * correction + p;
                 const storage_t* vp = v + kn * kvHeads * headDim + g * headDim;
                 #pragma unroll
-                for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) acc[t] = acc[t] * correction + p * storage_to_f32(vp[c]); }
+                for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) acc[t] = acc[t] * correction + p * to_f32(vp[c]); }
                 m = mNew;
             }
         }
@@ -79,9 +79,9 @@ enum CUDAAttention {
         #pragma unroll
         for (int t = 0; t < MAXD; t++) {
             int c = lane + 32 * t;
-            qr[t] = c < headDim ? storage_to_f32(q[qOff + c]) : 0.f;
-            dor[t] = c < headDim ? storage_to_f32(dOut[qOff + c]) : 0.f;
-            d += c < headDim ? dor[t] * storage_to_f32(out[qOff + c]) : 0.f;
+            qr[t] = c < headDim ? to_f32(q[qOff + c]) : 0.f;
+            dor[t] = c < headDim ? to_f32(dOut[qOff + c]) : 0.f;
+            d += c < headDim ? dor[t] * to_f32(out[qOff + c]) : 0.f;
             dq[t] = 0.f;
         }
         d = warp_sum(d);
@@ -97,13 +97,13 @@ enum CUDAAttention {
                 #pragma unroll
                 for (int t = 0; t < MAXD; t++) {
                     int c = lane + 32 * t;
-                    if (c < headDim) { s += qr[t] * storage_to_f32(k[kvOff + c]); dp += dor[t] * storage_to_f32(v[kvOff + c]); }
+                    if (c < headDim) { s += qr[t] * to_f32(k[kvOff + c]); dp += dor[t] * to_f32(v[kvOff + c]); }
                 }
                 s = warp_sum(s); dp = warp_sum(dp);
                 float p = __expf(s * scale - L);
                 float ds = p * (dp - d) * scale;
                 #pragma unroll
-                for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) dq[t] += ds * storage_to_f32(k[kvOff + c]); }
+                for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) dq[t] += ds * to_f32(k[kvOff + c]); }
             }
         }
         #pragma unroll
@@ -129,8 +129,8 @@ enum CUDAAttention {
         #pragma unroll
         for (int t = 0; t < MAXD; t++) {
             int c = lane + 32 * t;
-            kr[t] = c < headDim ? storage_to_f32(k[kvOff + c]) : 0.f;
-            vr[t] = c < headDim ? storage_to_f32(v[kvOff + c]) : 0.f;
+            kr[t] = c < headDim ? to_f32(k[kvOff + c]) : 0.f;
+            vr[t] = c < headDim ? to_f32(v[kvOff + c]) : 0.f;
             dk[t] = 0.f; dv[t] = 0.f;
         }
         if (ks >= 0) {
@@ -144,7 +144,7 @@ enum CUDAAttention {
                     #pragma unroll
                     for (int t = 0; t < MAXD; t++) {
                         int c = lane + 32 * t;
-                        if (c < headDim) { s += storage_to_f32(q[qOff + c]) * kr[t]; dp += storage_to_f32(dOut[qOff + c]) * vr[t]; }
+                        if (c < headDim) { s += to_f32(q[qOff + c]) * kr[t]; dp += to_f32(dOut[qOff + c]) * vr[t]; }
                     }
                     s = warp_sum(s); dp = warp_sum(dp);
                     float p = __expf(s * scale - lse[n * heads + h]);
@@ -152,7 +152,7 @@ enum CUDAAttention {
                     #pragma unroll
                     for (int t = 0; t < MAXD; t++) {
                         int c = lane + 32 * t;
-                        if (c < headDim) { dv[t] += p * storage_to_f32(dOut[qOff + c]); dk[t] += ds * storage_to_f32(q[qOff + c]); }
+                        if (c < headDim) { dv[t] += p * to_f32(dOut[qOff + c]); dk[t] += ds * to_f32(q[qOff + c]); }
                     }
                 }
             }

@@ -17,18 +17,18 @@ enum CUDACrossEntropy {
             return;
         }
         float m = NEG_INF;
-        for (int j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, storage_to_f32(x[j]));
+        for (int j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, to_f32(x[j]));
         m = block_max(m, shared);
         float s = 0.0f;
-        for (int j = threadIdx.x; j < vocab; j += blockDim.x) s += expf(storage_to_f32(x[j]) - m);
+        for (int j = threadIdx.x; j < vocab; j += blockDim.x) s += expf(to_f32(x[j]) - m);
         s = block_sum(s, shared);
         const float lse = m + logf(s);
-        const float target = storage_to_f32(x[label]);
+        const float target = to_f32(x[label]);
         __syncthreads();  // everyone has read x[label] before it is overwritten
         if (threadIdx.x == 0) losses[row] = lse - target;
         if (hasGrad) {
             for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
-                const float g = expf(storage_to_f32(x[j]) - lse) - (j == label ? 1.0f : 0.0f);
+                const float g = expf(to_f32(x[j]) - lse) - (j == label ? 1.0f : 0.0f);
                 x[j] = to_storage(gradScale * g);
             }
         }

@@ -7,25 +7,25 @@ enum CUDAElementwise {
     static let source = """
     #define GRID_STRIDE(i, n) for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
     extern "C" __global__ void add_16(const storage_t* x, storage_t* y, float alpha, long long n) {
-        GRID_STRIDE(i, n) y[i] = to_storage(storage_to_f32(y[i]) + alpha * storage_to_f32(x[i]));
+        GRID_STRIDE(i, n) y[i] = to_storage(to_f32(y[i]) + alpha * to_f32(x[i]));
     }
     extern "C" __global__ void add_f32(const float* x, float* y, float alpha, long long n) {
         GRID_STRIDE(i, n) y[i] = y[i] + alpha * x[i];
     }
     extern "C" __global__ void add_f32_to_16(const float* x, storage_t* y, float alpha, long long n) {
-        GRID_STRIDE(i, n) y[i] = to_storage(storage_to_f32(y[i]) + alpha * x[i]);
+        GRID_STRIDE(i, n) y[i] = to_storage(to_f32(y[i]) + alpha * x[i]);
     }
     extern "C" __global__ void add_bias_16(const storage_t* bias, storage_t* x, int width, long long n) {
-        GRID_STRIDE(i, n) x[i] = to_storage(storage_to_f32(x[i]) + storage_to_f32(bias[i % width]));
+        GRID_STRIDE(i, n) x[i] = to_storage(to_f32(x[i]) + to_f32(bias[i % width]));
     }
     extern "C" __global__ void scale_16(storage_t* x, float factor, long long n) {
-        GRID_STRIDE(i, n) x[i] = to_storage(storage_to_f32(x[i]) * factor);
+        GRID_STRIDE(i, n) x[i] = to_storage(to_f32(x[i]) * factor);
     }
     extern "C" __global__ void scale_f32(float* x, float factor, long long n) {
         GRID_STRIDE(i, n) x[i] = x[i] * factor;
     }
     extern "C" __global__ void multiply_16(storage_t* x, const storage_t* y, long long n) {
-        GRID_STRIDE(i, n) x[i] = to_storage(storage_to_f32(x[i]) * storage_to_f32(y[i]));
+        GRID_STRIDE(i, n) x[i] = to_storage(to_f32(x[i]) * to_f32(y[i]));
     }
     extern "C" __global__ void multiply_f32(float* x, const float* y, long long n) {
         GRID_STRIDE(i, n) x[i] = x[i] * y[i];
@@ -34,7 +34,7 @@ enum CUDAElementwise {
         GRID_STRIDE(i, n) y[i] = to_storage(x[i]);
     }
     extern "C" __global__ void convert_16_f32(const storage_t* x, float* y, long long n) {
-        GRID_STRIDE(i, n) y[i] = storage_to_f32(x[i]);
+        GRID_STRIDE(i, n) y[i] = to_f32(x[i]);
     }
     extern "C" __global__ void copy_u16(const unsigned short* x, unsigned short* y, long long n) {
         GRID_STRIDE(i, n) y[i] = x[i];
@@ -69,7 +69,7 @@ enum CUDAElementwise {
         GRID_STRIDE(i, n) {
             const float m = counter_unit(seed, i) >= p ? keep : 0.0f;
             mask[i] = to_storage(m);
-            x[i] = to_storage(storage_to_f32(x[i]) * m);
+            x[i] = to_storage(to_f32(x[i]) * m);
         }
     }
     extern "C" __global__ void dropout_f32(float* x, float* mask, float p, unsigned long long seed, long long n) {
@@ -84,7 +84,7 @@ enum CUDAElementwise {
         GRID_STRIDE(i, n * width) out[i] = table[(long long)ids[i / width] * width + i % width];
     }
     extern "C" __global__ void embedding_backward_f32(const storage_t* dOut, const int* ids, float* dTable, int width, long long n) {
-        GRID_STRIDE(i, n * width) atomicAdd(&dTable[(long long)ids[i / width] * width + i % width], storage_to_f32(dOut[i]));
+        GRID_STRIDE(i, n * width) atomicAdd(&dTable[(long long)ids[i / width] * width + i % width], to_f32(dOut[i]));
     }
     """
 }

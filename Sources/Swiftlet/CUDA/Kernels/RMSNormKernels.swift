@@ -17,12 +17,12 @@ public enum CUDARMSNorm {
         const storage_t* xr = x + row * (size_t)width;
         storage_t* yr = y + row * (size_t)width;
         float sum = 0.0f;
-        for (int j = threadIdx.x; j < width; j += blockDim.x) { const float v = storage_to_f32(xr[j]); sum += v * v; }
+        for (int j = threadIdx.x; j < width; j += blockDim.x) { const float v = to_f32(xr[j]); sum += v * v; }
         sum = block_sum(sum, shared);
         const float s = 1.0f / sqrtf(sum / (float)width + eps);
         if (threadIdx.x == 0) rstd[row] = s;
         for (int j = threadIdx.x; j < width; j += blockDim.x)
-            yr[j] = to_storage(storage_to_f32(w[j]) * (storage_to_f32(xr[j]) * s));
+            yr[j] = to_storage(to_f32(w[j]) * (to_f32(xr[j]) * s));
     }
 
     extern "C" __global__ void swiftlet_rmsnorm_backward(const storage_t* __restrict__ dy, const storage_t* __restrict__ x,
@@ -34,11 +34,11 @@ public enum CUDARMSNorm {
         const float s = rstd[row];
         float dot = 0.0f;
         for (int j = threadIdx.x; j < width; j += blockDim.x)
-            dot += storage_to_f32(w[j]) * storage_to_f32(dy[base + j]) * storage_to_f32(x[base + j]);
+            dot += to_f32(w[j]) * to_f32(dy[base + j]) * to_f32(x[base + j]);
         dot = block_sum(dot, shared);
         const float c = dot * s * s * s / (float)width;
         for (int j = threadIdx.x; j < width; j += blockDim.x) {
-            const float g = s * storage_to_f32(w[j]) * storage_to_f32(dy[base + j]) - c * storage_to_f32(x[base + j]);
+            const float g = s * to_f32(w[j]) * to_f32(dy[base + j]) - c * to_f32(x[base + j]);
             dx[base + j] = accumulate ? dx[base + j] + g : g;
         }
     }
@@ -53,12 +53,12 @@ public enum CUDARMSNorm {
         const float s = rstd[row];
         float dot = 0.0f;
         for (int j = threadIdx.x; j < width; j += blockDim.x)
-            dot += storage_to_f32(w[j]) * storage_to_f32(dy[base + j]) * storage_to_f32(x[base + j]);
+            dot += to_f32(w[j]) * to_f32(dy[base + j]) * to_f32(x[base + j]);
         dot = block_sum(dot, shared);
         const float c = dot * s * s * s / (float)width;
         for (int j = threadIdx.x; j < width; j += blockDim.x) {
-            const float g = s * storage_to_f32(w[j]) * storage_to_f32(dy[base + j]) - c * storage_to_f32(x[base + j]);
-            dx[base + j] = to_storage(storage_to_f32(dx[base + j]) + g);
+            const float g = s * to_f32(w[j]) * to_f32(dy[base + j]) - c * to_f32(x[base + j]);
+            dx[base + j] = to_storage(to_f32(dx[base + j]) + g);
         }
     }
     """

@@ -16,7 +16,7 @@ enum CUDARoPE {
             const long long p = positions[n];
             const float c = cosTable[p * half + i], s = sign * sinTable[p * half + i];
             storage_t* base = x + n * heads * headDim + (long long)h * headDim;
-            const float a = storage_to_f32(base[i]), b = storage_to_f32(base[i + half]);
+            const float a = to_f32(base[i]), b = to_f32(base[i + half]);
             base[i] = to_storage(a * c - b * s);
             base[i + half] = to_storage(b * c + a * s);
         }

@@ -8,8 +8,8 @@ public enum CUDASwiGLU {
     extern "C" __global__ void swiftlet_swiglu_forward(const storage_t* __restrict__ gate, const storage_t* __restrict__ up,
                                                        storage_t* __restrict__ out, long long n) {
         for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-            const float g = storage_to_f32(gate[i]);
-            out[i] = to_storage(g / (1.0f + expf(-g)) * storage_to_f32(up[i]));
+            const float g = to_f32(gate[i]);
+            out[i] = to_storage(g / (1.0f + expf(-g)) * to_f32(up[i]));
         }
     }
 
@@ -17,7 +17,7 @@ public enum CUDASwiGLU {
                                                         const storage_t* __restrict__ up, storage_t* __restrict__ dgate,
                                                         storage_t* __restrict__ dup, long long n) {
         for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-            const float g = storage_to_f32(gate[i]), u = storage_to_f32(up[i]), d = storage_to_f32(dout[i]);
+            const float g = to_f32(gate[i]), u = to_f32(up[i]), d = to_f32(dout[i]);
             const float s = 1.0f / (1.0f + expf(-g));
             dgate[i] = to_storage(d * u * s * (1.0f + g * (1.0f - s)));
             dup[i] = to_storage(d * g * s);
