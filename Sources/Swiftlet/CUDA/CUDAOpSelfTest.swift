@@ -101,7 +101,7 @@ struct CUDAOpSelfTest {
         let dy = try pair([tokens, hidden], storage), dx = try pair([tokens, hidden], storage)
         cpu.matmul(dy.cpu, transposeA: false, w.cpu, transposeB: false, into: dx.cpu, alpha: 1, beta: 1)
         gpu.matmul(dy.gpu, transposeA: false, w.gpu, transposeB: false, into: dx.gpu, alpha: 1, beta: 1)
-        check("dY·W + dX (beta 1) → bf16", dx)
+        check("dY·W + dX (beta 1) → \(storage)", dx)
         // LoRA gradient: gradB += s·dYᵀ·z, bf16 inputs, f32 output
         let z = try pair([tokens, r], storage), gradB = try pair([hidden, r], .f32)
         cpu.matmul(dy.cpu, transposeA: true, z.cpu, transposeB: false, into: gradB.cpu, alpha: 0.5, beta: 1)
@@ -127,7 +127,7 @@ struct CUDAOpSelfTest {
         let dy = try pair([tokens, hidden], storage), dx = try pair([tokens, hidden], storage)
         cpu.rmsNormBackward(dOut: dy.cpu, x: x.cpu, weight: w.cpu, rstd: rstd.cpu, accumulateInto: dx.cpu)
         gpu.rmsNormBackward(dOut: dy.gpu, x: x.gpu, weight: w.gpu, rstd: rstd.gpu, accumulateInto: dx.gpu)
-        check("backward dX (accumulated, bf16)", dx)
+        check("backward dX (accumulated, \(storage))", dx)
     }
 
     mutating func ropeAndAttention() throws {
@@ -218,7 +218,7 @@ struct CUDAOpSelfTest {
         let lossCPU = cpu.crossEntropy(logits: logits.cpu, labels: l.cpu, gradScale: 0.25)
         let lossGPU = gpu.crossEntropy(logits: logits.gpu, labels: l.gpu, gradScale: 0.25)
         checkScalar("loss sum", gpu: lossGPU, cpu: lossCPU, bound: 1e-5)
-        check("gradient (in place, bf16)", logits)
+        check("gradient (in place, \(storage))", logits)
         let table = try pair([vocab, 4096], storage)
         let ids = try ints((0..<rows).map { _ in Int32(generator.next() % UInt64(vocab)) })
         let e = try output([rows, 4096], storage)
@@ -236,7 +236,7 @@ struct CUDAOpSelfTest {
         let shape: Shape = [2048, 4096]
         let x = try pair(shape, storage), y = try pair(shape, storage)
         cpu.add(x.cpu, into: y.cpu, alpha: 0.5); gpu.add(x.gpu, into: y.gpu, alpha: 0.5)
-        check("add (bf16)", y)
+        check("add (\(storage))", y)
         let bias = try pair([4096], storage)
         cpu.addBias(bias.cpu, into: y.cpu); gpu.addBias(bias.gpu, into: y.gpu)
         check("add bias", y)
@@ -271,7 +271,7 @@ struct CUDAOpSelfTest {
         check("dropout f32 mask (exact)", mask32, exact: true)
         let wide = try pair(shape, .f32), narrow = try pair(shape, storage)
         cpu.add(wide.cpu, into: narrow.cpu, alpha: 2); gpu.add(wide.gpu, into: narrow.gpu, alpha: 2)
-        check("add f32 into bf16", narrow)
+        check("add f32 into \(storage)", narrow)
     }
 
     mutating func optimizers() throws {
