@@ -193,16 +193,8 @@ public final class CUDALibraries: @unchecked Sendable {
     let cuEventSynchronize: PFN_cuEventSynchronize
     let cuEventElapsedTime: PFN_cuEventElapsedTime
     let cuGetErrorString: PFN_cuGetErrorString
-    // NVRTC
-    let nvrtcVersion: PFN_nvrtcVersion
-    let nvrtcCreateProgram: PFN_nvrtcCreateProgram
-    let nvrtcCompileProgram: PFN_nvrtcCompileProgram
-    let nvrtcGetProgramLogSize: PFN_nvrtcGetProgramLogSize
-    let nvrtcGetProgramLog: PFN_nvrtcGetProgramLog
-    let nvrtcGetCUBINSize: PFN_nvrtcGetCUBINSize
-    let nvrtcGetCUBIN: PFN_nvrtcGetCUBIN
-    let nvrtcDestroyProgram: PFN_nvrtcDestroyProgram
-    let nvrtcGetErrorString: PFN_nvrtcGetErrorString
+    /// The run-time compiler.
+    public let compiler: NVRTC
 
     public static let driverSonames = ["libcuda.so.1"]
     public static let nvrtcSonames = ["libnvrtc.so.13", "libnvrtc.so.12"]
@@ -218,6 +210,7 @@ public final class CUDALibraries: @unchecked Sendable {
         let n = try LoadedLibrary.open(name: "libnvrtc.so.13 (or .12)", candidates: candidates(Self.nvrtcSonames))
         driver = d
         nvrtc = n
+        compiler = try NVRTC(library: n)
         do {
             cublasLt = try LoadedLibrary.open(name: "libcublasLt.so.13 (or .12)", candidates: candidates(Self.cublasLtSonames))
             cublasLtProblem = nil
@@ -253,15 +246,6 @@ public final class CUDALibraries: @unchecked Sendable {
         cuEventElapsedTime = try d.symbol("cuEventElapsedTime", as: PFN_cuEventElapsedTime.self)
         cuGetErrorString = try d.symbol("cuGetErrorString", as: PFN_cuGetErrorString.self)
 
-        nvrtcVersion = try n.symbol("nvrtcVersion", as: PFN_nvrtcVersion.self)
-        nvrtcCreateProgram = try n.symbol("nvrtcCreateProgram", as: PFN_nvrtcCreateProgram.self)
-        nvrtcCompileProgram = try n.symbol("nvrtcCompileProgram", as: PFN_nvrtcCompileProgram.self)
-        nvrtcGetProgramLogSize = try n.symbol("nvrtcGetProgramLogSize", as: PFN_nvrtcGetProgramLogSize.self)
-        nvrtcGetProgramLog = try n.symbol("nvrtcGetProgramLog", as: PFN_nvrtcGetProgramLog.self)
-        nvrtcGetCUBINSize = try n.symbol("nvrtcGetCUBINSize", as: PFN_nvrtcGetCUBINSize.self)
-        nvrtcGetCUBIN = try n.symbol("nvrtcGetCUBIN", as: PFN_nvrtcGetCUBIN.self)
-        nvrtcDestroyProgram = try n.symbol("nvrtcDestroyProgram", as: PFN_nvrtcDestroyProgram.self)
-        nvrtcGetErrorString = try n.symbol("nvrtcGetErrorString", as: PFN_nvrtcGetErrorString.self)
     }
 
     /// The process-wide libraries, loaded once.
@@ -279,21 +263,11 @@ public final class CUDALibraries: @unchecked Sendable {
         return "unknown error"
     }
 
-    func checkNVRTC(_ result: nvrtcResult, _ call: String) throws {
-        guard result != CCUDA_NVRTC_SUCCESS else { return }
-        let message = nvrtcGetErrorString(result).map { String(cString: $0) } ?? "unknown error"
-        throw CUDAError.nvrtc(call: call, code: result, message: message)
-    }
-
     public var driverVersion: (major: Int, minor: Int)? {
         var v: Int32 = 0
         guard cuDriverGetVersion(&v) == CCUDA_SUCCESS else { return nil }
         return (Int(v) / 1000, Int(v) % 1000 / 10)
     }
 
-    public var nvrtcVersionNumber: (major: Int, minor: Int)? {
-        var major: Int32 = 0, minor: Int32 = 0
-        guard nvrtcVersion(&major, &minor) == CCUDA_NVRTC_SUCCESS else { return nil }
-        return (Int(major), Int(minor))
-    }
+    public var nvrtcVersionNumber: (major: Int, minor: Int)? { compiler.version }
 }

@@ -92,34 +92,7 @@ public final class KernelCache: @unchecked Sendable {
     }
 
     func compile(source: String, name: String, options: [String]) throws -> [UInt8] {
-        let libs = device.libs
-        var program: nvrtcProgram? = nil
-        try libs.checkNVRTC(libs.nvrtcCreateProgram(&program, source, name + ".cu", 0, nil, nil), "nvrtcCreateProgram")
-        defer { _ = libs.nvrtcDestroyProgram(&program) }
-        let cOptions = options.map { strdup($0) }
-        defer { cOptions.forEach { Glibc.free($0) } }
-        let optionPointers: [UnsafePointer<CChar>?] = cOptions.map { UnsafePointer($0) }
-        let result = optionPointers.withUnsafeBufferPointer {
-            libs.nvrtcCompileProgram(program, Int32(options.count), $0.baseAddress)
-        }
-        if result != CCUDA_NVRTC_SUCCESS {
-            var logSize = 0
-            var log = ""
-            if libs.nvrtcGetProgramLogSize(program, &logSize) == CCUDA_NVRTC_SUCCESS, logSize > 1 {
-                var buffer = [CChar](repeating: 0, count: logSize + 1)
-                if libs.nvrtcGetProgramLog(program, &buffer) == CCUDA_NVRTC_SUCCESS { log = String(cString: buffer) }
-            }
-            let message = libs.nvrtcGetErrorString(result).map { String(cString: $0) } ?? "error \(result)"
-            throw CUDAError.compile(name: name, log: "\(message) (options: \(options.joined(separator: " ")))\n\(log)")
-        }
-        var size = 0
-        try libs.checkNVRTC(libs.nvrtcGetCUBINSize(program, &size), "nvrtcGetCUBINSize")
-        guard size > 0 else { throw CUDAError.invalid("NVRTC produced an empty CUBIN for \(name)") }
-        var cubin = [UInt8](repeating: 0, count: size)
-        try cubin.withUnsafeMutableBytes {
-            try libs.checkNVRTC(libs.nvrtcGetCUBIN(program, $0.baseAddress!.assumingMemoryBound(to: CChar.self)), "nvrtcGetCUBIN")
-        }
-        return cubin
+        try device.libs.compiler.compile(source: source, name: name, options: options)
     }
 
     /// Enqueues `kernel` on the device's stream. Each argument's value is stored in memory that lives

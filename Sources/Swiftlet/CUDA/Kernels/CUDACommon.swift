@@ -51,3 +51,12 @@ enum CUDAKernelSource {
 
     """
 }
+
+extension CUDAKernelSource {
+    /// Every kernel family's source (without the prelude), for compiling them all at once.
+    static let families: [(name: String, source: String)] = [
+        ("elementwise", CUDAElementwise.source), ("rmsnorm", CUDARMSNorm.source), ("rope", CUDARoPE.source),
+        ("attention", CUDAAttention.source), ("swiglu", CUDASwiGLU.source),
+        ("cross_entropy", CUDACrossEntropy.source), ("optimizer", CUDAOptimizer.source),
+    ]
+}
