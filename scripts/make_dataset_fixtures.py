@@ -87,7 +87,18 @@ INST_GEN = ("{{ bos_token }}{% for message in messages %}{% if message['role'] =
             "{% generation %} {{ message['content'] }} {{ eos_token }}{% endgeneration %}"
             "{% elif message['role'] == 'system' %}<<SYS>> {{ message['content'] }} <</SYS>>"
             "{% else %}[INST] {{ message['content'] }} [/INST]{% endif %}{% endfor %}")
-for name, src in [("chatml_generation.jinja", CHATML_GEN), ("inst_generation.jinja", INST_GEN)]:
+# Spans that cut tokens: "Answer: " + "It..." gives a token " It" straddling the start, content ending in "?"
+# followed by "\n" a token "?\n" straddling the end; transformers marks every token overlapping a span.
+STRADDLE_GEN = ("{% for m in messages %}{% if m['role'] == 'assistant' %}Answer: {% generation %}{{ m['content'] }}"
+                "{% endgeneration %}{{ '\\n' }}Next.\n{% else %}Q: {{ m['content'] }}\n{% endif %}{% endfor %}")
+straddle_rows = [
+    {"messages": [{"role": "user", "content": "How was it?"}, {"role": "assistant", "content": "It was wonder?"},
+                  {"role": "user", "content": "And then?"}, {"role": "assistant", "content": "the end was help"}]},
+    {"messages": [{"role": "user", "content": "Why?"}, {"role": "assistant", "content": "Because?"}]},
+]
+write_jsonl("messages_straddle.jsonl", straddle_rows)
+for name, src in [("chatml_generation.jinja", CHATML_GEN), ("inst_generation.jinja", INST_GEN),
+                  ("straddle_generation.jinja", STRADDLE_GEN)]:
     with open(os.path.join(OUT, name), "w") as f:
         f.write(src)
 
@@ -150,6 +161,10 @@ for t, tpl in [("byte_bpe", "chatml_generation.jinja"), ("spm_bpe", "inst_genera
     case(f"messages_assistant_{t}", t, "messages.jsonl", messages_rows, template=tpl, assistant_only=True,
          train_on_responses_only=True)
     case(f"sharegpt_assistant_{t}", t, "sharegpt.json", sharegpt_to_messages(sharegpt_rows), template=tpl,
+         assistant_only=True, train_on_responses_only=True)
+
+for t in ["byte_bpe", "spm_bpe"]:
+    case(f"straddle_assistant_{t}", t, "messages_straddle.jsonl", straddle_rows, template="straddle_generation.jinja",
          assistant_only=True, train_on_responses_only=True)
 
 # BFD packing of the byte_bpe text examples
