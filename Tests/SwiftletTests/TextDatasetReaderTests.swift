@@ -126,6 +126,17 @@ final class TextDatasetReaderTests: XCTestCase {
         XCTAssertTrue(e?.problem.contains("no assistant tokens") ?? false)
     }
 
+    func testTokenizedRowsAsTokenizedDatasetReadsThem() throws {
+        let text = "{\"input_ids\": [1, 0, 5], \"labels\": [-100, 0, 1]}\n{\"input_ids\": [0, 1], \"attention_mask\": [1, 0]}\n"
+        let url = try write("tok.jsonl", text)
+        let r = try TextDataset.load(url: url, tokenizer: tokenizer())
+        XCTAssertEqual(r.format, .tokenized)
+        XCTAssertEqual(r.examples, try TokenizedDataset.load(url))
+        let json = try write("tok.json", "[{\"input_ids\": [1, 2], \"labels\": [1]}]")
+        let e = dataError { _ = try TextDataset.load(url: json, tokenizer: try self.tokenizer()) }
+        XCTAssertEqual(e?.file, json.path + "[0]"); XCTAssertNil(e?.line); XCTAssertEqual(e?.field, "labels")
+    }
+
     func testTextEOSAndAlpacaPrompt() throws {
         let tok = try tokenizer()
         let t = TextTokenizer(tokenizer: tok)

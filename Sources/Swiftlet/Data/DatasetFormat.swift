@@ -100,7 +100,7 @@ extension DatasetFormat {
             for key in ["input_ids", "labels", "attention_mask"] {
                 if let list = try ints(key) { o.append("\"\(key)\":[\(list.map(String.init).joined(separator: ","))]") }
             }
-            return .tokenized(try TokenizedDataset.parse(row: "{\(o.joined(separator: ","))}", file: row.file, line: row.line ?? 0))
+            return .tokenized(try TokenizedDataset.parse(row: "{\(o.joined(separator: ","))}", file: row.file, line: row.line))
         }
     }
 }
