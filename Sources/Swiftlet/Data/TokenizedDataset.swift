@@ -21,7 +21,7 @@ public enum TokenizedDataset {
         return examples
     }
 
-    static func parse(row: String, file: String, line: Int, vocabSize: Int? = nil) throws -> Example {
+    static func parse(row: String, file: String, line: Int?, vocabSize: Int? = nil) throws -> Example {
         func fail(_ field: String?, _ problem: String) -> DataError {
             DataError(file: file, line: line, field: field, problem: problem)
         }

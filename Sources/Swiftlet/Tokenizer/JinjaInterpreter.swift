@@ -4,6 +4,9 @@ import Foundation
 /// `Undefined`, immutable sandbox, loop controls, `tojson` = `json.dumps(ensure_ascii=False)`).
 final class JinjaInterpreter {
     private var frames: [[String: JinjaValue]]
+    /// Unicode-scalar spans of `{% generation %}` blocks in the output (as transformers' AssistantTracker records
+    /// them: start = output length so far, end = start + rendered length of the block).
+    private(set) var generationSpans: [(start: Int, end: Int)] = []
 
     init(globals: [String: JinjaValue]) {
         frames = [globals]
@@ -96,7 +99,9 @@ final class JinjaInterpreter {
             case .continueLoop:
                 return .continueLoop
             case .generation(let body):
+                let start = out.unicodeScalars.count
                 let f = try render(body, into: &out)
+                generationSpans.append((start, out.unicodeScalars.count))
                 if f != .normal { return f }
             }
         }
