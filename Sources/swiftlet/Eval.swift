@@ -8,7 +8,9 @@ struct Eval: ParsableCommand {
 
     @Option(help: "Hugging Face model folder.") var model: String
     @Option(help: "PEFT adapter folder to apply.") var adapter: String?
-    @Option(help: "JSONL of pre-tokenized rows.") var data: String
+    @Option(help: "Data file or folder (as train reads it).") var data: String
+    @OptionGroup var dataOptions: DataOptions
+    @Option(help: "Examples are truncated to this many tokens.") var maxSeqLength: Int?
     @Option(help: "Rows per batch.") var batchSize = 8
     @Flag(help: "Print one JSON line {\"loss\", \"perplexity\", \"tokens\"}.") var json = false
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
@@ -18,7 +20,8 @@ struct Eval: ParsableCommand {
         let backend = try device.makeBackend(precision: precision) { if !json { print($0) } }
         let model = try LlamaModel.load(directory: URL(fileURLWithPath: self.model), on: backend)
         if let adapter { try PEFTAdapter.load(directory: URL(fileURLWithPath: adapter), into: model) }
-        let examples = try TokenizedDataset.load(URL(fileURLWithPath: data), vocabSize: model.config.vocabSize)
+        let examples = try dataOptions.examples(data, modelDirectory: self.model, vocabSize: model.config.vocabSize,
+                                                maxSeqLength: maxSeqLength, packing: false) { if !json { print($0) } }
         let result = try Evaluation.run(model: model, examples: examples, batchSize: batchSize)
         if json {
             print("{\"loss\": \(result.loss), \"perplexity\": \(result.perplexity), \"tokens\": \(result.tokens)}")

@@ -7,7 +7,7 @@ struct Train: ParsableCommand {
         abstract: "Train LoRA adapters on a model; without --model and --data, runs the built-in demo.")
 
     @Option(help: "Hugging Face model folder (config.json, safetensors).") var model: String?
-    @Option(help: "JSONL of pre-tokenized rows {\"input_ids\", \"labels\"?, \"attention_mask\"?}.") var data: String?
+    @Option(help: "Data file or folder: JSONL, JSON or CSV rows of text, Alpaca, conversations or pre-tokenized input_ids.") var data: String?
     @Option(help: "Where the PEFT adapter is written.") var output = "output"
     @Option(help: "Continue from this PEFT adapter instead of fresh LoRA weights.") var adapter: String?
     @Option(help: "adamw or sgd.") var optim: TrainingArguments.OptimizerKind = .adamw
@@ -27,6 +27,10 @@ struct Train: ParsableCommand {
     @Option(help: "Clip the global gradient norm to this; 0 disables clipping.") var maxGradNorm: Float = 1
     @Option(help: "Seed for LoRA initialisation, shuffling and dropout.") var seed: UInt64 = 42
     @Flag(help: "Keep file order: batches are consecutive rows.") var noShuffle = false
+    @OptionGroup var dataOptions: DataOptions
+    @Flag(help: "Pack examples into rows of exactly --max-seq-length tokens (attention stays inside each).") var packing = false
+    @Option(help: "Hold out this fraction of the data for evaluation (seeded).") var evalSplit: Double = 0
+    @Option(help: "Evaluation data file (instead of --eval-split).") var evalData: String?
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
     @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
 
@@ -39,21 +43,35 @@ struct Train: ParsableCommand {
     func run() throws {
         let backend = try device.makeBackend(precision: precision) { print($0) }
         let demo = model == nil
-        let model: LlamaModel
-        let examples: [Example]
         var arguments = demo ? DemoTask.arguments : TrainingArguments()
-        var lora: LoRAConfig
-        if let path = self.model, let data {
-            model = try LlamaModel.load(directory: URL(fileURLWithPath: path), on: backend)
-            examples = try TokenizedDataset.load(URL(fileURLWithPath: data), vocabSize: model.config.vocabSize)
-            lora = LoRAConfig(r: loraR, alpha: loraAlpha, dropout: loraDropout,
+        if let maxSeqLength { arguments.maxSeqLength = maxSeqLength }
+        var modelPath = self.model, dataPath = data, dataOptions = self.dataOptions
+        var lora = LoRAConfig(r: loraR, alpha: loraAlpha, dropout: loraDropout,
                               targets: try LoRAConfig.targets(parsing: targetModules), useRSLoRA: useRslora)
-        } else {
-            print("No --model and --data: training the built-in demo (a \(DemoTask.config.layers)-layer Llama "
-                + "learning to count with strides 1-3).")
-            model = try LlamaModel.random(config: DemoTask.config, seed: 1, std: DemoTask.weightScale, on: backend)
-            examples = DemoTask.examples()
+        if demo {
+            // The demo goes through the same path as a real model: files first, then load them.
+            let folder = URL(fileURLWithPath: output).appendingPathComponent("demo-data")
+            try DemoTask.write(to: folder)
+            print("No --model and --data: the built-in demo. A \(DemoTask.config.layers)-layer Llama with a byte-level "
+                + "tokenizer learns to count (\"Count by 3 from 14.\"), trained on the assistant's answers only. "
+                + "Its files are in \(folder.path) (model/, chat.jsonl, alpaca.jsonl).")
+            modelPath = folder.appendingPathComponent("model").path
+            dataPath = folder.appendingPathComponent("chat.jsonl").path
+            dataOptions.trainOnResponsesOnly = true
             lora = DemoTask.lora
+        }
+        guard let modelPath, let dataPath else { throw ValidationError("give both --model and --data") }
+        let model = try LlamaModel.load(directory: URL(fileURLWithPath: modelPath), on: backend)
+        let examples: [Example]
+        var evalExamples: [Example] = []
+        let all = try dataOptions.examples(dataPath, modelDirectory: modelPath, vocabSize: model.config.vocabSize,
+                                           maxSeqLength: arguments.maxSeqLength, packing: packing)
+        if let evalData {
+            examples = all
+            evalExamples = try dataOptions.examples(evalData, modelDirectory: modelPath, vocabSize: model.config.vocabSize,
+                                                    maxSeqLength: arguments.maxSeqLength, packing: false)
+        } else {
+            (examples, evalExamples) = DatasetSplit.split(all, evalFraction: evalSplit, seed: seed)
         }
         if let adapter {
             lora = try PEFTAdapter.load(directory: URL(fileURLWithPath: adapter), into: model)
@@ -70,7 +88,7 @@ struct Train: ParsableCommand {
         if let lr { arguments.learningRate = lr }
         if let maxSteps { arguments.maxSteps = maxSteps }
         if let batchSize { arguments.batchSize = batchSize }
-        if let maxSeqLength { arguments.maxSeqLength = maxSeqLength }
+        arguments.packing = packing
         if let warmupSteps { arguments.warmupSteps = warmupSteps }
         if let scheduler { arguments.scheduler = scheduler }
 
@@ -88,7 +106,12 @@ struct Train: ParsableCommand {
                          Double(log.tokens) / max(log.seconds, 1e-9)))
         }
         let outputURL = URL(fileURLWithPath: output)
-        try PEFTAdapter.save(model, config: lora, to: outputURL, baseModel: self.model)
+        try PEFTAdapter.save(model, config: lora, to: outputURL, baseModel: modelPath)
         print(String(format: "done: loss %.4f -> %.4f; adapter written to %@", first ?? 0, last, outputURL.path))
+        if !evalExamples.isEmpty {
+            let evaluation = try Evaluation.run(model: model, examples: evalExamples, batchSize: arguments.batchSize)
+            print(String(format: "eval: loss %.4f  perplexity %.3f  over %d tokens (%d examples)", evaluation.loss,
+                         evaluation.perplexity, evaluation.tokens, evalExamples.count))
+        }
     }
 }

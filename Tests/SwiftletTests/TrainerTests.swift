@@ -104,16 +104,56 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// The built-in demo end to end: files written, model and tokenizer loaded back, chat data
+    /// rendered with the template, trained on the answers only, and the loss falls.
     func testDemoTaskLearnsQuickly() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("demo-\(UUID().uuidString)")
+        try DemoTask.write(to: folder)
+        let model = try LlamaModel.load(directory: folder.appendingPathComponent("model"), on: CPUBackend())
+        XCTAssertEqual(model.config, DemoTask.config)
+        let tokenizer = try Tokenizer(directory: folder.appendingPathComponent("model"))
+        XCTAssertEqual(tokenizer.decode(tokenizer.encode("Count by 3 from 14."), skipSpecialTokens: true), "Count by 3 from 14.")
+        let data = try TextDataset.load(url: folder.appendingPathComponent("chat.jsonl"), tokenizer: tokenizer,
+                                        options: DatasetOptions(trainOnResponsesOnly: true, maxSeqLength: 96))
+        XCTAssertEqual(data.format, .conversations)
+        // only the answer and its <|im_end|> are trained: e.g. "14 17 20 23 26 29 32 35<|im_end|>"
+        let first = data.examples[0]
+        let trained = zip(first.inputIds, first.labels!).filter { $0.1 != Batch.ignoreIndex }.map(\.0)
+        XCTAssertEqual(tokenizer.decode(trained), DemoTask.pairs(count: 1)[0].answer + "<|im_end|>")
+        try model.addLoRA(DemoTask.lora, seed: 42)
         var a = DemoTask.arguments
         a.maxSteps = 40
         a.warmupSteps = 0
         a.scheduler = .constant
-        let m = try LlamaModel.random(config: DemoTask.config, seed: 1, std: DemoTask.weightScale, on: CPUBackend())
-        try m.addLoRA(DemoTask.lora, seed: 42)
         var losses: [Double] = []
-        try Trainer(model: m, examples: DemoTask.examples(count: 96), arguments: a).train { losses.append($0.loss) }
-        XCTAssertGreaterThan(losses[0], 5, "an untrained model knows nothing of the task")
-        XCTAssertLessThan(losses.suffix(5).reduce(0, +) / 5, losses[0] - 1, "\(losses)")
+        try Trainer(model: model, examples: Array(data.examples.prefix(128)), arguments: a).train { losses.append($0.loss) }
+        XCTAssertGreaterThan(losses[0], 4, "an untrained model knows nothing of the task")
+        XCTAssertLessThan(losses.suffix(5).reduce(0, +) / 5, losses[0] - 1.5, "\(losses)")
+    }
+
+    /// Packed rows keep every example's attention and positions to itself, so the loss and the
+    /// gradients of a packed step equal those of the same examples right-padded one per row.
+    func testPackedStepEqualsPaddedStep() throws {
+        var g = SplitMix64(seed: 12)
+        let examples = (0..<6).map { i in
+            Example(inputIds: (0..<(5 + 3 * i)).map { _ in Int32(g.next() % 64) })
+        }
+        var a = arguments(steps: 1)
+        a.shuffle = false
+        a.optimizer = .sgd
+        a.maxSeqLength = 24
+        a.batchSize = 6
+        let padded = try model()
+        let logPadded = try Trainer(model: padded, examples: examples, arguments: a).step()
+        a.packing = true
+        a.batchSize = Packing.pack(examples, seqLength: 24).count  // every packed row, once
+        XCTAssertLessThan(a.batchSize, examples.count)
+        let packedModel = try model()
+        let trainer = try Trainer(model: packedModel, examples: examples, arguments: a)
+        let logPacked = try trainer.step()
+        XCTAssertEqual(logPacked.targetTokens, logPadded.targetTokens)
+        XCTAssertLessThan(logPacked.tokens, logPadded.tokens, "packing wastes fewer tokens on padding")
+        XCTAssertEqual(logPacked.loss, logPadded.loss, accuracy: 1e-5)
+        XCTAssertEqual(logPacked.gradNorm, logPadded.gradNorm, accuracy: 1e-5 * logPadded.gradNorm)
     }
 }

@@ -8,7 +8,8 @@ public final class Trainer {
     public let arguments: TrainingArguments
     public let optimizer: LoRAOptimizer
     public let schedule: LRSchedule
-    private let examples: [Example]
+    /// Each training row: one example, or several packed into `maxSeqLength` tokens.
+    private let rows: [[Example]]
     private var order: [Int] = []
     private var cursor = 0
     private var epoch = 0
@@ -37,7 +38,8 @@ public final class Trainer {
         }
         self.model = model
         self.arguments = arguments
-        self.examples = examples.map { Trainer.truncated($0, to: arguments.maxSeqLength) }
+        let truncated = examples.map { Trainer.truncated($0, to: arguments.maxSeqLength) }
+        rows = arguments.packing ? Packing.pack(truncated, seqLength: arguments.maxSeqLength) : truncated.map { [$0] }
         optimizer = try LoRAOptimizer(adapters: model.adapters, arguments: arguments)
         schedule = LRSchedule(kind: arguments.scheduler, baseLR: arguments.learningRate,
                               warmupSteps: arguments.warmupSteps, totalSteps: arguments.maxSteps)
@@ -53,7 +55,7 @@ public final class Trainer {
     /// One optimizer step over `gradientAccumulation` micro-batches.
     public func step() throws -> StepLog {
         let start = Date()
-        let batches = (0..<arguments.gradientAccumulation).map { _ in Batch(examples: nextExamples()) }
+        let batches = (0..<arguments.gradientAccumulation).map { _ in batch(nextRows()) }
         let targets = batches.reduce(0) { $0 + $1.targetCount }
         optimizer.zeroGradients()
         var lossSum = 0.0
@@ -69,21 +71,28 @@ public final class Trainer {
                        loss: lossSum / Double(Swift.max(targets, 1)), learningRate: lr, gradNorm: norm,
                        tokens: batches.reduce(0) { $0 + $1.tokenCount }, targetTokens: targets,
                        seconds: Date().timeIntervalSince(start),
-                       epoch: Double(epoch) + Double(cursor) / Double(examples.count))
+                       epoch: Double(epoch) + Double(cursor) / Double(rows.count))
     }
 
-    private func nextExamples() -> [Example] {
-        var batch: [Example] = []
-        while batch.count < arguments.batchSize {
+    /// Right-padded examples, or packed rows of exactly maxSeqLength.
+    private func batch(_ chosen: [[Example]]) -> Batch {
+        guard arguments.packing else { return Batch(examples: chosen.map { $0[0] }) }
+        let columns = arguments.maxSeqLength
+        return Batch(stacking: chosen.map { Batch(packing: $0, columns: columns) }, columns: columns)
+    }
+
+    private func nextRows() -> [[Example]] {
+        var chosen: [[Example]] = []
+        while chosen.count < arguments.batchSize {
             if cursor == order.count { epoch += 1; newEpoch() }
-            batch.append(examples[order[cursor]])
+            chosen.append(rows[order[cursor]])
             cursor += 1
         }
-        return batch
+        return chosen
     }
 
     private func newEpoch() {
-        order = Array(examples.indices)
+        order = Array(rows.indices)
         cursor = 0
         if arguments.shuffle {
             var generator = SplitMix64(seed: arguments.seed &+ UInt64(epoch) &* 0x9E37_79B9)

@@ -21,6 +21,9 @@ public struct TrainingArguments: Sendable, Equatable {
     public var shuffle = true
     /// Longer examples are truncated to this many tokens.
     public var maxSeqLength = 2048
+    /// Pack examples into rows of exactly `maxSeqLength` tokens (TRL's best-fit-decreasing), keeping
+    /// each example's attention and positions to itself; `batchSize` then counts packed rows.
+    public var packing = false
 
     public init() {}
 }

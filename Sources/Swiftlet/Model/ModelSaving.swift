@@ -1,0 +1,67 @@
+import Foundation
+
+/// Writes a model as a Hugging Face folder: config.json and model.safetensors (f32), which
+/// transformers and Swiftlet both load.
+extension LlamaModel {
+    /// Every base weight with its Hugging Face name (the LM head only when not tied).
+    public var namedWeights: [(name: String, tensor: Tensor)] {
+        var weights: [(String, Tensor)] = [("model.embed_tokens.weight", embedding)]
+        for (i, layer) in layers.enumerated() {
+            let p = "model.layers.\(i)."
+            weights += [(p + "input_layernorm.weight", layer.inputNorm), (p + "post_attention_layernorm.weight", layer.postAttentionNorm)]
+            for target in LoRAConfig.Target.allCases {
+                let linear = layer[keyPath: Self.linearKeyPath(target)]
+                let module = Self.modulePath(layer: i, target)
+                weights.append((module + ".weight", linear.weight))
+                if let bias = linear.bias { weights.append((module + ".bias", bias)) }
+            }
+        }
+        weights.append(("model.norm.weight", finalNorm))
+        if !config.tieWordEmbeddings { weights.append(("lm_head.weight", lmHead)) }
+        return weights
+    }
+
+    public func save(directory: URL) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let entries = namedWeights.map { SafetensorsWriter.Entry(name: $0.name, floats: backend.download($0.tensor), shape: $0.tensor.shape) }
+        try SafetensorsWriter.write(entries, metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))
+        let json = try JSONSerialization.data(withJSONObject: HFConfig.json(config), options: [.prettyPrinted, .sortedKeys])
+        try AtomicFile.write(json, to: directory.appendingPathComponent("config.json"))
+    }
+}
+
+extension HFConfig {
+    /// config.json for a `LlamaConfig`, in transformers' keys.
+    public static func json(_ c: LlamaConfig) -> [String: Any] {
+        var rope: [String: Any] = ["rope_theta": Double(c.rope.theta)]
+        switch c.rope.kind {
+        case .none: rope["rope_type"] = "default"
+        case let .linear(f): rope["rope_type"] = "linear"; rope["factor"] = Double(f)
+        case let .dynamic(f): rope["rope_type"] = "dynamic"; rope["factor"] = Double(f)
+        case let .llama3(f, low, high, original):
+            rope.merge(["rope_type": "llama3", "factor": Double(f), "low_freq_factor": Double(low),
+                        "high_freq_factor": Double(high), "original_max_position_embeddings": original]) { $1 }
+        }
+        var json: [String: Any] = [
+            "model_type": c.modelType.rawValue, "architectures": [Self.architecture(c.modelType)],
+            "vocab_size": c.vocabSize, "hidden_size": c.hiddenSize, "intermediate_size": c.intermediateSize,
+            "num_hidden_layers": c.layers, "num_attention_heads": c.heads, "num_key_value_heads": c.kvHeads,
+            "head_dim": c.headDim, "rms_norm_eps": Double(c.rmsNormEps), "max_position_embeddings": c.maxPositionEmbeddings,
+            "tie_word_embeddings": c.tieWordEmbeddings, "hidden_act": "silu", "rope_parameters": rope,
+            "rope_theta": Double(c.rope.theta), "torch_dtype": "float32",
+        ]
+        if c.modelType != .qwen2 { json["attention_bias"] = c.oBias }
+        if let w = c.slidingWindow { json["sliding_window"] = w }
+        if let b = c.bosTokenId { json["bos_token_id"] = b }
+        if let e = c.eosTokenId { json["eos_token_id"] = e }
+        return json
+    }
+
+    static func architecture(_ type: LlamaConfig.ModelType) -> String {
+        switch type {
+        case .llama: return "LlamaForCausalLM"
+        case .mistral: return "MistralForCausalLM"
+        case .qwen2: return "Qwen2ForCausalLM"
+        }
+    }
+}
