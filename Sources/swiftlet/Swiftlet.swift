@@ -6,7 +6,7 @@ struct SwiftletCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swiftlet",
         abstract: "Fast, exact LoRA finetuning of Llama-family models.",
-        subcommands: [Train.self, Eval.self, Tokenize.self, Bench.self, Doctor.self, Gradients.self])
+        subcommands: [Train.self, Eval.self, Tokenize.self, Template.self, Bench.self, Doctor.self, Gradients.self])
 }
 
 extension Device: ExpressibleByArgument {}

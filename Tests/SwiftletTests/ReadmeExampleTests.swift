@@ -2,29 +2,33 @@ import Foundation
 import XCTest
 import Swiftlet  // public API only, as a user would
 
-/// The README's Swift example, run on a fixture model, so the documented API cannot rot.
+/// The README's Swift example, run on the demo's files (model, tokenizer, chat data), so the
+/// documented API cannot rot. Keep the marked block identical to README.md.
 final class ReadmeExampleTests: XCTestCase {
     func testReadmeSwiftExample() throws {
-        let fixture = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
-            .appendingPathComponent("llama_gqa")
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("readme-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        let rows = (0..<8).map { i in "{\"input_ids\": [\((0..<10).map { String(($0 * 7 + i) % 128) }.joined(separator: ", "))]}" }
-        try rows.joined(separator: "\n").write(to: work.appendingPathComponent("train.jsonl"), atomically: true, encoding: .utf8)
+        try DemoTask.write(to: work)
+        let cwd = FileManager.default.currentDirectoryPath
+        FileManager.default.changeCurrentDirectoryPath(work.path)
+        defer { FileManager.default.changeCurrentDirectoryPath(cwd) }
+        try FileManager.default.moveItem(atPath: "model", toPath: "my-model")
+        var steps: [Int] = []
 
-        // --- as in README.md ---
-        let backend = CPUBackend()
-        let model = try LlamaModel.load(directory: fixture, on: backend)
+        // --- as in README.md (with 3 steps instead of 100, and the steps recorded) ---
+        let backend = try Device.auto.makeBackend()      // the GPU when there is one, else the CPU
+        let model = try LlamaModel.load(directory: URL(fileURLWithPath: "my-model"), on: backend)
         try model.addLoRA(LoRAConfig(r: 16, alpha: 32), seed: 42)
         var arguments = TrainingArguments()
         arguments.maxSteps = 3
-        let examples = try TokenizedDataset.load(work.appendingPathComponent("train.jsonl"))
-        var steps: [Int] = []
-        try Trainer(model: model, examples: examples, arguments: arguments).train { steps.append($0.step) }
-        try PEFTAdapter.save(model, config: LoRAConfig(r: 16, alpha: 32), to: work.appendingPathComponent("adapter"))
+        let tokenizer = try Tokenizer(directory: URL(fileURLWithPath: "my-model"))
+        let examples = try TextDataset.load(url: URL(fileURLWithPath: "chat.jsonl"), tokenizer: tokenizer,
+                                            options: DatasetOptions(trainOnResponsesOnly: true, maxSeqLength: 2048)).examples
+        try Trainer(model: model, examples: examples, arguments: arguments).train { print($0.step, $0.loss); steps.append($0.step) }
+        try PEFTAdapter.save(model, config: LoRAConfig(r: 16, alpha: 32), to: URL(fileURLWithPath: "adapter"))
         // ---
 
         XCTAssertEqual(steps, [1, 2, 3])
+        XCTAssertEqual(examples.count, 512)
         XCTAssertTrue(FileManager.default.fileExists(atPath: work.appendingPathComponent("adapter/adapter_model.safetensors").path))
         XCTAssertEqual(try PEFTAdapter.config(directory: work.appendingPathComponent("adapter")), LoRAConfig(r: 16, alpha: 32))
     }
