@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Swiftlet
 
 @main
@@ -7,6 +8,20 @@ struct SwiftletCommand: ParsableCommand {
         commandName: "swiftlet",
         abstract: "Fast, exact LoRA finetuning of Llama-family models.",
         subcommands: [Train.self, Eval.self, Tokenize.self, Template.self, Bench.self, Doctor.self, Gradients.self])
+
+    static func main() {
+        let given = Array(CommandLine.arguments.dropFirst())
+        do {
+            let arguments = try ConfigFile.expand(given)
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            if let i = given.firstIndex(of: "--config"), i + 1 < given.count, !(error is ExitCode) {
+                FileHandle.standardError.write(Data("(flags were read from \(given[i + 1]) too; its keys are flag names)\n".utf8))
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 extension Device: ExpressibleByArgument {}
