@@ -15,21 +15,23 @@ final class ReadmeExampleTests: XCTestCase {
         var steps: [Int] = []
 
         // --- as in README.md (with 3 steps instead of 100, and the steps recorded) ---
-        let backend = try Device.auto.makeBackend()      // the GPU when there is one, else the CPU
-        let model = try LlamaModel.load(directory: URL(fileURLWithPath: "my-model"), on: backend)
-        try model.addLoRA(LoRAConfig(r: 16, alpha: 32), seed: 42)
+        let (model, tokenizer) = try FastLanguageModel.fromPretrained("my-model", maxSeqLength: 2048)  // GPU if there is one
+        try model.addLoRA(r: 16, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                          alpha: 32, dropout: 0, seed: 3407)
         var arguments = TrainingArguments()
         arguments.maxSteps = 3
-        let tokenizer = try Tokenizer(directory: URL(fileURLWithPath: "my-model"))
-        let examples = try TextDataset.load(url: URL(fileURLWithPath: "chat.jsonl"), tokenizer: tokenizer,
-                                            options: DatasetOptions(trainOnResponsesOnly: true, maxSeqLength: 2048)).examples
-        try Trainer(model: model, examples: examples, arguments: arguments).train { print($0.step, $0.loss); steps.append($0.step) }
-        try PEFTAdapter.save(model, config: LoRAConfig(r: 16, alpha: 32), to: URL(fileURLWithPath: "adapter"))
+        arguments.learningRate = 2e-4
+        let trainer = try SFTTrainer(model: model, tokenizer: tokenizer, dataset: "chat.jsonl", arguments: arguments,
+                                     options: DatasetOptions(trainOnResponsesOnly: true))
+        try trainer.train { print($0.step, $0.loss); steps.append($0.step) }
+        try model.saveAdapter(to: "adapter")
         // ---
 
         XCTAssertEqual(steps, [1, 2, 3])
-        XCTAssertEqual(examples.count, 512)
         XCTAssertTrue(FileManager.default.fileExists(atPath: work.appendingPathComponent("adapter/adapter_model.safetensors").path))
         XCTAssertEqual(try PEFTAdapter.config(directory: work.appendingPathComponent("adapter")), LoRAConfig(r: 16, alpha: 32))
+        XCTAssertThrowsError(try FastLanguageModel.fromPretrained("my-model", loadIn4bit: true)) { error in
+            XCTAssertTrue("\(error)".contains("4-bit"), "\(error)")
+        }
     }
 }

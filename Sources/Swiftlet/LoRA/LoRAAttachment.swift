@@ -24,6 +24,7 @@ extension LlamaModel {
         guard config.dropout >= 0 && config.dropout < 1 else {
             throw LoRAError.invalid("lora_dropout must be in [0, 1), got \(config.dropout)")
         }
+        loraConfig = config
         for i in layers.indices {
             for target in LoRAConfig.Target.allCases.sorted() where config.targets.contains(target) {
                 let keyPath = Self.linearKeyPath(target)
@@ -36,6 +37,7 @@ extension LlamaModel {
 
     /// Removes all adapters (the base model again; DPO's reference model).
     public func removeLoRA() {
+        loraConfig = nil
         for i in layers.indices {
             for target in LoRAConfig.Target.allCases { layers[i][keyPath: Self.linearKeyPath(target)].lora = nil }
         }

@@ -21,6 +21,12 @@ public final class LlamaModel {
         self.lmHead = lmHead
     }
 
+    /// The longest sequence the user asked to train on (FastLanguageModel's maxSeqLength).
+    public var maxSeqLength: Int?
+
+    /// The LoRA settings of the attached adapters (nil: none attached).
+    public internal(set) var loraConfig: LoRAConfig?
+
     /// Every LoRA adapter, in layer order, then q k v o gate up down.
     public var adapters: [LoRAAdapter] { layers.flatMap { $0.linears.compactMap(\.lora) } }
 
