@@ -37,6 +37,7 @@ for arch in ${ARCHS:-tinyllama}; do
     timeout 300 python3 $baseline --arch "$arch" --steps ${STEPS:-8} --gc 0 2>/dev/null | grep RESULT
     timeout 300 $swiftlet bench --arch "$arch" --steps ${STEPS:-8} --device cuda --profile > "$out/swiftlet-$arch-$rep.log" 2>&1
     grep RESULT "$out/swiftlet-$arch-$rep.log"
+    timeout 300 $swiftlet bench --arch "$arch" --steps ${STEPS:-8} --device cuda --gradient-checkpointing on 2>&1 | grep RESULT
   done
 done | tee "$out/bench.log"
 python3 - "$out/bench.log" <<'PY'

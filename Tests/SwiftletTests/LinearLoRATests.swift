@@ -57,3 +57,27 @@ final class LinearLoRATests: XCTestCase {
         XCTAssertEqual(LoRAConfig(r: 16, alpha: 32, useRSLoRA: true).scaling, 8)
     }
 }
+
+/// Gradient checkpointing recomputes each layer from its saved input: the gradients must be the
+/// same bits as with every activation kept (dropout on, so the masks must be redrawn identically).
+final class GradientCheckpointingTests: XCTestCase {
+    func testCheckpointedGradientsAreBitIdentical() throws {
+        let config = LlamaConfig(vocabSize: 64, hiddenSize: 32, intermediateSize: 48, layers: 3, heads: 4, kvHeads: 2,
+                                 rmsNormEps: 1e-5, maxPositionEmbeddings: 64)
+        var results: [[Float]] = []
+        var losses: [Double] = []
+        for checkpointing in [false, true] {
+            let model = try LlamaModel.random(config: config, seed: 5, std: 0.1, on: CPUBackend())
+            try model.addLoRA(LoRAConfig(r: 4, alpha: 8, dropout: 0.2), seed: 1)
+            for adapter in model.adapters { model.backend.fillUniform(adapter.b, seed: 9, bound: 0.1) }
+            model.gradientCheckpointing = checkpointing
+            var g = SplitMix64(seed: 3)
+            let batch = Batch(examples: (0..<3).map { _ in Example(inputIds: (0..<10).map { _ in Int32(g.next() % 64) }) })
+            losses.append(try model.step(batch, gradScale: 0.1, dropoutSeed: 77))
+            results.append(model.adapters.flatMap { model.backend.download($0.gradA) + model.backend.download($0.gradB) })
+        }
+        XCTAssertEqual(losses[0], losses[1])
+        XCTAssertEqual(results[0], results[1])
+        XCTAssertTrue(results[0].contains { $0 != 0 })
+    }
+}

@@ -33,9 +33,7 @@ extension LlamaModel {
     public func addLoRA(r: Int = 16, targetModules: [String] = LoRAConfig.Target.allCases.map(\.rawValue),
                         alpha: Float = 16, dropout: Float = 0, useRSLoRA: Bool = false,
                         gradientCheckpointing: Bool = false, seed: UInt64 = 3407) throws {
-        guard !gradientCheckpointing else {
-            throw LoRAError.invalid("gradientCheckpointing is not supported yet (activations are kept)")
-        }
+        self.gradientCheckpointing = gradientCheckpointing
         let targets = try LoRAConfig.targets(parsing: targetModules.joined(separator: ","))
         try addLoRA(LoRAConfig(r: r, alpha: alpha, dropout: dropout, targets: targets, useRSLoRA: useRSLoRA), seed: seed)
     }

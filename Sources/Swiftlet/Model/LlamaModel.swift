@@ -21,6 +21,10 @@ public final class LlamaModel {
         self.lmHead = lmHead
     }
 
+    /// Keep only each layer's input during the forward and recompute the layer in the backward
+    /// (HF's gradient_checkpointing_enable): activations memory of one layer instead of all.
+    public var gradientCheckpointing = false
+
     /// The longest sequence the user asked to train on (FastLanguageModel's maxSeqLength).
     public var maxSeqLength: Int?
 
@@ -39,11 +43,12 @@ public final class LlamaModel {
         let training = gradScale != nil
         var h = try embed(batch, context)
         var saved: [DecoderLayer.Saved] = []
+        var inputs: [Tensor] = []
         for (i, layer) in layers.enumerated() {
             var layerContext = context
             layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
             let (next, s) = try layer.forward(h, layerContext)
-            if training { saved.append(s) }
+            if training && gradientCheckpointing { inputs.append(h) } else if training { saved.append(s) }
             h = next
         }
         let targets = try backend.upload(batch.targets, [batch.tokenCount])
@@ -54,8 +59,13 @@ public final class LlamaModel {
         for i in layers.indices.reversed() {
             var layerContext = context
             layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
-            dH = try layers[i].backward(dH!, saved: saved[i], layerContext)
-            saved.removeLast()
+            if gradientCheckpointing {
+                // Recompute this layer's activations from its input (same dropout seed: same masks).
+                let (_, recomputed) = try layers[i].forward(inputs.removeLast(), layerContext)
+                dH = try layers[i].backward(dH!, saved: recomputed, layerContext)
+            } else {
+                dH = try layers[i].backward(dH!, saved: saved.removeLast(), layerContext)
+            }
         }
         return loss
     }
