@@ -7,7 +7,7 @@ struct SwiftletCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swiftlet",
         abstract: "Fast, exact LoRA finetuning of Llama-family models.",
-        subcommands: [Train.self, Eval.self, Tokenize.self, Template.self, Bench.self, Doctor.self, Gradients.self])
+        subcommands: [Train.self, Eval.self, Tokenize.self, Template.self, Export.self, Bench.self, Doctor.self, Gradients.self])
 
     static func main() {
         let given = Array(CommandLine.arguments.dropFirst())
