@@ -234,9 +234,25 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(checkpoint.lastPathComponent, "checkpoint-3")
     }
 
-    func testLossScalerStateRoundTrips() {
+    func testLossScalerStateRoundTrips() throws {
         var s = LossScaler(initialScale: 1024)
         for _ in 0..<3 { _ = s.update(gradientsFinite: true) }
         XCTAssertEqual(s.cleanStepCount, 3)
+
+        // fp16 runs only on CUDA; on the CPU a scaler is set by hand (power-of-two scaling is exact in f32).
+        let t = try Trainer(model: try model(), examples: data(), arguments: arguments(steps: 3))
+        var scaler = LossScaler(initialScale: 1024)
+        scaler.growthInterval = 5
+        t.lossScaler = scaler
+        try t.train()
+        let checkpoint = try t.saveCheckpoint(to: directory)
+        let fresh = try Trainer(model: try model(), examples: data(), arguments: arguments(steps: 3))
+        fresh.lossScaler = LossScaler()
+        try fresh.resume(from: checkpoint)
+        XCTAssertEqual(fresh.lossScaler, t.lossScaler, "scale, growth settings and clean-step count")
+        XCTAssertEqual(fresh.lossScaler?.cleanStepCount, 3)
+        XCTAssertEqual(fresh.stepsTaken, 3)
+        let noScaler = try Trainer(model: try model(), examples: data(), arguments: arguments(steps: 3))
+        XCTAssertThrowsError(try noScaler.resume(from: checkpoint)) { XCTAssertTrue("\($0)".contains("loss scaling"), "\($0)") }
     }
 }

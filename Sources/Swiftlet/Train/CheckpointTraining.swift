@@ -129,6 +129,8 @@ struct TrainerState: Codable {
 
     var formatVersion = 1
     var globalStep: Int
+    /// Steps run including fp16 steps skipped on overflow.
+    var stepsTaken: Int
     var maxSteps: Int
     var saveSteps: Int
     var epoch: Double
@@ -209,7 +211,7 @@ extension Trainer {
                                             to: temporary.appendingPathComponent(TrainingCheckpoint.optimizerFile))
             }
             let state = TrainerState(
-                globalStep: globalStep, maxSteps: arguments.maxSteps, saveSteps: arguments.saveSteps,
+                globalStep: globalStep, stepsTaken: stepsTaken, maxSteps: arguments.maxSteps, saveSteps: arguments.saveSteps,
                 epoch: Double(epoch) + Double(cursor) / Double(rows.count), logHistory: logHistory,
                 data: .init(epochIndex: epoch, cursor: cursor, order: order, rowCount: rows.count, fingerprint: dataFingerprint),
                 lossScaler: lossScaler.map {
@@ -298,7 +300,8 @@ extension Trainer {
                 + (state.data.rowCount == rows.count ? ", with other contents)" : ")"))
         }
         guard state.data.order.count == rows.count, Set(state.data.order) == Set(rows.indices),
-              (0...rows.count).contains(state.data.cursor), state.data.epochIndex >= 0, state.globalStep >= 0 else {
+              (0...rows.count).contains(state.data.cursor), state.data.epochIndex >= 0, state.globalStep >= 0,
+              state.stepsTaken >= state.globalStep else {
             throw CheckpointError.invalid(checkpoint: path, problem: "the data position in \(TrainingCheckpoint.stateFile) is inconsistent")
         }
         if (lossScaler == nil) != (state.lossScaler == nil) {
@@ -339,6 +342,7 @@ extension Trainer {
             try store(v, into: vt)
         }
         optimizer.restore(steps: state.globalStep)
+        stepsTaken = state.stepsTaken
         epoch = state.data.epochIndex
         order = state.data.order
         cursor = state.data.cursor

@@ -30,6 +30,9 @@ public final class Trainer {
 
     /// The global step: optimizer updates applied so far.
     public var globalStep: Int { optimizer.steps }
+    /// Calls to `step()` so far: the global step plus fp16 steps skipped on overflow. `train` runs
+    /// until this reaches `maxSteps`, as before checkpoints existed.
+    public internal(set) var stepsTaken = 0
 
     /// What one optimizer step did.
     public struct StepLog: Sendable, Codable, Equatable {
@@ -67,7 +70,7 @@ public final class Trainer {
     /// step it asks `stopWhen`; returns false when that stopped it early, true when it reached maxSteps.
     @discardableResult
     public func train(stopWhen: () -> Bool = { false }, onStep: (StepLog) throws -> Void = { _ in }) throws -> Bool {
-        while optimizer.steps < arguments.maxSteps {
+        while stepsTaken < arguments.maxSteps {
             if stopWhen() { return false }
             let before = optimizer.steps
             try onStep(try step())
@@ -83,6 +86,7 @@ public final class Trainer {
     /// One optimizer step over `gradientAccumulation` micro-batches.
     public func step() throws -> StepLog {
         let start = Date()
+        stepsTaken += 1
         let batches = (0..<arguments.gradientAccumulation).map { _ in batch(nextRows()) }
         let targets = batches.reduce(0) { $0 + $1.targetCount }
         optimizer.zeroGradients()
