@@ -33,8 +33,14 @@ struct Train: ParsableCommand {
     @Option(help: "Evaluation data file (instead of --eval-split).") var evalData: String?
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
     @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
+    @Option(help: "Save a checkpoint (<output>/checkpoint-N) every this many steps; 0 never.") var saveSteps = 0
+    @Option(help: "Keep only the newest this many checkpoints; 0 keeps all.") var saveTotalLimit = 0
+    @Flag(help: "Resume from the latest checkpoint-N in --output.") var resume = false
+    @Option(help: "Resume from this checkpoint folder.") var resumeFrom: String?
 
     func validate() throws {
+        if resume && resumeFrom != nil { throw ValidationError("give --resume or --resume-from, not both") }
+        if saveSteps < 0 || saveTotalLimit < 0 { throw ValidationError("--save-steps and --save-total-limit must be 0 or more") }
         if (model == nil) != (data == nil) {
             throw ValidationError("give both --model and --data, or neither for the built-in demo")
         }
@@ -91,21 +97,45 @@ struct Train: ParsableCommand {
         arguments.packing = packing
         if let warmupSteps { arguments.warmupSteps = warmupSteps }
         if let scheduler { arguments.scheduler = scheduler }
+        arguments.saveSteps = saveSteps
+        arguments.saveTotalLimit = saveTotalLimit
 
         let trainable = model.adapters.reduce(0) { $0 + $1.a.count + $1.b.count }
         print("model: \(model.config.modelType.rawValue), \(model.config.layers) layers, hidden \(model.config.hiddenSize), "
             + "\(model.config.parameterCount) parameters; LoRA r=\(lora.r) on \(model.adapters.count) modules, "
             + "\(trainable) trainable; \(examples.count) examples; backend \(backend.name)")
         let trainer = try Trainer(model: model, examples: examples, arguments: arguments)
-        var first: Double?, last = 0.0
-        try trainer.train { log in
+        let outputURL = URL(fileURLWithPath: output)
+        trainer.checkpointDirectory = outputURL
+        trainer.loraConfig = lora
+        trainer.baseModel = modelPath
+        trainer.onCheckpoint = { print("checkpoint saved: \($0.path)") }
+        var checkpoint = resumeFrom.map { URL(fileURLWithPath: $0) }
+        if resume {
+            guard let latest = TrainingCheckpoint.latest(in: outputURL) else {
+                throw CheckpointError.noCheckpoint(directory: outputURL.path)
+            }
+            checkpoint = latest
+        }
+        if let checkpoint {
+            try trainer.resume(from: checkpoint)
+            print("resumed from \(checkpoint.path) at step \(trainer.globalStep)/\(arguments.maxSteps)")
+        }
+        var first: Double? = trainer.logHistory.first?.loss, last = trainer.logHistory.last?.loss ?? 0
+        TrainingInterrupt.install()
+        defer { TrainingInterrupt.uninstall() }
+        let finished = try trainer.train(stopWhen: { TrainingInterrupt.requested }) { log in
             first = first ?? log.loss
             last = log.loss
             print(String(format: "step %d/%d  loss %.4f  lr %.2e  grad_norm %.3f  tok/s %.0f",
                          log.step, log.maxSteps, log.loss, log.learningRate, log.gradNorm,
                          Double(log.tokens) / max(log.seconds, 1e-9)))
         }
-        let outputURL = URL(fileURLWithPath: output)
+        if !finished {
+            let saved = try trainer.saveCheckpoint(to: outputURL)
+            print("interrupted: checkpoint saved to \(saved.path); continue with --resume")
+            throw ExitCode(130)
+        }
         try PEFTAdapter.save(model, config: lora, to: outputURL, baseModel: modelPath)
         print(String(format: "done: loss %.4f -> %.4f; adapter written to %@", first ?? 0, last, outputURL.path))
         if !evalExamples.isEmpty {

@@ -62,6 +62,12 @@ public final class LoRAOptimizer {
         return step(lr: lr, scaler: &none)
     }
 
+    /// AdamW's first and second moments, in parameter order (A then B per adapter); empty for SGD.
+    var moments: [(m: Tensor, v: Tensor)] { Array(zip(firstMoments, secondMoments)).map { (m: $0.0, v: $0.1) } }
+
+    /// Restores the update count (AdamW's bias correction depends on it) after a resume.
+    func restore(steps: Int) { self.steps = steps }
+
     public func zeroGradients() {
         for (_, g) in parameters { g.backend.scale(g, by: 0) }
     }

@@ -9,15 +9,33 @@ public final class Trainer {
     public let optimizer: LoRAOptimizer
     public let schedule: LRSchedule
     /// Each training row: one example, or several packed into `maxSeqLength` tokens.
-    private let rows: [[Example]]
-    private var order: [Int] = []
-    private var cursor = 0
-    private var epoch = 0
+    let rows: [[Example]]
+    /// The data position: this epoch's row order, the next row in it, and the epoch number.
+    var order: [Int] = []
+    var cursor = 0
+    var epoch = 0
     /// fp16 backends train with dynamic loss scaling; bf16 and f32 need none.
-    public private(set) var lossScaler: LossScaler?
+    public internal(set) var lossScaler: LossScaler?
+    /// Every step's log so far (restored on resume), as HF's `log_history`.
+    public internal(set) var logHistory: [StepLog] = []
+    /// Where periodic checkpoints (`arguments.saveSteps`) go; nil saves none.
+    public var checkpointDirectory: URL?
+    /// The LoRA settings written to each checkpoint's adapter_config.json; nil derives them from
+    /// the adapters (rank, dropout, modules; alpha from the scaling).
+    public var loraConfig: LoRAConfig?
+    /// `base_model_name_or_path` in each checkpoint's adapter_config.json.
+    public var baseModel: String?
+    /// Called with the folder of each checkpoint saved during `train`.
+    public var onCheckpoint: (URL) -> Void = { _ in }
+
+    /// The global step: optimizer updates applied so far.
+    public var globalStep: Int { optimizer.steps }
+    /// Calls to `step()` so far: the global step plus fp16 steps skipped on overflow. `train` runs
+    /// until this reaches `maxSteps`, as before checkpoints existed.
+    public internal(set) var stepsTaken = 0
 
     /// What one optimizer step did.
-    public struct StepLog: Sendable {
+    public struct StepLog: Sendable, Codable, Equatable {
         public var step: Int
         public var maxSteps: Int
         /// Mean loss over the step's target tokens.
@@ -47,14 +65,28 @@ public final class Trainer {
         newEpoch()
     }
 
-    /// Runs `maxSteps` optimizer steps, calling `onStep` after each.
-    public func train(onStep: (StepLog) throws -> Void = { _ in }) throws {
-        for _ in optimizer.steps..<arguments.maxSteps { try onStep(try step()) }
+    /// Runs optimizer steps until `maxSteps` (continuing from a resumed step), calling `onStep`
+    /// after each and saving a checkpoint every `saveSteps` into `checkpointDirectory`. Before each
+    /// step it asks `stopWhen`; returns false when that stopped it early, true when it reached maxSteps.
+    @discardableResult
+    public func train(stopWhen: () -> Bool = { false }, onStep: (StepLog) throws -> Void = { _ in }) throws -> Bool {
+        while stepsTaken < arguments.maxSteps {
+            if stopWhen() { return false }
+            let before = optimizer.steps
+            try onStep(try step())
+            // A skipped fp16 step (overflow) applies no update and saves nothing.
+            if arguments.saveSteps > 0, let checkpointDirectory, optimizer.steps != before,
+               optimizer.steps % arguments.saveSteps == 0 {
+                onCheckpoint(try saveCheckpoint(to: checkpointDirectory))
+            }
+        }
+        return true
     }
 
     /// One optimizer step over `gradientAccumulation` micro-batches.
     public func step() throws -> StepLog {
         let start = Date()
+        stepsTaken += 1
         let batches = (0..<arguments.gradientAccumulation).map { _ in batch(nextRows()) }
         let targets = batches.reduce(0) { $0 + $1.targetCount }
         optimizer.zeroGradients()
@@ -67,11 +99,13 @@ public final class Trainer {
         }
         let lr = schedule.lr(atStep: stepIndex)
         let norm = optimizer.step(lr: lr, scaler: &lossScaler)
-        return StepLog(step: optimizer.steps, maxSteps: arguments.maxSteps,
+        let log = StepLog(step: optimizer.steps, maxSteps: arguments.maxSteps,
                        loss: lossSum / Double(Swift.max(targets, 1)), learningRate: lr, gradNorm: norm,
                        tokens: batches.reduce(0) { $0 + $1.tokenCount }, targetTokens: targets,
                        seconds: Date().timeIntervalSince(start),
                        epoch: Double(epoch) + Double(cursor) / Double(rows.count))
+        logHistory.append(log)
+        return log
     }
 
     /// Right-padded examples, or packed rows of exactly maxSeqLength.

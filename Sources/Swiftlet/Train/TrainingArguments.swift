@@ -24,6 +24,10 @@ public struct TrainingArguments: Sendable, Equatable {
     /// Pack examples into rows of exactly `maxSeqLength` tokens (TRL's best-fit-decreasing), keeping
     /// each example's attention and positions to itself; `batchSize` then counts packed rows.
     public var packing = false
+    /// Save a checkpoint (`output/checkpoint-N/`) every this many optimizer steps; 0 never.
+    public var saveSteps = 0
+    /// Keep at most this many checkpoints (the newest by step); 0 keeps all.
+    public var saveTotalLimit = 0
 
     public init() {}
 }

@@ -1,0 +1,367 @@
+import Foundation
+
+/// Training checkpoints in the HF Trainer's layout: `output/checkpoint-N/` holding the PEFT adapter
+/// (`adapter_config.json`, `adapter_model.safetensors`), `optimizer.safetensors` (AdamW's `exp_avg`
+/// and `exp_avg_sq` per LoRA tensor, f32, named `<PEFT name>.exp_avg[_sq]`; absent for SGD) and
+/// `trainer_state.json` (global step, epoch, log history, data position, loss scaler, the arguments
+/// that must match on resume). A checkpoint is written into `output/.checkpoint-N.tmp-<pid>/`, every
+/// file fsynced, then the folder is renamed to `checkpoint-N`, so a checkpoint is whole or absent.
+public enum TrainingCheckpoint {
+    public static let stateFile = "trainer_state.json"
+    public static let optimizerFile = "optimizer.safetensors"
+    public static let adapterFiles = [PEFTAdapter.configFile, PEFTAdapter.weightsFile]
+
+    /// The `checkpoint-N` folders of `output`, oldest (lowest N) first; temporary folders are not listed.
+    public static func list(in output: URL) -> [(step: Int, url: URL)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: output.path)) ?? []
+        return names.compactMap { name -> (Int, URL)? in
+            guard name.hasPrefix("checkpoint-"), let step = Int(name.dropFirst("checkpoint-".count)), step >= 0,
+                  name == "checkpoint-\(step)" else { return nil }
+            var isDirectory: ObjCBool = false
+            let url = output.appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue
+            else { return nil }
+            return (step, url)
+        }.sorted { $0.0 < $1.0 }.map { (step: $0.0, url: $0.1) }
+    }
+
+    /// The newest checkpoint (highest step) in `output`, as HF's `get_last_checkpoint`.
+    public static func latest(in output: URL) -> URL? { list(in: output).last?.url }
+
+    /// Removes half-written `.checkpoint-*.tmp-*` (and `.old-*`) folders left by an interrupted save.
+    public static func removeTemporaries(in output: URL) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: output.path)) ?? []
+        for name in names where name.hasPrefix(".checkpoint-") && (name.contains(".tmp-") || name.contains(".old-")) {
+            try? FileManager.default.removeItem(at: output.appendingPathComponent(name))
+        }
+    }
+
+    /// Deletes the oldest checkpoints so that at most `limit` remain (0 keeps all).
+    public static func prune(in output: URL, keep limit: Int) {
+        guard limit > 0 else { return }
+        for old in list(in: output).dropLast(limit) { try? FileManager.default.removeItem(at: old.url) }
+    }
+
+    static func fsync(path: String, directory: Bool = false) throws {
+        let fd = open(path, directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY)
+        guard fd >= 0 else { throw CheckpointError.io(path: path, problem: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        if Foundation.fsync(fd) != 0 && !directory {
+            throw CheckpointError.io(path: path, problem: "fsync: " + String(cString: strerror(errno)))
+        }
+    }
+}
+
+public enum CheckpointError: Error, CustomStringConvertible, Equatable {
+    case noCheckpoint(directory: String)
+    case missingFile(checkpoint: String, file: String)
+    case mismatch(checkpoint: String, what: String)
+    case invalid(checkpoint: String, problem: String)
+    case io(path: String, problem: String)
+
+    public var description: String {
+        switch self {
+        case let .noCheckpoint(directory): return "no checkpoint-N folder in \(directory) to resume from"
+        case let .missingFile(checkpoint, file): return "checkpoint \(checkpoint) is incomplete: \(file) is missing"
+        case let .mismatch(checkpoint, what): return "cannot resume from \(checkpoint): \(what)"
+        case let .invalid(checkpoint, problem): return "checkpoint \(checkpoint): \(problem)"
+        case let .io(path, problem): return "\(path): \(problem)"
+        }
+    }
+}
+
+/// `trainer_state.json`: HF's keys where they exist (global_step, epoch, max_steps, save_steps,
+/// log_history), plus what an exact resume needs.
+struct TrainerState: Codable {
+    struct DataPosition: Codable {
+        /// Whole epochs done, the next row of this epoch's order, and that order (row indices).
+        var epochIndex: Int
+        var cursor: Int
+        var order: [Int]
+        var rowCount: Int
+        /// FNV-1a over every row's tokens, labels and masks: resuming on other data is an error.
+        var fingerprint: String
+    }
+    struct Scaler: Codable {
+        var scale: Float
+        var growthFactor: Float
+        var backoffFactor: Float
+        var growthInterval: Int
+        var cleanSteps: Int
+    }
+    /// The arguments that shape the trajectory; they must match on resume (max_steps may change).
+    struct Arguments: Codable, Equatable {
+        var batchSize: Int
+        var gradientAccumulation: Int
+        var learningRate: Double
+        var scheduler: String
+        var warmupSteps: Int
+        var weightDecay: Float
+        var maxGradNorm: Float
+        var optimizer: String
+        var adamBeta1: Float
+        var adamBeta2: Float
+        var adamEpsilon: Float
+        var seed: String
+        var shuffle: Bool
+        var maxSeqLength: Int
+        var packing: Bool
+
+        init(_ a: TrainingArguments) {
+            batchSize = a.batchSize; gradientAccumulation = a.gradientAccumulation; learningRate = a.learningRate
+            scheduler = a.scheduler.rawValue; warmupSteps = a.warmupSteps; weightDecay = a.weightDecay
+            maxGradNorm = a.maxGradNorm; optimizer = a.optimizer.rawValue; adamBeta1 = a.adamBeta1
+            adamBeta2 = a.adamBeta2; adamEpsilon = a.adamEpsilon; seed = String(a.seed); shuffle = a.shuffle
+            maxSeqLength = a.maxSeqLength; packing = a.packing
+        }
+    }
+    struct Model: Codable, Equatable {
+        var vocabSize, hiddenSize, intermediateSize, layers, heads, kvHeads, headDim: Int
+        init(_ c: LlamaConfig) {
+            vocabSize = c.vocabSize; hiddenSize = c.hiddenSize; intermediateSize = c.intermediateSize
+            layers = c.layers; heads = c.heads; kvHeads = c.kvHeads; headDim = c.headDim
+        }
+    }
+    struct LoRA: Codable, Equatable {
+        var r: Int
+        var modules: [String]
+    }
+
+    var formatVersion = 1
+    var globalStep: Int
+    /// Steps run including fp16 steps skipped on overflow.
+    var stepsTaken: Int
+    var maxSteps: Int
+    var saveSteps: Int
+    var epoch: Double
+    var logHistory: [Trainer.StepLog]
+    var data: DataPosition
+    var lossScaler: Scaler?
+    var arguments: Arguments
+    var model: Model
+    var lora: LoRA
+
+    static func encoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.keyEncodingStrategy = .convertToSnakeCase
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return e
+    }
+    static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return d
+    }
+}
+
+extension Trainer {
+    /// FNV-1a over the training rows, to tell whether a resume sees the same data.
+    var dataFingerprint: String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ x: Int64) {
+            var v = UInt64(bitPattern: x)
+            for _ in 0..<8 { h = (h ^ (v & 0xff)) &* 0x100_0000_01b3; v >>= 8 }
+        }
+        for row in rows {
+            mix(-1)
+            for e in row {
+                mix(-2); e.inputIds.forEach { mix(Int64($0)) }
+                mix(-3); e.labels?.forEach { mix(Int64($0)) }
+                mix(-4); e.attentionMask?.forEach { mix(Int64($0)) }
+            }
+        }
+        return String(h, radix: 16)
+    }
+
+    /// The LoRA settings for adapter_config.json: `loraConfig`, or derived from the adapters.
+    var checkpointLoRAConfig: LoRAConfig {
+        if let loraConfig { return loraConfig }
+        let first = model.adapters[0]
+        let suffixes = Set(model.adapters.compactMap { $0.module.split(separator: ".").last.map(String.init) })
+        let targets = Set(suffixes.compactMap(LoRAConfig.Target.init(rawValue:)))
+        return LoRAConfig(r: first.rank, alpha: first.scaling * Float(first.rank), dropout: first.dropout, targets: targets)
+    }
+
+    /// Writes `output/checkpoint-<globalStep>/` atomically (see `TrainingCheckpoint`), removes
+    /// leftover temporary folders, then keeps only the newest `saveTotalLimit` checkpoints.
+    /// Returns the checkpoint's folder.
+    @discardableResult
+    public func saveCheckpoint(to output: URL) throws -> URL {
+        let fm = FileManager.default
+        try fm.createDirectory(at: output, withIntermediateDirectories: true)
+        TrainingCheckpoint.removeTemporaries(in: output)
+        let pid = getpid()
+        let name = "checkpoint-\(globalStep)"
+        let final = output.appendingPathComponent(name)
+        let temporary = output.appendingPathComponent(".\(name).tmp-\(pid)")
+        try fm.createDirectory(at: temporary, withIntermediateDirectories: true)
+        do {
+            try PEFTAdapter.save(model, config: checkpointLoRAConfig, to: temporary, baseModel: baseModel)
+            if optimizer.kind == .adamw {
+                var entries: [SafetensorsWriter.Entry] = []
+                let names = model.adapters.flatMap { [$0.peftNameA, $0.peftNameB] }
+                for (name, (m, v)) in zip(names, optimizer.moments) {
+                    entries.append(.init(name: name + ".exp_avg", floats: m.backend.download(m), shape: m.shape, dtype: .f32))
+                    entries.append(.init(name: name + ".exp_avg_sq", floats: v.backend.download(v), shape: v.shape, dtype: .f32))
+                }
+                try SafetensorsWriter.write(entries, metadata: ["format": "pt", "optimizer": "adamw",
+                                                                "step": String(optimizer.steps)],
+                                            to: temporary.appendingPathComponent(TrainingCheckpoint.optimizerFile))
+            }
+            let state = TrainerState(
+                globalStep: globalStep, stepsTaken: stepsTaken, maxSteps: arguments.maxSteps, saveSteps: arguments.saveSteps,
+                epoch: Double(epoch) + Double(cursor) / Double(rows.count), logHistory: logHistory,
+                data: .init(epochIndex: epoch, cursor: cursor, order: order, rowCount: rows.count, fingerprint: dataFingerprint),
+                lossScaler: lossScaler.map {
+                    .init(scale: $0.scale, growthFactor: $0.growthFactor, backoffFactor: $0.backoffFactor,
+                          growthInterval: $0.growthInterval, cleanSteps: $0.cleanStepCount)
+                },
+                arguments: .init(arguments), model: .init(model.config),
+                lora: .init(r: model.adapters[0].rank, modules: model.adapters.map(\.module)))
+            try TrainerState.encoder().encode(state).write(to: temporary.appendingPathComponent(TrainingCheckpoint.stateFile))
+            for file in try fm.contentsOfDirectory(atPath: temporary.path) {
+                try TrainingCheckpoint.fsync(path: temporary.appendingPathComponent(file).path)
+            }
+            try TrainingCheckpoint.fsync(path: temporary.path, directory: true)
+            // A checkpoint of this step already there (a re-run) is swapped out, then removed.
+            var replaced: URL?
+            if fm.fileExists(atPath: final.path) {
+                let old = output.appendingPathComponent(".\(name).old-\(pid)")
+                try? fm.removeItem(at: old)
+                guard rename(final.path, old.path) == 0 else {
+                    throw CheckpointError.io(path: final.path, problem: "rename: " + String(cString: strerror(errno)))
+                }
+                replaced = old
+            }
+            guard rename(temporary.path, final.path) == 0 else {
+                throw CheckpointError.io(path: final.path, problem: "rename: " + String(cString: strerror(errno)))
+            }
+            try? TrainingCheckpoint.fsync(path: output.path, directory: true)
+            if let replaced { try? fm.removeItem(at: replaced) }
+        } catch {
+            try? fm.removeItem(at: temporary)
+            throw error
+        }
+        TrainingCheckpoint.prune(in: output, keep: arguments.saveTotalLimit)
+        return final
+    }
+
+    /// Continues from `checkpoint` (a `checkpoint-N` folder): adapter weights, optimizer moments and
+    /// step, data order and position, loss scaler and log history. The model must have the same shape
+    /// and LoRA adapters (rank, modules) as when it was saved, the data and the trajectory-shaping
+    /// arguments must match; anything else is an error before any state changes.
+    public func resume(from checkpoint: URL) throws {
+        let fm = FileManager.default
+        let path = checkpoint.path
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CheckpointError.invalid(checkpoint: path, problem: "is not a folder")
+        }
+        var required = TrainingCheckpoint.adapterFiles + [TrainingCheckpoint.stateFile]
+        if arguments.optimizer == .adamw { required.append(TrainingCheckpoint.optimizerFile) }
+        for file in required where !fm.fileExists(atPath: checkpoint.appendingPathComponent(file).path) {
+            throw CheckpointError.missingFile(checkpoint: path, file: file)
+        }
+        let state: TrainerState
+        do {
+            state = try TrainerState.decoder().decode(TrainerState.self, from: Data(contentsOf: checkpoint.appendingPathComponent(TrainingCheckpoint.stateFile)))
+        } catch {
+            throw CheckpointError.invalid(checkpoint: path, problem: "\(TrainingCheckpoint.stateFile) cannot be read: \(error)")
+        }
+        func mismatch(_ what: String) -> CheckpointError { .mismatch(checkpoint: path, what: what) }
+
+        let shape = TrainerState.Model(model.config)
+        if state.model != shape {
+            throw mismatch("the model's shape differs: the checkpoint was trained on \(state.model), this model is \(shape)")
+        }
+        let config = try PEFTAdapter.config(directory: checkpoint)
+        let rank = model.adapters[0].rank
+        if config.r != rank || state.lora.r != rank {
+            throw mismatch("LoRA rank differs: the checkpoint has r=\(config.r), the model's adapters have r=\(rank)")
+        }
+        let modules = model.adapters.map(\.module)
+        if state.lora.modules != modules {
+            throw mismatch("the LoRA modules differ: the checkpoint has \(state.lora.modules.count) "
+                + "(\(Set(state.lora.modules.compactMap { $0.split(separator: ".").last }).sorted().joined(separator: ","))), "
+                + "the model \(modules.count) (\(Set(modules.compactMap { $0.split(separator: ".").last }).sorted().joined(separator: ",")))")
+        }
+        let current = TrainerState.Arguments(arguments)
+        if state.arguments != current {
+            let saved = Mirror(reflecting: state.arguments).children, now = Mirror(reflecting: current).children
+            let differing = zip(saved, now).compactMap { s, n -> String? in
+                "\(s.value)" == "\(n.value)" ? nil : "\(s.label ?? "?") \(s.value) -> \(n.value)"
+            }
+            throw mismatch("training arguments differ from the checkpoint's: " + differing.joined(separator: ", "))
+        }
+        if state.data.rowCount != rows.count || state.data.fingerprint != dataFingerprint {
+            throw mismatch("the training data differs (the checkpoint saw \(state.data.rowCount) rows, now \(rows.count)"
+                + (state.data.rowCount == rows.count ? ", with other contents)" : ")"))
+        }
+        guard state.data.order.count == rows.count, Set(state.data.order) == Set(rows.indices),
+              (0...rows.count).contains(state.data.cursor), state.data.epochIndex >= 0, state.globalStep >= 0,
+              state.stepsTaken >= state.globalStep else {
+            throw CheckpointError.invalid(checkpoint: path, problem: "the data position in \(TrainingCheckpoint.stateFile) is inconsistent")
+        }
+        if (lossScaler == nil) != (state.lossScaler == nil) {
+            throw mismatch("the checkpoint was trained \(state.lossScaler == nil ? "without" : "with") fp16 loss scaling, "
+                + "this backend trains \(lossScaler == nil ? "without" : "with") it")
+        }
+
+        // Read every tensor before changing anything.
+        let weights = try SafetensorsFile(url: checkpoint.appendingPathComponent(PEFTAdapter.weightsFile))
+        func read(_ file: SafetensorsFile, _ name: String, _ shape: Shape) throws -> [Float] {
+            guard file.contains(name) else { throw ModelError.missingTensor(name: name, source: file.url.path) }
+            let found = try file.info(name).shape
+            guard found == shape else { throw ModelError.shapeMismatch(name: name, source: file.url.path, expected: shape, found: found) }
+            return try file.floats(name)
+        }
+        var adapterValues: [[Float]] = []
+        for adapter in model.adapters {
+            adapterValues.append(try read(weights, adapter.peftNameA, adapter.a.shape))
+            adapterValues.append(try read(weights, adapter.peftNameB, adapter.b.shape))
+        }
+        var momentValues: [([Float], [Float])] = []
+        if arguments.optimizer == .adamw {
+            let file = try SafetensorsFile(url: checkpoint.appendingPathComponent(TrainingCheckpoint.optimizerFile))
+            let names = model.adapters.flatMap { [$0.peftNameA, $0.peftNameB] }
+            for (name, (m, _)) in zip(names, optimizer.moments) {
+                momentValues.append((try read(file, name + ".exp_avg", m.shape), try read(file, name + ".exp_avg_sq", m.shape)))
+            }
+        }
+
+        let backend = model.backend
+        func store(_ values: [Float], into tensor: Tensor) throws {
+            backend.copy(try backend.upload(values, tensor.shape, tensor.dtype), into: tensor)
+        }
+        let tensors = model.adapters.flatMap { [$0.a, $0.b] }
+        for (values, tensor) in zip(adapterValues, tensors) { try store(values, into: tensor) }
+        for ((m, v), (mt, vt)) in zip(momentValues, optimizer.moments) {
+            try store(m, into: mt)
+            try store(v, into: vt)
+        }
+        optimizer.restore(steps: state.globalStep)
+        stepsTaken = state.stepsTaken
+        epoch = state.data.epochIndex
+        order = state.data.order
+        cursor = state.data.cursor
+        if let s = state.lossScaler {
+            var scaler = LossScaler(initialScale: s.scale)
+            scaler.growthFactor = s.growthFactor
+            scaler.backoffFactor = s.backoffFactor
+            scaler.growthInterval = s.growthInterval
+            for _ in 0..<min(s.cleanSteps, max(s.growthInterval - 1, 0)) { _ = scaler.update(gradientsFinite: true) }
+            lossScaler = scaler
+        }
+        logHistory = state.logHistory
+        backend.synchronize()
+    }
+}
+
+extension LossScaler {
+    /// Clean steps since the last growth or overflow (LossScaler keeps it private; read by reflection).
+    var cleanStepCount: Int {
+        Mirror(reflecting: self).children.first { $0.label == "cleanSteps" }?.value as? Int ?? 0
+    }
+}
