@@ -155,21 +155,18 @@ public enum LossCurve {
         return (0...n).map { (Double($0) * step + first) }.map { ($0 / step).rounded() * step }
     }
 
-    /// Decade ticks (in log10 space); 1-2-5 ticks when the range is under two decades.
+    /// Ticks in log10 space: decades over more than three decades, else 1-2-5 ticks from the
+    /// last one at or below `lo` to the first at or above `hi`; within a narrow range (fewer
+    /// than four such ticks), round linear ticks placed on the log axis.
     static func logTicks(_ lo: Double, _ hi: Double) -> [Double] {
         let a = floor(lo), b = ceil(hi)
-        if b - a >= 2 { return stride(from: a, through: b, by: 1).map { $0 } }
-        var ticks: [Double] = []
-        for d in stride(from: a, through: b, by: 1) {
-            for m in [1.0, 2, 5] {
-                let t = d + log10(m)
-                if t >= lo - 1e-9, t <= hi + 1e-9 { ticks.append(t) }
-            }
-        }
-        if ticks.count < 2 {  // within a decade: round linear ticks, placed on the log axis
-            ticks = niceTicks(pow(10, lo), pow(10, hi), count: 5, integers: false).filter { $0 > 0 }.map(log10)
-        }
-        return ticks
+        if b - a > 3 { return stride(from: a, through: b, by: 1).map { $0 } }
+        let candidates = stride(from: a, through: b, by: 1).flatMap { d in [1.0, 2, 5].map { d + log10($0) } }
+        let start = candidates.last { $0 <= lo + 1e-9 } ?? a
+        let end = candidates.first { $0 >= hi - 1e-9 } ?? b
+        let ticks = candidates.filter { $0 >= start - 1e-9 && $0 <= end + 1e-9 }
+        if ticks.count >= 4 { return ticks }
+        return niceTicks(pow(10, lo), pow(10, hi), count: 5, integers: false).filter { $0 > 0 }.map(log10)
     }
 
     static func decimals(_ ticks: [Double]) -> Int {
