@@ -255,11 +255,16 @@ final class MetricsTests: XCTestCase {
         p.finish()
         XCTAssertEqual(chunks.last, "\n")
 
-        // A narrow terminal: the line is cut so it never wraps.
+        // Narrow terminals: fields are dropped (grad norm first) so the line never wraps and the
+        // ETA stays; a hard cut when even that does not fit.
         var narrow = ""
+        let m = ProgressDisplay(total: 100, isTerminal: true, columns: 80) { narrow = $0 }
+        m.update(stepLog(50, loss: 1), memoryBytes: 1 << 30)
+        XCTAssertEqual(String(narrow.dropFirst(5)),
+                       " 50/100 [==========>         ]  50%  loss 1.0000  1024 tok/s  ETA 0:25")  // lr, gnorm, mem dropped
         let n = ProgressDisplay(total: 100, isTerminal: true, columns: 40) { narrow = $0 }
         n.update(stepLog(50, loss: 1))
-        XCTAssertEqual(narrow.dropFirst(5).count, 39)
+        XCTAssertEqual(String(narrow.dropFirst(5)), " 50/100 [=====>    ]  50%  loss 1.0000 ")  // 39 columns
         XCTAssertEqual(ProgressDisplay.duration(3723), "1:02:03")
     }
 

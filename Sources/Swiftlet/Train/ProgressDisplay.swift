@@ -84,20 +84,36 @@ public final class ProgressDisplay {
         return s
     }
 
+    /// The bar line, fitted to the terminal width: the least useful fields (grad norm, lr, memory,
+    /// tokens/s) are dropped first and the bar narrowed, so the ETA stays visible; a hard cut last.
     public func terminalLine(_ log: Trainer.StepLog, memoryBytes: Int? = nil) -> String {
         let fraction = total > 0 ? min(1, max(0, Double(log.step) / Double(total))) : 0
-        let barWidth = 20
-        let filled = Int((fraction * Double(barWidth)).rounded(.down))
-        let bar = String(repeating: "=", count: filled)
-            + (filled < barWidth ? ">" + String(repeating: " ", count: barWidth - filled - 1) : "")
         let width = String(total).count
-        var s = String(format: "%*d/%d [%@] %3.0f%%  loss %.4f  lr %.2e  gnorm %.3f  %@ tok/s",
-                       width, log.step, total, bar, fraction * 100, log.loss, log.learningRate, log.gradNorm,
-                       ProgressDisplay.compact(Double(log.tokens) / max(log.seconds, 1e-9)))
-        if let memoryBytes { s += String(format: "  mem %.1f GiB", Double(memoryBytes) / 1_073_741_824) }
         let remaining = max(0, total - log.step)
-        s += "  ETA " + ProgressDisplay.duration((averageStepSeconds ?? 0) * Double(remaining))
-        if s.count > columns - 1 { s = String(s.prefix(max(columns - 1, 0))) }
+        let eta = "ETA " + ProgressDisplay.duration((averageStepSeconds ?? 0) * Double(remaining))
+        // Optional fields in display order, with a drop priority (dropped lowest first).
+        var optional: [(text: String, priority: Int)] = [
+            (String(format: "lr %.2e", log.learningRate), 1),
+            (String(format: "gnorm %.3f", log.gradNorm), 0),
+            (ProgressDisplay.compact(Double(log.tokens) / max(log.seconds, 1e-9)) + " tok/s", 3),
+        ]
+        if let memoryBytes { optional.append((String(format: "mem %.1f GiB", Double(memoryBytes) / 1_073_741_824), 2)) }
+        func render(barWidth: Int) -> String {
+            let filled = Int((fraction * Double(barWidth)).rounded(.down))
+            let bar = String(repeating: "=", count: filled)
+                + (filled < barWidth ? ">" + String(repeating: " ", count: barWidth - filled - 1) : "")
+            let head = String(format: "%*d/%d [%@] %3.0f%%  loss %.4f", width, log.step, total, bar,
+                              fraction * 100, log.loss)
+            return ([head] + optional.map(\.text) + [eta]).joined(separator: "  ")
+        }
+        let limit = max(columns - 1, 0)
+        var s = render(barWidth: 20)
+        while s.count > limit, let drop = optional.indices.min(by: { optional[$0].priority < optional[$1].priority }) {
+            optional.remove(at: drop)
+            s = render(barWidth: 20)
+        }
+        if s.count > limit { s = render(barWidth: 10) }
+        if s.count > limit { s = String(s.prefix(limit)) }
         return s
     }
 
