@@ -216,7 +216,7 @@ extension Trainer {
                 data: .init(epochIndex: epoch, cursor: cursor, order: order, rowCount: rows.count, fingerprint: dataFingerprint),
                 lossScaler: lossScaler.map {
                     .init(scale: $0.scale, growthFactor: $0.growthFactor, backoffFactor: $0.backoffFactor,
-                          growthInterval: $0.growthInterval, cleanSteps: $0.cleanStepCount)
+                          growthInterval: $0.growthInterval, cleanSteps: $0.cleanSteps)
                 },
                 arguments: .init(arguments), model: .init(model.config),
                 lora: .init(r: model.adapters[0].rank, modules: model.adapters.map(\.module)))
@@ -347,21 +347,10 @@ extension Trainer {
         order = state.data.order
         cursor = state.data.cursor
         if let s = state.lossScaler {
-            var scaler = LossScaler(initialScale: s.scale)
-            scaler.growthFactor = s.growthFactor
-            scaler.backoffFactor = s.backoffFactor
-            scaler.growthInterval = s.growthInterval
-            for _ in 0..<min(s.cleanSteps, max(s.growthInterval - 1, 0)) { _ = scaler.update(gradientsFinite: true) }
-            lossScaler = scaler
+            lossScaler = LossScaler(scale: s.scale, cleanSteps: s.cleanSteps, growthFactor: s.growthFactor,
+                                    backoffFactor: s.backoffFactor, growthInterval: s.growthInterval)
         }
         logHistory = state.logHistory
         backend.synchronize()
-    }
-}
-
-extension LossScaler {
-    /// Clean steps since the last growth or overflow (LossScaler keeps it private; read by reflection).
-    var cleanStepCount: Int {
-        Mirror(reflecting: self).children.first { $0.label == "cleanSteps" }?.value as? Int ?? 0
     }
 }

@@ -7,9 +7,19 @@ public struct LossScaler: Sendable, Equatable {
     public var growthFactor: Float = 2
     public var backoffFactor: Float = 0.5
     public var growthInterval = 2000
-    private var cleanSteps = 0
+    /// Clean steps since the last growth or overflow (saved in checkpoints).
+    public private(set) var cleanSteps = 0
 
     public init(initialScale: Float = 65536) { scale = initialScale }
+
+    /// A scaler exactly as a checkpoint recorded it.
+    public init(scale: Float, cleanSteps: Int, growthFactor: Float = 2, backoffFactor: Float = 0.5, growthInterval: Int = 2000) {
+        self.scale = scale
+        self.cleanSteps = cleanSteps
+        self.growthFactor = growthFactor
+        self.backoffFactor = backoffFactor
+        self.growthInterval = growthInterval
+    }
 
     /// Records whether the step's gradients were finite; returns whether to apply the update.
     public mutating func update(gradientsFinite: Bool) -> Bool {
