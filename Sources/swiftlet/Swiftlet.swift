@@ -10,6 +10,7 @@ struct SwiftletCommand: ParsableCommand {
         subcommands: [Train.self, Eval.self, Tokenize.self, Template.self, Export.self, Bench.self, Doctor.self, Gradients.self])
 
     static func main() {
+        setvbuf(stdout, nil, _IOLBF, 0)  // line by line, so printed lines and the progress display keep their order
         let given = Array(CommandLine.arguments.dropFirst())
         do {
             let arguments = try ConfigFile.expand(given)

@@ -31,6 +31,10 @@ struct Train: ParsableCommand {
     @Flag(help: "Pack examples into rows of exactly --max-seq-length tokens (attention stays inside each).") var packing = false
     @Option(help: "Hold out this fraction of the data for evaluation (seeded).") var evalSplit: Double = 0
     @Option(help: "Evaluation data file (instead of --eval-split).") var evalData: String?
+    @Option(help: "Log metrics (and the plain progress lines) every N steps.") var loggingSteps = 1
+    @Option(help: "Evaluate on the eval data every N steps (0: only at the end).") var evalSteps = 0
+    @Option(help: "Gradient checkpointing: on (keep each layer's input, recompute it in the backward) or off.")
+    var gradientCheckpointing = "off"
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
     @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
     @Option(help: "Save a checkpoint (<output>/checkpoint-N) every this many steps; 0 never.") var saveSteps = 0
@@ -100,6 +104,10 @@ struct Train: ParsableCommand {
         arguments.saveSteps = saveSteps
         arguments.saveTotalLimit = saveTotalLimit
 
+        guard ["on", "off"].contains(gradientCheckpointing) else {
+            throw ValidationError("--gradient-checkpointing \(gradientCheckpointing): use on or off")
+        }
+        model.gradientCheckpointing = gradientCheckpointing == "on"
         let trainable = model.adapters.reduce(0) { $0 + $1.a.count + $1.b.count }
         print("model: \(model.config.modelType.rawValue), \(model.config.layers) layers, hidden \(model.config.hiddenSize), "
             + "\(model.config.parameterCount) parameters; LoRA r=\(lora.r) on \(model.adapters.count) modules, "
@@ -122,26 +130,53 @@ struct Train: ParsableCommand {
             print("resumed from \(checkpoint.path) at step \(trainer.globalStep)/\(arguments.maxSteps)")
         }
         var first: Double? = trainer.logHistory.first?.loss, last = trainer.logHistory.last?.loss ?? 0
+        let metricsURL = outputURL.appendingPathComponent("metrics.jsonl")
+        if checkpoint == nil { try? FileManager.default.removeItem(at: metricsURL) }  // a fresh run starts a fresh log
+        let metrics = try MetricsLog(url: metricsURL)
+        let progress = ProgressDisplay(total: arguments.maxSteps, every: loggingSteps)
+        trainer.onCheckpoint = { progress.message("checkpoint saved: \($0.path)") }
+        let started = Date()
+        func evaluate(step: Int, epoch: Double) throws {
+            guard !evalExamples.isEmpty else { return }
+            let evaluation = try Evaluation.run(model: model, examples: evalExamples, batchSize: arguments.batchSize)
+            try metrics.logEval(step: step, epoch: epoch, evaluation)
+            progress.message(String(format: "eval at step %d: loss %.4f  perplexity %.3f  over %d tokens", step,
+                                    evaluation.loss, evaluation.perplexity, evaluation.tokens))
+        }
         TrainingInterrupt.install()
         defer { TrainingInterrupt.uninstall() }
+        var seenTokens = trainer.logHistory.reduce(0) { $0 + $1.tokens }
+        var window: [Double] = []
         let finished = try trainer.train(stopWhen: { TrainingInterrupt.requested }) { log in
             first = first ?? log.loss
             last = log.loss
-            print(String(format: "step %d/%d  loss %.4f  lr %.2e  grad_norm %.3f  tok/s %.0f",
-                         log.step, log.maxSteps, log.loss, log.learningRate, log.gradNorm,
-                         Double(log.tokens) / max(log.seconds, 1e-9)))
+            seenTokens += log.tokens
+            window.append(log.loss)
+            let memory = backend is CUDABackend ? backend.memory.peak : nil
+            progress.update(log, memoryBytes: memory)
+            if log.step % loggingSteps == 0 || log.step == log.maxSteps {
+                // As the HF Trainer logs: the mean loss over the steps since the last log.
+                var logged = log
+                logged.loss = window.reduce(0, +) / Double(window.count)
+                window.removeAll()
+                try metrics.log(logged, numTokens: seenTokens, memoryBytes: memory)
+            }
+            if evalSteps > 0, log.step % evalSteps == 0, log.step < log.maxSteps { try evaluate(step: log.step, epoch: log.epoch) }
         }
+        progress.finish()
         if !finished {
             let saved = try trainer.saveCheckpoint(to: outputURL)
             print("interrupted: checkpoint saved to \(saved.path); continue with --resume")
             throw ExitCode(130)
         }
         try PEFTAdapter.save(model, config: lora, to: outputURL, baseModel: modelPath)
-        print(String(format: "done: loss %.4f -> %.4f; adapter written to %@", first ?? 0, last, outputURL.path))
-        if !evalExamples.isEmpty {
-            let evaluation = try Evaluation.run(model: model, examples: evalExamples, batchSize: arguments.batchSize)
-            print(String(format: "eval: loss %.4f  perplexity %.3f  over %d tokens (%d examples)", evaluation.loss,
-                         evaluation.perplexity, evaluation.tokens, evalExamples.count))
-        }
+        try evaluate(step: trainer.globalStep, epoch: trainer.logHistory.last?.epoch ?? 0)
+        let history = trainer.logHistory
+        try metrics.logSummary(runtime: Date().timeIntervalSince(started), steps: history.count,
+                               tokens: history.reduce(0) { $0 + $1.tokens }, step: trainer.globalStep)
+        let curve = LossCurve.series(from: try MetricsLog.read(url: metricsURL))
+        try LossCurve.write(to: outputURL.appendingPathComponent("loss.svg"), train: curve.train, eval: curve.eval,
+                            title: "swiftlet train: \(URL(fileURLWithPath: modelPath).lastPathComponent)")
+        print(String(format: "done: loss %.4f -> %.4f; adapter, metrics.jsonl and loss.svg written to %@", first ?? 0, last, outputURL.path))
     }
 }
