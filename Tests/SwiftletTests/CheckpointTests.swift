@@ -237,7 +237,7 @@ final class CheckpointTests: XCTestCase {
     func testLossScalerStateRoundTrips() throws {
         var s = LossScaler(initialScale: 1024)
         for _ in 0..<3 { _ = s.update(gradientsFinite: true) }
-        XCTAssertEqual(s.cleanStepCount, 3)
+        XCTAssertEqual(s.cleanSteps, 3)
 
         // fp16 runs only on CUDA; on the CPU a scaler is set by hand (power-of-two scaling is exact in f32).
         let t = try Trainer(model: try model(), examples: data(), arguments: arguments(steps: 3))
@@ -250,7 +250,7 @@ final class CheckpointTests: XCTestCase {
         fresh.lossScaler = LossScaler()
         try fresh.resume(from: checkpoint)
         XCTAssertEqual(fresh.lossScaler, t.lossScaler, "scale, growth settings and clean-step count")
-        XCTAssertEqual(fresh.lossScaler?.cleanStepCount, 3)
+        XCTAssertEqual(fresh.lossScaler?.cleanSteps, 3)
         XCTAssertEqual(fresh.stepsTaken, 3)
         let noScaler = try Trainer(model: try model(), examples: data(), arguments: arguments(steps: 3))
         XCTAssertThrowsError(try noScaler.resume(from: checkpoint)) { XCTAssertTrue("\($0)".contains("loss scaling"), "\($0)") }

@@ -152,19 +152,4 @@ final class MergedExportTests: XCTestCase {
         XCTAssertEqual(MergedExport.shardName(0, of: 3), "model-00001-of-00003.safetensors")
     }
 
-    /// With MERGED_EXPORT_OUT set, writes f32 and bf16 exports of the fixtures there for
-    /// scripts/check_merged_export.py.
-    func testWriteExportsForPythonCheck() throws {
-        guard let root = ProcessInfo.processInfo.environment["MERGED_EXPORT_OUT"] else {
-            throw XCTSkip("set MERGED_EXPORT_OUT to write exports for scripts/check_merged_export.py")
-        }
-        for name in ["llama_gqa", "qwen2_bias"] {
-            for dtype in [DType.f32, .bf16] {
-                let (model, directory) = try adapted(name)
-                try MergedExport.write(model: model, to: URL(fileURLWithPath: root).appendingPathComponent("\(name)_\(dtype)"),
-                                       dtype: dtype, maxShardBytes: dtype == .f32 ? 5 << 30 : 40_000,
-                                       sourceDirectory: directory)
-            }
-        }
-    }
 }

@@ -268,33 +268,4 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(ProgressDisplay.duration(3723), "1:02:03")
     }
 
-    /// Manual check: `METRICS_SAMPLES=/tmp/dir` writes loss.svg / loss-log.svg there and runs a
-    /// live ProgressDisplay on stdout (interleaved with messages); skipped otherwise.
-    func testWriteSamplesForInspection() throws {
-        guard let dir = ProcessInfo.processInfo.environment["METRICS_SAMPLES"] else { throw XCTSkip("METRICS_SAMPLES not set") }
-        let base = URL(fileURLWithPath: dir)
-        var train: [(step: Int, loss: Double)] = (1...200).map { (s: Int) -> (step: Int, loss: Double) in
-            let x = Double(s)
-            let decay: Double = 2.2 * exp(-x / 40)
-            let noise: Double = 0.08 * sin(x * 1.7)
-            return (step: s, loss: decay + 0.35 + noise)
-        }
-        train[60].loss = .nan
-        let eval: [(step: Int, loss: Double)] = stride(from: 25, through: 200, by: 25).map { (s: Int) -> (step: Int, loss: Double) in
-            (step: s, loss: 2.0 * exp(-Double(s) / 45) + 0.5)
-        }
-        try LossCurve.write(to: base.appendingPathComponent("loss.svg"), train: train, eval: eval, title: "SmolLM2-135M LoRA r=16")
-        try LossCurve.write(to: base.appendingPathComponent("loss-log.svg"), train: train, eval: eval, title: "log scale", logScale: true)
-        try LossCurve.write(to: base.appendingPathComponent("loss-one.svg"), train: [(1, 2.3)], eval: [], title: "one step")
-        let steps = Int(ProcessInfo.processInfo.environment["METRICS_STEPS"] ?? "0") ?? 0
-        guard steps > 0 else { return }
-        let p = ProgressDisplay(total: steps)
-        for s in 1...steps {
-            usleep(200_000)
-            p.update(stepLog(s, loss: 2.5 / Double(s), total: steps, seconds: 0.2), memoryBytes: 3 << 30)
-            if s % 10 == 0 { p.message("eval at step \(s): loss \(String(format: "%.3f", 2.0 / Double(s)))") }
-        }
-        p.finish()
-        print("done")
-    }
 }
