@@ -13,6 +13,7 @@ struct Train: ParsableCommand {
     @Option(help: "adamw or sgd.") var optim: TrainingArguments.OptimizerKind = .adamw
     @Option(help: "Peak learning rate.") var lr: Double?
     @Option(help: "Optimizer steps.") var maxSteps: Int?
+    @Option(help: "Epochs over the data, when --max-steps is not given (HF's steps-per-epoch rule).") var numTrainEpochs: Double?
     @Option(help: "Examples per micro-batch.") var batchSize: Int?
     @Option(help: "Micro-batches per optimizer step.") var gradAccum = 1
     @Option(help: "Examples are truncated to this many tokens.") var maxSeqLength: Int?
@@ -23,6 +24,7 @@ struct Train: ParsableCommand {
     @Option(help: "Comma-separated modules, or 'all'.") var targetModules = "all"
     @Option(help: "Decoupled weight decay.") var weightDecay: Float = 0
     @Option(help: "Learning-rate warm-up steps.") var warmupSteps: Int?
+    @Option(help: "Warm-up as a fraction of the steps (ceil, as HF), when --warmup-steps is not given.") var warmupRatio: Double?
     @Option(help: "constant, constant_with_warmup, linear or cosine.") var scheduler: LRScheduler?
     @Option(help: "Clip the global gradient norm to this; 0 disables clipping.") var maxGradNorm: Float = 1
     @Option(help: "Seed for LoRA initialisation, shuffling and dropout.") var seed: UInt64 = 42
@@ -99,7 +101,17 @@ struct Train: ParsableCommand {
         if let maxSteps { arguments.maxSteps = maxSteps }
         if let batchSize { arguments.batchSize = batchSize }
         arguments.packing = packing
-        if let warmupSteps { arguments.warmupSteps = warmupSteps }
+        if maxSteps == nil, let numTrainEpochs {
+            // HF: ceil(rows / batch) batches per epoch, // grad-accum updates, at least one.
+            let rows = packing ? Packing.pack(examples, seqLength: arguments.maxSeqLength).count : examples.count
+            let perEpoch = max((rows + arguments.batchSize - 1) / arguments.batchSize / arguments.gradientAccumulation, 1)
+            arguments.maxSteps = Int((numTrainEpochs * Double(perEpoch)).rounded(.up))
+        }
+        if let warmupSteps {
+            arguments.warmupSteps = warmupSteps
+        } else if let warmupRatio {
+            arguments.warmupSteps = LRSchedule.warmupSteps(ratio: warmupRatio, totalSteps: arguments.maxSteps)
+        }
         if let scheduler { arguments.scheduler = scheduler }
         arguments.saveSteps = saveSteps
         arguments.saveTotalLimit = saveTotalLimit
