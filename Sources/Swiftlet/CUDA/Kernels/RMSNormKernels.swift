@@ -1,12 +1,11 @@
 import CCUDA
 
 /// RMSNorm on the GPU, the same math as `RMSNormKernel` (CPU/RMSNorm.swift):
-///   forward  y = w ⊙ (x · rstd), rstd = 1/√(mean(x²) + ε)      x, w, y bf16; rstd f32
-///   backward dx = rstd·(w⊙dy) − x·rstd³/width · Σ(w⊙dy⊙x)      dy, x, w bf16; rstd f32
-/// All arithmetic in f32. One block per row, block reduction for the row sums.
-/// dX is an **f32** buffer (gradients of the residual stream are summed over several branches, so it
-/// stays in f32 until the caller converts it); with `accumulate` != 0 the kernel adds to it, as the
-/// CPU's `accumulateInto`, otherwise it overwrites it.
+///   forward  y = w ⊙ (x · rstd), rstd = 1/√(mean(x²) + ε)      x, w, y 16-bit storage; rstd f32
+///   backward dx += rstd·(w⊙dy) − x·rstd³/width · Σ(w⊙dy⊙x)     dy, x, w 16-bit; rstd f32
+/// All arithmetic in f32. One block per row, block reduction for the row sums. The backward adds
+/// into dX, as the CPU's `accumulateInto`; dX is in the storage type (the residual stream's
+/// gradient) or f32.
 public enum CUDARMSNorm {
     static let source = """
     extern "C" __global__ void swiftlet_rmsnorm_forward(const storage_t* __restrict__ x, const storage_t* __restrict__ w,
@@ -25,9 +24,16 @@ public enum CUDARMSNorm {
             yr[j] = to_storage(to_f32(w[j]) * (to_f32(xr[j]) * s));
     }
 
-    extern "C" __global__ void swiftlet_rmsnorm_backward(const storage_t* __restrict__ dy, const storage_t* __restrict__ x,
-                                                         const storage_t* __restrict__ w, const float* __restrict__ rstd,
-                                                         float* __restrict__ dx, int width, int accumulate) {
+    // dx += the gradient, dx in f32 or in the storage type: one body for both.
+    __device__ __forceinline__ float load_grad(const float* p) { return *p; }
+    __device__ __forceinline__ float load_grad(const storage_t* p) { return to_f32(*p); }
+    __device__ __forceinline__ void store_grad(float* p, float v) { *p = v; }
+    __device__ __forceinline__ void store_grad(storage_t* p, float v) { *p = to_storage(v); }
+
+    template <typename Grad>
+    __device__ void rmsnorm_backward_row(const storage_t* __restrict__ dy, const storage_t* __restrict__ x,
+                                         const storage_t* __restrict__ w, const float* __restrict__ rstd,
+                                         Grad* __restrict__ dx, int width) {
         __shared__ float shared[32];
         const size_t row = blockIdx.x;
         const size_t base = row * (size_t)width;
@@ -39,27 +45,18 @@ public enum CUDARMSNorm {
         const float c = dot * s * s * s / (float)width;
         for (int j = threadIdx.x; j < width; j += blockDim.x) {
             const float g = s * to_f32(w[j]) * to_f32(dy[base + j]) - c * to_f32(x[base + j]);
-            dx[base + j] = accumulate ? dx[base + j] + g : g;
+            store_grad(&dx[base + j], load_grad(&dx[base + j]) + g);
         }
     }
 
-    // The same, accumulating into a bf16 gradient (the backend's residual stream).
-    extern "C" __global__ void swiftlet_rmsnorm_backward_16(const storage_t* __restrict__ dy, const storage_t* __restrict__ x,
-                                                              const storage_t* __restrict__ w, const float* __restrict__ rstd,
-                                                              storage_t* __restrict__ dx, int width) {
-        __shared__ float shared[32];
-        const size_t row = blockIdx.x;
-        const size_t base = row * (size_t)width;
-        const float s = rstd[row];
-        float dot = 0.0f;
-        for (int j = threadIdx.x; j < width; j += blockDim.x)
-            dot += to_f32(w[j]) * to_f32(dy[base + j]) * to_f32(x[base + j]);
-        dot = block_sum(dot, shared);
-        const float c = dot * s * s * s / (float)width;
-        for (int j = threadIdx.x; j < width; j += blockDim.x) {
-            const float g = s * to_f32(w[j]) * to_f32(dy[base + j]) - c * to_f32(x[base + j]);
-            dx[base + j] = to_storage(to_f32(dx[base + j]) + g);
-        }
+    extern "C" __global__ void swiftlet_rmsnorm_backward_f32(const storage_t* dy, const storage_t* x, const storage_t* w,
+                                                             const float* rstd, float* dx, int width) {
+        rmsnorm_backward_row(dy, x, w, rstd, dx, width);
+    }
+
+    extern "C" __global__ void swiftlet_rmsnorm_backward_16(const storage_t* dy, const storage_t* x, const storage_t* w,
+                                                            const float* rstd, storage_t* dx, int width) {
+        rmsnorm_backward_row(dy, x, w, rstd, dx, width);
     }
     """
 
@@ -73,16 +70,6 @@ public enum CUDARMSNorm {
                          arguments: [.pointer(x), .pointer(weight), .pointer(out), .pointer(rstd),
                                      .int32(Int32(width)), .float(eps)])
     }
-
-    /// dOut, x: rows×width bf16; weight bf16; rstd f32; dX: rows×width f32 (added to when `accumulate`).
-    public static func backward(_ backend: CUDABackend, dOut: CUdeviceptr, x: CUdeviceptr, weight: CUdeviceptr,
-                                rstd: CUdeviceptr, dX: CUdeviceptr, rows: Int, width: Int,
-                                accumulate: Bool) throws {
-        let k = try backend.function("swiftlet_rmsnorm_backward", source)
-        try backend.kernels.launch(k, grid: (rows, 1, 1), block: (threads, 1, 1),
-                         arguments: [.pointer(dOut), .pointer(x), .pointer(weight), .pointer(rstd), .pointer(dX),
-                                     .int32(Int32(width)), .int32(accumulate ? 1 : 0)])
-    }
 }
 
 extension CUDABackend {
@@ -95,17 +82,12 @@ extension CUDABackend {
     public func rmsNormBackward(dOut: Tensor, x: Tensor, weight: Tensor, rstd: Tensor, accumulateInto dX: Tensor) {
         expect(dOut, computeType); expect(x, computeType); expect(weight, computeType); expect(rstd, .f32)
         let rows = x.count / weight.count
-        if dX.dtype == .f32 {
-            run { try CUDARMSNorm.backward(self, dOut: dOut.device, x: x.device, weight: weight.device, rstd: rstd.device,
-                                           dX: dX.device, rows: rows, width: weight.count, accumulate: true) }
-        } else {
-            expect(dX, computeType)
-            run {
-                try kernels.launch(try function("swiftlet_rmsnorm_backward_16", CUDARMSNorm.source),
-                                   grid: (rows, 1, 1), block: (CUDARMSNorm.threads, 1, 1),
-                                   arguments: [.pointer(dOut.device), .pointer(x.device), .pointer(weight.device),
-                                               .pointer(rstd.device), .pointer(dX.device), .int32(Int32(weight.count))])
-            }
+        precondition(dX.dtype == .f32 || dX.dtype == computeType, "RMSNorm gradient into \(dX)")
+        let kernel = dX.dtype == .f32 ? "swiftlet_rmsnorm_backward_f32" : "swiftlet_rmsnorm_backward_16"
+        run {
+            try kernels.launch(try function(kernel, CUDARMSNorm.source), grid: (rows, 1, 1), block: (CUDARMSNorm.threads, 1, 1),
+                               arguments: [.pointer(dOut.device), .pointer(x.device), .pointer(weight.device),
+                                           .pointer(rstd.device), .pointer(dX.device), .int32(Int32(weight.count))])
         }
     }
 }
