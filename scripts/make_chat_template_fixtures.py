@@ -3,7 +3,7 @@
 Tests/SwiftletTests/Fixtures/chat_templates/cases.json for ChatTemplateTests.swift.
 
 Run with the fixtures venv (transformers 5.24, jinja2 3.1.6):
-    /root/pyenv-fixtures/bin/python scripts/make_chat_template_fixtures.py
+    python scripts/make_chat_template_fixtures.py
 
 Every case is rendered the way `PreTrainedTokenizerBase.apply_chat_template(tokenize=False)` does it:
 messages go through `_normalize_chat_messages` (keys whose value is None dropped), then

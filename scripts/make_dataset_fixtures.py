@@ -7,7 +7,7 @@ labels TRL's own SFTTrainer dataset preparation (`SFTTrainer._prepare_dataset`: 
 masked) produces for each case, run on the tokenizer fixtures with a one-layer random Llama (only the data
 preparation is used), plus `trl.data_utils.pack_dataset(..., strategy="bfd")` results.
 
-Run: /root/pyenv-fixtures/bin/python scripts/make_dataset_fixtures.py   (transformers 5.x, trl 1.16)
+Run: python scripts/make_dataset_fixtures.py   (transformers 5.x, trl 1.16)
 """
 import csv, io, json, os, tempfile, warnings
 

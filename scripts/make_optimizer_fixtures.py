@@ -5,7 +5,7 @@ Runs the real torch.optim.AdamW / torch.optim.SGD (CPU, float32, foreach=False),
 transformers.get_scheduler and torch.nn.utils.clip_grad_norm_, and prints Swift array
 literals that are pasted into the tests. Run with the fixtures venv:
 
-    /root/pyenv-fixtures/bin/python scripts/make_optimizer_fixtures.py
+    python scripts/make_optimizer_fixtures.py
 
 (generated with torch 2.15 and transformers 5.24). Hyperparameters are rounded to float32
 before they are handed to torch, so torch's Python-float scalars equal Swift's widened `Float`

@@ -3,7 +3,7 @@ import XCTest
 
 /// Reference values below are produced by the real torch.optim.AdamW / torch.optim.SGD (CPU,
 /// float32, foreach=False) and torch.nn.utils.clip_grad_norm_ — regenerate them with
-/// `/root/pyenv-fixtures/bin/python scripts/make_optimizer_fixtures.py` and paste the output.
+/// `python scripts/make_optimizer_fixtures.py` and paste the output.
 /// Do not re-derive them from our own formulas.
 enum TorchOptimFixtures {
     // torch 2.15.0+cu132, transformers 5.24.0

@@ -3,7 +3,7 @@ import XCTest
 
 /// Reference values come from the real transformers.get_scheduler (LambdaLR) and
 /// TrainingArguments.get_warmup_steps — regenerate with
-/// `/root/pyenv-fixtures/bin/python scripts/make_optimizer_fixtures.py` and paste the output.
+/// `python scripts/make_optimizer_fixtures.py` and paste the output.
 enum HFScheduleFixtures {
     static let baseLR = 1e-3
     static let warmup = 3
