@@ -60,11 +60,7 @@ public enum TextDataset {
                     throw row.error("input_ids", "holds \(bad), outside the tokenizer's vocabulary (\(tokenizer.vocabSize))")
                 }
                 if let max = options.maxSeqLength, !options.packing {
-                    if e.inputIds.count > max {
-                        e.inputIds = Array(e.inputIds.prefix(max))
-                        e.labels = e.labels.map { Array($0.prefix(max)) }
-                        e.attentionMask = e.attentionMask.map { Array($0.prefix(max)) }
-                    }
+                    e = e.truncated(to: max)
                     if !(e.labels ?? e.inputIds).contains(where: { $0 != Batch.ignoreIndex }) { dropped += 1; continue }
                 }
                 examples.append(e)

@@ -78,4 +78,11 @@ public struct Example: Equatable, Sendable {
     public init(inputIds: [Int32], labels: [Int32]? = nil, attentionMask: [Int32]? = nil) {
         self.inputIds = inputIds; self.labels = labels; self.attentionMask = attentionMask
     }
+
+    /// The first `length` tokens (with their labels and mask), as TRL truncates: keep the start.
+    public func truncated(to length: Int) -> Example {
+        guard inputIds.count > length else { return self }
+        return Example(inputIds: Array(inputIds.prefix(length)), labels: labels.map { Array($0.prefix(length)) },
+                       attentionMask: attentionMask.map { Array($0.prefix(length)) })
+    }
 }

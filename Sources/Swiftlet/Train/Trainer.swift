@@ -56,7 +56,7 @@ public final class Trainer {
         }
         self.model = model
         self.arguments = arguments
-        let truncated = examples.map { Trainer.truncated($0, to: arguments.maxSeqLength) }
+        let truncated = examples.map { $0.truncated(to: arguments.maxSeqLength) }
         rows = arguments.packing ? Packing.pack(truncated, seqLength: arguments.maxSeqLength) : truncated.map { [$0] }
         optimizer = try LoRAOptimizer(adapters: model.adapters, arguments: arguments)
         schedule = LRSchedule(kind: arguments.scheduler, baseLR: arguments.learningRate,
@@ -132,12 +132,6 @@ public final class Trainer {
             var generator = SplitMix64(seed: arguments.seed &+ UInt64(epoch) &* 0x9E37_79B9)
             order.shuffle(using: &generator)
         }
-    }
-
-    static func truncated(_ example: Example, to length: Int) -> Example {
-        guard example.inputIds.count > length else { return example }
-        return Example(inputIds: Array(example.inputIds.prefix(length)), labels: example.labels.map { Array($0.prefix(length)) },
-                       attentionMask: example.attentionMask.map { Array($0.prefix(length)) })
     }
 }
 
