@@ -34,13 +34,17 @@ public struct Linear {
         var saved = Saved(input: x)
         if let lora {
             var mask: Tensor?
+            var loraInput = try Self.widened(x, mask: nil)
             if let seed = dropoutSeed, lora.dropout > 0 {
+                // dropout(x) in a copy of x in f32; the mask is kept for the backward.
+                if loraInput.buffer === x.buffer {
+                    loraInput = try backend.zeros(x.shape, .f32)
+                    backend.copy(x, into: loraInput)
+                }
                 let m = try backend.zeros(x.shape, .f32)
-                let scratch = try backend.zeros(x.shape, .f32)
-                backend.dropout(scratch, probability: lora.dropout, seed: seed, mask: m)
+                backend.dropout(loraInput, probability: lora.dropout, seed: seed, mask: m)
                 mask = m
             }
-            let loraInput = try Self.widened(x, mask: mask)
             let z = try backend.zeros([tokens, lora.rank], .f32)
             backend.matmul(loraInput, transposeA: false, lora.a, transposeB: true, into: z, alpha: 1, beta: 0)
             if y.dtype == .f32 {
