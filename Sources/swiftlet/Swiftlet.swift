@@ -27,5 +27,6 @@ struct SwiftletCommand: ParsableCommand {
 
 extension Device: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
+extension GradientCheckpointing: ExpressibleByArgument {}
 extension LRScheduler: ExpressibleByArgument {}
 extension TrainingArguments.OptimizerKind: ExpressibleByArgument {}

@@ -35,8 +35,8 @@ struct Train: ParsableCommand {
     @Option(help: "Evaluation data file (instead of --eval-split).") var evalData: String?
     @Option(help: "Log metrics (and the plain progress lines) every N steps.") var loggingSteps = 1
     @Option(help: "Evaluate on the eval data every N steps (0: only at the end).") var evalSteps = 0
-    @Option(help: "Gradient checkpointing: on (keep each layer's input, recompute it in the backward) or off.")
-    var gradientCheckpointing = "off"
+    @Option(help: "Gradient checkpointing: off, on (keep each layer's input, recompute the layer in the backward) or offload (as on, with the inputs in host memory).")
+    var gradientCheckpointing: GradientCheckpointing = .off
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
     @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
     @Option(help: "Save a checkpoint (<output>/checkpoint-N) every this many steps; 0 never.") var saveSteps = 0
@@ -116,10 +116,7 @@ struct Train: ParsableCommand {
         arguments.saveSteps = saveSteps
         arguments.saveTotalLimit = saveTotalLimit
 
-        guard ["on", "off"].contains(gradientCheckpointing) else {
-            throw ValidationError("--gradient-checkpointing \(gradientCheckpointing): use on or off")
-        }
-        model.gradientCheckpointing = gradientCheckpointing == "on"
+        model.gradientCheckpointing = gradientCheckpointing
         let trainable = model.adapters.reduce(0) { $0 + $1.a.count + $1.b.count }
         print("model: \(model.config.modelType.rawValue), \(model.config.layers) layers, hidden \(model.config.hiddenSize), "
             + "\(model.config.parameterCount) parameters; LoRA r=\(lora.r) on \(model.adapters.count) modules, "

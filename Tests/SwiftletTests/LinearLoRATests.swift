@@ -58,26 +58,37 @@ final class LinearLoRATests: XCTestCase {
     }
 }
 
-/// Gradient checkpointing recomputes each layer from its saved input: the gradients must be the
-/// same bits as with every activation kept (dropout on, so the masks must be redrawn identically).
+/// Gradient checkpointing recomputes each layer from its saved input (kept on the device, or
+/// offloaded to host memory and reloaded): the gradients must be the same bits as with every
+/// activation kept (dropout on, so the masks must be redrawn identically), and each mode must
+/// lower the backend's peak memory below the previous one.
 final class GradientCheckpointingTests: XCTestCase {
-    func testCheckpointedGradientsAreBitIdentical() throws {
-        let config = LlamaConfig(vocabSize: 64, hiddenSize: 32, intermediateSize: 48, layers: 3, heads: 4, kvHeads: 2,
+    func testCheckpointedGradientsAreBitIdenticalAndPeaksFall() throws {
+        let config = LlamaConfig(vocabSize: 64, hiddenSize: 64, intermediateSize: 96, layers: 6, heads: 4, kvHeads: 2,
                                  rmsNormEps: 1e-5, maxPositionEmbeddings: 64)
         var results: [[Float]] = []
         var losses: [Double] = []
-        for checkpointing in [false, true] {
-            let model = try LlamaModel.random(config: config, seed: 5, std: 0.1, on: CPUBackend())
+        var peaks: [Int] = []
+        for mode in GradientCheckpointing.allCases {
+            let backend = CPUBackend()
+            let model = try LlamaModel.random(config: config, seed: 5, std: 0.1, on: backend)
             try model.addLoRA(LoRAConfig(r: 4, alpha: 8, dropout: 0.2), seed: 1)
             for adapter in model.adapters { model.backend.fillUniform(adapter.b, seed: 9, bound: 0.1) }
-            model.gradientCheckpointing = checkpointing
+            model.gradientCheckpointing = mode
             var g = SplitMix64(seed: 3)
-            let batch = Batch(examples: (0..<3).map { _ in Example(inputIds: (0..<10).map { _ in Int32(g.next() % 64) }) })
+            let batch = Batch(examples: (0..<3).map { _ in Example(inputIds: (0..<40).map { _ in Int32(g.next() % 64) }) })
+            let before = backend.memory.current
+            backend.memory.resetPeak()
             losses.append(try model.step(batch, gradScale: 0.1, dropoutSeed: 77))
+            peaks.append(backend.memory.peak - before)
             results.append(model.adapters.flatMap { model.backend.download($0.gradA) + model.backend.download($0.gradB) })
         }
         XCTAssertEqual(losses[0], losses[1])
+        XCTAssertEqual(losses[0], losses[2])
         XCTAssertEqual(results[0], results[1])
+        XCTAssertEqual(results[0], results[2])
         XCTAssertTrue(results[0].contains { $0 != 0 })
+        XCTAssertLessThan(peaks[1], peaks[0], "checkpointing should keep fewer activations")
+        XCTAssertLessThan(peaks[2], peaks[1], "offloading should keep the layer inputs off the backend")
     }
 }

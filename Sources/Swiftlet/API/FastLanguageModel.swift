@@ -32,7 +32,7 @@ extension LlamaModel {
     /// Attaches fresh LoRA adapters (PEFT's initialisation from `seed`), with Unsloth's argument names.
     public func addLoRA(r: Int = 16, targetModules: [String] = LoRAConfig.Target.allCases.map(\.rawValue),
                         alpha: Float = 16, dropout: Float = 0, useRSLoRA: Bool = false,
-                        gradientCheckpointing: Bool = false, seed: UInt64 = 3407) throws {
+                        gradientCheckpointing: GradientCheckpointing = .off, seed: UInt64 = 3407) throws {
         self.gradientCheckpointing = gradientCheckpointing
         let targets = try LoRAConfig.targets(parsing: targetModules.joined(separator: ","))
         try addLoRA(LoRAConfig(r: r, alpha: alpha, dropout: dropout, targets: targets, useRSLoRA: useRSLoRA), seed: seed)

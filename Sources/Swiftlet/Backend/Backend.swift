@@ -29,6 +29,10 @@ public protocol Backend: AnyObject, Sendable {
     func downloadInts(_ tensor: Tensor) -> [Int32]
     /// Copies elements (converting dtype if they differ).
     func copy(_ source: Tensor, into destination: Tensor)
+    /// Moves a tensor's elements to host memory outside the backend's own (see OffloadedTensor).
+    func offload(_ tensor: Tensor) throws -> OffloadedTensor
+    /// A new tensor of the backend holding an offloaded tensor's elements.
+    func reload(_ offloaded: OffloadedTensor) throws -> Tensor
 
     // MARK: Linear algebra and elementwise
     /// c = alpha · op(a) · op(b) + beta · c, where op transposes when asked. Shapes are 2-D:

@@ -80,6 +80,22 @@ public final class CPUBackend: Backend, @unchecked Sendable {
             destination.address.copyMemory(from: converted.address, byteCount: destination.byteCount)
         }
     }
+
+    /// The CPU's "device" is host memory too: offloading copies into memory outside this backend's
+    /// count, so the same code path (and its peak-memory effect) is testable without a GPU.
+    public func offload(_ tensor: Tensor) throws -> OffloadedTensor {
+        guard let host = malloc(Swift.max(tensor.byteCount, 1)) else {
+            throw BackendError.outOfMemory(backend: "host", requested: tensor.byteCount, inUse: memory.current)
+        }
+        host.copyMemory(from: tensor.address, byteCount: tensor.byteCount)
+        return OffloadedTensor(dtype: tensor.dtype, shape: tensor.shape, host: host, giveBack: { free($0) })
+    }
+
+    public func reload(_ offloaded: OffloadedTensor) throws -> Tensor {
+        let t = try zeros(offloaded.shape, offloaded.dtype)
+        t.address.copyMemory(from: offloaded.host, byteCount: offloaded.byteCount)
+        return t
+    }
 }
 
 /// Errors a backend reports.

@@ -16,6 +16,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     private var blocks: [UInt64: DeviceBuffer] = [:]
     private let prelude: String
     private let lock = NSLock()
+    /// Pinned host blocks for offloaded activations (gradient checkpointing's offload mode).
+    let pinnedHost: PinnedHostPool
 
     /// `storage` nil picks bf16 where the GPU has it (compute capability 8.0+), else fp16.
     public init(libraries: CUDALibraries? = nil, ordinal: Int = 0, storage: DType? = nil) throws {
@@ -27,6 +29,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         }
         prelude = CUDAKernelSource.prelude(storage: computeType)
         kernels = KernelCache(device: device)
+        pinnedHost = PinnedHostPool(libs: libs)
         guard let cublasLt = libs.cublasLt else {
             throw CUDAError.invalid(libs.cublasLtProblem ?? "libcublasLt not found")
         }

@@ -184,6 +184,10 @@ public final class CUDALibraries: @unchecked Sendable {
     let cuMemcpyHtoD: PFN_cuMemcpyHtoD_v2
     let cuMemcpyDtoH: PFN_cuMemcpyDtoH_v2
     let cuMemsetD8: PFN_cuMemsetD8_v2
+    let cuMemAllocHost: PFN_cuMemAllocHost_v2
+    let cuMemFreeHost: PFN_cuMemFreeHost
+    let cuMemcpyHtoDAsync: PFN_cuMemcpyHtoDAsync_v2
+    let cuMemcpyDtoHAsync: PFN_cuMemcpyDtoHAsync_v2
     let cuMemGetInfo: PFN_cuMemGetInfo_v2
     let cuModuleLoadData: PFN_cuModuleLoadData
     let cuModuleGetFunction: PFN_cuModuleGetFunction
@@ -236,6 +240,10 @@ public final class CUDALibraries: @unchecked Sendable {
         cuMemcpyHtoD = try d.symbol("cuMemcpyHtoD_v2", as: PFN_cuMemcpyHtoD_v2.self)
         cuMemcpyDtoH = try d.symbol("cuMemcpyDtoH_v2", as: PFN_cuMemcpyDtoH_v2.self)
         cuMemsetD8 = try d.symbol("cuMemsetD8_v2", as: PFN_cuMemsetD8_v2.self)
+        cuMemAllocHost = try d.symbol("cuMemAllocHost_v2", as: PFN_cuMemAllocHost_v2.self)
+        cuMemFreeHost = try d.symbol("cuMemFreeHost", as: PFN_cuMemFreeHost.self)
+        cuMemcpyHtoDAsync = try d.symbol("cuMemcpyHtoDAsync_v2", as: PFN_cuMemcpyHtoDAsync_v2.self)
+        cuMemcpyDtoHAsync = try d.symbol("cuMemcpyDtoHAsync_v2", as: PFN_cuMemcpyDtoHAsync_v2.self)
         cuMemGetInfo = try d.symbol("cuMemGetInfo_v2", as: PFN_cuMemGetInfo_v2.self)
         cuModuleLoadData = try d.symbol("cuModuleLoadData", as: PFN_cuModuleLoadData.self)
         cuModuleGetFunction = try d.symbol("cuModuleGetFunction", as: PFN_cuModuleGetFunction.self)

@@ -21,9 +21,9 @@ public final class LlamaModel {
         self.lmHead = lmHead
     }
 
-    /// Keep only each layer's input during the forward and recompute the layer in the backward
-    /// (HF's gradient_checkpointing_enable): activations memory of one layer instead of all.
-    public var gradientCheckpointing = false
+    /// Whether the forward keeps every activation, or only each layer's input (on the device, or
+    /// offloaded to host memory) and the backward recomputes the layer.
+    public var gradientCheckpointing = GradientCheckpointing.off
 
     /// The longest sequence the user asked to train on (FastLanguageModel's maxSeqLength).
     public var maxSeqLength: Int?
@@ -44,11 +44,18 @@ public final class LlamaModel {
         var h = try embed(batch, context)
         var saved: [DecoderLayer.Saved] = []
         var inputs: [Tensor] = []
+        var offloaded: [OffloadedTensor] = []
         for (i, layer) in layers.enumerated() {
             var layerContext = context
             layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
             let (next, s) = try layer.forward(h, layerContext)
-            if training && gradientCheckpointing { inputs.append(h) } else if training { saved.append(s) }
+            if training {
+                switch gradientCheckpointing {
+                case .off: saved.append(s)
+                case .on: inputs.append(h)
+                case .offload: offloaded.append(try backend.offload(h))
+                }
+            }
             h = next
         }
         let targets = try backend.upload(batch.targets, [batch.tokenCount])
@@ -59,9 +66,11 @@ public final class LlamaModel {
         for i in layers.indices.reversed() {
             var layerContext = context
             layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
-            if gradientCheckpointing {
+            if gradientCheckpointing.recomputes {
                 // Recompute this layer's activations from its input (same dropout seed: same masks).
-                let (_, recomputed) = try layers[i].forward(inputs.removeLast(), layerContext)
+                let input = gradientCheckpointing == .offload ? try backend.reload(offloaded.removeLast())
+                                                              : inputs.removeLast()
+                let (_, recomputed) = try layers[i].forward(input, layerContext)
                 dH = try layers[i].backward(dH!, saved: recomputed, layerContext)
             } else {
                 dH = try layers[i].backward(dH!, saved: saved.removeLast(), layerContext)
