@@ -27,6 +27,16 @@ struct SwiftletCommand: ParsableCommand {
 
 extension Device: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
-extension GradientCheckpointing: ExpressibleByArgument {}
+extension GradientCheckpointing: ExpressibleByArgument {
+    /// Also TRL's and Unsloth's spellings: `true`/`false` (YAML booleans) and `unsloth` (offload).
+    public init?(argument: String) {
+        switch argument.lowercased() {
+        case "true": self = .on
+        case "false": self = .off
+        case "unsloth": self = .offload
+        default: self.init(rawValue: argument)
+        }
+    }
+}
 extension LRScheduler: ExpressibleByArgument {}
 extension TrainingArguments.OptimizerKind: ExpressibleByArgument {}
