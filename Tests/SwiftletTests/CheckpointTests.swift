@@ -101,7 +101,7 @@ final class CheckpointTests: XCTestCase {
             XCTAssertEqual(t3.globalStep, 5)
             assertIdentical(weights(resumed), weights(first), "the adapter weights are restored")
             var steps: [Int] = []
-            XCTAssertTrue(try t3.train { steps.append($0.step) })
+            XCTAssertTrue(try t3.train(onStep: { steps.append($0.step) }))
             XCTAssertEqual(steps, Array(6...10))
             assertIdentical(weights(resumed), expected, "5 + resume + 5 vs 10 straight (\(source.path))")
             XCTAssertEqual(t3.logHistory.map(\.loss), t1.logHistory.map(\.loss))

@@ -9,8 +9,8 @@ final class ReadmeExampleTests: XCTestCase {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("readme-\(UUID().uuidString)")
         try DemoTask.write(to: work)
         let cwd = FileManager.default.currentDirectoryPath
-        FileManager.default.changeCurrentDirectoryPath(work.path)
-        defer { FileManager.default.changeCurrentDirectoryPath(cwd) }
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(work.path))
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(cwd) }
         try FileManager.default.moveItem(atPath: "model", toPath: "my-model")
         var steps: [Int] = []
 

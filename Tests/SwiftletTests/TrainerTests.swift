@@ -33,7 +33,7 @@ final class TrainerTests: XCTestCase {
     func testLossFallsAndRunsAreReproducible() throws {
         var losses: [Double] = []
         let m1 = try model()
-        try Trainer(model: m1, examples: data(), arguments: arguments(steps: 15)).train { losses.append($0.loss) }
+        try Trainer(model: m1, examples: data(), arguments: arguments(steps: 15)).train(onStep: { losses.append($0.loss) })
         XCTAssertLessThan(losses.suffix(3).reduce(0, +) / 3, losses[0] - 0.15, "loss \(losses)")
         XCTAssertFalse(losses.contains { $0.isNaN })
 
@@ -126,7 +126,7 @@ final class TrainerTests: XCTestCase {
         a.warmupSteps = 0
         a.scheduler = .constant
         var losses: [Double] = []
-        try Trainer(model: model, examples: Array(data.examples.prefix(128)), arguments: a).train { losses.append($0.loss) }
+        try Trainer(model: model, examples: Array(data.examples.prefix(128)), arguments: a).train(onStep: { losses.append($0.loss) })
         XCTAssertGreaterThan(losses[0], 4, "an untrained model knows nothing of the task")
         XCTAssertLessThan(losses.suffix(5).reduce(0, +) / 5, losses[0] - 1.5, "\(losses)")
     }
