@@ -16,6 +16,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     private var blocks: [UInt64: DeviceBuffer] = [:]
     private let prelude: String
     private let lock = NSLock()
+    /// Keep attention on the simple CUDA-core kernels even where the tensor-core ones apply
+    /// (environment SWIFTLET_ATTENTION=simple; the doctor flips it to time both).
+    public var simpleAttention: Bool
 
     /// `storage` nil picks bf16 where the GPU has it (compute capability 8.0+), else fp16.
     public init(libraries: CUDALibraries? = nil, ordinal: Int = 0, storage: DType? = nil) throws {
@@ -26,6 +29,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             throw CUDAError.invalid("CUDA storage must be bf16 or fp16, not \(computeType)")
         }
         prelude = CUDAKernelSource.prelude(storage: computeType)
+        simpleAttention = CUDALibrarySearch.processEnvironment["SWIFTLET_ATTENTION"] == "simple"
         kernels = KernelCache(device: device)
         guard let cublasLt = libs.cublasLt else {
             throw CUDAError.invalid(libs.cublasLtProblem ?? "libcublasLt not found")
