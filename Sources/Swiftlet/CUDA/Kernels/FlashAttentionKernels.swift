@@ -118,20 +118,34 @@ enum CUDAFlashAttention {
     }
 
     // c[n] += A * B over the K rows of `s` (B: the rows of s are k, the columns n = 0..D, so
-    // ldmatrix transposes). The A fragments come from a C tile p[K/8][4] (P or dS).
-    template <int D, int K>
+    // ldmatrix transposes). The A fragments come from a C tile p[K/8][4] (P or dS). SPLIT adds the
+    // rounding residue p - bf16(p) as a second product: dS in bf16 alone costs dQ and dK about 1e-3
+    // of relative error (half the doctor's mean bound); fp16's 3 more bits make it unnecessary there.
+    template <int D, int K, bool SPLIT>
     __device__ __forceinline__ void fa_mma_ab(float (&c)[D / 8][4], const float (&p)[K / 8][4], const storage_t* s) {
         const int lane = threadIdx.x & 31;
         #pragma unroll
         for (int kk = 0; kk < K / 16; kk++) {
-            unsigned int a[4];
+            unsigned int a[4], rest[4];
             fa_c_to_a(a, p[2 * kk], p[2 * kk + 1]);
+            if constexpr (SPLIT) {
+                float lo[4], hi[4];
+                for (int e = 0; e < 4; e++) {
+                    lo[e] = p[2 * kk][e] - to_f32(to_storage(p[2 * kk][e]));
+                    hi[e] = p[2 * kk + 1][e] - to_f32(to_storage(p[2 * kk + 1][e]));
+                }
+                fa_c_to_a(rest, lo, hi);
+            }
             #pragma unroll
             for (int dp = 0; dp < D / 16; dp++) {
                 unsigned int b[4];
                 fa_ldsm_trans(b, s + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * (D + FA_PAD) + dp * 16 + (lane >> 4) * 8);
                 fa_mma(c[2 * dp], a, b[0], b[1]);
                 fa_mma(c[2 * dp + 1], a, b[2], b[3]);
+                if constexpr (SPLIT) {
+                    fa_mma(c[2 * dp], rest, b[0], b[1]);
+                    fa_mma(c[2 * dp + 1], rest, b[2], b[3]);
+                }
             }
         }
     }
@@ -220,7 +234,7 @@ enum CUDAFlashAttention {
                     l[e >> 1] += s[n][e];
                 }
             }
-            fa_mma_ab<D, BK>(o, s, vs);
+            fa_mma_ab<D, BK, false>(o, s, vs);
             __syncthreads();
         }
 
@@ -315,7 +329,7 @@ enum CUDAFlashAttention {
                     s[n][e] = p * (dp[n][e] - Dr[r]);
                 }
             }
-            fa_mma_ab<D, BK>(dq, s, ks);
+            fa_mma_ab<D, BK, SWIFTLET_BF16 == 1>(dq, s, ks);
             __syncthreads();
         }
 
@@ -399,8 +413,8 @@ enum CUDAFlashAttention {
                         dp[n][e] = p * (dp[n][e] - queryDot[i]);
                     }
                 }
-                fa_mma_ab<D, BQ>(dv, s, dOs);
-                fa_mma_ab<D, BQ>(dk, dp, qs);
+                fa_mma_ab<D, BQ, false>(dv, s, dOs);
+                fa_mma_ab<D, BQ, SWIFTLET_BF16 == 1>(dk, dp, qs);
                 __syncthreads();
             }
         }
