@@ -18,6 +18,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     private let lock = NSLock()
     /// Pinned host blocks for offloaded activations (gradient checkpointing's offload mode).
     let pinnedHost: PinnedHostPool
+    /// Keep attention on the simple CUDA-core kernels even where the tensor-core ones apply
+    /// (environment SWIFTLET_ATTENTION=simple; the doctor flips it to time both).
+    public var simpleAttention: Bool
 
     /// `storage` nil picks bf16 where the GPU has it (compute capability 8.0+), else fp16.
     public init(libraries: CUDALibraries? = nil, ordinal: Int = 0, storage: DType? = nil) throws {
@@ -28,6 +31,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             throw CUDAError.invalid("CUDA storage must be bf16 or fp16, not \(computeType)")
         }
         prelude = CUDAKernelSource.prelude(storage: computeType)
+        simpleAttention = CUDALibrarySearch.processEnvironment["SWIFTLET_ATTENTION"] == "simple"
         kernels = KernelCache(device: device)
         pinnedHost = PinnedHostPool(libs: libs)
         guard let cublasLt = libs.cublasLt else {

@@ -2,8 +2,8 @@ import CCUDA
 
 /// Causal grouped-query attention on the GPU: the straightforward version (one warp per query,
 /// exact online softmax in f32, O(T) memory: only the log-sum-exp is kept for the backward). The
-/// speed issue replaces it with a tiled tensor-core kernel; this one is the GPU twin of
-/// CPU/Attention.swift and must agree with it.
+/// tiled tensor-core kernels (FlashAttentionKernels.swift) take over on compute capability 8.0+ for
+/// head dims 64 and 128; these remain for the rest, and both are twins of CPU/Attention.swift.
 enum CUDAAttention {
     static let source = """
     // Causal grouped-query attention over packed rows, exact softmax with fp32 accumulation.
@@ -183,6 +183,9 @@ extension CUDABackend {
         precondition(layout.headDim <= 256, "head_dim \(layout.headDim) > 256 is not supported by the CUDA attention")
         for t in [q, k, v, out] { expect(t, computeType) }
         expect(logSumExp, .f32)
+        if usesFlashAttention(headDim: layout.headDim, [q, k, v, out]) {
+            return flashAttention(q, k, v, layout: layout, into: out, logSumExp: logSumExp)
+        }
         run {
             try kernels.launch(try function("attention_forward", CUDAAttention.source),
                                grid: attentionGrid(layout, heads: layout.heads), block: (32 * CUDAAttention.warpsPerBlock, 1, 1),
@@ -195,6 +198,10 @@ extension CUDABackend {
     public func attentionBackward(dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
                                   logSumExp: Tensor, layout: AttentionLayout,
                                   dQ: Tensor, dK: Tensor, dV: Tensor) {
+        if usesFlashAttention(headDim: layout.headDim, [dOut, q, k, v, out, dQ, dK, dV]) {
+            return flashAttentionBackward(dOut: dOut, q: q, k: k, v: v, out: out, logSumExp: logSumExp,
+                                          layout: layout, dQ: dQ, dK: dK, dV: dV)
+        }
         let rowDot = try! zeros([q.shape[0], layout.heads], .f32)
         run {
             try kernels.launch(try function("attention_backward_dq", CUDAAttention.source),

@@ -8,7 +8,9 @@ enum CUDAKernelSource {
         return (storage == .bf16 ? bf16 : f16) + common + reductions
     }
 
+    // SWIFTLET_BF16 picks the tensor-core instructions' input type (FlashAttentionKernels).
     static let bf16 = """
+    #define SWIFTLET_BF16 1
     typedef unsigned short storage_t;
     __device__ __forceinline__ float to_f32(storage_t b) { return __uint_as_float(((unsigned int)b) << 16); }
     __device__ __forceinline__ storage_t to_storage(float f) {
@@ -21,6 +23,7 @@ enum CUDAKernelSource {
     """
 
     static let f16 = """
+    #define SWIFTLET_BF16 0
     typedef unsigned short storage_t;
     __device__ __forceinline__ float to_f32(storage_t h) {
         float f; asm("{ .reg .f16 t; mov.b16 t, %1; cvt.f32.f16 %0, t; }" : "=f"(f) : "h"(h)); return f;
@@ -56,7 +59,8 @@ extension CUDAKernelSource {
     /// Every kernel family's source (without the prelude), for compiling them all at once.
     static let families: [(name: String, source: String)] = [
         ("elementwise", CUDAElementwise.source), ("rmsnorm", CUDARMSNorm.source), ("rope", CUDARoPE.source),
-        ("attention", CUDAAttention.source), ("swiglu", CUDASwiGLU.source),
+        ("attention", CUDAAttention.source),
+        ("flash_attention", CUDAFlashAttention.source), ("swiglu", CUDASwiGLU.source),
         ("cross_entropy", CUDACrossEntropy.source), ("optimizer", CUDAOptimizer.source),
     ]
 }

@@ -1,0 +1,508 @@
+import CCUDA
+
+/// Causal grouped-query attention on tensor cores, FlashAttention-2 style: the same semantics and
+/// the same outputs (out, log-sum-exp [tokens, heads], dQ/dK/dV overwritten) as CUDAAttention and
+/// CPU/Attention.swift, for head dims 64 and 128 on compute capability 8.0+. Other head dims and
+/// older GPUs keep the simple kernels (CUDAAttention).
+enum CUDAFlashAttention {
+    /// Head dims with a tiled kernel.
+    static let headDims: Set<Int> = [64, 128]
+    /// Query rows (forward, dQ) or key rows (dK/dV) per block: 4 warps of 16.
+    static let tile = 64
+    static let threads = 128
+
+    static let source = """
+    // Tiled attention with mma.sync m16n8k16 (bf16 or f16 in, f32 accumulate), exact online softmax.
+    // A block owns 64 rows (4 warps x 16) of queries (forward, dQ) or keys (dK/dV) and streams the
+    // other side through shared memory in tiles. Fragment layouts (PTX ISA, mma.m16n8k16, g = lane/4,
+    // t = lane%4): A regs {row g, col 2t}, {row g+8, col 2t}, {row g, col 2t+8}, {row g+8, col 2t+8};
+    // B regs {k 2t, n g}, {k 2t+8, n g}; C floats {row g, col 2t, 2t+1}, {row g+8, col 2t, 2t+1}.
+    // A C tile of two adjacent n-tiles is therefore an A fragment of the next product (P, dS), and
+    // ldmatrix (.trans for operands whose k runs down the rows in shared memory) loads the rest.
+    // Masking is per element from sequence ids (query i sees key j iff j <= i, seq[j] == seq[i] >= 0,
+    // i - j < window); key tiles wholly outside the causal band or the window are skipped. Every
+    // reduction has a fixed order and nothing is atomic: reruns are bit-identical.
+    #define FA_PAD 8  // shared rows padded by 16 bytes: ldmatrix's 8 row reads hit distinct banks
+
+    __device__ __forceinline__ unsigned int fa_smem(const void* p) {
+        unsigned int a;
+        asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+        return a;
+    }
+
+    // Four 8x8 b16 matrices; lanes 8m..8m+7 give the row addresses of matrix m, register m receives it.
+    __device__ __forceinline__ void fa_ldsm(unsigned int (&r)[4], const storage_t* p) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_smem(p)) : "memory");
+    }
+
+    __device__ __forceinline__ void fa_ldsm_trans(unsigned int (&r)[4], const storage_t* p) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_smem(p)) : "memory");
+    }
+
+    // c += a * b for one 16x8x16 tile.
+    __device__ __forceinline__ void fa_mma(float (&c)[4], const unsigned int (&a)[4], unsigned int b0, unsigned int b1) {
+    #if SWIFTLET_BF16
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+    #else
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+    #endif
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+
+    // Two floats as a 16-bit pair, the first in the low half (the lower column of a fragment).
+    __device__ __forceinline__ unsigned int fa_pack(float lo, float hi) {
+        unsigned int r;
+    #if SWIFTLET_BF16
+        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    #else
+        asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    #endif
+        return r;
+    }
+
+    // The A fragment of columns 16kk..16kk+15 of a 16-row C tile held as n-tiles c[2kk], c[2kk+1].
+    __device__ __forceinline__ void fa_c_to_a(unsigned int (&a)[4], const float (&lo)[4], const float (&hi)[4]) {
+        a[0] = fa_pack(lo[0], lo[1]); a[1] = fa_pack(lo[2], lo[3]);
+        a[2] = fa_pack(hi[0], hi[1]); a[3] = fa_pack(hi[2], hi[3]);
+    }
+
+    // Global outputs go through to_storage: the same rounding (and NaN) as every other kernel.
+    __device__ __forceinline__ void fa_store2(storage_t* p, float lo, float hi) {
+        *(unsigned int*)p = (unsigned int)to_storage(lo) | ((unsigned int)to_storage(hi) << 16);
+    }
+
+    // rows x D of a [tokens, stride] tensor into shared memory (row pitch D + FA_PAD), 16 bytes per
+    // load; rows at or past `valid` are zero so no stale value (or NaN) can reach a product.
+    template <int D, int ROWS>
+    __device__ __forceinline__ void fa_load(storage_t* s, const storage_t* __restrict__ g, long long stride, int valid) {
+        constexpr int CHUNKS = D / 8;
+        for (int c = threadIdx.x; c < ROWS * CHUNKS; c += blockDim.x) {
+            int r = c / CHUNKS, col = (c % CHUNKS) * 8;
+            uint4 v = {0u, 0u, 0u, 0u};
+            if (r < valid) v = *(const uint4*)(g + r * stride + col);
+            *(uint4*)(s + r * (D + FA_PAD) + col) = v;
+        }
+    }
+
+    // The 16 x D A fragments of rows `row0`.. of a shared tile (ldmatrix: matrices rows 0-7/8-15 x
+    // cols 0-7, then cols 8-15, which is a0..a3's order).
+    template <int D>
+    __device__ __forceinline__ void fa_load_a(unsigned int (&a)[D / 16][4], const storage_t* s, int row0) {
+        const int lane = threadIdx.x & 31;
+        #pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) fa_ldsm(a[kk], s + (row0 + (lane & 15)) * (D + FA_PAD) + kk * 16 + (lane >> 4) * 8);
+    }
+
+    // c[n] += A * B^T over d = 16kk..16kk+15, for the N rows of `s` (B^T: the rows of s are the n
+    // index, so k runs along them and ldmatrix needs no transpose). a: the A fragment of those d.
+    template <int D, int N>
+    __device__ __forceinline__ void fa_mma_abt_step(float (&c)[N / 8][4], const unsigned int (&a)[4], const storage_t* s, int kk) {
+        const int lane = threadIdx.x & 31;
+        #pragma unroll
+        for (int np = 0; np < N / 16; np++) {
+            unsigned int b[4];
+            fa_ldsm(b, s + (np * 16 + (lane & 7) + (lane >> 4) * 8) * (D + FA_PAD) + kk * 16 + ((lane >> 3) & 1) * 8);
+            fa_mma(c[2 * np], a, b[0], b[1]);
+            fa_mma(c[2 * np + 1], a, b[2], b[3]);
+        }
+    }
+
+    // c += A * B^T over all of d, A held in registers.
+    template <int D, int N>
+    __device__ __forceinline__ void fa_mma_abt(float (&c)[N / 8][4], const unsigned int (&a)[D / 16][4], const storage_t* s) {
+        #pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) fa_mma_abt_step<D, N>(c, a[kk], s, kk);
+    }
+
+    // c[n] += A * B over the K rows of `s` (B: the rows of s are k, the columns n = 0..D, so
+    // ldmatrix transposes). The A fragments come from a C tile p[K/8][4] (P or dS). SPLIT adds the
+    // rounding residue p - bf16(p) as a second product: dS in bf16 alone costs dQ and dK about 1e-3
+    // of relative error (half the doctor's mean bound); fp16's 3 more bits make it unnecessary there.
+    template <int D, int K, bool SPLIT>
+    __device__ __forceinline__ void fa_mma_ab(float (&c)[D / 8][4], const float (&p)[K / 8][4], const storage_t* s) {
+        const int lane = threadIdx.x & 31;
+        #pragma unroll
+        for (int kk = 0; kk < K / 16; kk++) {
+            unsigned int a[4], rest[4];
+            fa_c_to_a(a, p[2 * kk], p[2 * kk + 1]);
+            if constexpr (SPLIT) {
+                float lo[4], hi[4];
+                for (int e = 0; e < 4; e++) {
+                    lo[e] = p[2 * kk][e] - to_f32(to_storage(p[2 * kk][e]));
+                    hi[e] = p[2 * kk + 1][e] - to_f32(to_storage(p[2 * kk + 1][e]));
+                }
+                fa_c_to_a(rest, lo, hi);
+            }
+            #pragma unroll
+            for (int dp = 0; dp < D / 16; dp++) {
+                unsigned int b[4];
+                fa_ldsm_trans(b, s + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * (D + FA_PAD) + dp * 16 + (lane >> 4) * 8);
+                fa_mma(c[2 * dp], a, b[0], b[1]);
+                fa_mma(c[2 * dp + 1], a, b[2], b[3]);
+                if constexpr (SPLIT) {
+                    fa_mma(c[2 * dp], rest, b[0], b[1]);
+                    fa_mma(c[2 * dp + 1], rest, b[2], b[3]);
+                }
+            }
+        }
+    }
+
+    __device__ __forceinline__ float fa_quad_max(float v) {
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+        return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+    }
+
+    __device__ __forceinline__ float fa_quad_sum(float v) {
+        v += __shfl_xor_sync(0xffffffffu, v, 1);
+        return v + __shfl_xor_sync(0xffffffffu, v, 2);
+    }
+
+    __device__ __forceinline__ bool fa_visible(int i, int j, int querySeq, int keySeq, int window) {
+        return j <= i && querySeq >= 0 && keySeq == querySeq && (window <= 0 || i - j < window);
+    }
+
+    // Forward: a block per (64 queries, row, head); key tiles of 64 through shared memory.
+    template <int D>
+    __device__ __forceinline__ void fa_forward(
+        const storage_t* __restrict__ q, const storage_t* __restrict__ k, const storage_t* __restrict__ v,
+        const int* __restrict__ seq, storage_t* __restrict__ out, float* __restrict__ lse,
+        int columns, int heads, int kvHeads, int window, float scale)
+    {
+    #if __CUDA_ARCH__ >= 800
+        constexpr int S = D + FA_PAD, BK = 64;
+        __shared__ __align__(16) storage_t ks[BK * S], vs[BK * S];
+        __shared__ int keySeq[BK];
+        const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
+        const int q0 = (gridDim.x - 1 - blockIdx.x) * 64;  // the longest (causal) tiles start first
+        const int row = blockIdx.y / heads, h = blockIdx.y % heads, kvh = h / (heads / kvHeads);
+        const long long base = (long long)row * columns, qStride = (long long)heads * D, kvStride = (long long)kvHeads * D;
+
+        unsigned int qf[D / 16][4];
+        fa_load<D, 64>(ks, q + (base + q0) * qStride + h * D, qStride, min(64, columns - q0));
+        __syncthreads();
+        fa_load_a<D>(qf, ks, warp * 16);
+        __syncthreads();
+
+        // This thread's two query rows (fragment rows g and g + 8); past the end counts as padding.
+        int qi[2], qseq[2];
+        for (int r = 0; r < 2; r++) {
+            qi[r] = q0 + warp * 16 + (lane >> 2) + 8 * r;
+            qseq[r] = qi[r] < columns ? seq[base + qi[r]] : -1;
+        }
+        float o[D / 8][4], m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
+        for (int n = 0; n < D / 8; n++) for (int e = 0; e < 4; e++) o[n][e] = 0.f;
+
+        const int first = window > 0 ? max(0, q0 - window + 1) : 0, last = min(q0 + 63, columns - 1);
+        for (int k0 = first / BK * BK; k0 <= last; k0 += BK) {
+            const int valid = min(BK, columns - k0);
+            fa_load<D, BK>(ks, k + (base + k0) * kvStride + kvh * D, kvStride, valid);
+            fa_load<D, BK>(vs, v + (base + k0) * kvStride + kvh * D, kvStride, valid);
+            if (threadIdx.x < BK) keySeq[threadIdx.x] = threadIdx.x < valid ? seq[base + k0 + threadIdx.x] : -2;
+            __syncthreads();
+
+            float s[BK / 8][4];
+            for (int n = 0; n < BK / 8; n++) for (int e = 0; e < 4; e++) s[n][e] = 0.f;
+            fa_mma_abt<D, BK>(s, qf, ks);
+
+            float mx[2] = {m[0], m[1]};
+            #pragma unroll
+            for (int n = 0; n < BK / 8; n++) {
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int r = e >> 1, j = 8 * n + 2 * t + (e & 1);
+                    s[n][e] = fa_visible(qi[r], k0 + j, qseq[r], keySeq[j], window) ? s[n][e] * scale : NEG_INF;
+                    mx[r] = fmaxf(mx[r], s[n][e]);
+                }
+            }
+            float shift[2];
+            for (int r = 0; r < 2; r++) {
+                mx[r] = fa_quad_max(mx[r]);
+                shift[r] = mx[r] == NEG_INF ? 0.f : mx[r];  // nothing visible yet: every p and correction is 0
+                const float correction = __expf(m[r] - shift[r]);
+                l[r] *= correction;
+                for (int n = 0; n < D / 8; n++) { o[n][2 * r] *= correction; o[n][2 * r + 1] *= correction; }
+                m[r] = mx[r];
+            }
+            #pragma unroll
+            for (int n = 0; n < BK / 8; n++) {
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    s[n][e] = __expf(s[n][e] - shift[e >> 1]);
+                    l[e >> 1] += s[n][e];
+                }
+            }
+            fa_mma_ab<D, BK, false>(o, s, vs);
+            __syncthreads();
+        }
+
+        for (int r = 0; r < 2; r++) {
+            l[r] = fa_quad_sum(l[r]);
+            if (qi[r] >= columns) continue;
+            const long long n = base + qi[r];
+            const float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;  // padding: out 0, lse -inf (as on the CPU)
+            storage_t* op = out + n * qStride + h * D;
+            for (int c = 0; c < D / 8; c++) fa_store2(op + 8 * c + 2 * t, o[c][2 * r] * inv, o[c][2 * r + 1] * inv);
+            if (t == 0) lse[n * heads + h] = l[r] > 0.f ? m[r] + __logf(l[r]) : NEG_INF;
+        }
+    #endif
+    }
+
+    // Backward, step 1: D = rowsum(dO * O) per (token, head), one warp each.
+    extern "C" __global__ void flash_attention_row_dot(
+        const storage_t* __restrict__ dOut, const storage_t* __restrict__ out, float* __restrict__ rowDot,
+        int tokensTimesHeads, int headDim)
+    {
+        const int w = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+        if (w >= tokensTimesHeads) return;
+        const long long off = (long long)w * headDim;
+        float d = 0.f;
+        for (int c = lane; c < headDim; c += 32) d += to_f32(dOut[off + c]) * to_f32(out[off + c]);
+        d = warp_sum(d);
+        if (lane == 0) rowDot[w] = d;
+    }
+
+    // Backward, step 2: dQ = scale * dS K, a block per (64 queries, row, head), key tiles of BK.
+    // P = exp(scale * q.k - lse) is recomputed; dS = P * (dO.v - D).
+    template <int D, int BK>
+    __device__ __forceinline__ void fa_backward_dq(
+        const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,
+        const storage_t* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ rowDot,
+        const int* __restrict__ seq, storage_t* __restrict__ dQ,
+        int columns, int heads, int kvHeads, int window, float scale)
+    {
+    #if __CUDA_ARCH__ >= 800
+        constexpr int S = D + FA_PAD;
+        __shared__ __align__(16) storage_t kv[2 * BK * S];  // K tile, V tile; first the staging of Q and dO
+        __shared__ int keySeq[BK];
+        storage_t* ks = kv;
+        storage_t* vs = kv + BK * S;
+        const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
+        const int q0 = (gridDim.x - 1 - blockIdx.x) * 64;
+        const int row = blockIdx.y / heads, h = blockIdx.y % heads, kvh = h / (heads / kvHeads);
+        const long long base = (long long)row * columns, qStride = (long long)heads * D, kvStride = (long long)kvHeads * D;
+        const int queries = min(64, columns - q0);
+
+        unsigned int qf[D / 16][4], df[D / 16][4];
+        fa_load<D, 64>(kv, q + (base + q0) * qStride + h * D, qStride, queries);
+        __syncthreads();
+        fa_load_a<D>(qf, kv, warp * 16);
+        __syncthreads();
+        fa_load<D, 64>(kv, dOut + (base + q0) * qStride + h * D, qStride, queries);
+        __syncthreads();
+        fa_load_a<D>(df, kv, warp * 16);
+        __syncthreads();
+
+        int qi[2], qseq[2];
+        float L[2], Dr[2];
+        for (int r = 0; r < 2; r++) {
+            qi[r] = q0 + warp * 16 + (lane >> 2) + 8 * r;
+            const bool inside = qi[r] < columns;
+            qseq[r] = inside ? seq[base + qi[r]] : -1;
+            L[r] = inside ? lse[(base + qi[r]) * heads + h] : 0.f;
+            Dr[r] = inside ? rowDot[(base + qi[r]) * heads + h] : 0.f;
+        }
+        float dq[D / 8][4];
+        for (int n = 0; n < D / 8; n++) for (int e = 0; e < 4; e++) dq[n][e] = 0.f;
+
+        const int first = window > 0 ? max(0, q0 - window + 1) : 0, last = min(q0 + 63, columns - 1);
+        for (int k0 = first / BK * BK; k0 <= last; k0 += BK) {
+            const int valid = min(BK, columns - k0);
+            fa_load<D, BK>(ks, k + (base + k0) * kvStride + kvh * D, kvStride, valid);
+            fa_load<D, BK>(vs, v + (base + k0) * kvStride + kvh * D, kvStride, valid);
+            if (threadIdx.x < BK) keySeq[threadIdx.x] = threadIdx.x < valid ? seq[base + k0 + threadIdx.x] : -2;
+            __syncthreads();
+
+            float s[BK / 8][4], dp[BK / 8][4];
+            for (int n = 0; n < BK / 8; n++) for (int e = 0; e < 4; e++) { s[n][e] = 0.f; dp[n][e] = 0.f; }
+            fa_mma_abt<D, BK>(s, qf, ks);
+            fa_mma_abt<D, BK>(dp, df, vs);
+            #pragma unroll
+            for (int n = 0; n < BK / 8; n++) {
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int r = e >> 1, j = 8 * n + 2 * t + (e & 1);
+                    // a select, not a product: exp of a masked score may be inf (padding rows have lse -inf)
+                    const float p = fa_visible(qi[r], k0 + j, qseq[r], keySeq[j], window) ? __expf(s[n][e] * scale - L[r]) : 0.f;
+                    s[n][e] = p * (dp[n][e] - Dr[r]);
+                }
+            }
+            fa_mma_ab<D, BK, SWIFTLET_BF16 == 1>(dq, s, ks);
+            __syncthreads();
+        }
+
+        for (int r = 0; r < 2; r++) {
+            if (qi[r] >= columns) continue;
+            storage_t* p = dQ + (base + qi[r]) * qStride + h * D;
+            for (int c = 0; c < D / 8; c++) fa_store2(p + 8 * c + 2 * t, dq[c][2 * r] * scale, dq[c][2 * r + 1] * scale);
+        }
+    #endif
+    }
+
+    // Backward, step 3: dV = P^T dO and dK = scale * dS^T Q, a block per (64 keys, row, kv head),
+    // looping over the query heads of the group and the query tiles (BQ) that can see the keys, so
+    // the group's sum stays in registers. K lives in registers (A fragments), V in shared memory.
+    template <int D, int BQ>
+    __device__ __forceinline__ void fa_backward_dkdv(
+        const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,
+        const storage_t* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ rowDot,
+        const int* __restrict__ seq, storage_t* __restrict__ dK, storage_t* __restrict__ dV,
+        int columns, int heads, int kvHeads, int window, float scale)
+    {
+    #if __CUDA_ARCH__ >= 800
+        constexpr int S = D + FA_PAD;
+        __shared__ __align__(16) storage_t vs[64 * S], qs[BQ * S], dOs[BQ * S];
+        __shared__ int querySeq[BQ];
+        __shared__ float queryLse[BQ], queryDot[BQ];
+        const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
+        const int k0 = blockIdx.x * 64;  // the longest (causal) tiles are the first ones
+        const int row = blockIdx.y / kvHeads, kvh = blockIdx.y % kvHeads, group = heads / kvHeads;
+        const long long base = (long long)row * columns, qStride = (long long)heads * D, kvStride = (long long)kvHeads * D;
+        const int keys = min(64, columns - k0);
+
+        unsigned int kf[D / 16][4];
+        fa_load<D, 64>(vs, k + (base + k0) * kvStride + kvh * D, kvStride, keys);
+        __syncthreads();
+        fa_load_a<D>(kf, vs, warp * 16);
+        __syncthreads();
+        fa_load<D, 64>(vs, v + (base + k0) * kvStride + kvh * D, kvStride, keys);
+
+        int kj[2], kseq[2];
+        for (int r = 0; r < 2; r++) {
+            kj[r] = k0 + warp * 16 + (lane >> 2) + 8 * r;
+            kseq[r] = kj[r] < columns ? seq[base + kj[r]] : -1;
+        }
+        float dk[D / 8][4], dv[D / 8][4];
+        for (int n = 0; n < D / 8; n++) for (int e = 0; e < 4; e++) { dk[n][e] = 0.f; dv[n][e] = 0.f; }
+
+        const int last = window > 0 ? min(columns - 1, k0 + 63 + window - 1) : columns - 1;
+        for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+            for (int i0 = k0 / BQ * BQ; i0 <= last; i0 += BQ) {
+                const int valid = min(BQ, columns - i0);
+                fa_load<D, BQ>(qs, q + (base + i0) * qStride + h * D, qStride, valid);
+                fa_load<D, BQ>(dOs, dOut + (base + i0) * qStride + h * D, qStride, valid);
+                if (threadIdx.x < BQ) {
+                    const bool inside = threadIdx.x < valid;
+                    const long long n = base + i0 + threadIdx.x;
+                    querySeq[threadIdx.x] = inside ? seq[n] : -2;
+                    queryLse[threadIdx.x] = inside ? lse[n * heads + h] : 0.f;
+                    queryDot[threadIdx.x] = inside ? rowDot[n * heads + h] : 0.f;
+                }
+                __syncthreads();
+
+                // Transposed scores: rows are this warp's keys, columns the BQ queries.
+                float s[BQ / 8][4], dp[BQ / 8][4];
+                for (int n = 0; n < BQ / 8; n++) for (int e = 0; e < 4; e++) { s[n][e] = 0.f; dp[n][e] = 0.f; }
+                fa_mma_abt<D, BQ>(s, kf, qs);
+                #pragma unroll
+                for (int kk = 0; kk < D / 16; kk++) {  // V's fragments one at a time: registers are short here
+                    unsigned int a[4];
+                    fa_ldsm(a, vs + (warp * 16 + (lane & 15)) * S + kk * 16 + (lane >> 4) * 8);
+                    fa_mma_abt_step<D, BQ>(dp, a, dOs, kk);
+                }
+                #pragma unroll
+                for (int n = 0; n < BQ / 8; n++) {
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int r = e >> 1, i = 8 * n + 2 * t + (e & 1);
+                        const float p = fa_visible(i0 + i, kj[r], querySeq[i], kseq[r], window)
+                            ? __expf(s[n][e] * scale - queryLse[i]) : 0.f;
+                        s[n][e] = p;
+                        dp[n][e] = p * (dp[n][e] - queryDot[i]);
+                    }
+                }
+                fa_mma_ab<D, BQ, false>(dv, s, dOs);
+                fa_mma_ab<D, BQ, SWIFTLET_BF16 == 1>(dk, dp, qs);
+                __syncthreads();
+            }
+        }
+
+        for (int r = 0; r < 2; r++) {
+            if (kj[r] >= columns) continue;
+            const long long off = (base + kj[r]) * kvStride + kvh * D;
+            for (int c = 0; c < D / 8; c++) {
+                fa_store2(dK + off + 8 * c + 2 * t, dk[c][2 * r] * scale, dk[c][2 * r + 1] * scale);
+                fa_store2(dV + off + 8 * c + 2 * t, dv[c][2 * r], dv[c][2 * r + 1]);
+            }
+        }
+    #endif
+    }
+
+    // The kernels per head dim. Backward inner tiles are 32 wide at d 128 to stay within 255 registers.
+    #define FA_KERNELS(D, BWD)                                                                                     \\
+    extern "C" __global__ void __launch_bounds__(128) flash_attention_forward_d##D(                                \\
+        const storage_t* q, const storage_t* k, const storage_t* v, const int* seq, storage_t* out, float* lse,    \\
+        int columns, int heads, int kvHeads, int window, float scale)                                              \\
+    { fa_forward<D>(q, k, v, seq, out, lse, columns, heads, kvHeads, window, scale); }                             \\
+    extern "C" __global__ void __launch_bounds__(128) flash_attention_backward_dq_d##D(                            \\
+        const storage_t* dOut, const storage_t* q, const storage_t* k, const storage_t* v, const float* lse,       \\
+        const float* rowDot, const int* seq, storage_t* dQ, int columns, int heads, int kvHeads, int window,       \\
+        float scale)                                                                                               \\
+    { fa_backward_dq<D, BWD>(dOut, q, k, v, lse, rowDot, seq, dQ, columns, heads, kvHeads, window, scale); }       \\
+    extern "C" __global__ void __launch_bounds__(128) flash_attention_backward_dkdv_d##D(                          \\
+        const storage_t* dOut, const storage_t* q, const storage_t* k, const storage_t* v, const float* lse,       \\
+        const float* rowDot, const int* seq, storage_t* dK, storage_t* dV, int columns, int heads, int kvHeads,    \\
+        int window, float scale)                                                                                   \\
+    { fa_backward_dkdv<D, BWD>(dOut, q, k, v, lse, rowDot, seq, dK, dV, columns, heads, kvHeads, window, scale); }
+
+    FA_KERNELS(64, 64)
+    FA_KERNELS(128, 32)
+    """
+}
+
+extension CUDABackend {
+    /// Whether the tensor-core kernels run this call: mma.sync with bf16 needs compute capability
+    /// 8.0, the tiles exist for head dims 64 and 128, and rows are read 16 bytes at a time.
+    func usesFlashAttention(headDim: Int, _ tensors: [Tensor] = []) -> Bool {
+        !simpleAttention && device.computeCapability.major >= 8 && CUDAFlashAttention.headDims.contains(headDim)
+            && tensors.allSatisfy { $0.device % 16 == 0 }
+    }
+
+    private func flashArguments(_ layout: AttentionLayout) -> [KernelArgument] {
+        [.int32(Int32(layout.columns)), .int32(Int32(layout.heads)), .int32(Int32(layout.kvHeads)),
+         .int32(Int32(layout.slidingWindow ?? 0)), .float(layout.scale)]
+    }
+
+    /// (column tiles, rows × heads): one block per tile of 64 queries (or keys) of one row and head.
+    private func flashGrid(_ layout: AttentionLayout, heads: Int) -> (Int, Int, Int) {
+        ((layout.columns + CUDAFlashAttention.tile - 1) / CUDAFlashAttention.tile, layout.rows * heads, 1)
+    }
+
+    func flashAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, layout: AttentionLayout,
+                        into out: Tensor, logSumExp: Tensor) {
+        run {
+            try kernels.launch(try function("flash_attention_forward_d\(layout.headDim)", CUDAFlashAttention.source),
+                               grid: flashGrid(layout, heads: layout.heads), block: (CUDAFlashAttention.threads, 1, 1),
+                               arguments: [.pointer(q.device), .pointer(k.device), .pointer(v.device),
+                                           .pointer(layout.sequenceIds.device), .pointer(out.device),
+                                           .pointer(logSumExp.device)] + flashArguments(layout))
+        }
+    }
+
+    /// Overwrites dQ, dK and dV (as the simple kernels and the CPU do).
+    func flashAttentionBackward(dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
+                                logSumExp: Tensor, layout: AttentionLayout,
+                                dQ: Tensor, dK: Tensor, dV: Tensor) {
+        let rowDot = try! zeros([q.shape[0], layout.heads], .f32)
+        let d = layout.headDim, tokensTimesHeads = q.shape[0] * layout.heads, warps = 8
+        run {
+            try kernels.launch(try function("flash_attention_row_dot", CUDAFlashAttention.source),
+                               grid: ((tokensTimesHeads + warps - 1) / warps, 1, 1), block: (32 * warps, 1, 1),
+                               arguments: [.pointer(dOut.device), .pointer(out.device), .pointer(rowDot.device),
+                                           .int32(Int32(tokensTimesHeads)), .int32(Int32(d))])
+            try kernels.launch(try function("flash_attention_backward_dq_d\(d)", CUDAFlashAttention.source),
+                               grid: flashGrid(layout, heads: layout.heads), block: (CUDAFlashAttention.threads, 1, 1),
+                               arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
+                                           .pointer(logSumExp.device), .pointer(rowDot.device),
+                                           .pointer(layout.sequenceIds.device), .pointer(dQ.device)] + flashArguments(layout))
+            try kernels.launch(try function("flash_attention_backward_dkdv_d\(d)", CUDAFlashAttention.source),
+                               grid: flashGrid(layout, heads: layout.kvHeads), block: (CUDAFlashAttention.threads, 1, 1),
+                               arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
+                                           .pointer(logSumExp.device), .pointer(rowDot.device),
+                                           .pointer(layout.sequenceIds.device), .pointer(dK.device),
+                                           .pointer(dV.device)] + flashArguments(layout))
+        }
+    }
+}
