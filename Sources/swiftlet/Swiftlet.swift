@@ -28,4 +28,6 @@ struct SwiftletCommand: ParsableCommand {
 extension Device: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
 extension LRScheduler: ExpressibleByArgument {}
-extension TrainingArguments.OptimizerKind: ExpressibleByArgument {}
+extension TrainingArguments.OptimizerKind: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
+}
