@@ -7,13 +7,32 @@ the CPU for 5 steps on three tensors, for AdamW8bitTests (layout: Sources/Swiftl
 
 Note bnb's CPU backend is not its CUDA kernel (weight decay before the step, nearest-code quantization,
 absmax clamped to ≥ 1e-38); scripts/check_adamw8bit_bnb.py records the CUDA kernel on a GPU.
-Needs torch, bitsandbytes and safetensors. Run from the repository root:
+Needs torch and bitsandbytes (the safetensors file is written here, so the GPU machine needs no
+safetensors package). Run from the repository root:
 python scripts/make_adamw8bit_fixtures.py"""
+import json
+import struct
+
 import bitsandbytes
 import torch
-from safetensors.torch import save_file
 
 HYPER = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+
+
+def save_file(tensors, path, metadata):
+    """A safetensors file: 8-byte header length, JSON header (metadata, then tensors by name), data."""
+    dtypes = {torch.float32: "F32", torch.uint8: "U8"}
+    header, blobs, offset = {"__metadata__": metadata}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        data = t.numpy().tobytes()
+        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 def record(device, sizes, path, steps=5, seed=0, zero_first_gradient=("lora_a",)):
