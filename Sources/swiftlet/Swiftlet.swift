@@ -39,4 +39,6 @@ extension GradientCheckpointing: ExpressibleByArgument {
     }
 }
 extension LRScheduler: ExpressibleByArgument {}
-extension TrainingArguments.OptimizerKind: ExpressibleByArgument {}
+extension TrainingArguments.OptimizerKind: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
+}

@@ -10,7 +10,7 @@ struct Train: ParsableCommand {
     @Option(help: "Data file or folder: JSONL, JSON or CSV rows of text, Alpaca, conversations or pre-tokenized input_ids.") var data: String?
     @Option(help: "Where the PEFT adapter is written.") var output = "output"
     @Option(help: "Continue from this PEFT adapter instead of fresh LoRA weights.") var adapter: String?
-    @Option(help: "adamw or sgd.") var optim: TrainingArguments.OptimizerKind = .adamw
+    @Option(help: "adamw, adamw_8bit (bitsandbytes' AdamW8bit; adamw_bnb_8bit is accepted too) or sgd.") var optim: TrainingArguments.OptimizerKind = .adamw
     @Option(help: "Peak learning rate.") var lr: Double?
     @Option(help: "Optimizer steps.") var maxSteps: Int?
     @Option(help: "Epochs over the data, when --max-steps is not given (HF's steps-per-epoch rule).") var numTrainEpochs: Double?

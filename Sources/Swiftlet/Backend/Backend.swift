@@ -27,6 +27,10 @@ public protocol Backend: AnyObject, Sendable {
     /// The elements of a floating-point tensor as Float.
     func download(_ tensor: Tensor) -> [Float]
     func downloadInts(_ tensor: Tensor) -> [Int32]
+    /// A new tensor of any dtype from its little-endian element bytes (e.g. u8 optimizer codes).
+    func upload(bytes: [UInt8], _ shape: Shape, _ dtype: DType) throws -> Tensor
+    /// A tensor's element bytes, whatever its dtype.
+    func downloadBytes(_ tensor: Tensor) -> [UInt8]
     /// Copies elements (converting dtype if they differ).
     func copy(_ source: Tensor, into destination: Tensor)
     /// Moves a tensor's elements to host memory outside the backend's own (see OffloadedTensor).
@@ -90,6 +94,9 @@ public protocol Backend: AnyObject, Sendable {
     // MARK: Optimizer updates (fp32 parameters and state)
     func adamw(parameter: Tensor, gradient: Tensor, m: Tensor, v: Tensor, step: Int, hyper: AdamWHyper)
     func sgd(parameter: Tensor, gradient: Tensor, momentumBuffer: Tensor?, step: Int, hyper: SGDHyper)
+    /// bitsandbytes' AdamW8bit step on one tensor (Train/AdamW8bit.swift), with the state kind that
+    /// `AdamW8bitState.zeros(for:)` chose for it.
+    func adamw8bit(parameter: Tensor, gradient: Tensor, state: AdamW8bitState, step: Int, hyper: AdamWHyper)
 }
 
 /// Current and peak bytes allocated on a backend.

@@ -70,6 +70,17 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func downloadInts(_ tensor: Tensor) -> [Int32] { Array(tensor.ints) }
 
+    public func upload(bytes: [UInt8], _ shape: Shape, _ dtype: DType) throws -> Tensor {
+        precondition(bytes.count == shape.count * dtype.size, "\(bytes.count) bytes for \(dtype) \(shape)")
+        let t = try zeros(shape, dtype)
+        bytes.withUnsafeBytes { t.address.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return t
+    }
+
+    public func downloadBytes(_ tensor: Tensor) -> [UInt8] {
+        Array(UnsafeRawBufferPointer(start: tensor.address, count: tensor.byteCount))
+    }
+
     public func copy(_ source: Tensor, into destination: Tensor) {
         precondition(source.count == destination.count, "copy \(source.shape) into \(destination.shape)")
         if source.dtype == destination.dtype {
@@ -138,6 +149,11 @@ extension Tensor {
     var floats: UnsafeMutableBufferPointer<Float> {
         precondition(dtype == .f32 && backend is CPUBackend, "\(self) is not a CPU f32 tensor")
         return UnsafeMutableBufferPointer(start: address.assumingMemoryBound(to: Float.self), count: count)
+    }
+    /// The elements of a u8 tensor in host memory (CPU backend only).
+    var bytes: UnsafeMutableBufferPointer<UInt8> {
+        precondition(dtype == .u8 && backend is CPUBackend, "\(self) is not a CPU u8 tensor")
+        return UnsafeMutableBufferPointer(start: address.assumingMemoryBound(to: UInt8.self), count: count)
     }
     /// The elements of an i32 tensor in host memory (CPU backend only).
     var ints: UnsafeMutableBufferPointer<Int32> {

@@ -157,6 +157,26 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         return copyToHost(tensor, as: Int32.self, zero: 0)
     }
 
+    public func upload(bytes: [UInt8], _ shape: Shape, _ dtype: DType) throws -> Tensor {
+        precondition(bytes.count == shape.count * dtype.size, "\(bytes.count) bytes for \(dtype) \(shape)")
+        let t = try zeros(shape, dtype)
+        try copyToDevice(bytes, t)
+        return t
+    }
+
+    public func downloadBytes(_ tensor: Tensor) -> [UInt8] {
+        precondition(tensor.backend === self, "expected a CUDA tensor, got \(tensor)")
+        var out = [UInt8](repeating: 0, count: tensor.byteCount)
+        guard !out.isEmpty else { return out }
+        synchronize()
+        run {
+            try out.withUnsafeMutableBytes {
+                try device.libs.check(device.libs.cuMemcpyDtoH($0.baseAddress, tensor.device, $0.count), "cuMemcpyDtoH_v2")
+            }
+        }
+        return out
+    }
+
     public func copy(_ source: Tensor, into destination: Tensor) {
         precondition(source.count == destination.count, "copy \(source.shape) into \(destination.shape)")
         convert(source, into: destination)

@@ -316,6 +316,37 @@ struct CUDAOpSelfTest {
         cpu.sgd(parameter: p.cpu, gradient: g.cpu, momentumBuffer: nil, step: 1, hyper: SGDHyper(lr: 0.1, weightDecay: 0.01))
         gpu.sgd(parameter: p.gpu, gradient: g.gpu, momentumBuffer: nil, step: 1, hyper: SGDHyper(lr: 0.1, weightDecay: 0.01))
         check("SGD parameter", p)
+        try adamw8bit()
+    }
+
+    /// bitsandbytes' AdamW8bit, 5 steps: a 32-bit-state tensor, two 8-bit ones with a partial last
+    /// block, and two all-zero blocks in the first gradient (LoRA A's first step). The GPU divides and
+    /// raises to powers with bnb's approximate intrinsics, so a code on a rounding boundary may differ.
+    mutating func adamw8bit() throws {
+        let hyper = AdamWHyper(lr: 1e-3, weightDecay: 0.01)
+        for n in [3000, 5000, 65536 + 100] {
+            let p = try pair([n], .f32)
+            let states = (cpu: try AdamW8bitState.zeros(for: p.cpu), gpu: try AdamW8bitState.zeros(for: p.gpu))
+            for step in 1...5 {
+                var values = (0..<n).map { _ in generator.uniform(in: -0.01..<0.01) }
+                if step == 1 { for i in 0..<Swift.min(512, n) { values[i] = 0 } }
+                let g = (cpu: try cpu.upload(values, [n], .f32), gpu: try gpu.upload(values, [n], .f32))
+                cpu.adamw8bit(parameter: p.cpu, gradient: g.cpu, state: states.cpu, step: step, hyper: hyper)
+                gpu.adamw8bit(parameter: p.gpu, gradient: g.gpu, state: states.gpu, step: step, hyper: hyper)
+            }
+            check("AdamW8bit \(n) parameter", p)
+            for (c, g) in zip(states.cpu.tensors, states.gpu.tensors) {
+                guard c.tensor.dtype == .u8 else {
+                    check("AdamW8bit \(n) \(c.suffix)", (c.tensor, g.tensor))
+                    continue
+                }
+                let equal = zip(cpu.downloadBytes(c.tensor), gpu.downloadBytes(g.tensor)).filter { $0 == $1 }.count
+                let fraction = Double(equal) / Double(n)
+                let ok = fraction >= 0.999
+                passed = passed && ok
+                say("  \(ok ? "PASS" : "FAIL")  \("AdamW8bit \(n) \(c.suffix) codes".padding(toLength: 40, withPad: " ", startingAt: 0)) equal \(fmt(100 * fraction, digits: 3))% (≥ 99.9%)")
+            }
+        }
     }
 }
 

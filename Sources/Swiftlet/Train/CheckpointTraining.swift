@@ -2,7 +2,9 @@ import Foundation
 
 /// Training checkpoints in the HF Trainer's layout: `output/checkpoint-N/` holding the PEFT adapter
 /// (`adapter_config.json`, `adapter_model.safetensors`), `optimizer.safetensors` (AdamW's `exp_avg`
-/// and `exp_avg_sq` per LoRA tensor, f32, named `<PEFT name>.exp_avg[_sq]`; absent for SGD) and
+/// and `exp_avg_sq` per LoRA tensor, f32, named `<PEFT name>.exp_avg[_sq]`; for AdamW8bit the 8-bit
+/// tensors' `.state1`/`.state2` (u8 codes) and `.absmax1`/`.absmax2` (f32), the small tensors'
+/// `.exp_avg[_sq]`; metadata `optimizer` names which; absent for SGD) and
 /// `trainer_state.json` (global step, epoch, log history, data position, loss scaler, the arguments
 /// that must match on resume). A checkpoint is written into `output/.checkpoint-N.tmp-<pid>/`, every
 /// file fsynced, then the folder is renamed to `checkpoint-N`, so a checkpoint is whole or absent.
@@ -175,6 +177,23 @@ extension Trainer {
         return String(h, radix: 16)
     }
 
+    /// The optimizer's state tensors with their names in `optimizer.safetensors`: `<PEFT name>.<suffix>`.
+    var optimizerStateTensors: [(name: String, tensor: Tensor)] {
+        let names = model.adapters.flatMap { [$0.peftNameA, $0.peftNameB] }
+        switch optimizer.kind {
+        case .adamw:
+            return zip(names, optimizer.moments).flatMap { name, mv in
+                [(name + ".exp_avg", mv.m), (name + ".exp_avg_sq", mv.v)]
+            }
+        case .adamw8bit:
+            return zip(names, optimizer.adamW8bitStates).flatMap { name, state in
+                state.tensors.map { (name + "." + $0.suffix, $0.tensor) }
+            }
+        case .sgd:
+            return []
+        }
+    }
+
     /// The LoRA settings for adapter_config.json: `loraConfig`, or derived from the adapters.
     var checkpointLoRAConfig: LoRAConfig {
         if let loraConfig { return loraConfig }
@@ -199,14 +218,13 @@ extension Trainer {
         try fm.createDirectory(at: temporary, withIntermediateDirectories: true)
         do {
             try PEFTAdapter.save(model, config: checkpointLoRAConfig, to: temporary, baseModel: baseModel)
-            if optimizer.kind == .adamw {
-                var entries: [SafetensorsWriter.Entry] = []
-                let names = model.adapters.flatMap { [$0.peftNameA, $0.peftNameB] }
-                for (name, (m, v)) in zip(names, optimizer.moments) {
-                    entries.append(.init(name: name + ".exp_avg", floats: m.backend.download(m), shape: m.shape, dtype: .f32))
-                    entries.append(.init(name: name + ".exp_avg_sq", floats: v.backend.download(v), shape: v.shape, dtype: .f32))
+            if optimizer.kind != .sgd {
+                // Element bytes as stored (f32 moments and absmax, u8 codes): a resume restores them exactly.
+                let entries = optimizerStateTensors.map { name, tensor in
+                    SafetensorsWriter.Entry(name: name, dtype: tensor.dtype, shape: tensor.shape,
+                                            bytes: tensor.backend.downloadBytes(tensor))
                 }
-                try SafetensorsWriter.write(entries, metadata: ["format": "pt", "optimizer": "adamw",
+                try SafetensorsWriter.write(entries, metadata: ["format": "pt", "optimizer": optimizer.kind.rawValue,
                                                                 "step": String(optimizer.steps)],
                                             to: temporary.appendingPathComponent(TrainingCheckpoint.optimizerFile))
             }
@@ -259,8 +277,7 @@ extension Trainer {
         guard fm.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CheckpointError.invalid(checkpoint: path, problem: "is not a folder")
         }
-        var required = TrainingCheckpoint.adapterFiles + [TrainingCheckpoint.stateFile]
-        if arguments.optimizer == .adamw { required.append(TrainingCheckpoint.optimizerFile) }
+        let required = TrainingCheckpoint.adapterFiles + [TrainingCheckpoint.stateFile]
         for file in required where !fm.fileExists(atPath: checkpoint.appendingPathComponent(file).path) {
             throw CheckpointError.missingFile(checkpoint: path, file: file)
         }
@@ -322,12 +339,28 @@ extension Trainer {
             adapterValues.append(try read(weights, adapter.peftNameA, adapter.a.shape))
             adapterValues.append(try read(weights, adapter.peftNameB, adapter.b.shape))
         }
-        var momentValues: [([Float], [Float])] = []
-        if arguments.optimizer == .adamw {
-            let file = try SafetensorsFile(url: checkpoint.appendingPathComponent(TrainingCheckpoint.optimizerFile))
-            let names = model.adapters.flatMap { [$0.peftNameA, $0.peftNameB] }
-            for (name, (m, _)) in zip(names, optimizer.moments) {
-                momentValues.append((try read(file, name + ".exp_avg", m.shape), try read(file, name + ".exp_avg_sq", m.shape)))
+        // The optimizer state, as stored bytes; the file must be the one this optimizer writes.
+        var optimizerValues: [(bytes: [UInt8], tensor: Tensor)] = []
+        if optimizer.kind != .sgd {
+            let url = checkpoint.appendingPathComponent(TrainingCheckpoint.optimizerFile)
+            guard fm.fileExists(atPath: url.path) else {
+                throw CheckpointError.missingFile(checkpoint: path, file: TrainingCheckpoint.optimizerFile)
+            }
+            let file = try SafetensorsFile(url: url)
+            let written = file.metadata["optimizer"] ?? "adamw"
+            if written != optimizer.kind.rawValue {
+                throw mismatch("\(TrainingCheckpoint.optimizerFile) holds \(written) state, this run uses \(optimizer.kind.rawValue)")
+            }
+            for (name, tensor) in optimizerStateTensors {
+                guard file.contains(name) else { throw ModelError.missingTensor(name: name, source: url.path) }
+                let info = try file.info(name)
+                guard info.shape == tensor.shape else {
+                    throw ModelError.shapeMismatch(name: name, source: url.path, expected: tensor.shape, found: info.shape)
+                }
+                guard info.dtype == tensor.dtype else {
+                    throw CheckpointError.invalid(checkpoint: path, problem: "\(name) is \(info.dtype), expected \(tensor.dtype)")
+                }
+                optimizerValues.append((Array(try file.rawBytes(name)), tensor))
             }
         }
 
@@ -337,9 +370,8 @@ extension Trainer {
         }
         let tensors = model.adapters.flatMap { [$0.a, $0.b] }
         for (values, tensor) in zip(adapterValues, tensors) { try store(values, into: tensor) }
-        for ((m, v), (mt, vt)) in zip(momentValues, optimizer.moments) {
-            try store(m, into: mt)
-            try store(v, into: vt)
+        for (bytes, tensor) in optimizerValues {
+            backend.copy(try backend.upload(bytes: bytes, tensor.shape, tensor.dtype), into: tensor)
         }
         optimizer.restore(steps: state.globalStep)
         stepsTaken = state.stepsTaken

@@ -1,10 +1,12 @@
-/// The optimizer over every LoRA parameter of a model: AdamW or SGD state per tensor, the
+/// The optimizer over every LoRA parameter of a model: AdamW, AdamW8bit or SGD state per tensor, the
 /// global gradient norm and clipping, one update per optimizer step.
 public final class LoRAOptimizer {
     public let kind: TrainingArguments.OptimizerKind
     let parameters: [(value: Tensor, gradient: Tensor)]
     private var firstMoments: [Tensor] = []
     private var secondMoments: [Tensor] = []
+    /// AdamW8bit's state per parameter, in parameter order.
+    public private(set) var adamW8bitStates: [AdamW8bitState] = []
     public private(set) var steps = 0
     private let arguments: TrainingArguments
 
@@ -17,6 +19,9 @@ public final class LoRAOptimizer {
                 firstMoments.append(try value.backend.zeros(value.shape, .f32))
                 secondMoments.append(try value.backend.zeros(value.shape, .f32))
             }
+        }
+        if kind == .adamw8bit {
+            adamW8bitStates = try parameters.map { try AdamW8bitState.zeros(for: $0.value) }
         }
     }
 
@@ -40,13 +45,15 @@ public final class LoRAOptimizer {
             for (_, g) in parameters { g.backend.scale(g, by: Float(coefficient)) }
         }
         steps += 1
+        let hyper = AdamWHyper(lr: lr, beta1: arguments.adamBeta1, beta2: arguments.adamBeta2,
+                               eps: arguments.adamEpsilon, weightDecay: arguments.weightDecay)
         for (i, (value, gradient)) in parameters.enumerated() {
             switch kind {
             case .adamw:
-                let hyper = AdamWHyper(lr: lr, beta1: arguments.adamBeta1, beta2: arguments.adamBeta2,
-                                       eps: arguments.adamEpsilon, weightDecay: arguments.weightDecay)
                 value.backend.adamw(parameter: value, gradient: gradient, m: firstMoments[i],
                                     v: secondMoments[i], step: steps, hyper: hyper)
+            case .adamw8bit:
+                value.backend.adamw8bit(parameter: value, gradient: gradient, state: adamW8bitStates[i], step: steps, hyper: hyper)
             case .sgd:
                 value.backend.sgd(parameter: value, gradient: gradient, momentumBuffer: nil, step: steps,
                                   hyper: SGDHyper(lr: lr, weightDecay: arguments.weightDecay))

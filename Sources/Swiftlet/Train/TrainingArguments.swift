@@ -1,6 +1,16 @@
 /// The knobs of a training run, with Hugging Face TrainingArguments' meanings.
 public struct TrainingArguments: Sendable, Equatable {
-    public enum OptimizerKind: String, CaseIterable, Sendable { case adamw, sgd }
+    public enum OptimizerKind: String, CaseIterable, Sendable {
+        case adamw, sgd
+        /// bitsandbytes' AdamW8bit (Train/AdamW8bit.swift).
+        case adamw8bit = "adamw_8bit"
+
+        /// A name as given on the command line or in a config: the raw value, or HF's
+        /// `adamw_bnb_8bit` for `adamw8bit` (the same optimizer).
+        public init?(name: String) {
+            if name == "adamw_bnb_8bit" { self = .adamw8bit } else { self.init(rawValue: name) }
+        }
+    }
 
     public var batchSize = 8
     public var gradientAccumulation = 1

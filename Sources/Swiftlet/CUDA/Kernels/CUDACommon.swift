@@ -62,5 +62,6 @@ extension CUDAKernelSource {
         ("attention", CUDAAttention.source),
         ("flash_attention", CUDAFlashAttention.source), ("swiglu", CUDASwiGLU.source),
         ("cross_entropy", CUDACrossEntropy.source), ("optimizer", CUDAOptimizer.source),
+        ("adamw8bit", CUDAAdamW8bit.source),
     ]
 }
