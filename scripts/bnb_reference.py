@@ -8,6 +8,7 @@ Why: in bitsandbytes 0.50.2 the native CPU library
   - dequantize_4bit returns wrong values for some shapes (e.g. [17, 96]: max error 0.1 where the
     reference gives 0.019, on an AVX-512 machine).
 Import this module before quantizing or dequantizing on the CPU."""
+import bitsandbytes  # noqa: F401  (defines the ops)
 import torch
 
 REFERENCE = torch._C.DispatchKeySet(torch._C.DispatchKey.CompositeExplicitAutograd)

@@ -29,6 +29,15 @@ public protocol Backend: AnyObject, Sendable {
     func downloadInts(_ tensor: Tensor) -> [Int32]
     /// Copies elements (converting dtype if they differ).
     func copy(_ source: Tensor, into destination: Tensor)
+    /// A new tensor holding `bytes` verbatim (packed 4-bit codes, u8 code indices).
+    func upload(bytes: [UInt8], _ shape: Shape, _ dtype: DType) throws -> Tensor
+    /// A tensor's bytes as stored.
+    func downloadBytes(_ tensor: Tensor) -> [UInt8]
+
+    // MARK: Quantized weights
+    /// out = the NF4 weight dequantized (bitsandbytes' dequantize_4bit: codebook[code] · absmax
+    /// in f32, the nested absmax resolved first), rounded once to out's dtype.
+    func dequantizeNF4(_ weight: NF4Weight, into out: Tensor)
 
     // MARK: Linear algebra and elementwise
     /// c = alpha · op(a) · op(b) + beta · c, where op transposes when asked. Shapes are 2-D:

@@ -58,5 +58,6 @@ extension CUDAKernelSource {
         ("elementwise", CUDAElementwise.source), ("rmsnorm", CUDARMSNorm.source), ("rope", CUDARoPE.source),
         ("attention", CUDAAttention.source), ("swiglu", CUDASwiGLU.source),
         ("cross_entropy", CUDACrossEntropy.source), ("optimizer", CUDAOptimizer.source),
+        ("nf4", CUDANF4.source),
     ]
 }
