@@ -105,3 +105,58 @@ final class QLoRATests: XCTestCase {
         XCTAssertLessThan(losses.suffix(5).reduce(0, +) / 5, losses[0] - 1.5, "\(losses)")
     }
 }
+
+/// `swiftlet quantize` and merged export from a 4-bit base.
+final class QLoRAExportTests: XCTestCase {
+    func fixture(_ name: String) throws -> URL {
+        try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil)).appendingPathComponent(name)
+    }
+
+    func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("qlora-\(UUID().uuidString)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    /// Our quantize of llama_gqa = transformers' save_pretrained of its 4-bit load, tensor by tensor.
+    func testQuantizeWritesTransformersLayout() throws {
+        let out = try temporaryDirectory()
+        let summary = try BnbNF4Export.write(from: try fixture("llama_gqa"), to: out, doubleQuant: true, computeDType: "float32")
+        XCTAssertEqual(summary.quantized, 14)
+        let ours = try Checkpoint(directory: out), theirs = try Checkpoint(directory: try fixture("llama_gqa_nf4"))
+        XCTAssertEqual(ours.names, theirs.names)
+        for name in theirs.names {
+            XCTAssertEqual(try ours.info(name).dtype, try theirs.info(name).dtype, name)
+            if name.hasSuffix(BnbNF4Layout.stateSuffix) {
+                let a = try JSONSerialization.jsonObject(with: Data(try ours.rawBytes(name))) as? NSDictionary
+                let b = try JSONSerialization.jsonObject(with: Data(try theirs.rawBytes(name))) as? NSDictionary
+                XCTAssertEqual(a, b, name)
+            } else {
+                XCTAssertEqual(try ours.info(name).shape, try theirs.info(name).shape, name)
+                XCTAssertEqual(Array(try ours.rawBytes(name)), Array(try theirs.rawBytes(name)), name)
+            }
+        }
+        XCTAssertNotNil(try BnbQuantizationConfig.load(out.appendingPathComponent("config.json")))
+        let back = try LlamaModel.load(directory: out, on: CPUBackend())
+        XCTAssertTrue(back.isQuantized4bit)
+    }
+
+    /// Merged export of 4-bit base + adapter: the merged f32 model's logits are the adapted 4-bit
+    /// model's.
+    func testMergedExportFrom4bitBase() throws {
+        let base = try fixture("llama_gqa_nf4")
+        let model = try LlamaModel.load(directory: base, on: CPUBackend())
+        try PEFTAdapter.load(directory: try fixture("llama_gqa").appendingPathComponent("adapter"), into: model)
+        let batch = try Batch(huggingFaceFile: base.appendingPathComponent("batch.json"))
+        let expected = try model.logits(batch)
+        let out = try temporaryDirectory()
+        let summary = try MergedExport.write(model: model, to: out, dtype: .f32, sourceDirectory: base)
+        XCTAssertEqual(summary.mergedModules, model.adapters.count)
+        let merged = try LlamaModel.load(directory: out, on: CPUBackend())
+        XCTAssertFalse(merged.isQuantized4bit)
+        XCTAssertNil(try BnbQuantizationConfig.load(out.appendingPathComponent("config.json")))
+        let logits = try merged.logits(batch)
+        let diff = zip(logits, expected).map { abs($0 - $1) }.max() ?? .infinity
+        XCTAssertLessThan(diff, 1e-4)
+    }
+}
