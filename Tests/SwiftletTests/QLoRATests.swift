@@ -137,6 +137,9 @@ final class QLoRAExportTests: XCTestCase {
             }
         }
         XCTAssertNotNil(try BnbQuantizationConfig.load(out.appendingPathComponent("config.json")))
+        // transformers' BitsAndBytesConfig rejects an integer threshold
+        let configText = try String(contentsOf: out.appendingPathComponent("config.json"), encoding: .utf8)
+        XCTAssertTrue(configText.contains("\"llm_int8_threshold\" : 6.0"), configText)
         let back = try LlamaModel.load(directory: out, on: CPUBackend())
         XCTAssertTrue(back.isQuantized4bit)
     }
