@@ -38,6 +38,7 @@ for arch in ${ARCHS:-tinyllama}; do
     timeout 300 $swiftlet bench --arch "$arch" --steps ${STEPS:-8} --device cuda --profile > "$out/swiftlet-$arch-$rep.log" 2>&1
     grep RESULT "$out/swiftlet-$arch-$rep.log"
     timeout 300 $swiftlet bench --arch "$arch" --steps ${STEPS:-8} --device cuda --gradient-checkpointing on 2>&1 | grep RESULT
+    timeout 300 $swiftlet bench --arch "$arch" --steps ${STEPS:-8} --device cuda --gradient-checkpointing offload 2>&1 | grep RESULT
   done
 done | tee "$out/bench.log"
 python3 - "$out/bench.log" <<'PY'
@@ -49,7 +50,7 @@ for arch in dict.fromkeys(r["arch"] for r in rows):
     groups = {}
     for r in rows:
         if r["arch"] == arch:
-            groups.setdefault((r["system"], r["gc"]), []).append(r)
+            groups.setdefault((r["system"], r["gc"] + r.get("offload", 0)), []).append(r)
     ours = [v for (s, g), v in groups.items() if s.startswith("swiftlet")]
     ours_tok = statistics.median(x["tok_s"] for x in ours[0]) if ours else None
     for (system, gc), runs in groups.items():

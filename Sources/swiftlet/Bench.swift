@@ -15,6 +15,7 @@ struct Bench: ParsableCommand {
     @Option(help: "LoRA rank (alpha = r, all seven projections).") var r = 16
     @Option(help: "Gradient checkpointing: off, on (keep each layer's input, recompute the layer in the backward) or offload (as on, with the inputs in host memory).")
     var gradientCheckpointing: GradientCheckpointing = .off
+    @Flag(help: "QLoRA: 4-bit NF4 base weights (double quantization), dequantized for each GEMM.") var loadIn4bit = false
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
     @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
     @Flag(help: "After timing, run one more step with every op timed by device events and print the per-op table.")
@@ -24,6 +25,7 @@ struct Bench: ParsableCommand {
         let backend = try device.makeBackend(precision: precision) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         let config = try LlamaConfig.preset(arch)
         let model = try LlamaModel.random(config: config, seed: 0, on: backend)
+        if loadIn4bit { try model.quantizeLinearsToNF4() }
         try model.addLoRA(LoRAConfig(r: r, alpha: Float(r)), seed: 0)
         model.gradientCheckpointing = gradientCheckpointing
         var arguments = TrainingArguments()
@@ -55,7 +57,8 @@ struct Bench: ParsableCommand {
         let median = timed[timed.count / 2]
         let result: [String: Any] = [
             "system": "swiftlet-\(backend.name)", "arch": arch, "bsz": batchSize, "seq": seq,
-            "gc": model.gradientCheckpointing.recomputes ? 1 : 0, "offload": model.gradientCheckpointing == .offload ? 1 : 0, "fourbit": 0, "attn": "swiftlet", "r": r,
+            "gc": model.gradientCheckpointing.recomputes ? 1 : 0, "offload": model.gradientCheckpointing == .offload ? 1 : 0,
+            "fourbit": model.isQuantized4bit ? 1 : 0, "attn": "swiftlet", "r": r,
             "step_s": (median * 1e4).rounded() / 1e4,
             "tok_s": (Double(batchSize * seq) / median * 10).rounded() / 10,
             "peak_gib": (Double(backend.memory.peak) / Double(1 << 30) * 100).rounded() / 100,

@@ -12,12 +12,14 @@ struct Gradients: ParsableCommand {
     @Option(help: "PEFT adapter folder.") var adapter: String
     @Option(help: "JSONL of pre-tokenized rows, taken as one right-padded batch.") var data: String
     @Option(help: "Output .safetensors file.") var out: String
+    @Flag(help: "Quantize the base to 4-bit NF4 while loading (a pre-quantized bitsandbytes checkpoint is 4-bit without it).")
+    var loadIn4bit = false
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
     @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
 
     func run() throws {
         let backend = try device.makeBackend(precision: precision) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
-        let model = try LlamaModel.load(directory: URL(fileURLWithPath: self.model), on: backend)
+        let model = try LlamaModel.load(directory: URL(fileURLWithPath: self.model), on: backend, loadIn4bit: loadIn4bit)
         try PEFTAdapter.load(directory: URL(fileURLWithPath: adapter), into: model)
         let examples = try TokenizedDataset.load(URL(fileURLWithPath: data), vocabSize: model.config.vocabSize)
         let batch = Batch(examples: examples)

@@ -37,6 +37,8 @@ struct Train: ParsableCommand {
     @Option(help: "Evaluate on the eval data every N steps (0: only at the end).") var evalSteps = 0
     @Option(help: "Gradient checkpointing: off, on (keep each layer's input, recompute the layer in the backward) or offload (as on, with the inputs in host memory).")
     var gradientCheckpointing: GradientCheckpointing = .off
+    @Flag(help: "QLoRA: quantize q k v o gate up down to 4-bit NF4 (double quantization) while loading. A pre-quantized bitsandbytes checkpoint loads in 4-bit without it.")
+    var loadIn4bit = false
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
     @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
     @Option(help: "Save a checkpoint (<output>/checkpoint-N) every this many steps; 0 never.") var saveSteps = 0
@@ -73,7 +75,8 @@ struct Train: ParsableCommand {
             lora = DemoTask.lora
         }
         guard let modelPath, let dataPath else { throw ValidationError("give both --model and --data") }
-        let model = try LlamaModel.load(directory: URL(fileURLWithPath: modelPath), on: backend)
+        let model = try LlamaModel.load(directory: URL(fileURLWithPath: modelPath), on: backend, loadIn4bit: loadIn4bit)
+        if model.isQuantized4bit { print("Base weights: 4-bit NF4 (QLoRA).") }
         let examples: [Example]
         var evalExamples: [Example] = []
         let all = try dataOptions.examples(dataPath, modelDirectory: modelPath, vocabSize: model.config.vocabSize,

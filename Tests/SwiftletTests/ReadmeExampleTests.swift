@@ -30,8 +30,8 @@ final class ReadmeExampleTests: XCTestCase {
         XCTAssertEqual(steps, [1, 2, 3])
         XCTAssertTrue(FileManager.default.fileExists(atPath: work.appendingPathComponent("adapter/adapter_model.safetensors").path))
         XCTAssertEqual(try PEFTAdapter.config(directory: work.appendingPathComponent("adapter")), LoRAConfig(r: 16, alpha: 32))
-        XCTAssertThrowsError(try FastLanguageModel.fromPretrained("my-model", loadIn4bit: true)) { error in
-            XCTAssertTrue("\(error)".contains("4-bit"), "\(error)")
-        }
+        // QLoRA: the same folder with 4-bit NF4 base weights
+        XCTAssertTrue(try FastLanguageModel.fromPretrained("my-model", loadIn4bit: true).0.isQuantized4bit)
+        XCTAssertFalse(try FastLanguageModel.fromPretrained("my-model").0.isQuantized4bit)
     }
 }

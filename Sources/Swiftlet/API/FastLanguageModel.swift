@@ -10,10 +10,10 @@ public enum FastLanguageModel {
     /// - Parameters:
     ///   - dtype: the GPU's storage type (`.bf16`, `.f16`; nil: bf16 where the GPU has it). The CPU
     ///     computes in f32 whatever is asked.
-    ///   - loadIn4bit: 4-bit (QLoRA) base weights — not built yet: asking for them is an error.
+    ///   - loadIn4bit: 4-bit NF4 base weights with double quantization (QLoRA), quantized tensor
+    ///     by tensor while loading. A pre-quantized bitsandbytes checkpoint loads in 4-bit either way.
     public static func fromPretrained(_ path: String, maxSeqLength: Int = 2048, dtype: DType? = nil,
                                       loadIn4bit: Bool = false, device: Device = .auto) throws -> (LlamaModel, Tokenizer) {
-        guard !loadIn4bit else { throw LoRAError.invalid("loadIn4bit: 4-bit (QLoRA) base weights are not supported yet") }
         let precision: Precision
         switch dtype {
         case nil: precision = .auto
@@ -22,7 +22,8 @@ public enum FastLanguageModel {
         case let other?: throw LoRAError.invalid("dtype \(other) is not a GPU storage type; use .bf16 or .f16")
         }
         let directory = URL(fileURLWithPath: path)
-        let model = try LlamaModel.load(directory: directory, on: device.makeBackend(precision: precision))
+        let model = try LlamaModel.load(directory: directory, on: device.makeBackend(precision: precision),
+                                        loadIn4bit: loadIn4bit)
         model.maxSeqLength = maxSeqLength
         return (model, try Tokenizer(directory: directory))
     }

@@ -38,6 +38,11 @@ public protocol Backend: AnyObject, Sendable {
     /// A new tensor of the backend holding an offloaded tensor's elements.
     func reload(_ offloaded: OffloadedTensor) throws -> Tensor
 
+    // MARK: Quantized weights
+    /// out = the NF4 weight dequantized (bitsandbytes' dequantize_4bit: codebook[code] · absmax
+    /// in f32, the nested absmax resolved first), rounded once to out's dtype.
+    func dequantizeNF4(_ weight: NF4Weight, into out: Tensor)
+
     // MARK: Linear algebra and elementwise
     /// c = alpha · op(a) · op(b) + beta · c, where op transposes when asked. Shapes are 2-D:
     /// op(a) is [m, k], op(b) is [k, n], c is [m, n].

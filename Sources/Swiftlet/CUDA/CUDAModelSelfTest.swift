@@ -62,7 +62,10 @@ public enum CUDAModelSelfTest {
         var tensors = [model.embedding, model.finalNorm, model.lmHead]
         for layer in model.layers {
             tensors += [layer.inputNorm, layer.postAttentionNorm]
-            for linear in layer.linears { tensors += [linear.weight] + (linear.bias.map { [$0] } ?? []) }
+            for linear in layer.linears {
+                if case let .dense(w) = linear.weight { tensors.append(w) }
+                tensors += linear.bias.map { [$0] } ?? []
+            }
         }
         for t in tensors {
             let rounded = cpu.download(t).map { storage == .bf16 ? BFloat16.round($0) : Half.float(Half.bits($0)) }

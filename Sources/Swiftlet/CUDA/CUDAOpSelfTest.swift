@@ -81,7 +81,30 @@ struct CUDAOpSelfTest {
         try head()
         try elementwise()
         try optimizers()
+        try nf4()
         return passed
+    }
+
+    /// NF4 dequantization must be bit-exact: the same f32 operations in the same order, one
+    /// rounding to the output type (the CPU writes the same storage type here).
+    mutating func nf4() throws {
+        say("NF4 dequantize (bit-exact):")
+        let cases: [(Shape, Bool, DType)] = [([4096, 4096], true, storage), ([300, 130], false, storage),
+                                             ([7, 37], true, storage), ([1000, 96], true, .f32)]
+        for (shape, nested, dtype) in cases {
+            let values = (0..<shape.count).map { _ in generator.uniform(in: -0.05..<0.05) }
+            let q = NF4.quantize(values, shape: shape, doubleQuant: nested)
+            let onGPU = try NF4Weight(q, on: gpu), onCPU = try NF4Weight(q, on: cpu)
+            let out = (cpu: try cpu.zeros(shape, dtype), gpu: try output(shape, dtype).gpu)
+            cpu.dequantizeNF4(onCPU, into: out.cpu)
+            gpu.dequantizeNF4(onGPU, into: out.gpu)
+            check("\(shape) \(nested ? "nested" : "plain") absmax → \(dtype)", out, exact: true)
+        }
+        let big = try NF4Weight(NF4.quantize([Float](repeating: 0.01, count: 4096 * 4096), shape: [4096, 4096], doubleQuant: true), on: gpu)
+        let scratch = try gpu.zeros([4096, 4096], storage)
+        time("dequantize 4096×4096 → \(storage)", bytes: Double(4096 * 4096 / 2 + 4096 * 4096 * 2)) {
+            gpu.dequantizeNF4(big, into: scratch)
+        }
     }
 
     mutating func matmul() throws {

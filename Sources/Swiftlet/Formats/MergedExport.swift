@@ -41,10 +41,11 @@ public enum MergedExport {
         }
     }
 
-    /// The merged (name, host floats, shape) of one base weight: adapters folded into the linears
-    /// that carry one, every other weight as downloaded.
-    public static func mergedWeight(_ tensor: Tensor, adapter: LoRAAdapter?, backend: any Backend) throws -> [Float] {
-        var w = backend.download(tensor)
+    /// The merged host floats of one base weight: adapters folded into the linears that carry
+    /// one, every other weight as downloaded. An NF4 base is dequantized first (to the compute
+    /// type, the weight the adapter was trained against), as PEFT merges into a 4-bit model.
+    public static func mergedWeight(_ weight: FrozenWeight, adapter: LoRAAdapter?) throws -> [Float] {
+        var w = try weight.floats()
         guard let adapter else { return w }
         // delta = (B·A) · scaling in f32, then W + delta: PEFT's get_delta_weight + merge.
         let cpu = CPUBackend()
@@ -101,7 +102,7 @@ public enum MergedExport {
         let weights = model.namedWeights
         var adapters: [String: LoRAAdapter] = [:]
         for adapter in model.adapters { adapters[adapter.module + ".weight"] = adapter }
-        let sizes = weights.map { $0.tensor.shape.count * dtype.size }
+        let sizes = weights.map { $0.weight.shape.count * dtype.size }
         let shards = planShards(sizes: sizes, maxBytes: maxShardBytes)
         let fileNames = shards.count == 1 ? [Checkpoint.singleFileName]
             : shards.indices.map { shardName($0, of: shards.count) }
@@ -111,11 +112,11 @@ public enum MergedExport {
         for (s, shard) in shards.enumerated() {
             var entries: [SafetensorsWriter.Entry] = []
             for i in shard {
-                let (name, tensor) = weights[i]
+                let (name, weight) = weights[i]
                 let adapter = adapters[name]
                 if adapter != nil { merged += 1 }
-                let floats = try mergedWeight(tensor, adapter: adapter, backend: model.backend)
-                entries.append(.init(name: name, floats: floats, shape: tensor.shape, dtype: dtype))
+                let floats = try mergedWeight(weight, adapter: adapter)
+                entries.append(.init(name: name, floats: floats, shape: weight.shape, dtype: dtype))
                 weightMap[name] = fileNames[s]
             }
             try SafetensorsWriter.write(entries, metadata: ["format": "pt"], to: directory.appendingPathComponent(fileNames[s]))

@@ -7,10 +7,20 @@
 /// widened to f32 for the low-rank products, so the adapter gradients carry no bf16 rounding of
 /// their own.
 public struct Linear {
-    /// [out, in], as Hugging Face stores it.
-    public var weight: Tensor
+    /// [out, in], as Hugging Face stores it; dense or NF4.
+    public var weight: FrozenWeight
     public var bias: Tensor?
     public var lora: LoRAAdapter?
+
+    public init(weight: FrozenWeight, bias: Tensor? = nil, lora: LoRAAdapter? = nil) {
+        self.weight = weight
+        self.bias = bias
+        self.lora = lora
+    }
+
+    public init(weight: Tensor, bias: Tensor? = nil, lora: LoRAAdapter? = nil) {
+        self.init(weight: .dense(weight), bias: bias, lora: lora)
+    }
 
     public var inFeatures: Int { weight.shape[1] }
     public var outFeatures: Int { weight.shape[0] }
@@ -29,7 +39,7 @@ public struct Linear {
         let backend = x.backend
         let tokens = x.shape[0]
         let y = try backend.zeros([tokens, outFeatures], backend.computeType)
-        backend.matmul(x, transposeA: false, weight, transposeB: true, into: y, alpha: 1, beta: 0)
+        backend.matmul(x, transposeA: false, try weight.materialized(), transposeB: true, into: y, alpha: 1, beta: 0)
         if let bias { backend.addBias(bias, into: y) }
         var saved = Saved(input: x)
         if let lora {
@@ -66,7 +76,7 @@ public struct Linear {
         let backend = dY.backend
         let tokens = dY.shape[0]
         let dInput = try dX ?? backend.zeros([tokens, inFeatures], backend.computeType)
-        backend.matmul(dY, transposeA: false, weight, transposeB: false, into: dInput, alpha: 1, beta: 1)
+        backend.matmul(dY, transposeA: false, try weight.materialized(), transposeB: false, into: dInput, alpha: 1, beta: 1)
         if let lora, let z = saved.lowRank {
             // dB += s · dYᵀ z ;  dz = s · dY B ;  dA += dzᵀ x̃ ;  dx += (dz A) ⊙ mask   (all f32)
             let dYWide = try Self.widened(dY, mask: nil)

@@ -31,6 +31,9 @@ public final class LlamaModel {
     /// The LoRA settings of the attached adapters (nil: none attached).
     public internal(set) var loraConfig: LoRAConfig?
 
+    /// Whether the linear layers' base weights are 4-bit NF4 (QLoRA).
+    public var isQuantized4bit: Bool { layers.contains { $0.linears.contains { $0.weight.isQuantized } } }
+
     /// Every LoRA adapter, in layer order, then q k v o gate up down.
     public var adapters: [LoRAAdapter] { layers.flatMap { $0.linears.compactMap(\.lora) } }
 

@@ -5,19 +5,41 @@ import Foundation
 extension LlamaModel {
     /// Loads `directory`'s config.json and weights (single file or sharded) onto `backend`.
     /// Missing tensors and shapes that disagree with config.json are errors naming the tensor.
-    public static func load(directory: URL, on backend: any Backend) throws -> LlamaModel {
-        let config = try HFConfig.load(directory.appendingPathComponent("config.json"))
+    ///
+    /// Linear weights stored in bitsandbytes' 4-bit layout (a pre-quantized checkpoint, config.json
+    /// with `quantization_config`) load as NF4 as they are. With `loadIn4bit`, the 16-bit q k v o
+    /// gate up down weights are quantized to NF4 one tensor at a time as they are read (as
+    /// transformers + bitsandbytes do for every nn.Linear but lm_head), so the model never exists
+    /// in 16-bit; embeddings, norms and the LM head stay in the compute type.
+    public static func load(directory: URL, on backend: any Backend, loadIn4bit: Bool = false,
+                            doubleQuant: Bool = true) throws -> LlamaModel {
+        let configURL = directory.appendingPathComponent("config.json")
+        let config = try HFConfig.load(configURL)
+        _ = try BnbQuantizationConfig.load(configURL)  // rejects quantizations Swiftlet cannot read
         let checkpoint = try Checkpoint(directory: directory)
         let source = directory.path
-        func tensor(_ name: String, _ shape: Shape) throws -> Tensor {
+        func checkedValues(_ name: String, _ shape: Shape) throws -> [Float] {
             guard checkpoint.contains(name) else { throw ModelError.missingTensor(name: name, source: source) }
             let found = try checkpoint.info(name).shape
             guard found == shape else {
                 throw ModelError.shapeMismatch(name: name, source: source, expected: shape, found: found)
             }
-            return try backend.upload(checkpoint.floats(name), shape, backend.computeType)
+            return try checkpoint.floats(name)
         }
-        return try assemble(config: config, on: backend, tensor: tensor)
+        func tensor(_ name: String, _ shape: Shape) throws -> Tensor {
+            try backend.upload(checkedValues(name, shape), shape, backend.computeType)
+        }
+        func linearWeight(_ name: String, _ shape: Shape) throws -> FrozenWeight {
+            if BnbNF4Layout.isQuantized(name, in: checkpoint) {
+                return .nf4(try NF4Weight(BnbNF4Layout.read(name, from: checkpoint, expectedShape: shape), on: backend))
+            }
+            if loadIn4bit {
+                return .nf4(try NF4Weight(quantizing: checkedValues(name, shape), shape: shape,
+                                          doubleQuant: doubleQuant, on: backend))
+            }
+            return .dense(try tensor(name, shape))
+        }
+        return try assemble(config: config, on: backend, tensor: tensor, linearWeight: linearWeight)
     }
 
     /// A model of `config`'s shape with seeded random weights, uniform with standard deviation
@@ -39,13 +61,17 @@ extension LlamaModel {
 
     /// Hugging Face tensor names and shapes of each part of the model.
     static func assemble(config c: LlamaConfig, on backend: any Backend,
-                         tensor: (String, Shape) throws -> Tensor) throws -> LlamaModel {
+                         tensor: (String, Shape) throws -> Tensor,
+                         linearWeight: ((String, Shape) throws -> FrozenWeight)? = nil) throws -> LlamaModel {
+        func linearWeightOrDense(_ name: String, _ shape: Shape) throws -> FrozenWeight {
+            try linearWeight?(name, shape) ?? .dense(try tensor(name, shape))
+        }
         let embedding = try tensor("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize])
         var layers: [DecoderLayer] = []
         for i in 0..<c.layers {
             let p = "model.layers.\(i)."
             func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool) throws -> Linear {
-                Linear(weight: try tensor(p + name + ".weight", [out, inFeatures]),
+                Linear(weight: try linearWeightOrDense(p + name + ".weight", [out, inFeatures]),
                        bias: bias ? try tensor(p + name + ".bias", [out]) : nil)
             }
             layers.append(DecoderLayer(

@@ -4,26 +4,27 @@ import Foundation
 /// transformers and Swiftlet both load.
 extension LlamaModel {
     /// Every base weight with its Hugging Face name (the LM head only when not tied).
-    public var namedWeights: [(name: String, tensor: Tensor)] {
-        var weights: [(String, Tensor)] = [("model.embed_tokens.weight", embedding)]
+    public var namedWeights: [(name: String, weight: FrozenWeight)] {
+        var weights: [(String, FrozenWeight)] = [("model.embed_tokens.weight", .dense(embedding))]
         for (i, layer) in layers.enumerated() {
             let p = "model.layers.\(i)."
-            weights += [(p + "input_layernorm.weight", layer.inputNorm), (p + "post_attention_layernorm.weight", layer.postAttentionNorm)]
+            weights += [(p + "input_layernorm.weight", .dense(layer.inputNorm)),
+                        (p + "post_attention_layernorm.weight", .dense(layer.postAttentionNorm))]
             for target in LoRAConfig.Target.allCases {
                 let linear = layer[keyPath: Self.linearKeyPath(target)]
                 let module = Self.modulePath(layer: i, target)
                 weights.append((module + ".weight", linear.weight))
-                if let bias = linear.bias { weights.append((module + ".bias", bias)) }
+                if let bias = linear.bias { weights.append((module + ".bias", .dense(bias))) }
             }
         }
-        weights.append(("model.norm.weight", finalNorm))
-        if !config.tieWordEmbeddings { weights.append(("lm_head.weight", lmHead)) }
+        weights.append(("model.norm.weight", .dense(finalNorm)))
+        if !config.tieWordEmbeddings { weights.append(("lm_head.weight", .dense(lmHead))) }
         return weights
     }
 
     public func save(directory: URL) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let entries = namedWeights.map { SafetensorsWriter.Entry(name: $0.name, floats: backend.download($0.tensor), shape: $0.tensor.shape) }
+        let entries = try namedWeights.map { SafetensorsWriter.Entry(name: $0.name, floats: try $0.weight.floats(), shape: $0.weight.shape) }
         try SafetensorsWriter.write(entries, metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))
         let json = try JSONSerialization.data(withJSONObject: HFConfig.json(config), options: [.prettyPrinted, .sortedKeys])
         try AtomicFile.write(json, to: directory.appendingPathComponent("config.json"))

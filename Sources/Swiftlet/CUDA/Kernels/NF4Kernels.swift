@@ -1,0 +1,66 @@
+import CCUDA
+import Foundation
+
+/// NF4 dequantization on the GPU: one thread per packed byte (two elements), the block's scale
+/// resolved inline from the double-quantized absmax. Every product and sum is an explicitly
+/// rounded f32 operation (`__fmul_rn`, `__fadd_rn`): NVRTC would otherwise fuse them into an FMA
+/// and differ from bitsandbytes and the CPU backend in the last bit.
+enum CUDANF4 {
+    static let source = """
+    #ifndef GRID_STRIDE
+    #define GRID_STRIDE(i, n) for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
+    #endif
+    __constant__ float nf4_code[16] = { \(NF4.codebook.map { String(format: "%.9ef", Double($0)) }.joined(separator: ", ")) };
+    __device__ __forceinline__ void store_value(float* out, long long i, float v) { out[i] = v; }
+    __device__ __forceinline__ void store_value(storage_t* out, long long i, float v) { out[i] = to_storage(v); }
+    // qabsmax == 0: plain f32 absmax; else absmax[b] = code[qabsmax[b]] * nested[b / nested_block] + offset.
+    template <typename T>
+    __device__ void dequantize_nf4(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
+                                   const float* nested, const float* code, float offset, int nested_block,
+                                   int block, T* out, long long n) {
+        GRID_STRIDE(p, (n + 1) / 2) {
+            const unsigned int byte = packed[p];
+            for (int h = 0; h < 2; ++h) {
+                const long long i = 2 * p + h;
+                if (i >= n) break;
+                const long long b = i / block;
+                const float scale = qabsmax
+                    ? __fadd_rn(__fmul_rn(code[qabsmax[b]], nested[b / nested_block]), offset)
+                    : absmax[b];
+                store_value(out, i, __fmul_rn(nf4_code[h == 0 ? byte >> 4 : byte & 15u], scale));
+            }
+        }
+    }
+    extern "C" __global__ void dequantize_nf4_16(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
+                                                 const float* nested, const float* code, float offset, int nested_block,
+                                                 int block, storage_t* out, long long n) {
+        dequantize_nf4(packed, absmax, qabsmax, nested, code, offset, nested_block, block, out, n);
+    }
+    extern "C" __global__ void dequantize_nf4_f32(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
+                                                  const float* nested, const float* code, float offset, int nested_block,
+                                                  int block, float* out, long long n) {
+        dequantize_nf4(packed, absmax, qabsmax, nested, code, offset, nested_block, block, out, n);
+    }
+    """
+}
+
+extension CUDABackend {
+    public func dequantizeNF4(_ weight: NF4Weight, into out: Tensor) {
+        precondition(out.count == weight.count, "dequantize NF4 \(weight.shape) into \(out)")
+        precondition(out.dtype == .f32 || out.dtype == computeType, "dequantize NF4 into \(out.dtype)")
+        expect(weight.packed, .u8)
+        var args: [KernelArgument] = [.pointer(weight.packed.device)]
+        switch weight.absmax {
+        case let .plain(absmax):
+            expect(absmax, .f32)
+            args += [.pointer(absmax.device), .pointer(0), .pointer(0), .pointer(0), .float(0), .int32(1)]
+        case let .nested(codes, scales, codebook, offset, nestedBlock):
+            expect(codes, .u8); expect(scales, .f32); expect(codebook, .f32)
+            args += [.pointer(0), .pointer(codes.device), .pointer(scales.device), .pointer(codebook.device),
+                     .float(offset), .int32(Int32(nestedBlock))]
+        }
+        args += [.int32(Int32(weight.blockSize)), .pointer(out.device), .int64(Int64(weight.count))]
+        launchElementwise(out.dtype == .f32 ? "dequantize_nf4_f32" : "dequantize_nf4_16",
+                          count: (weight.count + 1) / 2, args, source: CUDANF4.source)
+    }
+}
