@@ -19,6 +19,9 @@ public protocol Backend: AnyObject, Sendable {
     var memory: MemoryCounter { get }
     /// A new tensor, zero-filled.
     func zeros(_ shape: Shape, _ dtype: DType) throws -> Tensor
+    /// A new tensor whose contents are undefined until written: only for outputs an op writes
+    /// completely (the GPU skips the fill).
+    func empty(_ shape: Shape, _ dtype: DType) throws -> Tensor
     /// Returns a buffer's memory (called when the last view of it goes away).
     func release(_ buffer: Buffer)
     /// A new tensor holding `values`, converted (rounded) to `dtype`.

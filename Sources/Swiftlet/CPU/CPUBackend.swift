@@ -25,6 +25,14 @@ public final class CPUBackend: Backend, @unchecked Sendable {
                       dtype: dtype, shape: shape)
     }
 
+    /// Filled with 0xFF bytes (NaN in every float type): an op that reads an `empty` output
+    /// before writing all of it shows up as NaN in the CPU tests, not as a GPU-only heisenbug.
+    public func empty(_ shape: Shape, _ dtype: DType) throws -> Tensor {
+        let t = try zeros(shape, dtype)
+        memset(t.address, 0xFF, t.buffer.byteCount)
+        return t
+    }
+
     public func release(_ buffer: Buffer) {
         memory.freed(buffer.byteCount)
         free(buffer.address)

@@ -87,11 +87,19 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     // MARK: Memory
 
     public func zeros(_ shape: Shape, _ dtype: DType) throws -> Tensor {
+        let t = try empty(shape, dtype)
+        // Queued on the stream like the kernels that follow: no host wait.
+        run { try device.libs.check(device.libs.cuMemsetD8Async(t.device, 0, t.buffer.byteCount, device.stream), "cuMemsetD8Async") }
+        return t
+    }
+
+    /// Device memory straight from the caching allocator, contents undefined: for outputs that an
+    /// op overwrites completely (a GEMM with beta 0, a kernel writing every element).
+    public func empty(_ shape: Shape, _ dtype: DType) throws -> Tensor {
         let bytes = Swift.max(shape.count * dtype.size, 1)
         let block = try device.memory.allocate(bytes: bytes)
         lock.withLock { blocks[block.pointer] = block }
         memory.allocated(block.binBytes)
-        run { try device.memory.fill(block, byte: 0) }
         return Tensor(buffer: Buffer(byteCount: bytes, address: UnsafeMutableRawPointer(bitPattern: UInt(block.pointer))!,
                                      backend: self),
                       dtype: dtype, shape: shape)
