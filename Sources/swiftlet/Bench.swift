@@ -15,7 +15,7 @@ struct Bench: ParsableCommand {
     @Option(help: "LoRA rank (alpha = r, all seven projections).") var r = 16
     @Option(help: "Gradient checkpointing: off, on (keep each layer's input, recompute the layer in the backward) or offload (as on, with the inputs in host memory).")
     var gradientCheckpointing: GradientCheckpointing = .off
-    @Flag(help: "QLoRA: 4-bit NF4 base weights (double quantization), dequantized for each GEMM.") var loadIn4bit = false
+    @Flag(name: .customLong("load-in-4bit"), help: "QLoRA: 4-bit NF4 base weights (double quantization), dequantized for each GEMM.") var loadIn4bit = false
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
     @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
     @Flag(help: "After timing, run one more step with every op timed by device events and print the per-op table.")

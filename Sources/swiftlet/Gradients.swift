@@ -12,7 +12,7 @@ struct Gradients: ParsableCommand {
     @Option(help: "PEFT adapter folder.") var adapter: String
     @Option(help: "JSONL of pre-tokenized rows, taken as one right-padded batch.") var data: String
     @Option(help: "Output .safetensors file.") var out: String
-    @Flag(help: "Quantize the base to 4-bit NF4 while loading (a pre-quantized bitsandbytes checkpoint is 4-bit without it).")
+    @Flag(name: .customLong("load-in-4bit"), help: "Quantize the base to 4-bit NF4 while loading (a pre-quantized bitsandbytes checkpoint is 4-bit without it).")
     var loadIn4bit = false
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
     @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto

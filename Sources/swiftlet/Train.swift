@@ -37,7 +37,7 @@ struct Train: ParsableCommand {
     @Option(help: "Evaluate on the eval data every N steps (0: only at the end).") var evalSteps = 0
     @Option(help: "Gradient checkpointing: off, on (keep each layer's input, recompute the layer in the backward) or offload (as on, with the inputs in host memory).")
     var gradientCheckpointing: GradientCheckpointing = .off
-    @Flag(help: "QLoRA: quantize q k v o gate up down to 4-bit NF4 (double quantization) while loading. A pre-quantized bitsandbytes checkpoint loads in 4-bit without it.")
+    @Flag(name: .customLong("load-in-4bit"), help: "QLoRA: quantize q k v o gate up down to 4-bit NF4 (double quantization) while loading. A pre-quantized bitsandbytes checkpoint loads in 4-bit without it.")
     var loadIn4bit = false
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
     @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
