@@ -187,6 +187,14 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     public func copy(_ source: Tensor, into destination: Tensor) {
         precondition(source.count == destination.count, "copy \(source.shape) into \(destination.shape)")
+        guard source.dtype != destination.dtype else {
+            // Same type (any dtype, u8 codes included): a device-to-device copy on the stream.
+            run {
+                try device.libs.check(device.libs.cuMemcpyDtoDAsync(destination.device, source.device, source.byteCount, device.stream),
+                                      "cuMemcpyDtoDAsync_v2")
+            }
+            return
+        }
         convert(source, into: destination)
     }
 }

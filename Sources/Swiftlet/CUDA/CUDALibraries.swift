@@ -184,6 +184,7 @@ public final class CUDALibraries: @unchecked Sendable {
     let cuMemcpyHtoD: PFN_cuMemcpyHtoD_v2
     let cuMemcpyDtoH: PFN_cuMemcpyDtoH_v2
     let cuMemsetD8: PFN_cuMemsetD8_v2
+    let cuMemcpyDtoDAsync: PFN_cuMemcpyDtoDAsync_v2
     let cuMemsetD8Async: PFN_cuMemsetD8Async
     let cuMemAllocHost: PFN_cuMemAllocHost_v2
     let cuMemFreeHost: PFN_cuMemFreeHost
@@ -241,6 +242,7 @@ public final class CUDALibraries: @unchecked Sendable {
         cuMemcpyHtoD = try d.symbol("cuMemcpyHtoD_v2", as: PFN_cuMemcpyHtoD_v2.self)
         cuMemcpyDtoH = try d.symbol("cuMemcpyDtoH_v2", as: PFN_cuMemcpyDtoH_v2.self)
         cuMemsetD8 = try d.symbol("cuMemsetD8_v2", as: PFN_cuMemsetD8_v2.self)
+        cuMemcpyDtoDAsync = try d.symbol("cuMemcpyDtoDAsync_v2", as: PFN_cuMemcpyDtoDAsync_v2.self)
         cuMemsetD8Async = try d.symbol("cuMemsetD8Async", as: PFN_cuMemsetD8Async.self)
         cuMemAllocHost = try d.symbol("cuMemAllocHost_v2", as: PFN_cuMemAllocHost_v2.self)
         cuMemFreeHost = try d.symbol("cuMemFreeHost", as: PFN_cuMemFreeHost.self)

@@ -36,12 +36,6 @@ enum CUDAElementwise {
     extern "C" __global__ void convert_16_f32(const storage_t* x, float* y, long long n) {
         GRID_STRIDE(i, n) y[i] = to_f32(x[i]);
     }
-    extern "C" __global__ void copy_u16(const unsigned short* x, unsigned short* y, long long n) {
-        GRID_STRIDE(i, n) y[i] = x[i];
-    }
-    extern "C" __global__ void copy_u32(const unsigned int* x, unsigned int* y, long long n) {
-        GRID_STRIDE(i, n) y[i] = x[i];
-    }
     // Per-block partial sums of x²; the host adds the partials in double.
     extern "C" __global__ void sum_squares_f32(const float* x, long long n, float* partials) {
         __shared__ float shared[32];
@@ -175,8 +169,6 @@ extension CUDABackend {
         switch (source.dtype, destination.dtype) {
         case let (a, b) where a == .f32 && b == computeType: launchElementwise("convert_f32_16", count: n, args)
         case let (a, b) where a == computeType && b == .f32: launchElementwise("convert_16_f32", count: n, args)
-        case let (a, b) where a == b && a.size == 2: launchElementwise("copy_u16", count: n, args)
-        case let (a, b) where a == b && a.size == 4: launchElementwise("copy_u32", count: n, args)
         default: preconditionFailure("no device copy from \(source.dtype) to \(destination.dtype)")
         }
     }
