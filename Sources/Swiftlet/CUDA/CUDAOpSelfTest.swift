@@ -342,7 +342,7 @@ struct CUDAOpSelfTest {
         try adamw8bit()
     }
 
-    /// bitsandbytes' AdamW8bit, 5 steps: a 32-bit-state tensor, two 8-bit ones with a partial last
+    /// bitsandbytes' AdamW8bit, 5 steps (the fifth checked, from the CPU's state after four): a 32-bit-state tensor, two 8-bit ones with a partial last
     /// block, and two all-zero blocks in the first gradient (LoRA A's first step). The GPU divides and
     /// raises to powers with bnb's approximate intrinsics, so a code on a rounding boundary may differ.
     mutating func adamw8bit() throws {
@@ -354,6 +354,15 @@ struct CUDAOpSelfTest {
                 var values = (0..<n).map { _ in generator.uniform(in: -0.01..<0.01) }
                 if step == 1 { for i in 0..<Swift.min(512, n) { values[i] = 0 } }
                 let g = (cpu: try cpu.upload(values, [n], .f32), gpu: try gpu.upload(values, [n], .f32))
+                if step == 5 {
+                    // The checked step starts from the CPU's parameters and state: a code that lands
+                    // on the other side of a rounding boundary in an earlier step would otherwise
+                    // move the parameters of later steps by a whole quantization step.
+                    gpu.copy(try gpu.upload(cpu.download(p.cpu), [n], .f32), into: p.gpu)
+                    for (c, g) in zip(states.cpu.tensors, states.gpu.tensors) {
+                        gpu.copy(try gpu.upload(bytes: cpu.downloadBytes(c.tensor), c.tensor.shape, c.tensor.dtype), into: g.tensor)
+                    }
+                }
                 cpu.adamw8bit(parameter: p.cpu, gradient: g.cpu, state: states.cpu, step: step, hyper: hyper)
                 gpu.adamw8bit(parameter: p.gpu, gradient: g.gpu, state: states.gpu, step: step, hyper: hyper)
             }
