@@ -342,8 +342,8 @@ struct CUDAOpSelfTest {
         try adamw8bit()
     }
 
-    /// bitsandbytes' AdamW8bit, 5 steps (the fifth checked, from the CPU's state after four): a 32-bit-state tensor, two 8-bit ones with a partial last
-    /// block, and two all-zero blocks in the first gradient (LoRA A's first step). The GPU divides and
+    /// bitsandbytes' AdamW8bit, 5 steps (the fifth checked, from the CPU's state after four): a
+    /// 32-bit-state tensor, two 8-bit ones with a partial last block, and two all-zero blocks in the first gradient (LoRA A's first step). The GPU divides and
     /// raises to powers with bnb's approximate intrinsics, so a code on a rounding boundary may differ.
     mutating func adamw8bit() throws {
         let hyper = AdamWHyper(lr: 1e-3, weightDecay: 0.01)
