@@ -11,19 +11,26 @@ enum BlockwiseScaling {
         let blocks = (x.count + blockSize - 1) / blockSize
         var scaled = [Float](repeating: 0, count: x.count)
         var absmax = [Float](repeating: 0, count: blocks)
+        // Blocks are independent: split them over the cores (a 7B model has 10^8 of them).
         x.withUnsafeBufferPointer { x in
-            for b in 0..<blocks {
-                let range = (b * blockSize)..<Swift.min((b + 1) * blockSize, x.count)
-                var m: Float = 0
-                for i in range { m = Swift.max(m, Swift.abs(x[i])) }
-                if range.count == blockSize {
-                    absmax[b] = m
-                    let reciprocal = 1 / Swift.max(m, tiny)
-                    for i in range { scaled[i] = clamp(x[i] * reciprocal) }
-                } else {
-                    let am = Swift.max(m, tiny)
-                    absmax[b] = am
-                    for i in range { scaled[i] = clamp(x[i] / am) }
+            scaled.withUnsafeMutableBufferPointer { scaled in
+                absmax.withUnsafeMutableBufferPointer { absmax in
+                    parallelFor(blocks, grain: 4096) { chunk in
+                        for b in chunk {
+                            let range = (b * blockSize)..<Swift.min((b + 1) * blockSize, x.count)
+                            var m: Float = 0
+                            for i in range { m = Swift.max(m, Swift.abs(x[i])) }
+                            if range.count == blockSize {
+                                absmax[b] = m
+                                let reciprocal = 1 / Swift.max(m, tiny)
+                                for i in range { scaled[i] = clamp(x[i] * reciprocal) }
+                            } else {
+                                let am = Swift.max(m, tiny)
+                                absmax[b] = am
+                                for i in range { scaled[i] = clamp(x[i] / am) }
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -13,10 +13,16 @@ extension NF4 {
         let (scaled, absmax) = BlockwiseScaling.scale(values, blockSize: blockSize)
         var packed = [UInt8](repeating: 0, count: (values.count + 1) / 2)
         let zero = code(0)
-        for i in packed.indices {
-            let high = code(scaled[2 * i])
-            let low = 2 * i + 1 < scaled.count ? code(scaled[2 * i + 1]) : zero
-            packed[i] = high << 4 | low
+        scaled.withUnsafeBufferPointer { scaled in
+            packed.withUnsafeMutableBufferPointer { packed in
+                parallelFor(packed.count, grain: 1 << 16) { chunk in
+                    for i in chunk {
+                        let high = code(scaled[2 * i])
+                        let low = 2 * i + 1 < scaled.count ? code(scaled[2 * i + 1]) : zero
+                        packed[i] = high << 4 | low
+                    }
+                }
+            }
         }
         guard doubleQuant else {
             return NF4Tensor(packed: packed, absmax: .plain(absmax), shape: shape, blockSize: blockSize)
