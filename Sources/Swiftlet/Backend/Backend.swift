@@ -61,6 +61,20 @@ public protocol Backend: AnyObject, Sendable {
     /// Σ x² in Float32 (for the global gradient norm).
     func sumOfSquares(_ x: Tensor) -> Double
 
+    // MARK: LoRA low-rank products (Float32 sums on compute-type activations; Model/Linear.swift)
+    /// z[t, j] = alpha · Σ_k f32(x[t, k]) · w(j, k), where w(j, k) = w[j, k] (w is [r, K]: LoRA A)
+    /// or, `weightTransposed`, w[k, j] (w is [K, r]: LoRA B). x [T, K] in the compute type; w and
+    /// z [T, r] in f32; z is overwritten. Rank at most `LoRAShapes.maxRank`.
+    func loraDown(_ x: Tensor, _ w: Tensor, weightTransposed: Bool, into z: Tensor, alpha: Float)
+    /// y[t, o] = y[t, o] + scale · Σ_j z[t, j] · w(o, j), the low-rank sum in f32 added to y and
+    /// rounded once to y's type (PEFT's order); w(o, j) = w[o, j] (w is [O, r]: LoRA B) or,
+    /// `weightTransposed`, w[j, o] (w is [r, O]: LoRA A).
+    func loraUpAdd(_ z: Tensor, _ w: Tensor, weightTransposed: Bool, scale: Float, into y: Tensor)
+    /// g(o, j) += alpha · Σ_t f32(m[t, o]) · z[t, j], where g(o, j) = g[o, j] (g is [O, r]: B's
+    /// gradient) or, `gradientTransposed`, g[j, o] (g is [r, O]: A's). m [T, O] in the compute
+    /// type, z and g in f32. Deterministic: the same inputs give the same bits on every run.
+    func loraGradient(_ m: Tensor, _ z: Tensor, into g: Tensor, gradientTransposed: Bool, alpha: Float)
+
     // MARK: Model ops (forward and backward side by side in each op's file)
     func embedding(table: Tensor, ids: Tensor, into out: Tensor)
     func embeddingBackward(dOut: Tensor, ids: Tensor, into dTable: Tensor)

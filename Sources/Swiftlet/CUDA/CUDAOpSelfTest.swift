@@ -82,6 +82,7 @@ struct CUDAOpSelfTest {
         try elementwise()
         try optimizers()
         try nf4()
+        try lora()
         return passed
     }
 
@@ -104,6 +105,90 @@ struct CUDAOpSelfTest {
         let scratch = try gpu.zeros([4096, 4096], storage)
         time("dequantize 4096×4096 → \(storage)", bytes: Double(4096 * 4096 / 2 + 4096 * 4096 * 2)) {
             gpu.dequantizeNF4(big, into: scratch)
+        }
+    }
+
+    /// The LoRA path's fused products (CUDA/Kernels/LoRAKernels.swift) on the shapes of one Linear's
+    /// forward and backward: a tinyllama MLP projection (timed, next to the GEMM path they replace),
+    /// and odd ones: rows and features not multiples of the tiles, unaligned rows (scalar loads),
+    /// ranks padded to 16, 32 and 64.
+    mutating func lora() throws {
+        try loraCase(tokens: 2048, inFeatures: 2048, outFeatures: 5632, rank: 16, timed: true)
+        try loraCase(tokens: 1000, inFeatures: 1001, outFeatures: 300, rank: 8)
+        try loraCase(tokens: 300, inFeatures: 520, outFeatures: 257, rank: 24)
+        try loraCase(tokens: 77, inFeatures: 256, outFeatures: 1030, rank: 64)
+    }
+
+    mutating func loraCase(tokens: Int, inFeatures k: Int, outFeatures o: Int, rank r: Int, timed: Bool = false) throws {
+        say("LoRA fused ops \(tokens) tokens, \(k) → \(o), r \(r):")
+        let s: Float = 2
+        let x = try pair([tokens, k], storage), a = try pair([r, k], .f32, in: -0.05...0.05)
+        let b = try pair([o, r], .f32, in: -0.05...0.05)
+        let z = try output([tokens, r], .f32)
+        cpu.loraDown(x.cpu, a.cpu, weightTransposed: false, into: z.cpu, alpha: 1)
+        gpu.loraDown(x.gpu, a.gpu, weightTransposed: false, into: z.gpu, alpha: 1)
+        check("down z = x·Aᵀ (f32)", z)
+        let y = try pair([tokens, o], storage)
+        cpu.loraUpAdd(z.cpu, b.cpu, weightTransposed: false, scale: s, into: y.cpu)
+        gpu.loraUpAdd(z.gpu, b.gpu, weightTransposed: false, scale: s, into: y.gpu)
+        check("up-add y += s·z·Bᵀ (\(storage))", y)
+        let dy = try pair([tokens, o], storage), gradB = try pair([o, r], .f32)
+        cpu.loraGradient(dy.cpu, z.cpu, into: gradB.cpu, gradientTransposed: false, alpha: s)
+        gpu.loraGradient(dy.gpu, z.gpu, into: gradB.gpu, gradientTransposed: false, alpha: s)
+        check("gradient dB += s·dYᵀ·z (f32)", gradB)
+        let dz = try output([tokens, r], .f32)
+        cpu.loraDown(dy.cpu, b.cpu, weightTransposed: true, into: dz.cpu, alpha: s)
+        gpu.loraDown(dy.gpu, b.gpu, weightTransposed: true, into: dz.gpu, alpha: s)
+        check("down dz = s·dY·B (f32)", dz)
+        let gradA = try pair([r, k], .f32)
+        cpu.loraGradient(x.cpu, dz.cpu, into: gradA.cpu, gradientTransposed: true, alpha: 1)
+        gpu.loraGradient(x.gpu, dz.gpu, into: gradA.gpu, gradientTransposed: true, alpha: 1)
+        check("gradient dA += dzᵀ·x (f32)", gradA)
+        let dx = try pair([tokens, k], storage)
+        cpu.loraUpAdd(dz.cpu, a.cpu, weightTransposed: true, scale: 1, into: dx.cpu)
+        gpu.loraUpAdd(dz.gpu, a.gpu, weightTransposed: true, scale: 1, into: dx.gpu)
+        check("up-add dX += dz·A (\(storage))", dx)
+        // Reruns must give the same bits (no atomics; the resume test relies on it).
+        let again = try output([o, r], .f32)
+        gpu.copy(gradB.gpu, into: again.gpu)
+        gpu.loraGradient(dy.gpu, z.gpu, into: gradB.gpu, gradientTransposed: false, alpha: s)
+        gpu.loraGradient(dy.gpu, z.gpu, into: again.gpu, gradientTransposed: false, alpha: s)
+        let same = gpu.downloadBytes(gradB.gpu) == gpu.downloadBytes(again.gpu)
+        passed = passed && same
+        say("  \(same ? "PASS" : "FAIL")  \("gradient rerun bit-identical".padding(toLength: 40, withPad: " ", startingAt: 0))")
+        guard timed else { return }
+        let t = Double(tokens), kk = Double(k), oo = Double(o), rr = Double(r), e = Double(storage.size)
+        time("down x·Aᵀ (reads x once)", flops: 2 * t * kk * rr, bytes: t * kk * e) {
+            gpu.loraDown(x.gpu, a.gpu, weightTransposed: false, into: z.gpu, alpha: 1)
+        }
+        time("up-add y += s·z·Bᵀ (y read + written)", flops: 2 * t * oo * rr, bytes: 2 * t * oo * e) {
+            gpu.loraUpAdd(z.gpu, b.gpu, weightTransposed: false, scale: s, into: y.gpu)
+        }
+        time("gradient dB += s·dYᵀ·z", flops: 2 * t * oo * rr, bytes: t * oo * e) {
+            gpu.loraGradient(dy.gpu, z.gpu, into: gradB.gpu, gradientTransposed: false, alpha: s)
+        }
+        time("down dz = s·dY·B", flops: 2 * t * oo * rr, bytes: t * oo * e) {
+            gpu.loraDown(dy.gpu, b.gpu, weightTransposed: true, into: dz.gpu, alpha: s)
+        }
+        time("gradient dA += dzᵀ·x", flops: 2 * t * kk * rr, bytes: t * kk * e) {
+            gpu.loraGradient(x.gpu, dz.gpu, into: gradA.gpu, gradientTransposed: true, alpha: 1)
+        }
+        time("up-add dX += dz·A", flops: 2 * t * kk * rr, bytes: 2 * t * kk * e) {
+            gpu.loraUpAdd(dz.gpu, a.gpu, weightTransposed: true, scale: 1, into: dx.gpu)
+        }
+        // The GEMM path these replace (Linear with SWIFTLET_LORA=gemm): widen, f32 GEMM, add.
+        let xWide = try gpu.empty([tokens, k], .f32), yWide = try gpu.empty([tokens, o], .f32)
+        time("GEMM path: widen x, x̃·Aᵀ", flops: 2 * t * kk * rr) {
+            gpu.copy(x.gpu, into: xWide)
+            gpu.matmul(xWide, transposeA: false, a.gpu, transposeB: true, into: z.gpu, alpha: 1, beta: 0)
+        }
+        time("GEMM path: z·Bᵀ into f32, add into y", flops: 2 * t * oo * rr) {
+            gpu.matmul(z.gpu, transposeA: false, b.gpu, transposeB: true, into: yWide, alpha: 1, beta: 0)
+            gpu.add(yWide, into: y.gpu, alpha: s)
+        }
+        time("GEMM path: widen dY, s·dYᵀ·z", flops: 2 * t * oo * rr) {
+            gpu.copy(dy.gpu, into: yWide)
+            gpu.matmul(yWide, transposeA: true, z.gpu, transposeB: false, into: gradB.gpu, alpha: s, beta: 1)
         }
     }
 

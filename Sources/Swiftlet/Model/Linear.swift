@@ -38,29 +38,39 @@ public struct Linear {
     public func forward(_ x: Tensor, dropoutSeed: UInt64? = nil) throws -> (Tensor, Saved) {
         let backend = x.backend
         let tokens = x.shape[0]
-        let y = try backend.zeros([tokens, outFeatures], backend.computeType)
+        // beta 0: the GEMM writes every element of y without reading it.
+        let y = try backend.empty([tokens, outFeatures], backend.computeType)
         backend.matmul(x, transposeA: false, try weight.materialized(), transposeB: true, into: y, alpha: 1, beta: 0)
         if let bias { backend.addBias(bias, into: y) }
         var saved = Saved(input: x)
         if let lora {
+            let dropping = dropoutSeed != nil && lora.dropout > 0
+            if !dropping && Self.usesFusedLoRA(lora) {
+                // z = x Aᵀ and y += s · z Bᵀ straight from x's storage type: no f32 copy of x.
+                let z = try backend.empty([tokens, lora.rank], .f32)
+                backend.loraDown(x, lora.a, weightTransposed: false, into: z, alpha: 1)
+                backend.loraUpAdd(z, lora.b, weightTransposed: false, scale: lora.scaling, into: y)
+                saved.lowRank = z
+                return (y, saved)
+            }
             var mask: Tensor?
             var loraInput = try Self.widened(x, mask: nil)
-            if let seed = dropoutSeed, lora.dropout > 0 {
+            if let seed = dropoutSeed, dropping {
                 // dropout(x) in a copy of x in f32; the mask is kept for the backward.
                 if loraInput.buffer === x.buffer {
-                    loraInput = try backend.zeros(x.shape, .f32)
+                    loraInput = try backend.empty(x.shape, .f32)
                     backend.copy(x, into: loraInput)
                 }
-                let m = try backend.zeros(x.shape, .f32)
+                let m = try backend.empty(x.shape, .f32)
                 backend.dropout(loraInput, probability: lora.dropout, seed: seed, mask: m)
                 mask = m
             }
-            let z = try backend.zeros([tokens, lora.rank], .f32)
+            let z = try backend.empty([tokens, lora.rank], .f32)
             backend.matmul(loraInput, transposeA: false, lora.a, transposeB: true, into: z, alpha: 1, beta: 0)
             if y.dtype == .f32 {
                 backend.matmul(z, transposeA: false, lora.b, transposeB: true, into: y, alpha: lora.scaling, beta: 1)
             } else {
-                let delta = try backend.zeros(y.shape, .f32)
+                let delta = try backend.empty(y.shape, .f32)
                 backend.matmul(z, transposeA: false, lora.b, transposeB: true, into: delta, alpha: 1, beta: 0)
                 backend.add(delta, into: y, alpha: lora.scaling)
             }
@@ -70,25 +80,46 @@ public struct Linear {
         return (y, saved)
     }
 
+    /// Whether the LoRA path runs on the fused low-rank ops (`Backend.loraDown` / `loraUpAdd` /
+    /// `loraGradient`): without a dropout mask and up to their largest rank. Otherwise x and dY are
+    /// widened to f32 copies and the products go through the GEMM (the same sums, another order).
+    /// `SWIFTLET_LORA=gemm` keeps the GEMM path everywhere (for comparisons).
+    static func usesFusedLoRA(_ lora: LoRAAdapter) -> Bool {
+        lora.rank <= LoRAShapes.maxRank && !forceGEMMLoRA
+    }
+
+    /// Set from the environment once; tests flip it to compare the two paths.
+    nonisolated(unsafe) static var forceGEMMLoRA = CUDALibrarySearch.processEnvironment["SWIFTLET_LORA"] == "gemm"
+
     /// Accumulates the LoRA gradients and adds dL/dx into `dX` (or returns a new tensor).
     @discardableResult
     public func backward(_ dY: Tensor, saved: Saved, accumulateInto dX: Tensor?) throws -> Tensor {
         let backend = dY.backend
         let tokens = dY.shape[0]
-        let dInput = try dX ?? backend.zeros([tokens, inFeatures], backend.computeType)
-        backend.matmul(dY, transposeA: false, try weight.materialized(), transposeB: false, into: dInput, alpha: 1, beta: 1)
+        // A new input gradient is written whole by the GEMM (beta 0); an existing one accumulates.
+        let dInput = try dX ?? backend.empty([tokens, inFeatures], backend.computeType)
+        backend.matmul(dY, transposeA: false, try weight.materialized(), transposeB: false, into: dInput,
+                       alpha: 1, beta: dX == nil ? 0 : 1)
         if let lora, let z = saved.lowRank {
             // dB += s · dYᵀ z ;  dz = s · dY B ;  dA += dzᵀ x̃ ;  dx += (dz A) ⊙ mask   (all f32)
+            if saved.dropoutMask == nil && Self.usesFusedLoRA(lora) {
+                backend.loraGradient(dY, z, into: lora.gradB, gradientTransposed: false, alpha: lora.scaling)
+                let dz = try backend.empty([tokens, lora.rank], .f32)
+                backend.loraDown(dY, lora.b, weightTransposed: true, into: dz, alpha: lora.scaling)
+                backend.loraGradient(saved.input, dz, into: lora.gradA, gradientTransposed: true, alpha: 1)
+                backend.loraUpAdd(dz, lora.a, weightTransposed: true, scale: 1, into: dInput)
+                return dInput
+            }
             let dYWide = try Self.widened(dY, mask: nil)
             backend.matmul(dYWide, transposeA: true, z, transposeB: false, into: lora.gradB, alpha: lora.scaling, beta: 1)
-            let dz = try backend.zeros([tokens, lora.rank], .f32)
+            let dz = try backend.empty([tokens, lora.rank], .f32)
             backend.matmul(dYWide, transposeA: false, lora.b, transposeB: false, into: dz, alpha: lora.scaling, beta: 0)
             let loraInput = try Self.widened(saved.input, mask: saved.dropoutMask)
             backend.matmul(dz, transposeA: true, loraInput, transposeB: false, into: lora.gradA, alpha: 1, beta: 1)
             if dInput.dtype == .f32 && saved.dropoutMask == nil {
                 backend.matmul(dz, transposeA: false, lora.a, transposeB: false, into: dInput, alpha: 1, beta: 1)
             } else {
-                let dLoRAInput = try backend.zeros([tokens, inFeatures], .f32)
+                let dLoRAInput = try backend.empty([tokens, inFeatures], .f32)
                 backend.matmul(dz, transposeA: false, lora.a, transposeB: false, into: dLoRAInput, alpha: 1, beta: 0)
                 if let mask = saved.dropoutMask { backend.multiply(dLoRAInput, by: mask) }
                 backend.add(dLoRAInput, into: dInput, alpha: 1)
@@ -100,7 +131,7 @@ public struct Linear {
     /// x in f32 (itself when it already is and no mask applies), times the dropout mask.
     static func widened(_ x: Tensor, mask: Tensor?) throws -> Tensor {
         if x.dtype == .f32 && mask == nil { return x }
-        let wide = try x.backend.zeros(x.shape, .f32)
+        let wide = try x.backend.empty(x.shape, .f32)
         x.backend.copy(x, into: wide)
         if let mask { x.backend.multiply(wide, by: mask) }
         return wide
