@@ -68,12 +68,37 @@ def main():
                  or theirs[k].shape != ours_q[k].shape or not torch.equal(theirs[k], ours_q[k])]
     missing = sorted(set(ours_q) - set(theirs))
     print(f"quantized tensors: {len(theirs)} from bitsandbytes (CUDA), {len(differing)} differ, {len(missing)} extra in ours")
-    for k in differing[:10]:
-        t, o = theirs[k], ours_q.get(k)
-        detail = "missing" if o is None else f"{t.dtype}{tuple(t.shape)} vs {o.dtype}{tuple(o.shape)}"
-        if o is not None and t.shape == o.shape and t.dtype == o.dtype:
-            detail += f", {(t != o).sum().item()} elements differ"
-        print("  differs:", k, detail)
+    kinds = {}
+    for k in theirs:
+        if k + ".absmax" in theirs:
+            kind = ".weight (packed 4-bit codes)"
+        elif ".weight." in k:
+            kind = "." + k.split(".weight.", 1)[1]
+        else:
+            kind = "16-bit tensors (embeddings, norms, lm_head)"
+        entry = kinds.setdefault(kind, [0, 0, 0, 0])
+        entry[0] += 1
+        if k in differing:
+            entry[1] += 1
+            t, o = theirs[k], ours_q.get(k)
+            if o is not None and t.shape == o.shape and t.dtype == o.dtype:
+                entry[2] += (t != o).sum().item()
+        entry[3] += theirs[k].numel()
+    for kind, (n, bad, elements, total) in sorted(kinds.items()):
+        print(f"  {kind:42s} {n:4d} tensors, {bad:4d} differ ({elements} of {total} elements)")
+    # The double quantization's offset is torch's absmax.mean(): on CUDA a tree reduction in float32
+    # whose order differs from the CPU's; how far apart are the two offsets, in float32 ulps?
+    import json as _json
+    ulps = []
+    for k in theirs:
+        if k.endswith("quant_state.bitsandbytes__nf4") and k in ours_q:
+            a_off = _json.loads(bytes(theirs[k].tolist()).decode())["nested_offset"]
+            b_off = _json.loads(bytes(ours_q[k].tolist()).decode())["nested_offset"]
+            ia = torch.tensor([a_off], dtype=torch.float32).view(torch.int32).item()
+            ib = torch.tensor([b_off], dtype=torch.float32).view(torch.int32).item()
+            ulps.append(abs(ia - ib))
+    if ulps:
+        print(f"  nested_offset: {sum(u == 0 for u in ulps)} of {len(ulps)} equal, max {max(ulps)} ulp apart")
     bytes_ok = not differing and not missing
 
     # bitsandbytes' own dequantization of its weights, in fp32: the truth's weights below.
