@@ -58,8 +58,15 @@ public protocol Backend: AnyObject, Sendable {
     func addBias(_ bias: Tensor, into x: Tensor)
     /// x *= factor
     func scale(_ x: Tensor, by factor: Float)
-    /// Σ x² in Float32 (for the global gradient norm).
-    func sumOfSquares(_ x: Tensor) -> Double
+
+    // MARK: Multi-tensor ops: one pass over a list of f32 tensors (every LoRA gradient of a step)
+    /// Σ over the tensors of Σ (x · factor)², each product rounded to Float and squared exactly in
+    /// Double. The CPU sums each tensor in element order and adds the tensors' sums in list order;
+    /// other backends may sum in another fixed order (deterministic, equal to ~1e-15 relative).
+    func sumOfSquares(_ tensors: [Tensor], scaledBy factor: Float) -> Double
+    /// Sets every element to +0. (Unlike `scale(by: 0)`, an inf or NaN left by an overflowed fp16
+    /// step does not survive as NaN.)
+    func zero(_ tensors: [Tensor])
 
     // MARK: LoRA low-rank products (Float32 sums on compute-type activations; Model/Linear.swift)
     /// z[t, j] = alpha · Σ_k f32(x[t, k]) · w(j, k), where w(j, k) = w[j, k] (w is [r, K]: LoRA A)
@@ -113,12 +120,17 @@ public protocol Backend: AnyObject, Sendable {
     /// x *= y elementwise
     func multiply(_ x: Tensor, by y: Tensor)
 
-    // MARK: Optimizer updates (fp32 parameters and state)
-    func adamw(parameter: Tensor, gradient: Tensor, m: Tensor, v: Tensor, step: Int, hyper: AdamWHyper)
-    func sgd(parameter: Tensor, gradient: Tensor, momentumBuffer: Tensor?, step: Int, hyper: SGDHyper)
-    /// bitsandbytes' AdamW8bit step on one tensor (Train/AdamW8bit.swift), with the state kind that
+    // MARK: Optimizer updates (fp32 parameters and state), over a list of tensors at once
+    // Each gradient element is multiplied by `gradientMultiplier` as it is read (GradientMultiplier.swift);
+    // the gradients themselves are left unchanged. Single-tensor forms: SingleTensorOps.swift.
+    func adamw(parameters: [Tensor], gradients: [Tensor], m: [Tensor], v: [Tensor],
+               gradientMultiplier: GradientMultiplier, step: Int, hyper: AdamWHyper)
+    func sgd(parameters: [Tensor], gradients: [Tensor], momentumBuffers: [Tensor]?,
+             gradientMultiplier: GradientMultiplier, step: Int, hyper: SGDHyper)
+    /// bitsandbytes' AdamW8bit step (Train/AdamW8bit.swift), each tensor with the state kind that
     /// `AdamW8bitState.zeros(for:)` chose for it.
-    func adamw8bit(parameter: Tensor, gradient: Tensor, state: AdamW8bitState, step: Int, hyper: AdamWHyper)
+    func adamw8bit(parameters: [Tensor], gradients: [Tensor], states: [AdamW8bitState],
+                   gradientMultiplier: GradientMultiplier, step: Int, hyper: AdamWHyper)
 }
 
 /// Current and peak bytes allocated on a backend.

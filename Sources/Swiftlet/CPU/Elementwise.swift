@@ -27,10 +27,20 @@ extension CPUBackend {
         for i in 0..<xs.count { xs[i] *= ys[i] }
     }
 
-    public func sumOfSquares(_ x: Tensor) -> Double {
-        var sum = 0.0
-        for v in x.floats { sum += Double(v) * Double(v) }
-        return sum
+    /// Each tensor summed in element order, then the tensors' sums in list order: with factor 1 the
+    /// sum the per-tensor `sumOfSquares` calls of earlier versions added up, bit for bit.
+    public func sumOfSquares(_ tensors: [Tensor], scaledBy factor: Float) -> Double {
+        var total = 0.0
+        for x in tensors {
+            var sum = 0.0
+            for v in x.floats { let d = Double(v * factor); sum += d * d }
+            total += sum
+        }
+        return total
+    }
+
+    public func zero(_ tensors: [Tensor]) {
+        for x in tensors { x.floats.update(repeating: 0) }
     }
 
     public func fillUniform(_ x: Tensor, seed: UInt64, bound: Float) {

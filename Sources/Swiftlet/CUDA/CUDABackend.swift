@@ -14,6 +14,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     let kernels: KernelCache
     let blas: CUBLASLt
     private var blocks: [UInt64: DeviceBuffer] = [:]
+    /// Descriptor tables of the multi-tensor kernels, uploaded once per list of tensors.
+    let multiTensorTables = MultiTensorTables()
     private let prelude: String
     private let lock = NSLock()
     /// Pinned host blocks for offloaded activations (gradient checkpointing's offload mode).

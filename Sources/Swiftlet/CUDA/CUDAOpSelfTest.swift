@@ -425,6 +425,95 @@ struct CUDAOpSelfTest {
         gpu.sgd(parameter: p.gpu, gradient: g.gpu, momentumBuffer: nil, step: 1, hyper: SGDHyper(lr: 0.1, weightDecay: 0.01))
         check("SGD parameter", p)
         try adamw8bit()
+        try multiTensor()
+    }
+
+    /// The multi-tensor ops of an optimizer step, over tensors of odd sizes (one empty, partial
+    /// chunks and 256-blocks, both AdamW8bit state kinds) with unscaling and clipping active: one
+    /// launch each on the GPU against the CPU's tensor-by-tensor loop.
+    mutating func multiTensor() throws {
+        say("multi-tensor optimizer step (f32, 8 tensors, unscale 1/1024, clip 0.37):")
+        let sizes = [1, 37, 255, 4097, 0, 5000, 300, 65536 + 100]
+        func list(_ range: ClosedRange<Float>) throws -> [(cpu: Tensor, gpu: Tensor)] {
+            try sizes.map { try pair([$0], .f32, in: range) }
+        }
+        func checkAll(_ name: String, _ tensors: [(cpu: Tensor, gpu: Tensor)]) {
+            for (i, t) in tensors.enumerated() where t.cpu.count > 0 { check("\(name) [\(sizes[i])]", t) }
+        }
+        let multiplier = GradientMultiplier(unscale: 1.0 / 1024, clip: 0.37)
+        let g = try list(-1024...1024)
+
+        let normCPU = cpu.sumOfSquares(g.map(\.cpu), scaledBy: multiplier.unscale)
+        let normGPU = gpu.sumOfSquares(g.map(\.gpu), scaledBy: multiplier.unscale)
+        checkScalar("Σ(g/1024)² over the list (f64)", gpu: normGPU, cpu: normCPU, bound: 1e-12)
+        let again = gpu.sumOfSquares(g.map(\.gpu), scaledBy: multiplier.unscale)
+        let same = again.bitPattern == normGPU.bitPattern
+        passed = passed && same
+        say("  \(same ? "PASS" : "FAIL")  \("Σ(g/1024)² rerun: the same bits".padding(toLength: 40, withPad: " ", startingAt: 0)) \(again)")
+
+        let hyper = AdamWHyper(lr: 2e-4, weightDecay: 0.01)
+        let p = try list(-1...1), m = try list(-0.1...0.1), v = try list(0...0.01)
+        for step in 3...4 {
+            cpu.adamw(parameters: p.map(\.cpu), gradients: g.map(\.cpu), m: m.map(\.cpu), v: v.map(\.cpu),
+                      gradientMultiplier: multiplier, step: step, hyper: hyper)
+            gpu.adamw(parameters: p.map(\.gpu), gradients: g.map(\.gpu), m: m.map(\.gpu), v: v.map(\.gpu),
+                      gradientMultiplier: multiplier, step: step, hyper: hyper)
+        }
+        checkAll("AdamW parameter", p)
+        checkAll("AdamW m", m)
+        checkAll("AdamW v", v)
+
+        let sgd = SGDHyper(lr: 0.1, weightDecay: 0.01)
+        cpu.sgd(parameters: p.map(\.cpu), gradients: g.map(\.cpu), momentumBuffers: nil, gradientMultiplier: multiplier,
+                step: 1, hyper: sgd)
+        gpu.sgd(parameters: p.map(\.gpu), gradients: g.map(\.gpu), momentumBuffers: nil, gradientMultiplier: multiplier,
+                step: 1, hyper: sgd)
+        checkAll("SGD parameter", p)
+
+        let q = try list(-1...1)
+        let states = (cpu: try q.map { try AdamW8bitState.zeros(for: $0.cpu) }, gpu: try q.map { try AdamW8bitState.zeros(for: $0.gpu) })
+        let hyper8 = AdamWHyper(lr: 1e-3, weightDecay: 0.01)
+        for step in 1...3 {
+            let grads = try list(-10...10)
+            cpu.adamw8bit(parameters: q.map(\.cpu), gradients: grads.map(\.cpu), states: states.cpu,
+                          gradientMultiplier: multiplier, step: step, hyper: hyper8)
+            gpu.adamw8bit(parameters: q.map(\.gpu), gradients: grads.map(\.gpu), states: states.gpu,
+                          gradientMultiplier: multiplier, step: step, hyper: hyper8)
+        }
+        checkAll("AdamW8bit parameter", q)
+        for (i, (c, d)) in zip(states.cpu, states.gpu).enumerated() where sizes[i] > 0 {
+            for (ct, dt) in zip(c.tensors, d.tensors) {
+                guard ct.tensor.dtype == .u8 else {
+                    check("AdamW8bit \(ct.suffix) [\(sizes[i])]", (ct.tensor, dt.tensor))
+                    continue
+                }
+                let equal = zip(cpu.downloadBytes(ct.tensor), gpu.downloadBytes(dt.tensor)).filter { $0 == $1 }.count
+                let fraction = Double(equal) / Double(sizes[i])
+                let ok = fraction >= 0.999
+                passed = passed && ok
+                say("  \(ok ? "PASS" : "FAIL")  \("AdamW8bit \(ct.suffix) codes [\(sizes[i])]".padding(toLength: 40, withPad: " ", startingAt: 0)) equal \(fmt(100 * fraction, digits: 3))% (≥ 99.9%)")
+            }
+        }
+
+        // zero: every element +0, poisoned (NaN) outputs included
+        let z = try sizes.map { try output([$0], .f32) }
+        cpu.zero(z.map(\.cpu))
+        gpu.zero(z.map(\.gpu))
+        let zeroOK = z.allSatisfy { gpu.downloadBytes($0.gpu).allSatisfy { $0 == 0 } }
+        passed = passed && zeroOK
+        say("  \(zeroOK ? "PASS" : "FAIL")  \("zero (NaN-poisoned → +0)".padding(toLength: 40, withPad: " ", startingAt: 0))")
+
+        // TinyLlama's LoRA tensors at r 16 (22 layers × 7 modules, A and B): one step's launches.
+        let shapes = (0..<22).flatMap { _ in [(2048, 2048), (2048, 256), (2048, 256), (2048, 2048), (2048, 5632), (2048, 5632), (5632, 2048)] }
+        let lora = try shapes.flatMap { [try gpu.zeros([16, $0.0], .f32), try gpu.zeros([$0.1, 16], .f32)] }
+        let (lg, lm, lv) = (try lora.map { try gpu.zeros($0.shape, .f32) }, try lora.map { try gpu.zeros($0.shape, .f32) },
+                            try lora.map { try gpu.zeros($0.shape, .f32) })
+        let elements = Double(lora.reduce(0) { $0 + $1.count })
+        time("norm over \(lora.count) LoRA gradients", bytes: 4 * elements) { _ = gpu.sumOfSquares(lg, scaledBy: 1) }
+        time("AdamW over \(lora.count) LoRA tensors", bytes: 28 * elements) {
+            gpu.adamw(parameters: lora, gradients: lg, m: lm, v: lv, gradientMultiplier: multiplier, step: 5, hyper: hyper)
+        }
+        time("zero \(lora.count) LoRA gradients", bytes: 4 * elements) { gpu.zero(lg) }
     }
 
     /// bitsandbytes' AdamW8bit, 5 steps (the fifth checked, from the CPU's state after four): a

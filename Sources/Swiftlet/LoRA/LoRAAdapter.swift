@@ -42,8 +42,7 @@ public final class LoRAAdapter {
     public var peftNameB: String { "base_model.model.\(module).lora_B.weight" }
 
     public func zeroGradients() {
-        gradA.backend.scale(gradA, by: 0)
-        gradB.backend.scale(gradB, by: 0)
+        gradA.backend.zero([gradA, gradB])
     }
 }
 

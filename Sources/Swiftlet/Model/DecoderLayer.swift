@@ -22,10 +22,12 @@ public struct DecoderLayer {
         var gateSaved, upSaved, downSaved: Linear.Saved
     }
 
+    // Outputs that an op writes completely (norms, attention, SwiGLU, and the attention backward,
+    // which overwrites dQ/dK/dV on every backend) start as `empty`: no fill on the GPU.
     public func forward(_ h: Tensor, _ step: StepContext) throws -> (Tensor, Saved) {
         let backend = h.backend, tokens = h.shape[0], config = step.config
-        let rstd1 = try backend.zeros([tokens], .f32)
-        let n1 = try backend.zeros(h.shape, backend.computeType)
+        let rstd1 = try backend.empty([tokens], .f32)
+        let n1 = try backend.empty(h.shape, backend.computeType)
         backend.rmsNorm(h, weight: inputNorm, eps: config.rmsNormEps, into: n1, rstd: rstd1)
 
         let (qOut, qSaved) = try q.forward(n1, dropoutSeed: step.dropoutSeed(0))
@@ -33,19 +35,19 @@ public struct DecoderLayer {
         let (vOut, vSaved) = try v.forward(n1, dropoutSeed: step.dropoutSeed(2))
         backend.rope(qOut, positions: step.positions, table: step.rope, heads: config.heads, inverse: false)
         backend.rope(kOut, positions: step.positions, table: step.rope, heads: config.kvHeads, inverse: false)
-        let attention = try backend.zeros([tokens, config.qWidth], backend.computeType)
-        let lse = try backend.zeros([tokens, config.heads], .f32)
+        let attention = try backend.empty([tokens, config.qWidth], backend.computeType)
+        let lse = try backend.empty([tokens, config.heads], .f32)
         backend.attention(qOut, kOut, vOut, layout: step.layout, into: attention, logSumExp: lse)
         let (oOut, oSaved) = try o.forward(attention, dropoutSeed: step.dropoutSeed(3))
         backend.add(h, into: oOut, alpha: 1)
         let h2 = oOut
 
-        let rstd2 = try backend.zeros([tokens], .f32)
-        let n2 = try backend.zeros(h.shape, backend.computeType)
+        let rstd2 = try backend.empty([tokens], .f32)
+        let n2 = try backend.empty(h.shape, backend.computeType)
         backend.rmsNorm(h2, weight: postAttentionNorm, eps: config.rmsNormEps, into: n2, rstd: rstd2)
         let (g, gateSaved) = try gate.forward(n2, dropoutSeed: step.dropoutSeed(4))
         let (u, upSaved) = try up.forward(n2, dropoutSeed: step.dropoutSeed(5))
-        let m = try backend.zeros(g.shape, backend.computeType)
+        let m = try backend.empty(g.shape, backend.computeType)
         backend.swiglu(gate: g, up: u, into: m)
         let (d, downSaved) = try down.forward(m, dropoutSeed: step.dropoutSeed(6))
         backend.add(h2, into: d, alpha: 1)
@@ -62,8 +64,8 @@ public struct DecoderLayer {
         let backend = dOut.backend, tokens = dOut.shape[0], config = step.config
         // MLP: dOut flows to the residual h2 unchanged and through down_proj.
         let dM = try down.backward(dOut, saved: s.downSaved, accumulateInto: nil)
-        let dGate = try backend.zeros(s.gate.shape, backend.computeType)
-        let dUp = try backend.zeros(s.up.shape, backend.computeType)
+        let dGate = try backend.empty(s.gate.shape, backend.computeType)
+        let dUp = try backend.empty(s.up.shape, backend.computeType)
         backend.swigluBackward(dOut: dM, gate: s.gate, up: s.up, dGate: dGate, dUp: dUp)
         let dN2 = try gate.backward(dGate, saved: s.gateSaved, accumulateInto: nil)
         try up.backward(dUp, saved: s.upSaved, accumulateInto: dN2)
@@ -72,9 +74,9 @@ public struct DecoderLayer {
 
         // Attention.
         let dAttention = try o.backward(dH2, saved: s.oSaved, accumulateInto: nil)
-        let dQ = try backend.zeros([tokens, config.qWidth], backend.computeType)
-        let dK = try backend.zeros([tokens, config.kvWidth], backend.computeType)
-        let dV = try backend.zeros([tokens, config.kvWidth], backend.computeType)
+        let dQ = try backend.empty([tokens, config.qWidth], backend.computeType)
+        let dK = try backend.empty([tokens, config.kvWidth], backend.computeType)
+        let dV = try backend.empty([tokens, config.kvWidth], backend.computeType)
         backend.attentionBackward(dOut: dAttention, q: s.q, k: s.k, v: s.v, out: s.attentionOut,
                                   logSumExp: s.logSumExp, layout: step.layout, dQ: dQ, dK: dK, dV: dV)
         backend.rope(dQ, positions: step.positions, table: step.rope, heads: config.heads, inverse: true)

@@ -87,10 +87,10 @@ public final class LlamaModel {
         let context = try stepContext(batch)
         var h = try embed(batch, context)
         for layer in layers { h = try layer.forward(h, context).0 }
-        let normed = try backend.zeros(h.shape, backend.computeType)
-        let rstd = try backend.zeros([batch.tokenCount], .f32)
+        let normed = try backend.empty(h.shape, backend.computeType)
+        let rstd = try backend.empty([batch.tokenCount], .f32)
         backend.rmsNorm(h, weight: finalNorm, eps: config.rmsNormEps, into: normed, rstd: rstd)
-        let logits = try backend.zeros([batch.tokenCount, config.vocabSize], backend.computeType)
+        let logits = try backend.empty([batch.tokenCount, config.vocabSize], backend.computeType)
         backend.matmul(normed, transposeA: false, lmHead, transposeB: true, into: logits, alpha: 1, beta: 0)
         return backend.download(logits)
     }
@@ -111,7 +111,7 @@ public final class LlamaModel {
 
     private func embed(_ batch: Batch, _ context: StepContext) throws -> Tensor {
         let ids = try backend.upload(batch.tokens, [batch.tokenCount])
-        let h = try backend.zeros([batch.tokenCount, config.hiddenSize], backend.computeType)
+        let h = try backend.empty([batch.tokenCount, config.hiddenSize], backend.computeType)
         backend.embedding(table: embedding, ids: ids, into: h)
         return h
     }
@@ -120,14 +120,15 @@ public final class LlamaModel {
     /// batch never exist at once; with a gradient scale, returns dL/dh of the last layer too.
     private func head(_ h: Tensor, targets: Tensor, gradScale: Float?) throws -> (loss: Double, dH: Tensor?) {
         let tokens = h.shape[0], vocab = config.vocabSize
-        let normed = try backend.zeros(h.shape, backend.computeType)
-        let rstd = try backend.zeros([tokens], .f32)
+        let normed = try backend.empty(h.shape, backend.computeType)
+        let rstd = try backend.empty([tokens], .f32)
         backend.rmsNorm(h, weight: finalNorm, eps: config.rmsNormEps, into: normed, rstd: rstd)
-        let dNormed = try gradScale.map { _ in try backend.zeros(h.shape, backend.computeType) }
+        // Every row of dNormed is written by a GEMM with beta 0, chunk by chunk.
+        let dNormed = try gradScale.map { _ in try backend.empty(h.shape, backend.computeType) }
 
         let chunk = Swift.max(1, Swift.min(tokens, (1 << 22) / Swift.max(vocab, 1)))
         // Logits in the compute type, as transformers' lm_head produces them (the loss upcasts).
-        let logits = try backend.zeros([chunk, vocab], backend.computeType)
+        let logits = try backend.empty([chunk, vocab], backend.computeType)
         var loss = 0.0
         for start in stride(from: 0, to: tokens, by: chunk) {
             let rows = start..<Swift.min(start + chunk, tokens)
@@ -141,7 +142,7 @@ public final class LlamaModel {
             }
         }
         guard let dNormed else { return (loss, nil) }
-        let dH = try backend.zeros(h.shape, backend.computeType)
+        let dH = try backend.zeros(h.shape, backend.computeType)   // the norm's backward accumulates
         backend.rmsNormBackward(dOut: dNormed, x: h, weight: finalNorm, rstd: rstd, accumulateInto: dH)
         return (loss, dH)
     }

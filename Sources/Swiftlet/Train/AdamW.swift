@@ -41,7 +41,8 @@ public enum AdamW {
         m: UnsafeMutableBufferPointer<T>,
         v: UnsafeMutableBufferPointer<T>,
         step: Int,
-        hyper: AdamWHyper
+        hyper: AdamWHyper,
+        gradientMultiplier: GradientMultiplier = .one
     ) {
         precondition(step >= 1, "AdamW step is 1-based")
         let n = parameter.count
@@ -67,7 +68,7 @@ public enum AdamW {
         let negStep = T(-stepSize)
 
         for i in 0..<n {
-            let g = gradient[i]
+            let g = gradientMultiplier.apply(gradient[i])
             var p = parameter[i]
             if wd != 0 { p = p * decay }
             let mi = m[i]

@@ -20,6 +20,10 @@ import Darwin
 /// kernel uses the GPU's approximate `__powf` and `__fdividef`, the CPU uses `powf` and true
 /// division; these differ by an ulp or so, so GPU and CPU agree to ~1e-6 relative, and an 8-bit code
 /// can differ by one where a value lies on a rounding boundary.
+///
+/// `gradientMultiplier` (unscale, clip) is applied to each gradient element as it is read, as HF's
+/// in-place `clip_grad_norm_` before bnb's step would have; the padding lanes of a partial block
+/// keep gradient 0 unscaled, as bnb's loads fill them.
 public enum AdamW8bit {
     /// bnb's `min_8bit_size`: smaller tensors keep 32-bit state.
     public static let minimumSize = 4096
@@ -44,7 +48,8 @@ public enum AdamW8bit {
         state1: UnsafeMutableBufferPointer<Float>,
         state2: UnsafeMutableBufferPointer<Float>,
         step: Int,
-        hyper: AdamWHyper
+        hyper: AdamWHyper,
+        gradientMultiplier: GradientMultiplier = .one
     ) {
         precondition(step >= 1, "AdamW8bit step is 1-based")
         let n = parameter.count
@@ -52,7 +57,7 @@ public enum AdamW8bit {
         let (_, c2, stepSize) = corrections(step: step, hyper: hyper)
         let b1 = hyper.beta1, b2 = hyper.beta2, lr = hyper.lr, wd = hyper.weightDecay
         for i in 0..<n {
-            let g = gradient[i]
+            let g = gradientMultiplier.apply(gradient[i])
             let s1 = state1[i] * b1 + (1 - b1) * g
             let s2 = state2[i] * b2 + (1 - b2) * (g * g)
             var p = parameter[i] + stepSize * (s1 / (s2.squareRoot() + hyper.eps * c2))
@@ -73,7 +78,8 @@ public enum AdamW8bit {
         absmax1: UnsafeMutableBufferPointer<Float>,
         absmax2: UnsafeMutableBufferPointer<Float>,
         step: Int,
-        hyper: AdamWHyper
+        hyper: AdamWHyper,
+        gradientMultiplier: GradientMultiplier = .one
     ) {
         precondition(step >= 1, "AdamW8bit step is 1-based")
         let n = parameter.count
@@ -90,7 +96,7 @@ public enum AdamW8bit {
             let scale1 = absmax1[block], scale2 = absmax2[block]
             var max1 = -Float.greatestFiniteMagnitude, max2 = -Float.greatestFiniteMagnitude
             for i in start..<end {
-                let g = gradient[i]
+                let g = gradientMultiplier.apply(gradient[i])
                 if g.isFinite {
                     s2[i - start] = (unsigned[Int(codes2[i])] * scale2) * b2 + (1 - b2) * g * g
                     s1[i - start] = (signed[Int(codes1[i])] * scale1) * b1 + (1 - b1) * g
@@ -112,7 +118,7 @@ public enum AdamW8bit {
             absmax2[block] = max2
             for i in start..<end {
                 let m = s1[i - start], v = s2[i - start]
-                if gradient[i].isFinite {
+                if gradientMultiplier.apply(gradient[i]).isFinite {
                     var p = parameter[i] + stepSize * (m / (v.squareRoot() + c2 * hyper.eps))
                     if wd > 0 { p = p * (1 - lr * wd) }
                     parameter[i] = p

@@ -13,6 +13,7 @@
 ///
 /// `step` is 1-based; at `step == 1` the momentum buffer is initialised to the gradient (its
 /// previous contents are ignored). `momentumBuffer` may be nil when `momentum == 0`.
+/// `gradientMultiplier` scales each gradient element as it is read (GradientMultiplier.swift).
 public enum SGD {
     @inlinable
     public static func update<T: BinaryFloatingPoint>(
@@ -20,7 +21,8 @@ public enum SGD {
         gradient: UnsafeBufferPointer<T>,
         momentumBuffer: UnsafeMutableBufferPointer<T>?,
         step: Int,
-        hyper: SGDHyper
+        hyper: SGDHyper,
+        gradientMultiplier: GradientMultiplier = .one
     ) {
         precondition(step >= 1, "SGD step is 1-based")
         let n = parameter.count
@@ -35,7 +37,7 @@ public enum SGD {
         }
         for i in 0..<n {
             let p = parameter[i]
-            var g = gradient[i]
+            var g = gradientMultiplier.apply(gradient[i])
             if hyper.weightDecay != 0 { g = g.addingProduct(p, wd) }
             if useMomentum, let buf = momentumBuffer {
                 let b = step == 1 ? g : (buf[i] * mom).addingProduct(g, T(1))

@@ -202,7 +202,7 @@ extension CUDABackend {
             return flashAttentionBackward(dOut: dOut, q: q, k: k, v: v, out: out, logSumExp: logSumExp,
                                           layout: layout, dQ: dQ, dK: dK, dV: dV)
         }
-        let rowDot = try! zeros([q.shape[0], layout.heads], .f32)
+        let rowDot = try! empty([q.shape[0], layout.heads], .f32)   // written for every (token, head)
         run {
             try kernels.launch(try function("attention_backward_dq", CUDAAttention.source),
                                grid: attentionGrid(layout, heads: layout.heads), block: (32 * CUDAAttention.warpsPerBlock, 1, 1),

@@ -62,7 +62,7 @@ extension CUDAKernelSource {
         ("attention", CUDAAttention.source),
         ("flash_attention", CUDAFlashAttention.source), ("swiglu", CUDASwiGLU.source),
         ("cross_entropy", CUDACrossEntropy.source), ("optimizer", CUDAOptimizer.source),
-        ("adamw8bit", CUDAAdamW8bit.source),
+        ("adamw8bit", CUDAAdamW8bit.source), ("multi_tensor", CUDAMultiTensor.source),
         ("nf4", CUDANF4.source), ("lora", CUDALoRA.source),
     ]
 }

@@ -1,7 +1,7 @@
 import CCUDA
 
 /// Elementwise CUDA kernels (grid-stride loops; math in f32, stored in the tensor's type) and the
-/// CUDABackend ops that launch them: add, bias, scale, multiply, conversions and copies, Σx²,
+/// CUDABackend ops that launch them: add, bias, scale, multiply, conversions and copies,
 /// dropout, random fill, embedding gather / scatter.
 enum CUDAElementwise {
     static let source = """
@@ -35,14 +35,6 @@ enum CUDAElementwise {
     }
     extern "C" __global__ void convert_16_f32(const storage_t* x, float* y, long long n) {
         GRID_STRIDE(i, n) y[i] = to_f32(x[i]);
-    }
-    // Per-block partial sums of x²; the host adds the partials in double.
-    extern "C" __global__ void sum_squares_f32(const float* x, long long n, float* partials) {
-        __shared__ float shared[32];
-        float s = 0.0f;
-        GRID_STRIDE(i, n) s += x[i] * x[i];
-        s = block_sum(s, shared);
-        if (threadIdx.x == 0) partials[blockIdx.x] = s;
     }
     // The CPU backend's counter hash (SplitMix64 of seed + index): same values on every backend.
     __device__ __forceinline__ float counter_unit(unsigned long long seed, long long i) {
@@ -122,16 +114,6 @@ extension CUDABackend {
         precondition(x.count == y.count && x.dtype == y.dtype, "multiply \(x) by \(y)")
         launchElementwise(x.dtype == .f32 ? "multiply_f32" : "multiply_16", count: x.count,
                           [.pointer(x.device), .pointer(y.device), .int64(Int64(x.count))])
-    }
-
-    public func sumOfSquares(_ x: Tensor) -> Double {
-        expect(x, .f32)
-        let blocks = Swift.min(Swift.max((x.count + 255) / 256, 1), 1024)
-        let partials = try! zeros([blocks], .f32)
-        run { try kernels.launch(try function("sum_squares_f32", CUDAElementwise.source),
-                                  grid: (blocks, 1, 1), block: (256, 1, 1),
-                                  arguments: [.pointer(x.device), .int64(Int64(x.count)), .pointer(partials.device)]) }
-        return download(partials).reduce(0.0) { $0 + Double($1) }
     }
 
     public func fillUniform(_ x: Tensor, seed: UInt64, bound: Float) {

@@ -485,7 +485,7 @@ extension CUDABackend {
     func flashAttentionBackward(dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
                                 logSumExp: Tensor, layout: AttentionLayout,
                                 dQ: Tensor, dK: Tensor, dV: Tensor) {
-        let rowDot = try! zeros([q.shape[0], layout.heads], .f32)
+        let rowDot = try! empty([q.shape[0], layout.heads], .f32)   // written for every (token, head)
         let d = layout.headDim, tokensTimesHeads = q.shape[0] * layout.heads, warps = 8
         run {
             try kernels.launch(try function("flash_attention_row_dot", CUDAFlashAttention.source),
