@@ -168,7 +168,7 @@ final class AdamW8bitTests: XCTestCase {
         let kinds = t.optimizer.adamW8bitStates.map { if case .quantized = $0 { return true } else { return false } }
         XCTAssertTrue(kinds.contains(true) && kinds.contains(false), "both paths run")
         var losses: [Double] = []
-        try t.train { losses.append($0.loss) }
+        try t.train(onStep: { losses.append($0.loss) })
         XCTAssertFalse(losses.contains { !$0.isFinite })
         XCTAssertLessThan(losses.suffix(3).reduce(0, +) / 3, losses[0] - 0.15, "\(losses)")
     }

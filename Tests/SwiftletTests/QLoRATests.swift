@@ -101,7 +101,7 @@ final class QLoRATests: XCTestCase {
         a.warmupSteps = 0
         a.scheduler = .constant
         var losses: [Double] = []
-        try Trainer(model: model, examples: Array(data.examples.prefix(128)), arguments: a).train { losses.append($0.loss) }
+        try Trainer(model: model, examples: Array(data.examples.prefix(128)), arguments: a).train(onStep: { losses.append($0.loss) })
         XCTAssertLessThan(losses.suffix(5).reduce(0, +) / 5, losses[0] - 1.5, "\(losses)")
     }
 }
