@@ -116,7 +116,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     public func upload(_ values: [Float], _ shape: Shape, _ dtype: DType) throws -> Tensor {
         precondition(values.count == shape.count, "\(values.count) values for shape \(shape)")
-        let t = try zeros(shape, dtype)
+        let t = try empty(shape, dtype)
         switch dtype {
         case .f32: try copyToDevice(values, t)
         case .bf16: try copyToDevice(values.map(BFloat16.bits), t)
@@ -128,7 +128,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     public func upload(_ values: [Int32], _ shape: Shape) throws -> Tensor {
         precondition(values.count == shape.count, "\(values.count) values for shape \(shape)")
-        let t = try zeros(shape, .i32)
+        let t = try empty(shape, .i32)
         try copyToDevice(values, t)
         return t
     }
@@ -141,8 +141,10 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         }
     }
 
+    /// The tensor's bytes seen as elements of T (its own element type, or UInt8 for raw bytes).
     private func copyToHost<T>(_ t: Tensor, as: T.Type, zero: T) -> [T] {
-        var out = [T](repeating: zero, count: t.count)
+        precondition(t.backend === self, "expected a CUDA tensor, got \(t)")
+        var out = [T](repeating: zero, count: t.byteCount / MemoryLayout<T>.stride)
         guard !out.isEmpty else { return out }
         synchronize()
         run {
@@ -169,23 +171,12 @@ public final class CUDABackend: Backend, @unchecked Sendable {
 
     public func upload(bytes: [UInt8], _ shape: Shape, _ dtype: DType) throws -> Tensor {
         precondition(bytes.count == shape.count * dtype.size, "\(bytes.count) bytes for \(dtype) \(shape)")
-        let t = try zeros(shape, dtype)
+        let t = try empty(shape, dtype)
         try copyToDevice(bytes, t)
         return t
     }
 
-    public func downloadBytes(_ tensor: Tensor) -> [UInt8] {
-        precondition(tensor.backend === self, "expected a CUDA tensor, got \(tensor)")
-        var out = [UInt8](repeating: 0, count: tensor.byteCount)
-        guard !out.isEmpty else { return out }
-        synchronize()
-        run {
-            try out.withUnsafeMutableBytes {
-                try device.libs.check(device.libs.cuMemcpyDtoH($0.baseAddress, tensor.device, $0.count), "cuMemcpyDtoH_v2")
-            }
-        }
-        return out
-    }
+    public func downloadBytes(_ tensor: Tensor) -> [UInt8] { copyToHost(tensor, as: UInt8.self, zero: 0) }
 
     public func copy(_ source: Tensor, into destination: Tensor) {
         precondition(source.count == destination.count, "copy \(source.shape) into \(destination.shape)")
