@@ -19,15 +19,11 @@ import argparse, json, subprocess, sys, tempfile
 import torch
 import bitsandbytes.functional as F
 from transformers import BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import PeftModel
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-SHAPES = {
-    "tiny": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4),
-    "tinyllama": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4),
-}
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+from gpu_reference import SHAPES, attach_lora, loss_and_grads, random_batch, stats
 
 
 def tensors(folder):
@@ -110,28 +106,9 @@ def main():
             dequantized[name + ".weight"] = w.cpu()
 
     # 2. The training step, PEFT + bitsandbytes in bf16 compute.
-    lc = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM", target_modules=TARGETS)
-    model = get_peft_model(base, lc)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.02)
-    model.save_pretrained(f"{work}/adapter")
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, cfg.vocab_size, (a.bsz, a.seq), generator=g)
-    with open(f"{work}/data.jsonl", "w") as f:
-        for row in ids.tolist():
-            f.write(json.dumps({"input_ids": row}) + "\n")
-
-    def grads(m):
-        m.zero_grad(set_to_none=True)
-        out = m(input_ids=ids.cuda(), labels=ids.cuda(), use_cache=False)
-        out.loss.backward()
-        return out.loss.item(), {n.replace(".default", ""): p.grad.detach().float().cpu()
-                                 for n, p in m.named_parameters() if p.requires_grad}
-
-    model.train()
-    loss_bf16, g_bf16 = grads(model)
+    model = attach_lora(base, f"{work}/adapter")
+    ids = random_batch(cfg.vocab_size, a.bsz, a.seq, f"{work}/data.jsonl")
+    loss_bf16, g_bf16 = loss_and_grads(model, ids)
 
     # The truth: fp32 on exactly the dequantized weights (bitsandbytes' own dequantize, in fp32).
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -143,8 +120,7 @@ def main():
         state[k].copy_(w)
     base32 = base32.cuda()
     model32 = PeftModel.from_pretrained(base32, f"{work}/adapter", is_trainable=True)
-    model32.train()
-    loss_fp32, g_fp32 = grads(model32)
+    loss_fp32, g_fp32 = loss_and_grads(model32, ids)
 
     r = subprocess.run([a.swiftlet, "gradients", "--model", f"{work}/model-swiftlet", "--adapter", f"{work}/adapter",
                         "--data", f"{work}/data.jsonl", "--out", f"{work}/swiftlet.safetensors", "--device", "cuda"],
@@ -155,10 +131,6 @@ def main():
         sys.exit(1)
     ours = load_file(f"{work}/swiftlet.safetensors")
     loss_ours = ours["loss"].item()
-
-    def stats(x, y):
-        x, y = x.flatten().double(), y.flatten().double()
-        return (x @ y / (x.norm() * y.norm())).item(), ((x - y).norm() / y.norm()).item()
 
     def worst(ref):
         pairs = [stats(ours["grad." + n], gr) for n, gr in ref.items()]

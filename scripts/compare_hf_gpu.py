@@ -15,13 +15,9 @@ PEFT's bf16 gradients are themselves ~6% from fp32 at this shape). Prints one RE
 import argparse, json, os, subprocess, sys, tempfile
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
-from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file
 
-SHAPES = {
-    "tiny": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4),
-    "tinyllama": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4),
-}
+from gpu_reference import SHAPES, attach_lora, loss_and_grads, random_batch, stats
 
 def main():
     ap = argparse.ArgumentParser()
@@ -40,37 +36,17 @@ def main():
     # Load from disk as users do: a model cast with .to(bf16) also rounds the rotary inv_freq
     # buffer to bf16, which from_pretrained does not.
     base = LlamaForCausalLM.from_pretrained(f"{work}/model", dtype=torch.bfloat16, attn_implementation="sdpa").cuda()
-    lc = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
-                    target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    model = get_peft_model(base, lc)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.02)
-    model.save_pretrained(f"{work}/adapter")
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, cfg.vocab_size, (a.bsz, a.seq), generator=g)
-    with open(f"{work}/data.jsonl", "w") as f:
-        for row in ids.tolist():
-            f.write(json.dumps({"input_ids": row}) + "\n")
-
-    def grads(m):
-        m.zero_grad(set_to_none=True)
-        out = m(input_ids=ids.cuda(), labels=ids.cuda(), use_cache=False)
-        out.loss.backward()
-        return out.loss.item(), {n: p.grad.detach().float().cpu() for n, p in m.named_parameters() if p.requires_grad}
-
-    model.train()
-    loss_bf16, g_bf16 = grads(model)
+    model = attach_lora(base, f"{work}/adapter")
+    ids = random_batch(cfg.vocab_size, a.bsz, a.seq, f"{work}/data.jsonl")
+    loss_bf16, g_bf16 = loss_and_grads(model, ids)
     # The truth: the same files loaded in fp32, eager attention (plain matmuls and softmax), TF32 off.
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     from peft import PeftModel
     base32 = LlamaForCausalLM.from_pretrained(f"{work}/model", dtype=torch.float32, attn_implementation="eager").cuda()
     model32 = PeftModel.from_pretrained(base32, f"{work}/adapter", is_trainable=True)
-    model32.train()
     print("rotary inv_freq dtype: bf16 run", base.model.rotary_emb.inv_freq.dtype, "/ fp32 run", base32.model.rotary_emb.inv_freq.dtype)
-    loss_fp32, g_fp32 = grads(model32)
+    loss_fp32, g_fp32 = loss_and_grads(model32, ids)
 
     r = subprocess.run([a.swiftlet, "gradients", "--model", f"{work}/model", "--adapter", f"{work}/adapter",
                         "--data", f"{work}/data.jsonl", "--out", f"{work}/swiftlet.safetensors", "--device", "cuda"],
@@ -89,26 +65,19 @@ def main():
         print(r.stdout.strip(), r.stderr.strip()[-2000:])
         cpu = load_file(f"{work}/swiftlet-cpu.safetensors")
 
-    def peft_name(n):  # base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight -> saved name
-        return n.replace(".default", "")
-
-    def stats(x, y):
-        x, y = x.flatten().double(), y.flatten().double()
-        return (x @ y / (x.norm() * y.norm())).item(), ((x - y).norm() / y.norm()).item()
-
     def compare(ref):
         worst_cos, worst_rel = 1.0, 0.0
         for n, gr in ref.items():
-            cos, rel = stats(ours["grad." + peft_name(n)], gr)
+            cos, rel = stats(ours["grad." + n], gr)
             worst_cos, worst_rel = min(worst_cos, cos), max(worst_rel, rel)
         return worst_cos, worst_rel
 
     # the modules furthest from the fp32 truth, for Swiftlet and for PEFT's own bf16 run
     rows = []
     for n in g_fp32:
-        c_ours, r_ours = stats(ours["grad." + peft_name(n)], g_fp32[n])
+        c_ours, r_ours = stats(ours["grad." + n], g_fp32[n])
         c_peft, r_peft = stats(g_bf16[n], g_fp32[n])
-        rows.append((r_ours, r_peft, c_ours, c_peft, peft_name(n).replace("base_model.model.model.", ""), g_fp32[n].norm().item()))
+        rows.append((r_ours, r_peft, c_ours, c_peft, n.replace("base_model.model.model.", ""), g_fp32[n].norm().item()))
     print("worst modules against fp32 (rel err swiftlet / peft-bf16, cosine swiftlet / peft-bf16, |grad|):")
     for r in sorted(rows, reverse=True)[:8]:
         print(f"  {r[4]:48s} rel {r[0]:.4f} / {r[1]:.4f}  cos {r[2]:.6f} / {r[3]:.6f}  |g| {r[5]:.3e}")
@@ -116,9 +85,9 @@ def main():
     layers = {}
     for n in g_fp32:
         layer = int(n.split("layers.")[1].split(".")[0])
-        entry = [stats(ours["grad." + peft_name(n)], g_fp32[n])[1], stats(g_bf16[n], g_fp32[n])[1]]
+        entry = [stats(ours["grad." + n], g_fp32[n])[1], stats(g_bf16[n], g_fp32[n])[1]]
         if cpu is not None:
-            entry.append(stats(cpu["grad." + peft_name(n)], g_fp32[n])[1])
+            entry.append(stats(cpu["grad." + n], g_fp32[n])[1])
         layers.setdefault(layer, []).append(entry)
     print("mean rel err by layer: swiftlet-gpu / peft-bf16" + (" / swiftlet-cpu" if cpu is not None else ""))
     print("  " + "  ".join(f"L{l}:" + "/".join(f"{sum(e[i] for e in v)/len(v):.3f}" for i in range(len(v[0]))) for l, v in sorted(layers.items())))
@@ -141,7 +110,7 @@ def main():
     # within bf16 rounding of PEFT's.
     if cpu is not None:
         res["cpu_engine_loss_rel_vs_fp32"] = abs(cpu["loss"].item() - loss_fp32) / loss_fp32
-        res["cpu_engine_grad_worst_rel_vs_fp32"] = max(stats(cpu["grad." + peft_name(n)], g_fp32[n])[1] for n in g_fp32)
+        res["cpu_engine_grad_worst_rel_vs_fp32"] = max(stats(cpu["grad." + n], g_fp32[n])[1] for n in g_fp32)
     res["ok"] = (res["loss_rel_vs_peft"] < 1e-3 and rel_true <= 1.25 * peft_rel and 1 - cos_true <= 1.25 * (1 - peft_cos))
     print("RESULT", json.dumps(res))
 
