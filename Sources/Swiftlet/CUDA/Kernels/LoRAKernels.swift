@@ -8,9 +8,12 @@ import CCUDA
 /// every sum is in f32. The rank is padded to R = 16, 32 or 64 (zeros), so each thread keeps a fixed
 /// 64 f32 sums in registers: TM = 64 / R rows (down) or VO = 64 / R features (up_add, gradient).
 ///
-/// Reductions over the long axis (k for down, t for gradient) are split over blocks, each writing
-/// its partial sums to a scratch buffer; `lora_finalize` adds the partials in a fixed order. Within a
-/// block the warps' sums meet in shared memory in warp order. No atomics: reruns are bit-identical.
+/// down has one warp per TM rows walking all of k (coalesced 16-byte loads of x, the weight in a
+/// shared-memory tile per k-chunk, a fixed warp-shuffle reduction at the end): no split, no partials.
+/// gradient splits its tokens over blocks only as far as needed to fill the GPU; with more than one
+/// split each block writes its sums in g's own layout to a scratch buffer and `lora_finalize` adds
+/// them elementwise in split order. Within a block the warps' sums meet in shared memory in warp
+/// order. No atomics: reruns are bit-identical.
 enum CUDALoRA {
     static let source = """
     #define LORA_THREADS 256
@@ -18,6 +21,10 @@ enum CUDALoRA {
     // f32 values in shared memory per block for the rank-side tile (the weight tile of down, the z
     // rows of up_add and gradient): 16 KB.
     #define LORA_TILE 4096
+    // warps per lora_down block: small blocks, so a 2048-token call still gives 128 blocks
+    #define LORA_DOWN_WARPS 4
+    // rows per warp and iteration in up_add and gradient, their loads issued together
+    #define LORA_ROWS 4
 
     // 8 storage values x[k .. k+8) as f32, zeros past n. vec: x's rows are 16-byte aligned and n % 8 == 0.
     __device__ __forceinline__ void lora_load8(const storage_t* __restrict__ p, int k, int n, int vec, float* v) {
@@ -80,63 +87,93 @@ enum CUDALoRA {
         }
     }
 
-    // down, one block: rows t0 .. t0 + 32·TM (lane l takes rows t0 + l + 32·m), k in the split
-    // [blockIdx.y · ks, +ks), the block's 8 warps taking 8 consecutive k each in turn.
-    // part[split][t][R]: this split's sums (zero for j >= r).
+    // E storage values p[k .. k+E) as f32 (E = 8 or 4), zeros past n. vec: rows aligned to E elements, n % E == 0.
+    template <int E>
+    __device__ __forceinline__ void lora_load_e(const storage_t* __restrict__ p, int k, int n, int vec, float* v) {
+        if (E == 8) lora_load8(p, k, n, vec, v);
+        else if (k < n) lora_load_vo<E>(p, k, n, vec, v);      // vec: n % 4 == 0, so k + 4 <= n
+        else {
+            #pragma unroll
+            for (int i = 0; i < E; ++i) v[i] = 0.0f;
+        }
+    }
+
+    // down, one block of LORA_DOWN_WARPS warps; warp w owns the TM = 64 / R rows
+    // t0 = (blockIdx.x · LORA_DOWN_WARPS + w) · TM .. + TM and walks all of k: no split, no partials.
+    // Per chunk of KC = 32·E k, lane l loads x[t, kc + E·l .. + E) of each of its rows (a warp reads
+    // E·64 contiguous bytes per row: coalesced 16-byte loads for E = 8), and reads the weight tile
+    // ws[j][kk] from shared memory (loaded once per block and chunk, shared by the block's rows; each
+    // weight value read serves the TM rows from registers). Each lane ends with partial sums over its
+    // k slots; a fixed xor-butterfly of warp shuffles adds them (deterministic).
     template <int R>
     __device__ void lora_down(const storage_t* __restrict__ x, const float* __restrict__ w, int w_kr,
-                              float* __restrict__ part, int T, int K, int r, int ks, int vec) {
+                              float* __restrict__ z, float alpha, int T, int K, int r, int vec) {
         constexpr int TM = 64 / R;
-        __shared__ __align__(16) float ws[LORA_TILE];          // ws[kk * R + j] = w(j, kbeg + kk), ks * R <= LORA_TILE
-        __shared__ float red[64 * 32];
+        constexpr int E = R == 64 ? 4 : 8;                   // keeps the tile at <= 32 KB
+        constexpr int KC = 32 * E;
+        constexpr int LD = KC + 4;                           // padding: rows start 4 banks apart (cheaper w_kr stores)
+        // w(j, kc + E·l + i) sits at ws[j * LD + 128 · (i / 4) + 4 · l + i % 4]: lane l's float4 reads
+        // of one row j are 16 bytes apart across the warp (no bank conflicts)
+        __shared__ __align__(16) float ws[R * LD];
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-        const int t0 = blockIdx.x * 32 * TM;
-        const int kbeg = blockIdx.y * ks, kend = min(K, kbeg + ks);
-        for (int i = threadIdx.x; i < ks * R; i += LORA_THREADS) {
-            int kk, j;
-            if (w_kr) { kk = i / R; j = i % R; } else { j = i / ks; kk = i % ks; }   // coalesced global reads
-            const int k = kbeg + kk;
-            ws[kk * R + j] = (j < r && k < kend) ? (w_kr ? w[(long long)k * r + j] : w[(long long)j * K + k]) : 0.0f;
-        }
-        __syncthreads();
+        const int t0 = (blockIdx.x * LORA_DOWN_WARPS + warp) * TM;
         float acc[TM][R];
         #pragma unroll
         for (int m = 0; m < TM; ++m) {
             #pragma unroll
             for (int j = 0; j < R; ++j) acc[m][j] = 0.0f;
         }
-        for (int k = kbeg + 8 * warp; k < kend; k += 8 * LORA_WARPS) {
-            float xv[TM][8];
+        for (int kc = 0; kc < K; kc += KC) {
+            // x first: its loads are in flight while the block loads the weight tile
+            float xv[TM][E];
+            const int k = kc + E * lane;
             #pragma unroll
             for (int m = 0; m < TM; ++m) {
-                const int t = t0 + lane + 32 * m;
-                if (t < T) lora_load8(x + (long long)t * K, k, kend, vec, xv[m]);
+                const int t = t0 + m;
+                if (t < T) lora_load_e<E>(x + (long long)t * K, k, K, vec, xv[m]);
                 else {
                     #pragma unroll
-                    for (int i = 0; i < 8; ++i) xv[m][i] = 0.0f;
+                    for (int i = 0; i < E; ++i) xv[m][i] = 0.0f;
                 }
             }
+            __syncthreads();                                  // the previous chunk's tile is no longer read
+            for (int i = threadIdx.x; i < R * KC; i += 32 * LORA_DOWN_WARPS) {
+                int j, kk;
+                if (w_kr) { kk = i / R; j = i % R; } else { j = i / KC; kk = i % KC; }   // coalesced global reads
+                const int kw = kc + kk;
+                ws[j * LD + 128 * ((kk % E) / 4) + 4 * (kk / E) + kk % 4] = (j < r && kw < K) ? (w_kr ? w[(long long)kw * r + j] : w[(long long)j * K + kw]) : 0.0f;
+            }
+            __syncthreads();
             #pragma unroll
-            for (int i = 0; i < 8; ++i) {
-                const float4* wk = reinterpret_cast<const float4*>(ws + (k - kbeg + i) * R);
+            for (int j = 0; j < R; ++j) {
+                float wv[E];
                 #pragma unroll
-                for (int j4 = 0; j4 < R / 4; ++j4) {
-                    const float4 w4 = wk[j4];   // the same address in every lane: a broadcast
+                for (int i4 = 0; i4 < E / 4; ++i4) {
+                    const float4 w4 = *reinterpret_cast<const float4*>(ws + j * LD + 128 * i4 + 4 * lane);
+                    wv[4 * i4] = w4.x; wv[4 * i4 + 1] = w4.y; wv[4 * i4 + 2] = w4.z; wv[4 * i4 + 3] = w4.w;
+                }
+                #pragma unroll
+                for (int m = 0; m < TM; ++m) {
                     #pragma unroll
-                    for (int m = 0; m < TM; ++m) {
-                        acc[m][4 * j4] = fmaf(xv[m][i], w4.x, acc[m][4 * j4]);
-                        acc[m][4 * j4 + 1] = fmaf(xv[m][i], w4.y, acc[m][4 * j4 + 1]);
-                        acc[m][4 * j4 + 2] = fmaf(xv[m][i], w4.z, acc[m][4 * j4 + 2]);
-                        acc[m][4 * j4 + 3] = fmaf(xv[m][i], w4.w, acc[m][4 * j4 + 3]);
-                    }
+                    for (int i = 0; i < E; ++i) acc[m][j] = fmaf(xv[m][i], wv[i], acc[m][j]);
                 }
             }
         }
-        lora_block_sum<64>(&acc[0][0], red);
-        for (int i = threadIdx.x; i < 64 * 32; i += LORA_THREADS) {
-            const int v = i >> 5, l = i & 31;                 // sum v of lane l: row l + 32·(v / R), column v % R
-            const int t = t0 + l + 32 * (v / R);
-            if (t < T) part[((long long)blockIdx.y * T + t) * R + v % R] = red[i];
+        #pragma unroll
+        for (int m = 0; m < TM; ++m) {
+            #pragma unroll
+            for (int j = 0; j < R; ++j) {
+                float v = acc[m][j];
+                #pragma unroll
+                for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+                acc[m][j] = v;                                // every lane now holds the row's sum
+            }
+            const int t = t0 + m;
+            if (t < T) {
+                #pragma unroll
+                for (int j = 0; j < R; ++j)
+                    if (j < r && (j & 31) == lane) z[(long long)t * r + j] = alpha * acc[m][j];
+            }
         }
     }
 
@@ -163,101 +200,137 @@ enum CUDALoRA {
             for (int j = 0; j < R; ++j)
                 wv[v][j] = (j < r && o + v < O) ? (w_ro ? w[(long long)j * O + o + v] : w[(long long)(o + v) * r + j]) : 0.0f;
         }
-        for (int t = tbeg + warp; t < tend; t += LORA_WARPS) {
-            float yv[VO], sum[VO];
+        // LORA_ROWS rows per warp and iteration, their y loads issued together (memory-level parallelism)
+        for (int t = tbeg + warp; t < tend; t += LORA_ROWS * LORA_WARPS) {
+            float yv[LORA_ROWS][VO];
             #pragma unroll
-            for (int v = 0; v < VO; ++v) sum[v] = 0.0f;
-            const float4* zt = reinterpret_cast<const float4*>(zs + (t - tbeg) * R);
-            #pragma unroll
-            for (int j4 = 0; j4 < R / 4; ++j4) {
-                const float4 z4 = zt[j4];
-                #pragma unroll
-                for (int v = 0; v < VO; ++v) {
-                    sum[v] = fmaf(z4.x, wv[v][4 * j4], sum[v]);
-                    sum[v] = fmaf(z4.y, wv[v][4 * j4 + 1], sum[v]);
-                    sum[v] = fmaf(z4.z, wv[v][4 * j4 + 2], sum[v]);
-                    sum[v] = fmaf(z4.w, wv[v][4 * j4 + 3], sum[v]);
-                }
+            for (int u = 0; u < LORA_ROWS; ++u) {
+                const int tu = t + u * LORA_WARPS;
+                if (tu < tend) lora_load_vo<VO>(y + (long long)tu * O, o, O, vec, yv[u]);
             }
-            storage_t* row = y + (long long)t * O;
-            lora_load_vo<VO>(row, o, O, vec, yv);
             #pragma unroll
-            for (int v = 0; v < VO; ++v) yv[v] = yv[v] + scale * sum[v];
-            lora_store_vo<VO>(row, o, O, vec, yv);
+            for (int u = 0; u < LORA_ROWS; ++u) {
+                const int tu = t + u * LORA_WARPS;
+                if (tu >= tend) break;                        // the same for the whole warp
+                float sum[VO];
+                #pragma unroll
+                for (int v = 0; v < VO; ++v) sum[v] = 0.0f;
+                const float4* zt = reinterpret_cast<const float4*>(zs + (tu - tbeg) * R);
+                #pragma unroll
+                for (int j4 = 0; j4 < R / 4; ++j4) {
+                    const float4 z4 = zt[j4];
+                    #pragma unroll
+                    for (int v = 0; v < VO; ++v) {
+                        sum[v] = fmaf(z4.x, wv[v][4 * j4], sum[v]);
+                        sum[v] = fmaf(z4.y, wv[v][4 * j4 + 1], sum[v]);
+                        sum[v] = fmaf(z4.z, wv[v][4 * j4 + 2], sum[v]);
+                        sum[v] = fmaf(z4.w, wv[v][4 * j4 + 3], sum[v]);
+                    }
+                }
+                #pragma unroll
+                for (int v = 0; v < VO; ++v) yv[u][v] = yv[u][v] + scale * sum[v];
+                lora_store_vo<VO>(y + (long long)tu * O, o, O, vec, yv[u]);
+            }
         }
     }
 
-    // gradient, one block: features o0 .. o0 + 32·VO (lane l takes o0 + VO·l ..), rows
-    // [blockIdx.y · tc, +tc) (the 8 warps taking rows in turn). part[split][o][R].
+    // gradient, one block: features o0 .. o0 + 32·VO (lane l takes o0 + VO·l .., so a warp's m loads are
+    // coalesced), tokens [blockIdx.y · tc, +tc) in pieces of LORA_TILE / R whose z rows are staged in
+    // shared memory; the 8 warps take rows in turn, LORA_ROWS at a time (their loads in flight together).
+    // The host picks the split count so that the grid just fills the GPU (few partials). The block's
+    // sums land in the output's own layout (at = o·r + j, or j·O + o when transposed): straight into
+    // g when there is one split, else in part[split][at], which lora_finalize adds elementwise.
     template <int R>
     __device__ void lora_gradient(const storage_t* __restrict__ m, const float* __restrict__ z,
-                                  float* __restrict__ part, int T, int O, int r, int tc, int vec) {
+                                  float* __restrict__ part, float* __restrict__ g, float alpha,
+                                  int T, int O, int r, int tc, int vec, int transposed) {
         constexpr int VO = 64 / R;
+        constexpr int TP = LORA_TILE / R;
         __shared__ __align__(16) float zs[LORA_TILE];
         __shared__ float red[64 * 32];
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
         const int o0 = blockIdx.x * 32 * VO, o = o0 + VO * lane;
         const int tbeg = blockIdx.y * tc, tend = min(T, tbeg + tc);
-        for (int i = threadIdx.x; i < tc * R; i += LORA_THREADS) {
-            const int tt = i / R, j = i % R, t = tbeg + tt;
-            zs[i] = (j < r && t < tend) ? z[(long long)t * r + j] : 0.0f;
-        }
-        __syncthreads();
         float acc[VO][R];
         #pragma unroll
         for (int v = 0; v < VO; ++v) {
             #pragma unroll
             for (int j = 0; j < R; ++j) acc[v][j] = 0.0f;
         }
-        if (o < O) {
-            for (int t = tbeg + warp; t < tend; t += LORA_WARPS) {
-                float mv[VO];
-                lora_load_vo<VO>(m + (long long)t * O, o, O, vec, mv);
-                const float4* zt = reinterpret_cast<const float4*>(zs + (t - tbeg) * R);
+        for (int p = tbeg; p < tend; p += TP) {
+            const int pend = min(tend, p + TP);
+            __syncthreads();                                  // the previous piece's z rows are no longer read
+            for (int i = threadIdx.x; i < TP * R; i += LORA_THREADS) {
+                const int tt = i / R, j = i % R, t = p + tt;
+                zs[i] = (j < r && t < pend) ? z[(long long)t * r + j] : 0.0f;
+            }
+            __syncthreads();
+            if (o >= O) continue;
+            for (int t = p + warp; t < pend; t += LORA_ROWS * LORA_WARPS) {
+                float mv[LORA_ROWS][VO];
                 #pragma unroll
-                for (int j4 = 0; j4 < R / 4; ++j4) {
-                    const float4 z4 = zt[j4];
+                for (int u = 0; u < LORA_ROWS; ++u) {
+                    const int tu = t + u * LORA_WARPS;
+                    if (tu < pend) lora_load_vo<VO>(m + (long long)tu * O, o, O, vec, mv[u]);
+                }
+                #pragma unroll
+                for (int u = 0; u < LORA_ROWS; ++u) {
+                    const int tu = t + u * LORA_WARPS;
+                    if (tu >= pend) break;                    // the same for the whole warp
+                    const float4* zt = reinterpret_cast<const float4*>(zs + (tu - p) * R);
                     #pragma unroll
-                    for (int v = 0; v < VO; ++v) {
-                        acc[v][4 * j4] = fmaf(mv[v], z4.x, acc[v][4 * j4]);
-                        acc[v][4 * j4 + 1] = fmaf(mv[v], z4.y, acc[v][4 * j4 + 1]);
-                        acc[v][4 * j4 + 2] = fmaf(mv[v], z4.z, acc[v][4 * j4 + 2]);
-                        acc[v][4 * j4 + 3] = fmaf(mv[v], z4.w, acc[v][4 * j4 + 3]);
+                    for (int j4 = 0; j4 < R / 4; ++j4) {
+                        const float4 z4 = zt[j4];
+                        #pragma unroll
+                        for (int v = 0; v < VO; ++v) {
+                            acc[v][4 * j4] = fmaf(mv[u][v], z4.x, acc[v][4 * j4]);
+                            acc[v][4 * j4 + 1] = fmaf(mv[u][v], z4.y, acc[v][4 * j4 + 1]);
+                            acc[v][4 * j4 + 2] = fmaf(mv[u][v], z4.z, acc[v][4 * j4 + 2]);
+                            acc[v][4 * j4 + 3] = fmaf(mv[u][v], z4.w, acc[v][4 * j4 + 3]);
+                        }
                     }
                 }
             }
         }
         lora_block_sum<64>(&acc[0][0], red);
-        for (int i = threadIdx.x; i < 64 * 32; i += LORA_THREADS) {
-            const int v = i >> 5, l = i & 31;                 // sum v of lane l: feature o0 + VO·l + v / R, column v % R
-            const int of = o0 + VO * l + v / R;
-            if (of < O) part[((long long)blockIdx.y * O + of) * R + v % R] = red[i];
+        const int tile = min(32 * VO, O - o0);
+        for (int i = threadIdx.x; i < tile * r; i += LORA_THREADS) {
+            // consecutive threads write consecutive addresses in either layout
+            const int oo = transposed ? i % tile : i / r, j = transposed ? i / tile : i % r;
+            const float v = red[((oo % VO) * R + j) * 32 + oo / VO];   // sum (oo % VO)·R + j of lane oo / VO
+            const long long at = transposed ? (long long)j * O + o0 + oo : (long long)(o0 + oo) * r + j;
+            if (gridDim.y == 1) g[at] = g[at] + alpha * v;
+            else part[(long long)blockIdx.y * O * r + at] = v;
         }
     }
 
     #define LORA_INSTANTIATE(R) \\
-    extern "C" __global__ void __launch_bounds__(LORA_THREADS) lora_down_r##R(const storage_t* x, const float* w, int w_kr, \\
-            float* part, int T, int K, int r, int ks, int vec) { lora_down<R>(x, w, w_kr, part, T, K, r, ks, vec); } \\
+    extern "C" __global__ void __launch_bounds__(32 * LORA_DOWN_WARPS) lora_down_r##R(const storage_t* x, const float* w, int w_kr, \\
+            float* z, float alpha, int T, int K, int r, int vec) { lora_down<R>(x, w, w_kr, z, alpha, T, K, r, vec); } \\
     extern "C" __global__ void __launch_bounds__(LORA_THREADS) lora_up_add_r##R(const float* z, const float* w, int w_ro, \\
             storage_t* y, float scale, int T, int O, int r, int tc, int vec) { lora_up_add<R>(z, w, w_ro, y, scale, T, O, r, tc, vec); } \\
     extern "C" __global__ void __launch_bounds__(LORA_THREADS) lora_gradient_r##R(const storage_t* m, const float* z, \\
-            float* part, int T, int O, int r, int tc, int vec) { lora_gradient<R>(m, z, part, T, O, r, tc, vec); }
+            float* part, float* g, float alpha, int T, int O, int r, int tc, int vec, int transposed) { \\
+        lora_gradient<R>(m, z, part, g, alpha, T, O, r, tc, vec, transposed); }
     LORA_INSTANTIATE(16)
     LORA_INSTANTIATE(32)
     LORA_INSTANTIATE(64)
 
-    // out(i, j) (+)= alpha · Σ_s part[s][i][j] for i < rows, j < r, the splits added in order s = 0, 1, ...
-    // out(i, j) = out[i * r + j], or out[j * rows + i] when transposed.
-    extern "C" __global__ void lora_finalize(const float* __restrict__ part, int splits, int rows, int R, int r,
-                                             float alpha, float* __restrict__ out, int accumulate, int transposed) {
-        for (long long n = blockIdx.x * (long long)blockDim.x + threadIdx.x; n < (long long)rows * r;
+    // out[n] += alpha · Σ_s part[s][n] for n < count, the splits added in order s = 0, 1, ... part is
+    // already in out's layout, so this is a coalesced elementwise pass; four loads in flight per thread.
+    extern "C" __global__ void lora_finalize(const float* __restrict__ part, int splits, long long count,
+                                             float alpha, float* __restrict__ out) {
+        for (long long n = blockIdx.x * (long long)blockDim.x + threadIdx.x; n < count;
              n += (long long)gridDim.x * blockDim.x) {
-            // transposed outputs walk i fastest, so both layouts write consecutive addresses
-            const int i = transposed ? (int)(n % rows) : (int)(n / r), j = transposed ? (int)(n / rows) : (int)(n % r);
             float sum = 0.0f;
-            for (int s = 0; s < splits; ++s) sum += part[((long long)s * rows + i) * R + j];
-            const long long at = transposed ? (long long)j * rows + i : (long long)i * r + j;
-            out[at] = accumulate ? out[at] + alpha * sum : alpha * sum;
+            int s = 0;
+            for (; s + 4 <= splits; s += 4) {
+                const float a = part[(long long)s * count + n], b = part[(long long)(s + 1) * count + n];
+                const float c = part[(long long)(s + 2) * count + n], d = part[(long long)(s + 3) * count + n];
+                sum += a; sum += b; sum += c; sum += d;
+            }
+            for (; s < splits; ++s) sum += part[(long long)s * count + n];
+            out[n] = out[n] + alpha * sum;
         }
     }
     """
@@ -283,6 +356,19 @@ enum CUDALoRA {
         let piece = Swift.max(8, tile / R)
         return (Swift.max(1, (length + piece - 1) / piece), piece)
     }
+
+    /// Warps per lora_down block (LORA_DOWN_WARPS).
+    static let downWarps = 4
+
+    /// How the gradient's tokens split over blocks: just enough chunks that `tiles` feature tiles
+    /// give about two blocks per SM (each chunk at least 256 tokens), since every extra split costs
+    /// a partial [O, r] write and read. (count, chunk length, a multiple of 8).
+    static func tokenSplit(_ tokens: Int, tiles: Int, multiprocessors: Int) -> (count: Int, piece: Int) {
+        let wanted = Swift.max(1, (2 * multiprocessors + tiles - 1) / tiles)
+        let count = Swift.max(1, Swift.min(wanted, tokens / 256))
+        let piece = ((tokens + count - 1) / count + 7) / 8 * 8
+        return ((tokens + piece - 1) / piece, piece)
+    }
 }
 
 extension CUDABackend {
@@ -291,18 +377,16 @@ extension CUDABackend {
         expect(x, computeType); expect(w, .f32); expect(z, .f32)
         let tokens = x.shape[0], k = x.shape[1], r = z.shape[1], R = CUDALoRA.paddedRank(r)
         guard tokens > 0 else { return }
-        let (splits, piece) = CUDALoRA.split(k, R: R)
-        let part = try! empty([splits, tokens, R], .f32)
-        let vec = CUDALoRA.aligned(x.device, width: k, elements: 8)
-        let rowsPerBlock = 32 * (64 / R)
+        // one warp per TM = 64 / R rows over all of k: no partials, no finalize
+        let vec = CUDALoRA.aligned(x.device, width: k, elements: R == 64 ? 4 : 8)
+        let rowsPerBlock = CUDALoRA.downWarps * (64 / R)
         run {
             try kernels.launch(try function("lora_down_r\(R)", CUDALoRA.source),
-                               grid: ((tokens + rowsPerBlock - 1) / rowsPerBlock, splits, 1), block: (CUDALoRA.threads, 1, 1),
+                               grid: ((tokens + rowsPerBlock - 1) / rowsPerBlock, 1, 1), block: (32 * CUDALoRA.downWarps, 1, 1),
                                arguments: [.pointer(x.device), .pointer(w.device), .int32(weightTransposed ? 1 : 0),
-                                           .pointer(part.device), .int32(Int32(tokens)), .int32(Int32(k)), .int32(Int32(r)),
-                                           .int32(Int32(piece)), .int32(vec ? 1 : 0)])
+                                           .pointer(z.device), .float(alpha), .int32(Int32(tokens)), .int32(Int32(k)),
+                                           .int32(Int32(r)), .int32(vec ? 1 : 0)])
         }
-        finalizeLoRA(part, splits: splits, rows: tokens, R: R, r: r, alpha: alpha, into: z, accumulate: false, transposed: false)
     }
 
     public func loraUpAdd(_ z: Tensor, _ w: Tensor, weightTransposed: Bool, scale: Float, into y: Tensor) {
@@ -326,30 +410,29 @@ extension CUDABackend {
         expect(m, computeType); expect(z, .f32); expect(g, .f32)
         let tokens = m.shape[0], o = m.shape[1], r = z.shape[1], R = CUDALoRA.paddedRank(r), vo = 64 / R
         guard tokens > 0 && o > 0 else { return }
-        let (chunks, piece) = CUDALoRA.split(tokens, R: R)
-        let part = try! empty([chunks, o, R], .f32)
+        let tiles = (o + 32 * vo - 1) / (32 * vo)
+        let (chunks, piece) = CUDALoRA.tokenSplit(tokens, tiles: tiles, multiprocessors: device.multiprocessors)
+        // one split: the kernel adds into g itself; more: partials in g's layout, added by lora_finalize
+        let part = chunks > 1 ? try! empty([chunks, o * r], .f32) : g
         let vec = CUDALoRA.aligned(m.device, width: o, elements: vo)
         run {
             try kernels.launch(try function("lora_gradient_r\(R)", CUDALoRA.source),
-                               grid: ((o + 32 * vo - 1) / (32 * vo), chunks, 1), block: (CUDALoRA.threads, 1, 1),
+                               grid: (tiles, chunks, 1), block: (CUDALoRA.threads, 1, 1),
                                arguments: [.pointer(m.device), .pointer(z.device), .pointer(part.device),
+                                           .pointer(g.device), .float(alpha),
                                            .int32(Int32(tokens)), .int32(Int32(o)), .int32(Int32(r)),
-                                           .int32(Int32(piece)), .int32(vec ? 1 : 0)])
+                                           .int32(Int32(piece)), .int32(vec ? 1 : 0), .int32(gradientTransposed ? 1 : 0)])
         }
-        finalizeLoRA(part, splits: chunks, rows: o, R: R, r: r, alpha: alpha, into: g, accumulate: true,
-                     transposed: gradientTransposed)
+        if chunks > 1 { finalizeLoRA(part, splits: chunks, count: o * r, alpha: alpha, into: g) }
     }
 
-    /// out (+)= alpha · Σ over the splits of `part` ([splits, rows, R]), in split order.
-    private func finalizeLoRA(_ part: Tensor, splits: Int, rows: Int, R: Int, r: Int, alpha: Float, into out: Tensor,
-                              accumulate: Bool, transposed: Bool) {
-        let n = rows * r
-        let blocks = Swift.max(1, Swift.min((n + 255) / 256, device.multiprocessors * 8))
+    /// out += alpha · Σ over the splits of `part` ([splits, count], in out's layout), in split order.
+    private func finalizeLoRA(_ part: Tensor, splits: Int, count: Int, alpha: Float, into out: Tensor) {
+        let blocks = Swift.max(1, Swift.min((count + 255) / 256, device.multiprocessors * 8))
         run {
             try kernels.launch(try function("lora_finalize", CUDALoRA.source), grid: (blocks, 1, 1), block: (256, 1, 1),
-                               arguments: [.pointer(part.device), .int32(Int32(splits)), .int32(Int32(rows)),
-                                           .int32(Int32(R)), .int32(Int32(r)), .float(alpha), .pointer(out.device),
-                                           .int32(accumulate ? 1 : 0), .int32(transposed ? 1 : 0)])
+                               arguments: [.pointer(part.device), .int32(Int32(splits)), .int64(Int64(count)),
+                                           .float(alpha), .pointer(out.device)])
         }
     }
 }
