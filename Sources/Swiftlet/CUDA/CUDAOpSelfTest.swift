@@ -108,19 +108,27 @@ struct CUDAOpSelfTest {
         }
     }
 
-    /// The LoRA path's fused products (CUDA/Kernels/LoRAKernels.swift) on the shapes of one Linear's
-    /// forward and backward: a tinyllama MLP projection (timed, next to the GEMM path they replace),
-    /// and odd ones: rows and features not multiples of the tiles, unaligned rows (scalar loads),
-    /// ranks padded to 16, 32 and 64.
+    /// The LoRA path's fused products on the shapes of one Linear's forward and backward: a tinyllama
+    /// MLP projection (timed, next to the hand-written kernels and the GEMM path), and odd ones: rows
+    /// and features not multiples of the tiles, unaligned rows, ranks 8 to 64. With bf16 storage and
+    /// r % 8 == 0 they run as split-bf16 GEMMs (CUDA/Kernels/SplitBF16Kernels.swift), otherwise (and
+    /// in the "kernels" cases) on CUDA/Kernels/LoRAKernels.swift.
     mutating func lora() throws {
         try loraCase(tokens: 2048, inFeatures: 2048, outFeatures: 5632, rank: 16, timed: true)
         try loraCase(tokens: 1000, inFeatures: 1001, outFeatures: 300, rank: 8)
         try loraCase(tokens: 300, inFeatures: 520, outFeatures: 257, rank: 24)
         try loraCase(tokens: 77, inFeatures: 256, outFeatures: 1030, rank: 64)
+        try loraCase(tokens: 300, inFeatures: 520, outFeatures: 257, rank: 12)
+        try loraCase(tokens: 1000, inFeatures: 1001, outFeatures: 300, rank: 16, kernels: true)
     }
 
-    mutating func loraCase(tokens: Int, inFeatures k: Int, outFeatures o: Int, rank r: Int, timed: Bool = false) throws {
-        say("LoRA fused ops \(tokens) tokens, \(k) → \(o), r \(r):")
+    mutating func loraCase(tokens: Int, inFeatures k: Int, outFeatures o: Int, rank r: Int, timed: Bool = false,
+                           kernels: Bool = false) throws {
+        let saved = CUDASplitBF16.forceKernels
+        CUDASplitBF16.forceKernels = saved || kernels
+        defer { CUDASplitBF16.forceKernels = saved }
+        let path = gpu.usesSplitLoRA(rank: r) ? "split-bf16 GEMMs" : "kernels"
+        say("LoRA fused ops \(tokens) tokens, \(k) → \(o), r \(r) (\(path)):")
         let s: Float = 2
         let x = try pair([tokens, k], storage), a = try pair([r, k], .f32, in: -0.05...0.05)
         let b = try pair([o, r], .f32, in: -0.05...0.05)
@@ -175,6 +183,29 @@ struct CUDAOpSelfTest {
         }
         time("up-add dX += dz·A", flops: 2 * t * kk * rr, bytes: 2 * t * kk * e) {
             gpu.loraUpAdd(dz.gpu, a.gpu, weightTransposed: true, scale: 1, into: dx.gpu)
+        }
+        // The hand-written kernels (SWIFTLET_LORA_KERNELS=1), where the split path ran above.
+        if gpu.usesSplitLoRA(rank: r) {
+            CUDASplitBF16.forceKernels = true
+            time("kernels: down x·Aᵀ", flops: 2 * t * kk * rr, bytes: t * kk * e) {
+                gpu.loraDown(x.gpu, a.gpu, weightTransposed: false, into: z.gpu, alpha: 1)
+            }
+            time("kernels: up-add y += s·z·Bᵀ", flops: 2 * t * oo * rr, bytes: 2 * t * oo * e) {
+                gpu.loraUpAdd(z.gpu, b.gpu, weightTransposed: false, scale: s, into: y.gpu)
+            }
+            time("kernels: gradient dB += s·dYᵀ·z", flops: 2 * t * oo * rr, bytes: t * oo * e) {
+                gpu.loraGradient(dy.gpu, z.gpu, into: gradB.gpu, gradientTransposed: false, alpha: s)
+            }
+            time("kernels: down dz = s·dY·B", flops: 2 * t * oo * rr, bytes: t * oo * e) {
+                gpu.loraDown(dy.gpu, b.gpu, weightTransposed: true, into: dz.gpu, alpha: s)
+            }
+            time("kernels: gradient dA += dzᵀ·x", flops: 2 * t * kk * rr, bytes: t * kk * e) {
+                gpu.loraGradient(x.gpu, dz.gpu, into: gradA.gpu, gradientTransposed: true, alpha: 1)
+            }
+            time("kernels: up-add dX += dz·A", flops: 2 * t * kk * rr, bytes: 2 * t * kk * e) {
+                gpu.loraUpAdd(dz.gpu, a.gpu, weightTransposed: true, scale: 1, into: dx.gpu)
+            }
+            CUDASplitBF16.forceKernels = saved
         }
         // The GEMM path these replace (Linear with SWIFTLET_LORA=gemm): widen, f32 GEMM, add.
         let xWide = try gpu.empty([tokens, k], .f32), yWide = try gpu.empty([tokens, o], .f32)

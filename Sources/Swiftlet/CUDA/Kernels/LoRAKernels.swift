@@ -375,8 +375,12 @@ extension CUDABackend {
     public func loraDown(_ x: Tensor, _ w: Tensor, weightTransposed: Bool, into z: Tensor, alpha: Float) {
         LoRAShapes.checkDown(x, w, weightTransposed: weightTransposed, z)
         expect(x, computeType); expect(w, .f32); expect(z, .f32)
-        let tokens = x.shape[0], k = x.shape[1], r = z.shape[1], R = CUDALoRA.paddedRank(r)
+        let tokens = x.shape[0], k = x.shape[1], r = z.shape[1]
         guard tokens > 0 else { return }
+        if usesSplitLoRA(rank: r) {
+            return orFatal { try splitLoRADown(x, w, weightTransposed: weightTransposed, into: z, alpha: alpha) }
+        }
+        let R = CUDALoRA.paddedRank(r)
         // one warp per TM = 64 / R rows over all of k: no partials, no finalize
         let vec = CUDALoRA.aligned(x.device, width: k, elements: R == 64 ? 4 : 8)
         let rowsPerBlock = CUDALoRA.downWarps * (64 / R)
@@ -392,8 +396,12 @@ extension CUDABackend {
     public func loraUpAdd(_ z: Tensor, _ w: Tensor, weightTransposed: Bool, scale: Float, into y: Tensor) {
         LoRAShapes.checkUpAdd(z, w, weightTransposed: weightTransposed, y)
         expect(z, .f32); expect(w, .f32); expect(y, computeType)
-        let tokens = y.shape[0], o = y.shape[1], r = z.shape[1], R = CUDALoRA.paddedRank(r), vo = 64 / R
+        let tokens = y.shape[0], o = y.shape[1], r = z.shape[1]
         guard tokens > 0 && o > 0 else { return }
+        if usesSplitLoRA(rank: r) {
+            return orFatal { try splitLoRAUpAdd(z, w, weightTransposed: weightTransposed, scale: scale, into: y) }
+        }
+        let R = CUDALoRA.paddedRank(r), vo = 64 / R
         let (chunks, piece) = CUDALoRA.split(tokens, R: R)
         let vec = CUDALoRA.aligned(y.device, width: o, elements: vo)
         run {
@@ -408,8 +416,12 @@ extension CUDABackend {
     public func loraGradient(_ m: Tensor, _ z: Tensor, into g: Tensor, gradientTransposed: Bool, alpha: Float) {
         LoRAShapes.checkGradient(m, z, g, gradientTransposed: gradientTransposed)
         expect(m, computeType); expect(z, .f32); expect(g, .f32)
-        let tokens = m.shape[0], o = m.shape[1], r = z.shape[1], R = CUDALoRA.paddedRank(r), vo = 64 / R
+        let tokens = m.shape[0], o = m.shape[1], r = z.shape[1]
         guard tokens > 0 && o > 0 else { return }
+        if usesSplitLoRA(rank: r) {
+            return orFatal { try splitLoRAGradient(m, z, into: g, gradientTransposed: gradientTransposed, alpha: alpha) }
+        }
+        let R = CUDALoRA.paddedRank(r), vo = 64 / R
         let tiles = (o + 32 * vo - 1) / (32 * vo)
         let (chunks, piece) = CUDALoRA.tokenSplit(tokens, tiles: tiles, multiprocessors: device.multiprocessors)
         // one split: the kernel adds into g itself; more: partials in g's layout, added by lora_finalize

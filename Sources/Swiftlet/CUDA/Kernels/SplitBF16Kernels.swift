@@ -1,0 +1,196 @@
+import CCUDA
+
+/// The LoRA products on tensor cores, exact to f32 ("3×bf16", like cuBLAS's 3×TF32): an f32 value v
+/// splits into three bf16 parts v1 = bf16(v), v2 = bf16(v − v1), v3 = bf16(v − v1 − v2) (round to
+/// nearest even, each difference exact in f32), with |v − (v1 + v2 + v3)| ≤ 2⁻²⁴ |v| for normal
+/// values (`BFloat16.split3`). A bf16 activation times a bf16 part is exact in f32 and cuBLASLt
+/// accumulates in f32, so a product with an f32 LoRA tensor becomes bf16 GEMMs on the parts:
+///
+///   a. z  = α·x·Aᵀ    A stacked [3r, K];           Z3 = x·A3ᵀ [T, 3r];  z = α·(Z3 column blocks)
+///   b. dz = s·dY·B    B side by side [O, 3r];      Z3 = dY·B3;          dz = s·(column blocks)
+///   c. y += s·z·Bᵀ    z parts side by side [1,1,2,1,3,2] [T, 6r], B [1,2,1,3,1,2] [O, 6r]: one GEMM,
+///                     beta 1 (cuBLASLt adds y in f32 and rounds once: PEFT's order)
+///   d. dX += dz·A     dz side by side [1,1,2,1,3,2], A stacked [1,2,1,3,1,2] [6r, K]: one GEMM, beta 1
+///   e. dB += s·dYᵀ·z  z side by side [T, 3r];      P = dYᵀ·Z3 [O, 3r];  dB += s·(column blocks)
+///   f. dA += α·dzᵀ·x  dz side by side [T, 3r];     P = DZ3ᵀ·x [3r, K];  dA += α·(row blocks)
+///
+/// When both sides are f32 (c, d), the six cross terms down to 2⁻¹⁶ are kept ((1,1) (1,2) (2,1)
+/// (1,3) (3,1) (2,2)); the dropped ones are ≤ 2⁻²⁴ of the product. Block sums run smallest part
+/// first ((B3 + B2) + B1). cuBLASLt is deterministic for a fixed plan and nothing here uses atomics.
+/// Used by the CUDA `loraDown` / `loraUpAdd` / `loraGradient` when storage is bf16 and r % 8 == 0;
+/// `SWIFTLET_LORA_KERNELS=1` keeps the hand-written kernels of LoRAKernels.swift.
+enum CUDASplitBF16 {
+    static let source = """
+    // f32 → bf16 (as f32), round to nearest even, NaN → 0x7FC0: the bf16 prelude's to_storage, here
+    // too so the family compiles under either storage prelude.
+    __device__ __forceinline__ float split_round_bf16(float f) {
+        unsigned int u = __float_as_uint(f);
+        if ((u & 0x7fffffffu) > 0x7f800000u) return __uint_as_float(0x7fc00000u);
+        u += 0x7fffu + ((u >> 16) & 1u);
+        return __uint_as_float(u & 0xffff0000u);
+    }
+
+    // src f32 [rows, cols] → n bf16 planes: stacked, plane i is dst[i·rows .. (i+1)·rows) ([n·rows, cols]);
+    // side by side, row r is [plane 0 | plane 1 | ...] ([rows, n·cols]). Plane i holds part
+    // (parts >> 2i) & 3 ∈ {1, 2, 3} of every element. n ≤ 8.
+    extern "C" __global__ void split_bf16(const float* __restrict__ src, unsigned short* __restrict__ dst,
+                                          long long rows, int cols, int n, int parts, int stacked) {
+        const long long count = rows * cols;
+        for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < count;
+             e += (long long)gridDim.x * blockDim.x) {
+            const float v = src[e];
+            float p[3];
+            p[0] = split_round_bf16(v);
+            const unsigned int a = __float_as_uint(v) & 0x7fffffffu;
+            // v above bf16's largest finite value (but finite): truncate instead of rounding to inf
+            if (a < 0x7f800000u && (__float_as_uint(p[0]) & 0x7fffffffu) == 0x7f800000u)
+                p[0] = __uint_as_float(__float_as_uint(v) & 0xffff0000u);
+            if ((__float_as_uint(p[0]) & 0x7fffffffu) >= 0x7f800000u) {
+                p[1] = 0.0f; p[2] = 0.0f;   // inf or NaN: all in the first part
+            } else {
+                const float r1 = __fsub_rn(v, p[0]);       // exact
+                p[1] = split_round_bf16(r1);
+                p[2] = split_round_bf16(__fsub_rn(r1, p[1]));   // exact difference, then rounded
+            }
+            const long long row = e / cols;
+            const int col = (int)(e - row * cols);
+            for (int i = 0; i < n; ++i) {
+                const int which = (parts >> (2 * i)) & 3;
+                const float part = which == 1 ? p[0] : which == 2 ? p[1] : p[2];
+                const long long index = stacked ? ((long long)i * rows + row) * cols + col
+                                                : (row * n + i) * cols + col;
+                dst[index] = (unsigned short)(__float_as_uint(part) >> 16);
+            }
+        }
+    }
+
+    // out [rows, cols] (f32) = alpha · ((B3 + B2) + B1), or out += that, where B1..B3 are src's
+    // three column blocks (src [rows, 3·cols]) or, rowBlocks, its three row blocks (src [3·rows, cols]).
+    extern "C" __global__ void sum_blocks3(const float* __restrict__ src, float* __restrict__ out,
+                                           long long rows, int cols, int rowBlocks, float alpha, int accumulate) {
+        const long long count = rows * cols;
+        for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < count;
+             e += (long long)gridDim.x * blockDim.x) {
+            float b1, b2, b3;
+            if (rowBlocks) {
+                b1 = src[e]; b2 = src[count + e]; b3 = src[2 * count + e];
+            } else {
+                const long long row = e / cols;
+                const long long base = 2 * row * cols + e;   // row·3·cols + col
+                b1 = src[base]; b2 = src[base + cols]; b3 = src[base + 2 * cols];
+            }
+            const float s = alpha * ((b3 + b2) + b1);
+            out[e] = accumulate ? out[e] + s : s;
+        }
+    }
+    """
+
+    /// `SWIFTLET_LORA_KERNELS=1` keeps the hand-written LoRA kernels (for comparisons); the doctor
+    /// flips it to time both.
+    nonisolated(unsafe) static var forceKernels = CUDALibrarySearch.processEnvironment["SWIFTLET_LORA_KERNELS"] == "1"
+
+    /// Part orders of the one-GEMM products (c, d): activation side and weight side, pairwise.
+    static let crossLeft = [1, 1, 2, 1, 3, 2], crossRight = [1, 2, 1, 3, 1, 2]
+
+    /// The part list packed for the kernel: 2 bits per plane.
+    static func code(_ parts: [Int]) -> Int32 {
+        precondition(parts.count <= 8 && parts.allSatisfy { (1...3).contains($0) }, "split parts \(parts)")
+        return parts.enumerated().reduce(0) { $0 | Int32($1.element << (2 * $1.offset)) }
+    }
+}
+
+extension BFloat16 {
+    /// The three bf16 parts of v (as Floats): v1 = bf16(v), v2 = bf16(v − v1), v3 = bf16(v − v1 − v2),
+    /// each difference exact in f32; |v − (v1 + v2 + v3)| ≤ 2⁻²⁴ |v| for normal v (2⁻²³ above
+    /// bf16's largest finite value, where v1 is truncated instead of rounded to inf), and ≤ 2⁻¹³⁴
+    /// absolute below bf16's smallest subnormal. inf and NaN go whole into v1. The reference of the
+    /// CUDA `split_bf16` kernel (CUDA/Kernels/SplitBF16Kernels.swift).
+    public static func split3(_ v: Float) -> (Float, Float, Float) {
+        var v1 = round(v)
+        if v.isFinite && v1.isInfinite { v1 = Float(bitPattern: v.bitPattern & 0xFFFF_0000) }
+        guard v1.isFinite else { return (v1, 0, 0) }
+        let r1 = v - v1
+        let v2 = round(r1)
+        return (v1, v2, round(r1 - v2))
+    }
+}
+
+extension CUDABackend {
+    /// Runs host code that can only fail by running out of device memory (a scratch `empty`), like
+    /// `run` does for device work, without `run`'s profiling (the GEMMs and kernels inside profile
+    /// themselves).
+    func orFatal(_ body: () throws -> Void) {
+        do { try body() } catch { fatalError("\(error)") }
+    }
+
+    /// Whether the LoRA ops run as split-bf16 GEMMs (see `CUDASplitBF16`).
+    func usesSplitLoRA(rank r: Int) -> Bool {
+        computeType == .bf16 && r % 8 == 0 && !CUDASplitBF16.forceKernels
+    }
+
+    /// f32 `src` [R, C] → bf16 planes of `parts`: stacked [n·R, C] or side by side [R, n·C].
+    func splitBF16(_ src: Tensor, parts: [Int], stacked: Bool) throws -> Tensor {
+        expect(src, .f32)
+        let rows = src.shape[0], cols = src.shape[1], n = parts.count
+        let out = try empty(stacked ? [n * rows, cols] : [rows, n * cols], .bf16)
+        let count = rows * cols
+        guard count > 0 else { return out }
+        let blocks = Swift.max(1, Swift.min((count + 255) / 256, device.multiprocessors * 16))
+        run {
+            try kernels.launch(try function("split_bf16", CUDASplitBF16.source), grid: (blocks, 1, 1), block: (256, 1, 1),
+                               arguments: [.pointer(src.device), .pointer(out.device), .int64(Int64(rows)),
+                                           .int32(Int32(cols)), .int32(Int32(n)), .int32(CUDASplitBF16.code(parts)),
+                                           .int32(stacked ? 1 : 0)])
+        }
+        return out
+    }
+
+    /// out (f32 [R, C]) = alpha · (B3 + B2 + B1), or += that, over `src`'s three column blocks
+    /// ([R, 3C]) or row blocks ([3R, C]).
+    func sumBlocks3(_ src: Tensor, rowBlocks: Bool, alpha: Float, accumulate: Bool, into out: Tensor) {
+        expect(src, .f32); expect(out, .f32)
+        let rows = out.shape[0], cols = out.shape[1]
+        precondition(src.shape == (rowBlocks ? [3 * rows, cols] : [rows, 3 * cols]), "sum of blocks \(src) into \(out)")
+        let count = rows * cols
+        guard count > 0 else { return }
+        let blocks = Swift.max(1, Swift.min((count + 255) / 256, device.multiprocessors * 16))
+        run {
+            try kernels.launch(try function("sum_blocks3", CUDASplitBF16.source), grid: (blocks, 1, 1), block: (256, 1, 1),
+                               arguments: [.pointer(src.device), .pointer(out.device), .int64(Int64(rows)),
+                                           .int32(Int32(cols)), .int32(rowBlocks ? 1 : 0), .float(alpha),
+                                           .int32(accumulate ? 1 : 0)])
+        }
+    }
+
+    /// a (w [r, K]) and b (w [K, r], transposed): Z3 = x · parts of w, z = alpha · sum of Z3's column blocks.
+    func splitLoRADown(_ x: Tensor, _ w: Tensor, weightTransposed: Bool, into z: Tensor, alpha: Float) throws {
+        let tokens = x.shape[0], r = z.shape[1]
+        let w3 = try splitBF16(w, parts: [1, 2, 3], stacked: !weightTransposed)   // [3r, K] or [K, 3r]
+        let z3 = try empty([tokens, 3 * r], .f32)
+        matmul(x, transposeA: false, w3, transposeB: !weightTransposed, into: z3, alpha: 1, beta: 0)
+        sumBlocks3(z3, rowBlocks: false, alpha: alpha, accumulate: false, into: z)
+    }
+
+    /// c (w [O, r]) and d (w [r, O], transposed): one GEMM over six cross terms into y, beta 1.
+    func splitLoRAUpAdd(_ z: Tensor, _ w: Tensor, weightTransposed: Bool, scale: Float, into y: Tensor) throws {
+        let z6 = try splitBF16(z, parts: CUDASplitBF16.crossLeft, stacked: false)                        // [T, 6r]
+        let w6 = try splitBF16(w, parts: CUDASplitBF16.crossRight, stacked: weightTransposed)            // [O, 6r] or [6r, O]
+        matmul(z6, transposeA: false, w6, transposeB: !weightTransposed, into: y, alpha: scale, beta: 1)
+    }
+
+    /// e (g [O, r]: P = mᵀ·Z3 [O, 3r], column blocks) and f (g [r, O], transposed: P = Z3ᵀ·m [3r, O],
+    /// row blocks); g += alpha · sum.
+    func splitLoRAGradient(_ m: Tensor, _ z: Tensor, into g: Tensor, gradientTransposed: Bool, alpha: Float) throws {
+        let o = m.shape[1], r = z.shape[1]
+        let z3 = try splitBF16(z, parts: [1, 2, 3], stacked: false)   // [T, 3r]
+        if gradientTransposed {
+            let p = try empty([3 * r, o], .f32)
+            matmul(z3, transposeA: true, m, transposeB: false, into: p, alpha: 1, beta: 0)
+            sumBlocks3(p, rowBlocks: true, alpha: alpha, accumulate: true, into: g)
+        } else {
+            let p = try empty([o, 3 * r], .f32)
+            matmul(m, transposeA: true, z3, transposeB: false, into: p, alpha: 1, beta: 0)
+            sumBlocks3(p, rowBlocks: false, alpha: alpha, accumulate: true, into: g)
+        }
+    }
+}
