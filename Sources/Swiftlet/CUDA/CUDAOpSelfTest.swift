@@ -127,7 +127,7 @@ struct CUDAOpSelfTest {
         let saved = CUDASplitBF16.forceKernels
         CUDASplitBF16.forceKernels = saved || kernels
         defer { CUDASplitBF16.forceKernels = saved }
-        let path = gpu.usesSplitLoRA(rank: r) ? "split-bf16 GEMMs" : "kernels"
+        let path = gpu.usesSplitLoRA(rank: r, features: k, o) ? "split-bf16 GEMMs" : "kernels"
         say("LoRA fused ops \(tokens) tokens, \(k) → \(o), r \(r) (\(path)):")
         let s: Float = 2
         let x = try pair([tokens, k], storage), a = try pair([r, k], .f32, in: -0.05...0.05)
@@ -185,7 +185,7 @@ struct CUDAOpSelfTest {
             gpu.loraUpAdd(dz.gpu, a.gpu, weightTransposed: true, scale: 1, into: dx.gpu)
         }
         // The hand-written kernels (SWIFTLET_LORA_KERNELS=1), where the split path ran above.
-        if gpu.usesSplitLoRA(rank: r) {
+        if gpu.usesSplitLoRA(rank: r, features: k, o) {
             CUDASplitBF16.forceKernels = true
             time("kernels: down x·Aᵀ", flops: 2 * t * kk * rr, bytes: t * kk * e) {
                 gpu.loraDown(x.gpu, a.gpu, weightTransposed: false, into: z.gpu, alpha: 1)

@@ -377,7 +377,7 @@ extension CUDABackend {
         expect(x, computeType); expect(w, .f32); expect(z, .f32)
         let tokens = x.shape[0], k = x.shape[1], r = z.shape[1]
         guard tokens > 0 else { return }
-        if usesSplitLoRA(rank: r) {
+        if usesSplitLoRA(rank: r, features: k) {
             return orFatal { try splitLoRADown(x, w, weightTransposed: weightTransposed, into: z, alpha: alpha) }
         }
         let R = CUDALoRA.paddedRank(r)
@@ -398,7 +398,7 @@ extension CUDABackend {
         expect(z, .f32); expect(w, .f32); expect(y, computeType)
         let tokens = y.shape[0], o = y.shape[1], r = z.shape[1]
         guard tokens > 0 && o > 0 else { return }
-        if usesSplitLoRA(rank: r) {
+        if usesSplitLoRA(rank: r, features: o) {
             return orFatal { try splitLoRAUpAdd(z, w, weightTransposed: weightTransposed, scale: scale, into: y) }
         }
         let R = CUDALoRA.paddedRank(r), vo = 64 / R
@@ -418,7 +418,7 @@ extension CUDABackend {
         expect(m, computeType); expect(z, .f32); expect(g, .f32)
         let tokens = m.shape[0], o = m.shape[1], r = z.shape[1]
         guard tokens > 0 && o > 0 else { return }
-        if usesSplitLoRA(rank: r) {
+        if usesSplitLoRA(rank: r, features: o) {
             return orFatal { try splitLoRAGradient(m, z, into: g, gradientTransposed: gradientTransposed, alpha: alpha) }
         }
         let R = CUDALoRA.paddedRank(r), vo = 64 / R

@@ -123,9 +123,10 @@ extension CUDABackend {
         do { try body() } catch { fatalError("\(error)") }
     }
 
-    /// Whether the LoRA ops run as split-bf16 GEMMs (see `CUDASplitBF16`).
-    func usesSplitLoRA(rank r: Int) -> Bool {
-        computeType == .bf16 && r % 8 == 0 && !CUDASplitBF16.forceKernels
+    /// Whether the LoRA ops run as split-bf16 GEMMs (see `CUDASplitBF16`): bf16 storage, and the rank
+    /// and feature widths multiples of 8 so that every row the GEMMs read is 16-byte aligned.
+    func usesSplitLoRA(rank r: Int, features: Int...) -> Bool {
+        computeType == .bf16 && r % 8 == 0 && features.allSatisfy { $0 % 8 == 0 } && !CUDASplitBF16.forceKernels
     }
 
     /// f32 `src` [R, C] → bf16 planes of `parts`: stacked [n·R, C] or side by side [R, n·C].
