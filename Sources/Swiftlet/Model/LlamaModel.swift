@@ -42,8 +42,53 @@ public final class LlamaModel {
     /// Σ loss over the batch's targets; with `gradScale`, also accumulates gradScale·dΣloss/dθ
     /// into the LoRA gradients (pass 1/N for the mean over N targets of the accumulated batch).
     public func step(_ batch: Batch, gradScale: Float?, dropoutSeed: UInt64? = nil) throws -> Double {
+        try run(batch, training: gradScale != nil, dropoutSeed: dropoutSeed) { h, targets in
+            let (losses, dH) = try self.head(h, targets: targets, gradient: gradScale.map { .uniform($0) } ?? .none,
+                                             rowLength: nil)
+            return (losses.reduce(0, +), dH)
+        }
+    }
+
+    /// Each row's Σ log p(target) over its targets (−Σ cross-entropy), without gradients: DPO's
+    /// per-sequence completion log-probs when the targets are the completion tokens.
+    public func rowLogProbs(_ batch: Batch) throws -> [Double] {
+        try run(batch, training: false, dropoutSeed: nil) { h, targets in
+            (try self.head(h, targets: targets, gradient: .none, rowLength: batch.columns).rowLosses.map { -$0 }, nil)
+        }
+    }
+
+    /// A step whose loss is a function of the rows' log-probs (DPO): one forward keeps the
+    /// activations, the head computes each row's Σ log p, `rowGradients` turns them into dL/dlogp
+    /// of each row, and a second pass of the head alone writes the logits' gradient with that
+    /// weight per row (dL/dCE = −dL/dlogp) before the usual backward. Returns the rows' log-probs.
+    public func rowLogProbStep(_ batch: Batch, dropoutSeed: UInt64? = nil,
+                               rowGradients: ([Double]) throws -> [Double]) throws -> [Double] {
+        try run(batch, training: true, dropoutSeed: dropoutSeed) { h, targets in
+            let logps = try self.head(h, targets: targets, gradient: .none, rowLength: batch.columns).rowLosses.map { -$0 }
+            let dLogp = try rowGradients(logps)
+            precondition(dLogp.count == batch.rows, "one gradient per row")
+            let (_, dH) = try self.head(h, targets: targets, gradient: .perRow(dLogp.map { Float(-$0) }),
+                                        rowLength: batch.columns)
+            return (logps, dH)
+        }
+    }
+
+    /// Runs `body` with every LoRA path switched off (the base model, e.g. DPO's reference),
+    /// by detaching the adapters and putting them back: no copy of any weight.
+    public func withAdaptersDisabled<R>(_ body: () throws -> R) rethrows -> R {
+        let saved = layers
+        for i in layers.indices {
+            for target in LoRAConfig.Target.allCases { layers[i][keyPath: Self.linearKeyPath(target)].lora = nil }
+        }
+        defer { layers = saved }
+        return try body()
+    }
+
+    /// Forward (keeping what the backward needs when training), `head` (the loss and dL/dh of the
+    /// last layer), and the backward through the layers when `head` returns a gradient.
+    private func run<R>(_ batch: Batch, training: Bool, dropoutSeed: UInt64?,
+                        head: (Tensor, Tensor) throws -> (R, Tensor?)) throws -> R {
         let context = try stepContext(batch)
-        let training = gradScale != nil
         var h = try embed(batch, context)
         var saved: [DecoderLayer.Saved] = []
         var inputs: [Tensor] = []
@@ -62,10 +107,8 @@ public final class LlamaModel {
             h = next
         }
         let targets = try backend.upload(batch.targets, [batch.tokenCount])
-        guard let scale = gradScale else {
-            return try head(h, targets: targets, gradScale: nil).loss
-        }
-        var (loss, dH) = try head(h, targets: targets, gradScale: scale)
+        let (result, gradient) = try head(h, targets)
+        guard training, var dH = gradient else { return result }
         for i in layers.indices.reversed() {
             var layerContext = context
             layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
@@ -74,12 +117,12 @@ public final class LlamaModel {
                 let input = gradientCheckpointing == .offload ? try backend.reload(offloaded.removeLast())
                                                               : inputs.removeLast()
                 let (_, recomputed) = try layers[i].forward(input, layerContext)
-                dH = try layers[i].backward(dH!, saved: recomputed, layerContext)
+                dH = try layers[i].backward(dH, saved: recomputed, layerContext)
             } else {
-                dH = try layers[i].backward(dH!, saved: saved.removeLast(), layerContext)
+                dH = try layers[i].backward(dH, saved: saved.removeLast(), layerContext)
             }
         }
-        return loss
+        return result
     }
 
     /// Logits [tokens, vocab] of a batch (for evaluation and tests).
@@ -116,35 +159,61 @@ public final class LlamaModel {
         return h
     }
 
+    /// What the head writes over the logits: nothing, gradScale·dCE for every row, or a scale per
+    /// batch row (DPO: each sequence's dL/dCE).
+    private enum HeadGradient {
+        case none
+        case uniform(Float)
+        case perRow([Float])
+    }
+
     /// Final norm, LM head and cross-entropy, in chunks of tokens so the logits of the whole
-    /// batch never exist at once; with a gradient scale, returns dL/dh of the last layer too.
-    private func head(_ h: Tensor, targets: Tensor, gradScale: Float?) throws -> (loss: Double, dH: Tensor?) {
+    /// batch never exist at once; with a gradient, returns dL/dh of the last layer too.
+    /// With `rowLength` (the batch's columns) no chunk spans two rows and the losses come back
+    /// one per row; otherwise one per chunk.
+    private func head(_ h: Tensor, targets: Tensor, gradient: HeadGradient,
+                      rowLength: Int?) throws -> (rowLosses: [Double], dH: Tensor?) {
         let tokens = h.shape[0], vocab = config.vocabSize
         let normed = try backend.empty(h.shape, backend.computeType)
         let rstd = try backend.empty([tokens], .f32)
         backend.rmsNorm(h, weight: finalNorm, eps: config.rmsNormEps, into: normed, rstd: rstd)
+        var training = true
+        if case .none = gradient { training = false }
         // Every row of dNormed is written by a GEMM with beta 0, chunk by chunk.
-        let dNormed = try gradScale.map { _ in try backend.empty(h.shape, backend.computeType) }
+        let dNormed = training ? try backend.empty(h.shape, backend.computeType) : nil
 
         let chunk = Swift.max(1, Swift.min(tokens, (1 << 22) / Swift.max(vocab, 1)))
         // Logits in the compute type, as transformers' lm_head produces them (the loss upcasts).
         let logits = try backend.empty([chunk, vocab], backend.computeType)
-        var loss = 0.0
-        for start in stride(from: 0, to: tokens, by: chunk) {
-            let rows = start..<Swift.min(start + chunk, tokens)
-            let chunkLogits = logits.rows(0..<rows.count)
-            backend.matmul(normed.rows(rows), transposeA: false, lmHead, transposeB: true,
-                           into: chunkLogits, alpha: 1, beta: 0)
-            loss += backend.crossEntropy(logits: chunkLogits, labels: targets.rows(rows), gradScale: gradScale)
-            if let dNormed {
-                backend.matmul(chunkLogits, transposeA: false, lmHead, transposeB: false,
-                               into: dNormed.rows(rows), alpha: 1, beta: 0)
+        let span = rowLength.map { Swift.max($0, 1) } ?? tokens
+        var losses: [Double] = []
+        for rowStart in stride(from: 0, to: tokens, by: Swift.max(span, 1)) {
+            let rowEnd = Swift.min(rowStart + span, tokens)
+            var rowLoss = 0.0
+            let scale: Float?
+            switch gradient {
+            case .none: scale = nil
+            case .uniform(let s): scale = s
+            case .perRow(let scales): scale = scales[rowStart / span]
             }
+            for start in stride(from: rowStart, to: rowEnd, by: chunk) {
+                let rows = start..<Swift.min(start + chunk, rowEnd)
+                let chunkLogits = logits.rows(0..<rows.count)
+                backend.matmul(normed.rows(rows), transposeA: false, lmHead, transposeB: true,
+                               into: chunkLogits, alpha: 1, beta: 0)
+                let loss = backend.crossEntropy(logits: chunkLogits, labels: targets.rows(rows), gradScale: scale)
+                if rowLength == nil { losses.append(loss) } else { rowLoss += loss }
+                if let dNormed {
+                    backend.matmul(chunkLogits, transposeA: false, lmHead, transposeB: false,
+                                   into: dNormed.rows(rows), alpha: 1, beta: 0)
+                }
+            }
+            if rowLength != nil { losses.append(rowLoss) }
         }
-        guard let dNormed else { return (loss, nil) }
+        guard let dNormed else { return (losses, nil) }
         let dH = try backend.zeros(h.shape, backend.computeType)   // the norm's backward accumulates
         backend.rmsNormBackward(dOut: dNormed, x: h, weight: finalNorm, rstd: rstd, accumulateInto: dH)
-        return (loss, dH)
+        return (losses, dH)
     }
 }
 
