@@ -4,9 +4,10 @@ import Swiftlet
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Merge a LoRA adapter into its base model and write a Hugging Face model folder.")
+        abstract: "Merge a LoRA adapter into its base model and write a Hugging Face model folder or a GGUF file.")
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case merged, gguf }
+    enum GGUFQuant: String, ExpressibleByArgument, CaseIterable { case f16, q8_0, q4_k_m }
     enum ExportDType: String, ExpressibleByArgument, CaseIterable {
         case bf16, f16, f32
         var dtype: DType { switch self { case .bf16: return .bf16; case .f16: return .f16; case .f32: return .f32 } }
@@ -14,9 +15,10 @@ struct Export: ParsableCommand {
 
     @Option(help: "Hugging Face base model folder.") var model: String
     @Option(help: "PEFT adapter folder to merge.") var adapter: String
-    @Option(help: "Output format: merged (a Hugging Face folder). gguf is not built yet.") var format: Format = .merged
-    @Option(help: "Output folder.") var out: String
-    @Option(help: "Weight storage type: bf16, f16 or f32.") var dtype: ExportDType = .bf16
+    @Option(help: "Output format: merged (a Hugging Face folder) or gguf (one llama.cpp file).") var format: Format = .merged
+    @Option(help: "Output folder (merged) or file (gguf).") var out: String
+    @Option(help: "Weight storage type of --format merged: bf16, f16 or f32.") var dtype: ExportDType = .bf16
+    @Option(help: "2-D weight type of --format gguf: f16 or q8_0 (q4_k_m is not built yet).") var quant: GGUFQuant = .f16
     @Option(help: "Largest shard, e.g. 5GB, 500MB, 2GiB or a byte count (GB = 10^9, GiB = 2^30, as transformers).")
     var maxShardSize = "5GB"
 
@@ -34,8 +36,8 @@ struct Export: ParsableCommand {
     }
 
     func validate() throws {
-        if format != .merged {
-            throw ValidationError("--format \(format.rawValue): GGUF export is not built yet; use --format merged")
+        if format == .gguf && quant == .q4_k_m {
+            throw ValidationError("--quant q4_k_m: Q4_K_M GGUF export is not built yet; use --quant f16 or q8_0")
         }
         if Self.parseSize(maxShardSize) == nil {
             throw ValidationError("--max-shard-size '\(maxShardSize)' is not a size (e.g. 5GB, 500MB, 2GiB, 1000000)")
@@ -50,6 +52,15 @@ struct Export: ParsableCommand {
         }
         let model = try LlamaModel.load(directory: modelURL, on: CPUBackend())
         let lora = try PEFTAdapter.load(directory: URL(fileURLWithPath: adapter), into: model)
+        if format == .gguf {
+            let q = GGUFExport.Quant(rawValue: quant.rawValue)!
+            let name = modelURL.standardizedFileURL.lastPathComponent
+            let summary = try GGUFExport.write(model: model, to: outURL, quant: q, name: name, tokenizerDirectory: modelURL)
+            print("merged \(summary.mergedModules) LoRA modules (r=\(lora.r)) into \(summary.tensors) GGUF tensors, "
+                + "\(quant.rawValue), \(summary.bytes) bytes -> \(out)"
+                + (summary.hasTokenizer ? "" : " (no tokenizer.json in --model: the file has no vocabulary)"))
+            return
+        }
         let summary = try MergedExport.write(model: model, to: outURL, dtype: dtype.dtype,
                                              maxShardBytes: Self.parseSize(maxShardSize)!, sourceDirectory: modelURL)
         print("merged \(summary.mergedModules) LoRA modules (r=\(lora.r)) into \(summary.tensors) tensors, "

@@ -1,0 +1,193 @@
+import Foundation
+
+/// Writes a model with its LoRA adapters merged (`MergedExport.mergedWeight`: W + scaling·B·A in
+/// f32, an NF4 base dequantized first) as one GGUF v3 file that llama.cpp loads, named and laid
+/// out as `convert_hf_to_gguf.py` writes it:
+///
+/// - architecture "llama" for Llama and Mistral (llama.cpp runs both as llama), "qwen2" for Qwen2;
+/// - `token_embd`, `blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate,
+///   ffn_up, ffn_down}`, `output_norm`, `output` (absent when the embeddings are tied), the
+///   q/k/v/o biases where the model has them, and `rope_freqs` for Llama 3.1 rope scaling;
+/// - for "llama", the rows of q_proj and k_proj (and their biases) permuted within each head
+///   from HF's half-split rotary layout to llama.cpp's interleaved one (`LlamaModel.permute`);
+/// - norms, biases and rope factors in f32; every 2-D weight in f16, or Q8_0 with `.q8_0` (a
+///   weight whose rows are not a multiple of 32 long stays f16, as the converter falls back).
+public enum GGUFExport {
+    public enum Quant: String, CaseIterable, Sendable {
+        case f16, q8_0
+        /// `general.file_type` (llama.cpp's `llama_ftype`).
+        var fileType: UInt32 { self == .f16 ? 1 : 7 }
+    }
+
+    public struct Summary: Sendable {
+        public var tensors: Int
+        public var mergedModules: Int
+        public var bytes: Int
+        public var hasTokenizer: Bool
+    }
+
+    /// The GGUF tensor name of a Hugging Face weight name, nil for one GGUF has no place for.
+    public static func tensorName(_ hf: String) -> String? {
+        let fixed = ["model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+                     "lm_head.weight": "output.weight"]
+        if let n = fixed[hf] { return n }
+        let parts = hf.split(separator: ".")
+        guard parts.count >= 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]) else { return nil }
+        let rest = parts[3...].joined(separator: ".")
+        let map = ["input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+                   "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
+                   "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
+                   "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias",
+                   "self_attn.v_proj.bias": "attn_v.bias", "self_attn.o_proj.bias": "attn_output.bias",
+                   "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
+                   "mlp.down_proj.weight": "ffn_down.weight"]
+        return map[rest].map { "blk.\(layer).\($0)" }
+    }
+
+    /// The architecture name llama.cpp knows the model type by.
+    public static func architecture(_ config: LlamaConfig) -> String {
+        switch config.modelType {
+        case .llama, .mistral: return "llama"
+        case .qwen2: return "qwen2"
+        }
+    }
+
+    /// llama.cpp's rotary layout: within each head of `headDim` rows, row 2i + j comes from HF
+    /// row j·headDim/2 + i (j ∈ {0, 1}), i.e. `reshape(heads, 2, hd/2, …).swapaxes(1, 2)`.
+    public static func permuteRows(_ w: [Float], heads: Int, rowLength: Int) -> [Float] {
+        let rows = w.count / rowLength
+        precondition(rows % (2 * heads) == 0, "cannot permute \(rows) rows into \(heads) heads")
+        let headDim = rows / heads, half = headDim / 2
+        var out = [Float](repeating: 0, count: w.count)
+        for h in 0..<heads {
+            for i in 0..<half {
+                for j in 0..<2 {
+                    let src = (h * headDim + j * half + i) * rowLength
+                    let dst = (h * headDim + 2 * i + j) * rowLength
+                    out[dst..<(dst + rowLength)] = w[src..<(src + rowLength)]
+                }
+            }
+        }
+        return out
+    }
+
+    /// Llama 3.1 rope factors per frequency, as the converter computes its `rope_freqs` tensor.
+    static func llama3RopeFactors(_ config: LlamaConfig, factor: Float, low: Float, high: Float, original: Int) -> [Float] {
+        let dim = config.headDim
+        let base = Double(config.rope.theta)
+        let lowWavelen = Double(original) / Double(low), highWavelen = Double(original) / Double(high)
+        return stride(from: 0, to: dim, by: 2).map { i -> Float in
+            // torch computes the frequencies in f32: 1 / base^(i/dim).
+            let freq = Float(1) / Float(pow(Float(base), Float(i) / Float(dim)))
+            let wavelen = 2 * Double.pi / Double(freq)
+            if wavelen < highWavelen { return 1 }
+            if wavelen > lowWavelen { return factor }
+            let smooth = (Double(original) / wavelen - Double(low)) / Double(high - low)
+            return Float(1 / ((1 - smooth) / Double(factor) + smooth))
+        }
+    }
+
+    /// The `general.*` and `<arch>.*` metadata.
+    public static func modelMetadata(_ config: LlamaConfig, name: String, quant: Quant) throws -> [(String, GGUFValue)] {
+        let arch = architecture(config)
+        var kv: [(String, GGUFValue)] = [
+            ("general.architecture", .string(arch)), ("general.type", .string("model")), ("general.name", .string(name)),
+            ("\(arch).block_count", .uint32(UInt32(config.layers))),
+            ("\(arch).context_length", .uint32(UInt32(config.maxPositionEmbeddings))),
+            ("\(arch).embedding_length", .uint32(UInt32(config.hiddenSize))),
+            ("\(arch).feed_forward_length", .uint32(UInt32(config.intermediateSize))),
+            ("\(arch).attention.head_count", .uint32(UInt32(config.heads))),
+            ("\(arch).attention.head_count_kv", .uint32(UInt32(config.kvHeads))),
+            ("\(arch).rope.freq_base", .float32(config.rope.theta)),
+            ("\(arch).attention.layer_norm_rms_epsilon", .float32(config.rmsNormEps)),
+            ("\(arch).attention.key_length", .uint32(UInt32(config.headDim))),
+            ("\(arch).attention.value_length", .uint32(UInt32(config.headDim))),
+            ("\(arch).rope.dimension_count", .uint32(UInt32(config.headDim))),
+            ("\(arch).vocab_size", .uint32(UInt32(config.vocabSize))),
+            ("general.file_type", .uint32(quant.fileType)),
+            ("general.quantization_version", .uint32(2)),
+        ]
+        switch config.rope.kind {
+        case .none: break
+        case let .linear(factor):
+            kv += [("\(arch).rope.scaling.type", .string("linear")), ("\(arch).rope.scaling.factor", .float32(factor))]
+        case .llama3: break  // carried by the rope_freqs tensor, as the converter does
+        case let .dynamic(factor):
+            throw GGUFError.unsupported(field: "config.json rope_scaling", value: "dynamic (factor \(factor))",
+                                        reason: "llama.cpp has no dynamic NTK rope scaling; export --format merged instead")
+        }
+        if config.modelType == .llama, config.oBias != config.qkvBias {
+            throw GGUFError.unsupported(field: "config.json attention_bias", value: "\(config.oBias)",
+                                        reason: "mixed q/k/v and o biases have no GGUF layout")
+        }
+        return kv
+    }
+
+    /// Writes `model` (adapters merged) to the GGUF file `url`. The tokenizer metadata comes from
+    /// `tokenizerDirectory` when it holds a tokenizer.json; without one the file has no vocabulary
+    /// (gguf-py reads it, llama.cpp will not run it).
+    @discardableResult
+    public static func write(model: LlamaModel, to url: URL, quant: Quant = .f16, name: String,
+                             tokenizerDirectory: URL?) throws -> Summary {
+        let config = model.config
+        var metadata = try modelMetadata(config, name: name, quant: quant)
+        var hasTokenizer = false
+        if let dir = tokenizerDirectory, FileManager.default.fileExists(atPath: dir.appendingPathComponent("tokenizer.json").path) {
+            metadata += try GGUFVocabulary(directory: dir, vocabSize: config.vocabSize).metadata
+            hasTokenizer = true
+        }
+
+        var adapters: [String: LoRAAdapter] = [:]
+        for adapter in model.adapters { adapters[adapter.module + ".weight"] = adapter }
+        let arch = architecture(config)
+        typealias Source = (hf: String, weight: FrozenWeight?)
+        var sources: [Source] = []
+        var infos: [GGUFWriter.TensorInfo] = []
+        var ropeFactors: [Float]?
+        if case let .llama3(factor, low, high, original) = config.rope.kind {
+            ropeFactors = llama3RopeFactors(config, factor: factor, low: low, high: high, original: original)
+            infos.append(.init(name: "rope_freqs.weight", dims: [config.headDim / 2], type: .f32))
+            sources.append(("rope_freqs", nil))
+        }
+        for (hf, weight) in model.namedWeights {
+            guard let gguf = tensorName(hf) else {
+                throw GGUFError.invalidTensor(name: hf, reason: "has no GGUF name")
+            }
+            let dims = Array(weight.shape.dims.reversed())
+            let type: GGMLType
+            if dims.count == 1 { type = .f32 }
+            else if quant == .q8_0 && dims[0] % GGMLQ8_0.blockSize == 0 { type = .q8_0 }
+            else { type = .f16 }
+            infos.append(.init(name: gguf, dims: dims, type: type))
+            sources.append((hf, weight))
+        }
+        var merged = 0
+        try GGUFWriter.write(metadata: metadata, tensors: infos, to: url) { i in
+            let info = infos[i]
+            guard let weight = sources[i].weight else { return encode(ropeFactors!, as: .f32) }
+            let hf = sources[i].hf
+            let adapter = adapters[hf]
+            if adapter != nil { merged += 1 }
+            var floats = try MergedExport.mergedWeight(weight, adapter: adapter)
+            if arch == "llama" {
+                let rowLength = info.dims.count == 2 ? info.dims[0] : 1
+                if hf.contains("self_attn.q_proj.") {
+                    floats = permuteRows(floats, heads: config.heads, rowLength: rowLength)
+                } else if hf.contains("self_attn.k_proj.") {
+                    floats = permuteRows(floats, heads: config.kvHeads, rowLength: rowLength)
+                }
+            }
+            return encode(floats, as: info.type)
+        }
+        let bytes = ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? Int) ?? 0
+        return Summary(tensors: infos.count, mergedModules: merged, bytes: bytes, hasTokenizer: hasTokenizer)
+    }
+
+    static func encode(_ floats: [Float], as type: GGMLType) -> [UInt8] {
+        switch type {
+        case .f32: return SafetensorsWriter.Entry(name: "", floats: floats, shape: [floats.count], dtype: .f32).bytes
+        case .f16: return SafetensorsWriter.Entry(name: "", floats: floats, shape: [floats.count], dtype: .f16).bytes
+        case .q8_0: return GGMLQ8_0.quantize(floats)
+        }
+    }
+}
