@@ -69,25 +69,9 @@ extension DatasetFormat {
         case .conversations:
             let shareGPT = row.fields["messages"] == nil
             let key = shareGPT ? "conversations" : "messages"
-            let (roleKey, contentKey) = shareGPT ? ("from", "value") : ("role", "content")
             guard let v = row[key], v != .null else { throw row.error(key, "is missing") }
-            guard case .array(let turns) = v else { throw row.error(key, "must be a list of messages, not \(v.typeName)") }
-            guard !turns.isEmpty else { throw row.error(key, "is an empty conversation") }
-            var messages: [ChatMessage] = []
-            for (i, turn) in turns.enumerated() {
-                let f = "\(key)[\(i)]"
-                guard case .object(let m) = turn else { throw row.error(f, "must be an object, not \(turn.typeName)") }
-                guard let r = m[roleKey], r != .null else { throw row.error("\(f).\(roleKey)", "is missing") }
-                guard case .string(let rawRole) = r else { throw row.error("\(f).\(roleKey)", "must be a string, not \(r.typeName)") }
-                let role = shareGPT ? DatasetFormat.shareGPTRoles[rawRole] : (DatasetFormat.chatRoles.contains(rawRole) ? rawRole : nil)
-                guard let role else {
-                    let known = shareGPT ? DatasetFormat.shareGPTRoles.keys.sorted() : DatasetFormat.chatRoles.sorted()
-                    throw row.error("\(f).\(roleKey)", "is an unknown role '\(rawRole)' (known: \(known.joined(separator: ", ")))")
-                }
-                guard let c = m[contentKey], c != .null else { throw row.error("\(f).\(contentKey)", "is missing") }
-                guard case .string(let content) = c else { throw row.error("\(f).\(contentKey)", "must be a string, not \(c.typeName)") }
-                messages.append(ChatMessage(role: role, content: content))
-            }
+            let messages = try DatasetFormat.messages(v, of: row, field: key, shareGPT: shareGPT)
+            guard !messages.isEmpty else { throw row.error(key, "is an empty conversation") }
             return .conversation(messages)
         case .tokenized:
             func ints(_ key: String) throws -> [Int64]? {
@@ -102,5 +86,28 @@ extension DatasetFormat {
             }
             return .tokenized(try TokenizedDataset.parse(row: "{\(o.joined(separator: ","))}", file: row.file, line: row.line))
         }
+    }
+
+    /// A list of `{"role", "content"}` (ShareGPT: `{"from", "value"}`) objects as chat messages;
+    /// problems name the row and the field (`chosen[1].role`).
+    public static func messages(_ v: DataValue, of row: DatasetRow, field key: String, shareGPT: Bool = false) throws -> [ChatMessage] {
+        let (roleKey, contentKey) = shareGPT ? ("from", "value") : ("role", "content")
+        guard case .array(let turns) = v else { throw row.error(key, "must be a list of messages, not \(v.typeName)") }
+        var messages: [ChatMessage] = []
+        for (i, turn) in turns.enumerated() {
+            let f = "\(key)[\(i)]"
+            guard case .object(let m) = turn else { throw row.error(f, "must be an object, not \(turn.typeName)") }
+            guard let r = m[roleKey], r != .null else { throw row.error("\(f).\(roleKey)", "is missing") }
+            guard case .string(let rawRole) = r else { throw row.error("\(f).\(roleKey)", "must be a string, not \(r.typeName)") }
+            let role = shareGPT ? DatasetFormat.shareGPTRoles[rawRole] : (DatasetFormat.chatRoles.contains(rawRole) ? rawRole : nil)
+            guard let role else {
+                let known = shareGPT ? DatasetFormat.shareGPTRoles.keys.sorted() : DatasetFormat.chatRoles.sorted()
+                throw row.error("\(f).\(roleKey)", "is an unknown role '\(rawRole)' (known: \(known.joined(separator: ", ")))")
+            }
+            guard let c = m[contentKey], c != .null else { throw row.error("\(f).\(contentKey)", "is missing") }
+            guard case .string(let content) = c else { throw row.error("\(f).\(contentKey)", "must be a string, not \(c.typeName)") }
+            messages.append(ChatMessage(role: role, content: content))
+        }
+        return messages
     }
 }

@@ -142,6 +142,8 @@ struct TrainerState: Codable {
     var arguments: Arguments
     var model: Model
     var lora: LoRA
+    /// The objective's settings that must match on resume (DPO's loss, beta…); absent for SFT.
+    var objective: String?
 
     static func encoder() -> JSONEncoder {
         let e = JSONEncoder()
@@ -160,22 +162,7 @@ struct TrainerState: Codable {
 
 extension Trainer {
     /// FNV-1a over the training rows, to tell whether a resume sees the same data.
-    var dataFingerprint: String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        func mix(_ x: Int64) {
-            var v = UInt64(bitPattern: x)
-            for _ in 0..<8 { h = (h ^ (v & 0xff)) &* 0x100_0000_01b3; v >>= 8 }
-        }
-        for row in rows {
-            mix(-1)
-            for e in row {
-                mix(-2); e.inputIds.forEach { mix(Int64($0)) }
-                mix(-3); e.labels?.forEach { mix(Int64($0)) }
-                mix(-4); e.attentionMask?.forEach { mix(Int64($0)) }
-            }
-        }
-        return String(h, radix: 16)
-    }
+    var dataFingerprint: String { objective.dataFingerprint }
 
     /// The optimizer's state tensors with their names in `optimizer.safetensors`: `<PEFT name>.<suffix>`.
     var optimizerStateTensors: [(name: String, tensor: Tensor)] {
@@ -230,14 +217,15 @@ extension Trainer {
             }
             let state = TrainerState(
                 globalStep: globalStep, stepsTaken: stepsTaken, maxSteps: arguments.maxSteps, saveSteps: arguments.saveSteps,
-                epoch: Double(epoch) + Double(cursor) / Double(rows.count), logHistory: logHistory,
-                data: .init(epochIndex: epoch, cursor: cursor, order: order, rowCount: rows.count, fingerprint: dataFingerprint),
+                epoch: Double(epoch) + Double(cursor) / Double(objective.rowCount), logHistory: logHistory,
+                data: .init(epochIndex: epoch, cursor: cursor, order: order, rowCount: objective.rowCount, fingerprint: dataFingerprint),
                 lossScaler: lossScaler.map {
                     .init(scale: $0.scale, growthFactor: $0.growthFactor, backoffFactor: $0.backoffFactor,
                           growthInterval: $0.growthInterval, cleanSteps: $0.cleanSteps)
                 },
                 arguments: .init(arguments), model: .init(model.config),
-                lora: .init(r: model.adapters[0].rank, modules: model.adapters.map(\.module)))
+                lora: .init(r: model.adapters[0].rank, modules: model.adapters.map(\.module)),
+                objective: objective.resumeKey)
             try TrainerState.encoder().encode(state).write(to: temporary.appendingPathComponent(TrainingCheckpoint.stateFile))
             for file in try fm.contentsOfDirectory(atPath: temporary.path) {
                 try TrainingCheckpoint.fsync(path: temporary.appendingPathComponent(file).path)
@@ -312,12 +300,15 @@ extension Trainer {
             }
             throw mismatch("training arguments differ from the checkpoint's: " + differing.joined(separator: ", "))
         }
-        if state.data.rowCount != rows.count || state.data.fingerprint != dataFingerprint {
-            throw mismatch("the training data differs (the checkpoint saw \(state.data.rowCount) rows, now \(rows.count)"
-                + (state.data.rowCount == rows.count ? ", with other contents)" : ")"))
+        if state.objective != objective.resumeKey {
+            throw mismatch("the objective differs: the checkpoint trained \(state.objective ?? "sft"), this run \(objective.resumeKey ?? "sft")")
         }
-        guard state.data.order.count == rows.count, Set(state.data.order) == Set(rows.indices),
-              (0...rows.count).contains(state.data.cursor), state.data.epochIndex >= 0, state.globalStep >= 0,
+        if state.data.rowCount != objective.rowCount || state.data.fingerprint != dataFingerprint {
+            throw mismatch("the training data differs (the checkpoint saw \(state.data.rowCount) rows, now \(objective.rowCount)"
+                + (state.data.rowCount == objective.rowCount ? ", with other contents)" : ")"))
+        }
+        guard state.data.order.count == objective.rowCount, Set(state.data.order) == Set(0..<objective.rowCount),
+              (0...objective.rowCount).contains(state.data.cursor), state.data.epochIndex >= 0, state.globalStep >= 0,
               state.stepsTaken >= state.globalStep else {
             throw CheckpointError.invalid(checkpoint: path, problem: "the data position in \(TrainingCheckpoint.stateFile) is inconsistent")
         }

@@ -4,7 +4,10 @@ import Foundation
 /// `log_history` / TRL where they exist:
 ///
 /// - train step: `step`, `epoch`, `loss`, `grad_norm`, `learning_rate`, `num_tokens` (cumulative,
-///   TRL's name), `tokens_per_second`, and when known `mean_token_accuracy`, `memory_gib`.
+///   TRL's name), `tokens_per_second`, and when known `mean_token_accuracy`, the objective's metrics
+///   (DPO: `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`, `rewards/margins`, `logps/chosen`,
+///   `logps/rejected`), `memory_gib`.
+/// - DPO eval: `step`, `epoch`, `eval_loss`, and `eval_` + each DPO metric.
 /// - eval: `step`, `epoch`, `eval_loss`, `eval_perplexity`, `eval_num_tokens`.
 /// - summary: `step`, `train_runtime`, `train_loss` (mean step loss over the run, as HF's final
 ///   `train_loss`), `train_steps_per_second`, `train_tokens_per_second`.
@@ -66,6 +69,7 @@ public final class MetricsLog {
             ("tokens_per_second", .double(Double(step.tokens) / max(step.seconds, 1e-9))),
         ]
         if let meanTokenAccuracy { fields.append(("mean_token_accuracy", .double(meanTokenAccuracy))) }
+        for (name, value) in (step.metrics ?? [:]).sorted(by: { $0.key < $1.key }) { fields.append((name, .double(value))) }
         if let memoryBytes { fields.append(("memory_gib", .double(Double(memoryBytes) / 1_073_741_824))) }
         try write(fields)
     }
@@ -78,6 +82,12 @@ public final class MetricsLog {
             ("eval_perplexity", .double(e.perplexity)),
             ("eval_num_tokens", .int(e.tokens)),
         ])
+    }
+
+    /// A DPO evaluation, with TRL's `eval_` names.
+    public func logEval(step: Int, epoch: Double, _ e: DPOEvaluation) throws {
+        try write([("step", .int(step)), ("epoch", .double(epoch)), ("eval_loss", .double(e.loss))]
+            + e.metrics.sorted { $0.key < $1.key }.map { ("eval_" + $0.key, .double($0.value)) })
     }
 
     /// Mean step loss over every train step logged in this file (HF's final `train_loss`).

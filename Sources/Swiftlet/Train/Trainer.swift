@@ -1,15 +1,16 @@
 import Foundation
 
-/// Supervised LoRA training: batches of examples, gradient accumulation with the loss
-/// normalised over every target token of the accumulated batch (as the HF Trainer does), clipping,
-/// the schedule, and one optimizer update per step.
+/// LoRA training: the data order (seeded shuffle per epoch), `gradientAccumulation` micro-batches per
+/// step, clipping, the schedule, fp16 loss scaling, one optimizer update per step, and checkpoints.
+/// What each step minimises is the objective's: supervised next-token loss (`SFTObjective`, normalised
+/// over every target token of the accumulated batch, as the HF Trainer does) or DPO (`DPOObjective`).
 public final class Trainer {
     public let model: LlamaModel
     public let arguments: TrainingArguments
     public let optimizer: LoRAOptimizer
     public let schedule: LRSchedule
-    /// Each training row: one example, or several packed into `maxSeqLength` tokens.
-    let rows: [[Example]]
+    /// The loss and its training rows.
+    public let objective: any TrainingObjective
     /// The data position: this epoch's row order, the next row in it, and the epoch number.
     var order: [Int] = []
     var cursor = 0
@@ -46,18 +47,24 @@ public final class Trainer {
         public var targetTokens: Int
         public var seconds: Double
         public var epoch: Double
+        /// The objective's own metrics (DPO: TRL's rewards/… and logps/…); nil for SFT.
+        public var metrics: [String: Double]? = nil
     }
 
-    public init(model: LlamaModel, examples: [Example], arguments: TrainingArguments) throws {
+    /// Supervised training on `examples` (`SFTObjective`).
+    public convenience init(model: LlamaModel, examples: [Example], arguments: TrainingArguments) throws {
+        try self.init(model: model, objective: SFTObjective(examples: examples, arguments: arguments), arguments: arguments)
+    }
+
+    public init(model: LlamaModel, objective: any TrainingObjective, arguments: TrainingArguments) throws {
         guard !model.adapters.isEmpty else { throw TrainingError.noAdapters }
-        guard !examples.isEmpty else { throw TrainingError.noData }
+        guard objective.rowCount > 0 else { throw TrainingError.noData }
         guard arguments.batchSize > 0, arguments.gradientAccumulation > 0, arguments.maxSteps > 0 else {
             throw TrainingError.invalid("batch size, gradient accumulation and max steps must be positive")
         }
         self.model = model
         self.arguments = arguments
-        let truncated = examples.map { $0.truncated(to: arguments.maxSeqLength) }
-        rows = arguments.packing ? Packing.pack(truncated, seqLength: arguments.maxSeqLength) : truncated.map { [$0] }
+        self.objective = objective
         optimizer = try LoRAOptimizer(adapters: model.adapters, arguments: arguments)
         schedule = LRSchedule(kind: arguments.scheduler, baseLR: arguments.learningRate,
                               warmupSteps: arguments.warmupSteps, totalSteps: arguments.maxSteps)
@@ -87,46 +94,36 @@ public final class Trainer {
     public func step() throws -> StepLog {
         let start = Date()
         stepsTaken += 1
-        let batches = (0..<arguments.gradientAccumulation).map { _ in batch(nextRows()) }
-        let targets = batches.reduce(0) { $0 + $1.targetCount }
+        let microBatches = (0..<arguments.gradientAccumulation).map { _ in nextRows() }
         optimizer.zeroGradients()
-        var lossSum = 0.0
         let stepIndex = optimizer.steps
-        for (i, batch) in batches.enumerated() {
-            let seed = arguments.seed &+ UInt64(stepIndex) &* 7919 &+ UInt64(i)
-            let scale = (lossScaler?.scale ?? 1) / Float(Swift.max(targets, 1))
-            lossSum += try model.step(batch, gradScale: scale, dropoutSeed: seed)
-        }
+        let seeds = microBatches.indices.map { arguments.seed &+ UInt64(stepIndex) &* 7919 &+ UInt64($0) }
+        let result = try objective.accumulate(model: model, microBatches: microBatches, dropoutSeeds: seeds,
+                                              lossScale: lossScaler?.scale ?? 1)
         let lr = schedule.lr(atStep: stepIndex)
         let norm = optimizer.step(lr: lr, scaler: &lossScaler)
         let log = StepLog(step: optimizer.steps, maxSteps: arguments.maxSteps,
-                       loss: lossSum / Double(Swift.max(targets, 1)), learningRate: lr, gradNorm: norm,
-                       tokens: batches.reduce(0) { $0 + $1.tokenCount }, targetTokens: targets,
+                       loss: result.loss, learningRate: lr, gradNorm: norm,
+                       tokens: result.tokens, targetTokens: result.targetTokens,
                        seconds: Date().timeIntervalSince(start),
-                       epoch: Double(epoch) + Double(cursor) / Double(rows.count))
+                       epoch: Double(epoch) + Double(cursor) / Double(objective.rowCount), metrics: result.metrics)
         logHistory.append(log)
         return log
     }
 
-    /// Right-padded examples, or packed rows of exactly maxSeqLength.
-    private func batch(_ chosen: [[Example]]) -> Batch {
-        guard arguments.packing else { return Batch(examples: chosen.map { $0[0] }) }
-        let columns = arguments.maxSeqLength
-        return Batch(stacking: chosen.map { Batch(packing: $0, columns: columns) }, columns: columns)
-    }
-
-    private func nextRows() -> [[Example]] {
-        var chosen: [[Example]] = []
+    /// The next `batchSize` row indices of the data order.
+    private func nextRows() -> [Int] {
+        var chosen: [Int] = []
         while chosen.count < arguments.batchSize {
             if cursor == order.count { epoch += 1; newEpoch() }
-            chosen.append(rows[order[cursor]])
+            chosen.append(order[cursor])
             cursor += 1
         }
         return chosen
     }
 
     private func newEpoch() {
-        order = Array(rows.indices)
+        order = Array(0..<objective.rowCount)
         cursor = 0
         if arguments.shuffle {
             var generator = SplitMix64(seed: arguments.seed &+ UInt64(epoch) &* 0x9E37_79B9)

@@ -1,0 +1,47 @@
+import Foundation
+
+/// TRL's DPOTrainer, in Swift: a preference data file (`{"prompt", "chosen", "rejected"}` rows, text
+/// or conversational; see `PreferenceDataset`) tokenized with the model's tokenizer and chat template,
+/// then `Trainer` with a `DPOObjective`. The reference model is the same model with its LoRA adapters
+/// switched off, as TRL does for a PEFT model without a `ref_model`.
+///
+///     let trainer = try DPOTrainer(model: model, tokenizer: tokenizer, dataset: "pairs.jsonl",
+///                                  arguments: arguments, beta: 0.1, lossType: .sigmoid)
+///     try trainer.train()
+public final class DPOTrainer {
+    public let trainer: Trainer
+    public let objective: DPOObjective
+    public let evalPairs: [PreferencePair]
+    /// Pairs dropped because the prompt alone fills max_length (TRL drops them too).
+    public let droppedLongPrompts: Int
+
+    /// `arguments.maxSeqLength` is TRL's `max_length` (prompt+completion, truncated by `truncation`);
+    /// `batchSize` counts pairs per micro-batch.
+    public init(model: LlamaModel, tokenizer: Tokenizer, dataset path: String, evalDataset: String? = nil,
+                arguments: TrainingArguments, beta: Double = 0.1, lossType: DPOLoss.Kind = .sigmoid,
+                labelSmoothing: Double = 0, truncation: TruncationMode = .keepStart, template: ChatTemplate? = nil) throws {
+        var arguments = arguments
+        if let limit = model.maxSeqLength { arguments.maxSeqLength = min(arguments.maxSeqLength, limit) }
+        guard !arguments.packing else { throw TrainingError.invalid("DPO does not pack: each pair's rows are whole sequences") }
+        let train = try PreferenceDataset.load(url: URL(fileURLWithPath: path), tokenizer: tokenizer, template: template,
+                                               maxLength: arguments.maxSeqLength, truncation: truncation)
+        evalPairs = try evalDataset.map {
+            try PreferenceDataset.load(url: URL(fileURLWithPath: $0), tokenizer: tokenizer, template: template,
+                                       maxLength: arguments.maxSeqLength, truncation: truncation).pairs
+        } ?? []
+        droppedLongPrompts = train.droppedLongPrompts
+        objective = DPOObjective(pairs: train.pairs, loss: DPOLoss(kind: lossType, beta: beta, labelSmoothing: labelSmoothing),
+                                 maxLength: arguments.maxSeqLength, truncation: truncation)
+        trainer = try Trainer(model: model, objective: objective, arguments: arguments)
+    }
+
+    /// Trains to `maxSteps`; returns the evaluation on the eval data set, if one was given.
+    @discardableResult
+    public func train(onStep: (Trainer.StepLog) throws -> Void = { _ in }) throws -> DPOEvaluation? {
+        try trainer.train(onStep: onStep)
+        guard !evalPairs.isEmpty else { return nil }
+        return try DPOObjective.evaluate(model: trainer.model, pairs: evalPairs, loss: objective.loss,
+                                         batchSize: trainer.arguments.batchSize, maxLength: objective.maxLength,
+                                         truncation: objective.truncation)
+    }
+}

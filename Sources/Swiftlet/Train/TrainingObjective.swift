@@ -1,0 +1,34 @@
+/// What `Trainer` optimizes, apart from the loop it shares (data order, accumulation, clipping, the
+/// schedule, fp16 loss scaling, checkpoints): the training rows and the loss and LoRA gradients of one
+/// optimizer step's micro-batches. `SFTObjective` is next-token cross-entropy, `DPOObjective` TRL's
+/// DPO losses.
+public protocol TrainingObjective: AnyObject {
+    /// Rows the data order runs over (examples, packed rows, or preference pairs).
+    var rowCount: Int { get }
+    /// FNV-1a over every row, so a resume on other data is an error.
+    var dataFingerprint: String { get }
+    /// What must match on resume besides `TrainingArguments` (nil: nothing); stored in trainer_state.json.
+    var resumeKey: String? { get }
+    /// Accumulates `lossScale`·dLoss/dθ of the step over `microBatches` (row indices, one list per
+    /// micro-batch, each seeded with its dropout seed) into the zeroed LoRA gradients.
+    func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float) throws -> ObjectiveStep
+}
+
+/// One step's result, as the objective reports it.
+public struct ObjectiveStep {
+    public var loss: Double
+    public var tokens: Int
+    public var targetTokens: Int
+    /// Objective-specific metrics under TRL's names (DPO's rewards/…), nil when there are none.
+    public var metrics: [String: Double]?
+}
+
+/// FNV-1a, the data fingerprint of checkpoints.
+struct FNV1a {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    mutating func mix(_ x: Int64) {
+        var v = UInt64(bitPattern: x)
+        for _ in 0..<8 { h = (h ^ (v & 0xff)) &* 0x100_0000_01b3; v >>= 8 }
+    }
+    var string: String { String(h, radix: 16) }
+}
