@@ -166,45 +166,27 @@ struct CUDAOpSelfTest {
         say("  \(same ? "PASS" : "FAIL")  \("gradient rerun bit-identical".padding(toLength: 40, withPad: " ", startingAt: 0))")
         guard timed else { return }
         let t = Double(tokens), kk = Double(k), oo = Double(o), rr = Double(r), e = Double(storage.size)
-        time("down x·Aᵀ (reads x once)", flops: 2 * t * kk * rr, bytes: t * kk * e) {
-            gpu.loraDown(x.gpu, a.gpu, weightTransposed: false, into: z.gpu, alpha: 1)
-        }
-        time("up-add y += s·z·Bᵀ (y read + written)", flops: 2 * t * oo * rr, bytes: 2 * t * oo * e) {
-            gpu.loraUpAdd(z.gpu, b.gpu, weightTransposed: false, scale: s, into: y.gpu)
-        }
-        time("gradient dB += s·dYᵀ·z", flops: 2 * t * oo * rr, bytes: t * oo * e) {
-            gpu.loraGradient(dy.gpu, z.gpu, into: gradB.gpu, gradientTransposed: false, alpha: s)
-        }
-        time("down dz = s·dY·B", flops: 2 * t * oo * rr, bytes: t * oo * e) {
-            gpu.loraDown(dy.gpu, b.gpu, weightTransposed: true, into: dz.gpu, alpha: s)
-        }
-        time("gradient dA += dzᵀ·x", flops: 2 * t * kk * rr, bytes: t * kk * e) {
-            gpu.loraGradient(x.gpu, dz.gpu, into: gradA.gpu, gradientTransposed: true, alpha: 1)
-        }
-        time("up-add dX += dz·A", flops: 2 * t * kk * rr, bytes: 2 * t * kk * e) {
-            gpu.loraUpAdd(dz.gpu, a.gpu, weightTransposed: true, scale: 1, into: dx.gpu)
-        }
+        // The six products of a LoRA Linear's step: name, FLOPs, bytes of activations, the call.
+        let gpu = self.gpu
+        let products: [(String, Double, Double, () -> Void)] = [
+            ("down x·Aᵀ (reads x once)", 2 * t * kk * rr, t * kk * e,
+             { gpu.loraDown(x.gpu, a.gpu, weightTransposed: false, into: z.gpu, alpha: 1) }),
+            ("up-add y += s·z·Bᵀ (y read + written)", 2 * t * oo * rr, 2 * t * oo * e,
+             { gpu.loraUpAdd(z.gpu, b.gpu, weightTransposed: false, scale: s, into: y.gpu) }),
+            ("gradient dB += s·dYᵀ·z", 2 * t * oo * rr, t * oo * e,
+             { gpu.loraGradient(dy.gpu, z.gpu, into: gradB.gpu, gradientTransposed: false, alpha: s) }),
+            ("down dz = s·dY·B", 2 * t * oo * rr, t * oo * e,
+             { gpu.loraDown(dy.gpu, b.gpu, weightTransposed: true, into: dz.gpu, alpha: s) }),
+            ("gradient dA += dzᵀ·x", 2 * t * kk * rr, t * kk * e,
+             { gpu.loraGradient(x.gpu, dz.gpu, into: gradA.gpu, gradientTransposed: true, alpha: 1) }),
+            ("up-add dX += dz·A", 2 * t * kk * rr, 2 * t * kk * e,
+             { gpu.loraUpAdd(dz.gpu, a.gpu, weightTransposed: true, scale: 1, into: dx.gpu) }),
+        ]
+        for (name, flops, bytes, call) in products { time(name, flops: flops, bytes: bytes, call) }
         // The hand-written kernels (SWIFTLET_LORA_KERNELS=1), where the split path ran above.
         if gpu.usesSplitLoRA(rank: r, features: k, o) {
             CUDASplitBF16.forceKernels = true
-            time("kernels: down x·Aᵀ", flops: 2 * t * kk * rr, bytes: t * kk * e) {
-                gpu.loraDown(x.gpu, a.gpu, weightTransposed: false, into: z.gpu, alpha: 1)
-            }
-            time("kernels: up-add y += s·z·Bᵀ", flops: 2 * t * oo * rr, bytes: 2 * t * oo * e) {
-                gpu.loraUpAdd(z.gpu, b.gpu, weightTransposed: false, scale: s, into: y.gpu)
-            }
-            time("kernels: gradient dB += s·dYᵀ·z", flops: 2 * t * oo * rr, bytes: t * oo * e) {
-                gpu.loraGradient(dy.gpu, z.gpu, into: gradB.gpu, gradientTransposed: false, alpha: s)
-            }
-            time("kernels: down dz = s·dY·B", flops: 2 * t * oo * rr, bytes: t * oo * e) {
-                gpu.loraDown(dy.gpu, b.gpu, weightTransposed: true, into: dz.gpu, alpha: s)
-            }
-            time("kernels: gradient dA += dzᵀ·x", flops: 2 * t * kk * rr, bytes: t * kk * e) {
-                gpu.loraGradient(x.gpu, dz.gpu, into: gradA.gpu, gradientTransposed: true, alpha: 1)
-            }
-            time("kernels: up-add dX += dz·A", flops: 2 * t * kk * rr, bytes: 2 * t * kk * e) {
-                gpu.loraUpAdd(dz.gpu, a.gpu, weightTransposed: true, scale: 1, into: dx.gpu)
-            }
+            for (name, flops, bytes, call) in products { time("kernels: " + name, flops: flops, bytes: bytes, call) }
             CUDASplitBF16.forceKernels = saved
         }
         // The GEMM path these replace (Linear with SWIFTLET_LORA=gemm): widen, f32 GEMM, add.
