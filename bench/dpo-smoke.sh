@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# A small GPU smoke test of the training loop after changes to it: the demo (SFT) and a DPO run on
+# preference pairs built from the demo task, both on CUDA, with a checkpoint and a resume for DPO.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/swiftlet-smoke}
+mkdir -p "$out"
+swiftlet=bench/bin/swiftlet
+[ -x $swiftlet ] || python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('$swiftlet.xz'), open('$swiftlet', 'wb'))"
+chmod +x $swiftlet
+work=$(mktemp -d)
+$swiftlet train --device cuda --max-steps 60 --output "$work/sft" | tail -3
+python3 - "$work" <<'PY'
+import json, random, sys
+random.seed(0)
+with open(sys.argv[1] + "/prefs.jsonl", "w") as f:
+    for _ in range(64):
+        s, k = random.randint(1, 50), random.choice([2, 3])
+        count = lambda d: " ".join(str(s + d * j) for j in range(5))
+        f.write(json.dumps({"prompt": [{"role": "user", "content": f"Count by {k} from {s}."}],
+                            "chosen": [{"role": "assistant", "content": count(k)}],
+                            "rejected": [{"role": "assistant", "content": count(k + 1)}]}) + "\n")
+PY
+$swiftlet dpo --device cuda --model "$work/sft/demo-data/model" --adapter "$work/sft" --data "$work/prefs.jsonl" \
+    --max-steps 10 --lr 5e-4 --batch-size 8 --save-steps 5 --output "$work/dpo" | tail -2
+$swiftlet dpo --device cuda --model "$work/sft/demo-data/model" --adapter "$work/sft" --data "$work/prefs.jsonl" \
+    --max-steps 20 --lr 5e-4 --batch-size 8 --output "$work/dpo" --resume | tail -2
+cp "$work/dpo/metrics.jsonl" "$out/dpo-metrics.jsonl"
