@@ -18,7 +18,7 @@ struct Export: ParsableCommand {
     @Option(help: "Output format: merged (a Hugging Face folder) or gguf (one llama.cpp file).") var format: Format = .merged
     @Option(help: "Output folder (merged) or file (gguf).") var out: String
     @Option(help: "Weight storage type of --format merged: bf16, f16 or f32.") var dtype: ExportDType = .bf16
-    @Option(help: "2-D weight type of --format gguf: f16 or q8_0 (q4_k_m is not built yet).") var quant: GGUFQuant = .f16
+    @Option(help: "2-D weight type of --format gguf: f16, q8_0, or q4_k_m (llama.cpp's Q4_K_M mix of Q4_K and Q6_K; rows must be multiples of 256 long).") var quant: GGUFQuant = .f16
     @Option(help: "Largest shard, e.g. 5GB, 500MB, 2GiB or a byte count (GB = 10^9, GiB = 2^30, as transformers).")
     var maxShardSize = "5GB"
 
@@ -36,9 +36,6 @@ struct Export: ParsableCommand {
     }
 
     func validate() throws {
-        if format == .gguf && quant == .q4_k_m {
-            throw ValidationError("--quant q4_k_m: Q4_K_M GGUF export is not built yet; use --quant f16 or q8_0")
-        }
         if Self.parseSize(maxShardSize) == nil {
             throw ValidationError("--max-shard-size '\(maxShardSize)' is not a size (e.g. 5GB, 500MB, 2GiB, 1000000)")
         }

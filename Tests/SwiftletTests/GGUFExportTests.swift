@@ -84,7 +84,7 @@ final class GGUFExportTests: XCTestCase {
         let model = try LlamaModel.load(directory: directory, on: CPUBackend())
         try PEFTAdapter.load(directory: directory.appendingPathComponent("adapter"), into: model)
         let c = model.config
-        for quant in GGUFExport.Quant.allCases {
+        for quant in [GGUFExport.Quant.f16, .q8_0] {
             let url = try temporaryFile()
             let summary = try GGUFExport.write(model: model, to: url, quant: quant, name: "llama_gqa", tokenizerDirectory: directory)
             XCTAssertFalse(summary.hasTokenizer)
@@ -163,5 +163,44 @@ final class GGUFExportTests: XCTestCase {
 
         // More tokenizer ids than embedding rows: refused.
         XCTAssertThrowsError(try GGUFVocabulary(directory: fixture("tokenizers/spm_bpe"), vocabSize: 128))
+    }
+}
+
+final class GGUFQ4KMTests: XCTestCase {
+    func testZeroBlocksAreAllZeroBytes() {
+        let zeros = [Float](repeating: 0, count: 256)
+        XCTAssertEqual(GGMLQ4K.quantize(zeros), [UInt8](repeating: 0, count: 144))
+        XCTAssertEqual(GGMLQ6K.quantize(zeros), [UInt8](repeating: 0, count: 210))
+    }
+
+    func testRoundTripErrorIsSmall() {
+        var g = SystemRandomNumberGenerator()
+        let x = (0..<1024).map { _ in Float.random(in: -1...1, using: &g) }
+        let q4 = GGMLQ4K.dequantize(GGMLQ4K.quantize(x)), q6 = GGMLQ6K.dequantize(GGMLQ6K.quantize(x))
+        XCTAssertEqual(GGMLQ4K.quantize(x).count, 4 * 144)
+        XCTAssertEqual(GGMLQ6K.quantize(x).count, 4 * 210)
+        // 16 levels over a range ≤ 2: step ≤ 2/15 (plus 6-bit scale rounding); 64 levels: step ≤ 2/63.
+        XCTAssertLessThan(zip(q4, x).map { abs($0 - $1) }.max()!, 0.1)
+        XCTAssertLessThan(zip(q6, x).map { abs($0 - $1) }.max()!, 0.025)
+    }
+
+    func testNearestIntRoundsHalfToEven() {
+        XCTAssertEqual([0.5, 1.5, 2.5, -0.5, -1.5, 2.4999, 7.6].map { GGMLKQuant.nearestInt(Float($0)) }, [0, 2, 2, 0, -2, 2, 8])
+    }
+
+    func testQ4KMTypeRules() throws {
+        // 8 layers: use_more_bits picks layers 0 (first eighth), 7 (last eighth), 3 and 6 (every third).
+        XCTAssertEqual((0..<8).filter { GGUFExport.useMoreBits($0, 8) }, [0, 3, 6, 7])
+        func type(_ n: String, hasOutput: Bool = true) throws -> GGMLType {
+            try GGUFExport.q4KMType(n, rowLength: 256, layers: 8, hasOutput: hasOutput, arch: "llama")
+        }
+        XCTAssertEqual(try type("output.weight"), .q6_K)
+        XCTAssertEqual(try type("token_embd.weight"), .q4_K)
+        XCTAssertEqual(try type("token_embd.weight", hasOutput: false), .q6_K)
+        XCTAssertEqual(try type("blk.3.attn_v.weight"), .q6_K)
+        XCTAssertEqual(try type("blk.4.attn_v.weight"), .q4_K)
+        XCTAssertEqual(try type("blk.6.ffn_down.weight"), .q6_K)
+        XCTAssertEqual(try type("blk.0.attn_q.weight"), .q4_K)
+        XCTAssertThrowsError(try GGUFExport.q4KMType("blk.0.attn_q.weight", rowLength: 64, layers: 8, hasOutput: true, arch: "llama"))
     }
 }

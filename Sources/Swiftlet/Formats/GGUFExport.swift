@@ -11,12 +11,21 @@ import Foundation
 /// - for "llama", the rows of q_proj and k_proj (and their biases) permuted within each head
 ///   from HF's half-split rotary layout to llama.cpp's interleaved one (`LlamaModel.permute`);
 /// - norms, biases and rope factors in f32; every 2-D weight in f16, or Q8_0 with `.q8_0` (a
-///   weight whose rows are not a multiple of 32 long stays f16, as the converter falls back).
+///   weight whose rows are not a multiple of 32 long stays f16, as the converter falls back), or
+///   with `.q4_k_m` the types `llama-quantize … Q4_K_M` picks (`q4KMType`), quantized as
+///   llama.cpp's reference quantizer does without an importance matrix (`GGMLQ4K`, `GGMLQ6K`), from
+///   the f16-rounded weights (the bytes of `llama-quantize` run on the f16 export).
 public enum GGUFExport {
     public enum Quant: String, CaseIterable, Sendable {
-        case f16, q8_0
+        case f16, q8_0, q4_k_m
         /// `general.file_type` (llama.cpp's `llama_ftype`).
-        var fileType: UInt32 { self == .f16 ? 1 : 7 }
+        var fileType: UInt32 {
+            switch self {
+            case .f16: return 1
+            case .q8_0: return 7
+            case .q4_k_m: return 15
+            }
+        }
     }
 
     public struct Summary: Sendable {
@@ -87,6 +96,40 @@ public enum GGUFExport {
         }
     }
 
+    /// llama.cpp's `use_more_bits`: the first and last eighth of the layers and every third between.
+    static func useMoreBits(_ i: Int, _ n: Int) -> Bool {
+        i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
+    }
+
+    /// The type llama.cpp's `llama_tensor_get_type` gives a 2-D GGUF tensor under Q4_K_M (no
+    /// importance matrix, default parameters): Q6_K for `output.weight` (for `token_embd.weight`
+    /// when the embeddings are tied and there is no output tensor), and for `attn_v` / `ffn_down`
+    /// of the layers `useMoreBits` picks; Q4_K otherwise. Rows that are not a multiple of 256 long
+    /// (llama.cpp then falls back to Q5_0 / Q8_0 types not built here) and Llama 70B's layout
+    /// (80 layers: attn_v in Q5_K) are refused.
+    public static func q4KMType(_ name: String, rowLength: Int, layers: Int, hasOutput: Bool, arch: String) throws -> GGMLType {
+        var type = GGMLType.q4_K
+        if name == "output.weight" || (!hasOutput && name == "token_embd.weight") {
+            type = .q6_K
+        } else if name.hasPrefix("blk."), let layer = Int(name.split(separator: ".")[1]) {
+            if name.hasSuffix(".attn_v.weight") {
+                if arch == "llama" && layers == 80 {
+                    throw GGUFError.unsupported(field: "--quant", value: "q4_k_m",
+                                                reason: "llama.cpp gives a 70B Llama's attn_v Q5_K, which is not built here")
+                }
+                if useMoreBits(layer, layers) { type = .q6_K }
+            } else if name.hasSuffix(".ffn_down.weight") && useMoreBits(layer, layers) {
+                type = .q6_K
+            }
+        }
+        if rowLength % GGMLQ4K.blockSize != 0 {
+            throw GGUFError.unsupported(field: "--quant", value: "q4_k_m",
+                                        reason: "\(name) has rows of \(rowLength) values, not a multiple of 256 "
+                                            + "(llama.cpp falls back to other types there); use --quant q8_0 or f16")
+        }
+        return type
+    }
+
     /// The `general.*` and `<arch>.*` metadata.
     public static func modelMetadata(_ config: LlamaConfig, name: String, quant: Quant) throws -> [(String, GGUFValue)] {
         let arch = architecture(config)
@@ -149,6 +192,7 @@ public enum GGUFExport {
             infos.append(.init(name: "rope_freqs.weight", dims: [config.headDim / 2], type: .f32))
             sources.append(("rope_freqs", nil))
         }
+        let ggufNames = Set(model.namedWeights.compactMap { tensorName($0.0) })
         for (hf, weight) in model.namedWeights {
             guard let gguf = tensorName(hf) else {
                 throw GGUFError.invalidTensor(name: hf, reason: "has no GGUF name")
@@ -156,6 +200,10 @@ public enum GGUFExport {
             let dims = Array(weight.shape.dims.reversed())
             let type: GGMLType
             if dims.count == 1 { type = .f32 }
+            else if quant == .q4_k_m {
+                type = try q4KMType(gguf, rowLength: dims[0], layers: config.layers,
+                                    hasOutput: ggufNames.contains("output.weight"), arch: arch)
+            }
             else if quant == .q8_0 && dims[0] % GGMLQ8_0.blockSize == 0 { type = .q8_0 }
             else { type = .f16 }
             infos.append(.init(name: gguf, dims: dims, type: type))
@@ -188,6 +236,10 @@ public enum GGUFExport {
         case .f32: return SafetensorsWriter.Entry(name: "", floats: floats, shape: [floats.count], dtype: .f32).bytes
         case .f16: return SafetensorsWriter.Entry(name: "", floats: floats, shape: [floats.count], dtype: .f16).bytes
         case .q8_0: return GGMLQ8_0.quantize(floats)
+        // Q4_K_M quantizes the f16-rounded weights: the values llama-quantize reads from the f16
+        // GGUF of the usual convert → quantize pipeline, so the bytes equal that pipeline's.
+        case .q4_K: return GGMLQ4K.quantize(floats.map { Half.float(Half.bits($0)) })
+        case .q6_K: return GGMLQ6K.quantize(floats.map { Half.float(Half.bits($0)) })
         }
     }
 }

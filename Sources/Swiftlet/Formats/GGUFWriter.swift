@@ -10,14 +10,24 @@ public enum GGMLType: UInt32, Sendable {
     case f32 = 0
     case f16 = 1
     case q8_0 = 8
+    case q4_K = 12
+    case q6_K = 14
 
     /// Elements per block and bytes per block (ggml's `blck_size` and `type_size`).
-    public var blockSize: Int { self == .q8_0 ? 32 : 1 }
+    public var blockSize: Int {
+        switch self {
+        case .f32, .f16: return 1
+        case .q8_0: return 32
+        case .q4_K, .q6_K: return 256
+        }
+    }
     public var blockBytes: Int {
         switch self {
         case .f32: return 4
         case .f16: return 2
         case .q8_0: return 34
+        case .q4_K: return 144
+        case .q6_K: return 210
         }
     }
 
