@@ -100,6 +100,10 @@ public protocol Backend: AnyObject, Sendable {
     func attentionBackward(dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
                            logSumExp: Tensor, layout: AttentionLayout,
                            dQ: Tensor, dK: Tensor, dV: Tensor)
+    /// Generation: q [rows·queries, heads·headDim] against the cached keys and values
+    /// [rows·capacity, kvHeads·headDim] (RoPE already applied to both), out like q; exact softmax.
+    /// Backends without a kernel get the host fallback of Backend+CachedAttention.swift.
+    func cachedAttention(_ q: Tensor, keys: Tensor, values: Tensor, layout: CachedAttentionLayout, into out: Tensor)
 
     /// out = silu(gate) * up
     func swiglu(gate: Tensor, up: Tensor, into out: Tensor)

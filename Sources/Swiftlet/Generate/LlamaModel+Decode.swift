@@ -1,0 +1,52 @@
+extension LlamaModel {
+    /// One generation step, shared by prefill (all prompt tokens) and decode (one token per row):
+    /// runs the layers for `tokens` ([rows·queries], row-major, left-padded), appending their keys
+    /// and values to `cache`, and returns the logits [rows, vocab] of each row's last new token
+    /// (the next token's distribution). `valid` flags real tokens (false: padding); `positions`
+    /// are the tokens' RoPE positions (their index among the row's real tokens).
+    public func decodeStep(tokens: [Int32], positions: [Int32], valid: [Bool], cache: KVCache) throws -> [Float] {
+        let rows = cache.rows, queries = tokens.count / Swift.max(rows, 1)
+        precondition(tokens.count == rows * queries && positions.count == tokens.count && valid.count == tokens.count)
+        guard cache.length + queries <= cache.capacity else {
+            throw GenerationError.cacheFull(capacity: cache.capacity)
+        }
+        for (n, id) in tokens.enumerated() where id < 0 || Int(id) >= config.vocabSize {
+            throw ModelError.tokenOutOfRange(id: Int(id), index: n, vocabSize: config.vocabSize)
+        }
+        for r in 0..<rows {
+            for i in 0..<queries { cache.keyValid[r * cache.capacity + cache.length + i] = valid[r * queries + i] ? 1 : 0 }
+        }
+        // Keys are cached already rotated, so the table covers the whole cache; its frequencies
+        // follow the longest position so far, as transformers' dynamic RoPE does during generate.
+        let longest = Int(positions.max() ?? 0) + 1
+        let rope = try RoPEFrequencies.table(config, positions: cache.capacity, sequenceLength: longest, on: backend)
+        let layout = CachedAttentionLayout(rows: rows, queries: queries, start: cache.length, capacity: cache.capacity,
+                                           heads: config.heads, kvHeads: config.kvHeads, headDim: config.headDim,
+                                           keyValid: try backend.upload(cache.keyValid, [rows * cache.capacity]),
+                                           slidingWindow: config.slidingWindow)
+        // The training layout is unused by the cached layer; it only fills StepContext.
+        let unused = AttentionLayout(rows: rows, columns: queries, heads: config.heads, kvHeads: config.kvHeads,
+                                     headDim: config.headDim, sequenceIds: layout.keyValid, slidingWindow: nil)
+        let step = StepContext(config: config, positions: try backend.upload(positions, [tokens.count]),
+                               rope: rope, layout: unused, layerSeed: nil)
+        var h = try backend.empty([tokens.count, config.hiddenSize], backend.computeType)
+        backend.embedding(table: embedding, ids: try backend.upload(tokens, [tokens.count]), into: h)
+        for (i, layer) in layers.enumerated() {
+            h = try layer.forwardCached(h, step, keys: cache.keys[i], values: cache.values[i], cache: cache, layout: layout)
+        }
+        cache.length += queries
+
+        // Only each row's last token reaches the head.
+        let last = try backend.empty([rows, config.hiddenSize], backend.computeType)
+        for r in 0..<rows {
+            let n = r * queries + queries - 1
+            backend.copy(h.rows(n..<(n + 1)), into: last.rows(r..<(r + 1)))
+        }
+        let normed = try backend.empty(last.shape, backend.computeType)
+        let rstd = try backend.empty([rows], .f32)
+        backend.rmsNorm(last, weight: finalNorm, eps: config.rmsNormEps, into: normed, rstd: rstd)
+        let logits = try backend.empty([rows, config.vocabSize], backend.computeType)
+        backend.matmul(normed, transposeA: false, lmHead, transposeB: true, into: logits, alpha: 1, beta: 0)
+        return backend.download(logits)
+    }
+}
