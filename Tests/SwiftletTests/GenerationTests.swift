@@ -127,7 +127,7 @@ final class GenerationTests: XCTestCase {
     }
 
     func testGreedyAndSamplingChoice() {
-        var random = SeededRandom(seed: 1)
+        var random = SplitMix64(seed: 1)
         XCTAssertEqual(LogitsProcessors.choose([0, 5, 5, 1], seen: [], options: SamplingOptions(), random: &random), 1)
         // the penalty runs before the argmax: 5/4 < 2
         XCTAssertEqual(LogitsProcessors.choose([0, 5, 2, 1], seen: [1], options: SamplingOptions(repetitionPenalty: 4),

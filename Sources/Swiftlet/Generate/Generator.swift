@@ -33,7 +33,7 @@ public final class Generator {
         var result = Result(tokens: Array(repeating: [], count: rows))
         guard rows > 0, maxNewTokens > 0 else { return result }
         let cache = try KVCache(model: model, rows: rows, capacity: width + maxNewTokens)
-        var random = SeededRandom(seed: options.seed)
+        var random = SplitMix64(seed: options.seed)
 
         var tokens: [Int32] = [], positions: [Int32] = [], valid: [Bool] = []
         for p in prompts {

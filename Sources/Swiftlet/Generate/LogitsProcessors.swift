@@ -70,7 +70,7 @@ public enum LogitsProcessors {
     /// The next token: repetition penalty, then greedy argmax or the warpers and a draw from
     /// the softmax with `random`.
     public static func choose(_ logits: [Float], seen: [Int32], options o: SamplingOptions,
-                              random: inout SeededRandom) -> Int32 {
+                              random: inout SplitMix64) -> Int32 {
         var x = logits
         repetitionPenalty(&x, seen: seen, penalty: o.repetitionPenalty)
         if o.isGreedy { return Int32(argmax(x)) }
@@ -82,7 +82,7 @@ public enum LogitsProcessors {
     }
 
     /// Inverse-CDF draw: the first index whose cumulative probability exceeds u ∈ [0, 1).
-    public static func sample(_ probabilities: [Float], random: inout SeededRandom) -> Int {
+    public static func sample(_ probabilities: [Float], random: inout SplitMix64) -> Int {
         let u = Double(random.next() >> 11) / Double(1 << 53)
         var cumulative = 0.0
         var last = 0
