@@ -25,6 +25,20 @@ public struct DecoderLayer {
     // Outputs that an op writes completely (norms, attention, SwiGLU, and the attention backward,
     // which overwrites dQ/dK/dV on every backend) start as `empty`: no fill on the GPU.
     public func forward(_ h: Tensor, _ step: StepContext) throws -> (Tensor, Saved) {
+        try forward(h, step) { q, k, v in
+            let backend = h.backend, tokens = h.shape[0]
+            let attention = try backend.empty([tokens, step.config.qWidth], backend.computeType)
+            let lse = try backend.empty([tokens, step.config.heads], .f32)
+            backend.attention(q, k, v, layout: step.layout, into: attention, logSumExp: lse)
+            return (attention, lse)
+        }
+    }
+
+    /// The layer with `attend` turning the roped q, k and v into the attention output and its
+    /// log-sum-exp: the step's causal attention in training, attention to the KV cache in
+    /// generation (Generate/DecoderLayer+Cached.swift).
+    func forward(_ h: Tensor, _ step: StepContext,
+                 attend: (_ q: Tensor, _ k: Tensor, _ v: Tensor) throws -> (Tensor, logSumExp: Tensor)) throws -> (Tensor, Saved) {
         let backend = h.backend, tokens = h.shape[0], config = step.config
         let rstd1 = try backend.empty([tokens], .f32)
         let n1 = try backend.empty(h.shape, backend.computeType)
@@ -35,9 +49,7 @@ public struct DecoderLayer {
         let (vOut, vSaved) = try v.forward(n1, dropoutSeed: step.dropoutSeed(2))
         backend.rope(qOut, positions: step.positions, table: step.rope, heads: config.heads, inverse: false)
         backend.rope(kOut, positions: step.positions, table: step.rope, heads: config.kvHeads, inverse: false)
-        let attention = try backend.empty([tokens, config.qWidth], backend.computeType)
-        let lse = try backend.empty([tokens, config.heads], .f32)
-        backend.attention(qOut, kOut, vOut, layout: step.layout, into: attention, logSumExp: lse)
+        let (attention, lse) = try attend(qOut, kOut, vOut)
         let (oOut, oSaved) = try o.forward(attention, dropoutSeed: step.dropoutSeed(3))
         backend.add(h, into: oOut, alpha: 1)
         let h2 = oOut
