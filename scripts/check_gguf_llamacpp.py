@@ -28,15 +28,7 @@ from llama_cpp import Llama
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from check_gguf_export import FIX, ROOT, make_model
-
-failures = []
-
-
-def check(cond, what):
-    print(("  ok    " if cond else "  FAIL  ") + what)
-    if not cond:
-        failures.append(what)
+from check_gguf_export import FIX, ROOT, check, failures, make_model
 
 
 def merged_f16(base, adapter):

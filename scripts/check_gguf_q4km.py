@@ -28,15 +28,7 @@ from llama_cpp import Llama
 from peft import LoraConfig, get_peft_model
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIX = os.path.join(ROOT, "Tests/SwiftletTests/Fixtures")
-failures = []
-
-
-def check(cond, what):
-    print(("  ok    " if cond else "  FAIL  ") + what)
-    if not cond:
-        failures.append(what)
+from check_gguf_export import FIX, ROOT, check, failures
 
 
 def make_model(tokenizer_dir, out, tied):
