@@ -73,7 +73,8 @@ public struct LaunchEnvironment: Sendable, Equatable {
 
     /// The GPU this process uses: `LOCAL_RANK`, or the only GPU visible when the launcher narrowed
     /// `CUDA_VISIBLE_DEVICES` to one per process (as SLURM's `--gpus-per-task` does).
-    public func deviceOrdinal(visibleDevices: Int) -> Int {
-        visibleDevices == 1 ? 0 : localRank
+    public func deviceOrdinal(cudaVisibleDevices: String?) -> Int {
+        let visible = cudaVisibleDevices?.split(separator: ",").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+        return visible?.count == 1 ? 0 : localRank
     }
 }
