@@ -56,7 +56,7 @@ struct DistributedOptions: ParsableArguments {
                                           jobKey: ProcessGroup.jobKey(arguments: Array(CommandLine.arguments.dropFirst())))
         if launch.rank == 0 {
             print("data parallel: \(launch.worldSize) rank\(launch.worldSize == 1 ? "" : "s") (\(launch.launcher)), "
-                + "\(group is NCCLCollective ? "NCCL" : "TCP") collective, rendezvous \(launch.masterAddress):\(launch.masterPort)")
+                + "\((group as? NCCLCollective).map { "NCCL \($0.library.version) (\($0.library.library.path))" } ?? "TCP") collective, rendezvous \(launch.masterAddress):\(launch.masterPort)")
         }
         return (backend, group)
     }

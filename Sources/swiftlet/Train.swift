@@ -56,11 +56,11 @@ struct Train: ParsableCommand {
         let examples: [Example]
         var evalExamples: [Example] = []
         let all = try dataOptions.examples(dataPath, modelDirectory: modelPath, vocabSize: model.config.vocabSize,
-                                           maxSeqLength: arguments.maxSeqLength, packing: packing)
+                                           maxSeqLength: arguments.maxSeqLength, packing: packing, say: say)
         if let evalData {
             examples = all
             evalExamples = try dataOptions.examples(evalData, modelDirectory: modelPath, vocabSize: model.config.vocabSize,
-                                                    maxSeqLength: arguments.maxSeqLength, packing: false)
+                                                    maxSeqLength: arguments.maxSeqLength, packing: false, say: say)
         } else {
             (examples, evalExamples) = DatasetSplit.split(all, evalFraction: evalSplit, seed: options.seed)
         }

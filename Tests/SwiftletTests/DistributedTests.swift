@@ -77,11 +77,12 @@ final class DistributedTests: XCTestCase {
         let group = DispatchGroup()
         for rank in 0..<world {
             group.enter()
+            let key = jobKey(rank)
             Thread {
                 defer { group.leave() }
                 results.set(rank, Result {
                     let env = LaunchEnvironment(rank: rank, worldSize: world, localRank: rank, masterAddress: "127.0.0.1", masterPort: port)
-                    let rendezvous = try Rendezvous(environment: env, jobKey: jobKey(rank), timeout: timeout)
+                    let rendezvous = try Rendezvous(environment: env, jobKey: key, timeout: timeout)
                     return try body(TCPCollective(rendezvous: rendezvous))
                 })
             }.start()

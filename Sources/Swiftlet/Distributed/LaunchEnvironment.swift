@@ -24,13 +24,13 @@ public struct LaunchEnvironment: Sendable, Equatable {
     /// run). `WORLD_SIZE` (or, without it, `SLURM_NTASKS`) decides; a world of one is still a job
     /// (world size 1 over NCCL is how a one-GPU machine checks the multi-GPU path).
     /// Throws naming the variable when the set is incomplete or malformed.
-    public static func read(_ environment: [String: String]) throws -> LaunchEnvironment? {
+    public static func read(_ environment: [String: String]) throws(DistributedError) -> LaunchEnvironment? {
         let torchrun = environment["WORLD_SIZE"] != nil || environment["RANK"] != nil
         let slurm = !torchrun && environment["SLURM_NTASKS"] != nil && environment["MASTER_ADDR"] != nil
         guard torchrun || slurm else { return nil }
         let names = torchrun ? (rank: "RANK", world: "WORLD_SIZE", local: "LOCAL_RANK")
                              : (rank: "SLURM_PROCID", world: "SLURM_NTASKS", local: "SLURM_LOCALID")
-        func integer(_ name: String, default fallback: Int? = nil) throws -> Int {
+        func integer(_ name: String, default fallback: Int? = nil) throws(DistributedError) -> Int {
             guard let text = environment[name], !text.isEmpty else {
                 if let fallback { return fallback }
                 throw DistributedError.environment(variable: name, problem: "is not set (\(torchrun ? "torchrun" : "SLURM") launch: "

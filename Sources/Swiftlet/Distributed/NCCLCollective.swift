@@ -32,7 +32,7 @@ public final class NCCLCollective: Collective {
         self.bucketBytes = bucketBytes
         rank = environment.rank
         worldSize = environment.worldSize
-        let rendezvous = try Rendezvous(environment: environment, jobKey: jobKey, timeout: timeout) { try library.uniqueId() }
+        let rendezvous = try Rendezvous(environment: environment, jobKey: jobKey, timeout: timeout) { () throws(DistributedError) in try library.uniqueId() }
         self.rendezvous = rendezvous
         guard rendezvous.payload.count == MemoryLayout<ncclUniqueId>.size else {
             throw DistributedError.protocolViolation(host: environment.masterAddress, port: environment.masterPort,

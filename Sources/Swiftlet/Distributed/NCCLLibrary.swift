@@ -46,14 +46,14 @@ public final class NCCLLibrary: @unchecked Sendable {
     }
 
     /// Throws `DistributedError.nccl` naming `call` unless `result` is ncclSuccess.
-    func check(_ result: ncclResult_t, _ call: String) throws {
+    func check(_ result: ncclResult_t, _ call: String) throws(DistributedError) {
         guard result != SWIFTLET_NCCL_SUCCESS else { return }
         let message = getErrorString(result).map { String(cString: $0) } ?? "unknown error"
         throw DistributedError.nccl(call: call, code: result, message: message)
     }
 
     /// A fresh unique id as bytes (rank 0 makes it; the rendezvous hands it to the others).
-    func uniqueId() throws -> [UInt8] {
+    func uniqueId() throws(DistributedError) -> [UInt8] {
         var id = ncclUniqueId()
         try check(getUniqueId(&id), "ncclGetUniqueId")
         return withUnsafeBytes(of: &id) { Array($0) }

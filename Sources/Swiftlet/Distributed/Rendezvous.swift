@@ -21,7 +21,7 @@ public final class Rendezvous {
     /// two differently configured processes fail at once instead of training different things.
     /// `makePayload` runs on rank 0 only.
     public init(environment: LaunchEnvironment, jobKey: String, timeout: Double,
-                makePayload: () throws -> [UInt8] = { [] }) throws {
+                makePayload: () throws(DistributedError) -> [UInt8] = { [] }) throws(DistributedError) {
         self.environment = environment
         let host = environment.masterAddress, port = environment.masterPort
         if environment.rank == 0 {
@@ -92,7 +92,7 @@ public final class Rendezvous {
     }
 
     /// Returns when every rank has called it (star: each tells rank 0, rank 0 answers all).
-    public func barrier() throws {
+    public func barrier() throws(DistributedError) {
         if environment.rank == 0 {
             for rank in 1..<environment.worldSize { _ = try connection(to: rank).receive(1, of: UInt8.self, zero: 0) }
             for rank in 1..<environment.worldSize { try connection(to: rank).send([UInt8(1)]) }

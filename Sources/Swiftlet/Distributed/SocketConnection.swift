@@ -28,7 +28,7 @@ public final class SocketConnection {
     deinit { close(fd) }
 
     /// Connects to `host:port`, retrying refused connections until `timeout` (the listener may start later).
-    public static func connect(host: String, port: Int, peer: String, timeout: Double) throws -> SocketConnection {
+    public static func connect(host: String, port: Int, peer: String, timeout: Double) throws(DistributedError) -> SocketConnection {
         let deadline = Date().addingTimeInterval(timeout)
         var lastProblem = "no address"
         while true {
@@ -51,7 +51,7 @@ public final class SocketConnection {
     }
 
     /// Writes all of `bytes`.
-    public func send(_ bytes: UnsafeRawBufferPointer) throws {
+    public func send(_ bytes: UnsafeRawBufferPointer) throws(DistributedError) {
         var sent = 0
         while sent < bytes.count {
             try wait(for: Int16(POLLOUT), doing: "write")
@@ -66,7 +66,7 @@ public final class SocketConnection {
     }
 
     /// Reads exactly `bytes.count` bytes.
-    public func receive(into bytes: UnsafeMutableRawBufferPointer) throws {
+    public func receive(into bytes: UnsafeMutableRawBufferPointer) throws(DistributedError) {
         var received = 0
         while received < bytes.count {
             try wait(for: Int16(POLLIN), doing: "data")
@@ -81,22 +81,33 @@ public final class SocketConnection {
         }
     }
 
-    public func send<T: BitwiseCopyable>(_ values: [T]) throws { try values.withUnsafeBytes { try send($0) } }
+    public func send<T: BitwiseCopyable>(_ values: [T]) throws(DistributedError) {
+        // withUnsafeBytes only rethrows (untyped), so the error is carried out by hand.
+        var failure: DistributedError?
+        values.withUnsafeBytes { bytes in
+            do throws(DistributedError) { try send(bytes) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
 
-    public func receive<T: BitwiseCopyable>(_ count: Int, of: T.Type, zero: T) throws -> [T] {
+    public func receive<T: BitwiseCopyable>(_ count: Int, of: T.Type, zero: T) throws(DistributedError) -> [T] {
         var values = [T](repeating: zero, count: count)
-        try values.withUnsafeMutableBytes { try receive(into: $0) }
+        var failure: DistributedError?
+        values.withUnsafeMutableBytes { bytes in
+            do throws(DistributedError) { try receive(into: bytes) } catch { failure = error }
+        }
+        if let failure { throw failure }
         return values
     }
 
     /// A length-prefixed message (the rendezvous' hello and the NCCL unique id).
-    public func sendMessage(_ bytes: [UInt8]) throws {
+    public func sendMessage(_ bytes: [UInt8]) throws(DistributedError) {
         try send([UInt64(bytes.count).littleEndian])
         try send(bytes)
     }
 
     /// Reads a message of `sendMessage`, refusing one longer than `limit` (a stray client on the port).
-    public func receiveMessage(limit: Int = 1 << 20) throws -> [UInt8] {
+    public func receiveMessage(limit: Int = 1 << 20) throws(DistributedError) -> [UInt8] {
         let length = Int(UInt64(littleEndian: try receive(1, of: UInt64.self, zero: 0)[0]))
         guard length <= limit else {
             throw DistributedError.protocolViolation(host: host, port: port, problem: "\(peer) announced a message of \(length) bytes")
@@ -104,7 +115,7 @@ public final class SocketConnection {
         return try receive(length, of: UInt8.self, zero: 0)
     }
 
-    private func wait(for event: Int16, doing what: String) throws {
+    private func wait(for event: Int16, doing what: String) throws(DistributedError) {
         var entry = pollfd(fd: fd, events: event, revents: 0)
         let deadline = Date().addingTimeInterval(timeout)
         while true {
@@ -130,7 +141,7 @@ public final class SocketListener {
 
     /// Listens on `host:port` (host "" or "0.0.0.0" listens on every interface), with SO_REUSEADDR so a
     /// restarted job can take the port at once.
-    public init(host: String, port: Int, backlog: Int32 = 128) throws {
+    public init(host: String, port: Int, backlog: Int32 = 128) throws(DistributedError) {
         self.host = host
         let bindHost = host.isEmpty ? "0.0.0.0" : host
         guard let address = try SocketAddress.resolve(host: bindHost, port: port).first else {
@@ -163,7 +174,7 @@ public final class SocketListener {
     deinit { close(fd) }
 
     /// Accepts one connection, waiting at most `timeout` seconds.
-    public func accept(timeout: Double, waitingFor what: String) throws -> SocketConnection {
+    public func accept(timeout: Double, waitingFor what: String) throws(DistributedError) -> SocketConnection {
         var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         let deadline = Date().addingTimeInterval(timeout)
         while true {
@@ -194,7 +205,7 @@ struct SocketAddress {
     }
 
     /// getaddrinfo for a TCP `host:port`.
-    static func resolve(host: String, port: Int) throws -> [SocketAddress] {
+    static func resolve(host: String, port: Int) throws(DistributedError) -> [SocketAddress] {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_family = AF_UNSPEC
