@@ -253,6 +253,10 @@ final class DistributedTests: XCTestCase {
 
         let out = dir.appendingPathComponent("rank0/out")
         XCTAssertEqual(try adapter(out), try adapter(reference))
+        // The comparison can tell: one process without the second micro-batch trains other adapters.
+        let half = dir.appendingPathComponent("half")
+        XCTAssertEqual(try swiftlet(["train"] + common + ["--output", half.path]).status, 0)
+        XCTAssertNotEqual(try adapter(out), try adapter(half))
         XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("metrics.jsonl").path))
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("rank1/out").path), "rank 1 wrote outputs")
         // The logged losses agree too (sums of per-rank terms: equal to ~1e-15).
@@ -318,6 +322,31 @@ final class DistributedTests: XCTestCase {
                                   environment: ["SWIFTLET_RENDEZVOUS_TIMEOUT": "20"], timeout: 90)
         XCTAssertNotEqual(result.status, 0, result.output)
         XCTAssertTrue(result.output.contains("worker rank"), result.output)
+    }
+
+    /// SIGTERM to the launcher (a scheduler cancelling the job) stops its workers too.
+    func testTerminatedLauncherStopsItsWorkers() throws {
+        let dir = try temporaryDirectory()
+        // The demo's 300 steps outlast the 1.5 s before the SIGTERM.
+        let port = try LocalWorkerLauncher.freePort()
+        let started = try start(["train", "--device", "cpu", "--nproc", "2", "--master-port", String(port),
+                                 "--output", dir.appendingPathComponent("o").path],
+                                environment: ["SWIFTLET_RENDEZVOUS_TIMEOUT": "600"])
+        usleep(1_500_000)
+        started.0.terminate()
+        let result = try finish(started, timeout: 30)
+        XCTAssertNotEqual(result.status, 0, result.output)
+        XCTAssertTrue(result.output.contains("terminated"), result.output)
+        // No worker is left: none has the run's unique output folder on its command line.
+        let ps = Process()
+        ps.executableURL = URL(fileURLWithPath: "/bin/ps")
+        ps.arguments = ["-eo", "args"]
+        let pipe = Pipe()
+        ps.standardOutput = pipe
+        try ps.run()
+        let listing = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        ps.waitUntilExit()
+        XCTAssertFalse(listing.contains(dir.appendingPathComponent("o").path), "a worker outlived its launcher:\n\(listing)")
     }
 }
 

@@ -31,7 +31,9 @@ public enum DistributedError: Error, CustomStringConvertible, Equatable {
             return "rendezvous \(host):\(port): \(problem) (is another job or program using MASTER_PORT?)"
         case let .mismatch(what): return "distributed training: \(what)"
         case let .nccl(call, code, message): return "NCCL: \(call) failed: \(message) (ncclResult \(code))"
-        case let .worker(rank, status): return "worker rank \(rank) failed (exit status \(status)); the other workers were stopped"
+        case let .worker(rank, status):
+            if rank < 0 { return "the launcher was terminated (SIGTERM); the workers were stopped" }
+            return "worker rank \(rank) failed (exit status \(status)); the other workers were stopped"
         }
     }
 }

@@ -1,7 +1,11 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Set by the launcher's SIGTERM handler (an atomic: nothing else is safe in a handler).
+private let launcherTerminated = Atomic<Bool>(false)
 
 /// `swiftlet train --gpus N` / `--nproc N`: one worker process per local rank, as torchrun's
 /// standalone mode starts them. Each worker is this same executable with the same arguments (less
@@ -52,7 +56,9 @@ public struct LocalWorkerLauncher {
         // Ctrl-C reaches the workers straight from the terminal; the launcher stays to wait for their
         // checkpoint and exit status (a handler, not SIG_IGN, so the workers get the default back on exec).
         signal(SIGINT) { _ in }
-        defer { signal(SIGINT, SIG_DFL) }
+        launcherTerminated.store(false, ordering: .relaxed)
+        signal(SIGTERM) { _ in launcherTerminated.store(true, ordering: .relaxed) }
+        defer { signal(SIGINT, SIG_DFL); signal(SIGTERM, SIG_DFL) }
         var base = CUDALibrarySearch.processEnvironment
         for (key, value) in extraEnvironment { base[key] = value }
         var children: [pid_t] = []
@@ -70,19 +76,24 @@ public struct LocalWorkerLauncher {
             }
         }
         var running = Dictionary(uniqueKeysWithValues: children.enumerated().map { ($0.element, $0.offset) })
+        // Polled rather than a blocking waitpid, so a SIGTERM to the launcher (a scheduler's cancel, a
+        // timeout) is seen and passed on instead of leaving the workers running on their own.
         while !running.isEmpty {
-            var status: Int32 = 0
-            let pid = waitpid(-1, &status, 0)
-            if pid < 0 {
-                if errno == EINTR { continue }
-                break
-            }
-            guard let rank = running.removeValue(forKey: pid) else { continue }
-            let code = Self.exitCode(status)
-            if code != 0 {
+            if launcherTerminated.load(ordering: .relaxed) {
                 stop(Array(running.keys))
-                throw DistributedError.worker(rank: rank, status: code)
+                throw DistributedError.worker(rank: -1, status: 128 + SIGTERM)
             }
+            for (pid, rank) in running {
+                var status: Int32 = 0
+                guard waitpid(pid, &status, WNOHANG) == pid else { continue }
+                running[pid] = nil
+                let code = Self.exitCode(status)
+                if code != 0 {
+                    stop(Array(running.keys))
+                    throw DistributedError.worker(rank: rank, status: code)
+                }
+            }
+            usleep(50_000)
         }
     }
 

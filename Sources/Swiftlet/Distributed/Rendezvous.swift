@@ -37,8 +37,15 @@ public final class Rendezvous {
             var problems: [String] = []
             for _ in 1..<max(environment.worldSize, 1) {
                 let missing = (1..<environment.worldSize).filter { peers[$0] == nil }.map(String.init).joined(separator: ", ")
-                let connection = try listener.accept(timeout: max(deadline.timeIntervalSinceNow, 0.001),
+                let connection: SocketConnection
+                do {
+                    connection = try listener.accept(timeout: max(deadline.timeIntervalSinceNow, 0.001),
                                                      waitingFor: "connection from rank(s) \(missing) of \(environment.worldSize)")
+                } catch {
+                    // Report the whole wait, not what was left of it for this rank.
+                    if case let .timeout(host, port, what, _) = error { throw .timeout(host: host, port: port, waitingFor: what, seconds: timeout) }
+                    throw error
+                }
                 connection.timeout = timeout
                 let hello = try connection.receiveMessage(limit: 1 << 16)
                 var problem: String?
