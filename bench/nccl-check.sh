@@ -14,7 +14,9 @@ swiftlet=$PWD/bench/bin/swiftlet
 [ -x $swiftlet ] || python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('$swiftlet.xz'), open('$swiftlet', 'wb'))"
 chmod +x $swiftlet
 steps=${STEPS:-30}; batch=${BATCH:-8}
-gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || echo 0)
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+# NVLink multicast (NVLS) stays off on the lent machines.
+export NCCL_NVLS_ENABLE=0
 echo "GPUs: $gpus" | tee "$out/summary.log"
 # Where libnccl.so.2 is (the loader path, or pip's nvidia-nccl-cu12 next to torch).
 python3 - <<'EOF' 2>&1 | tee -a "$out/summary.log"
