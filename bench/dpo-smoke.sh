@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A small GPU smoke test of the training loop after changes to it: the demo (SFT) and a DPO run on
-# preference pairs built from the demo task, both on CUDA, with a checkpoint and a resume for DPO.
+# A small GPU smoke test of the training loop after changes to it: the demo (SFT), a DPO run on
+# preference pairs built from the demo task (with a checkpoint and a resume) and an ORPO run, all on CUDA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-smoke}
@@ -26,3 +26,6 @@ $swiftlet dpo --device cuda --model "$work/sft/demo-data/model" --adapter "$work
 $swiftlet dpo --device cuda --model "$work/sft/demo-data/model" --adapter "$work/sft" --data "$work/prefs.jsonl" \
     --max-steps 20 --lr 5e-4 --batch-size 8 --output "$work/dpo" --resume | tail -2
 cp "$work/dpo/metrics.jsonl" "$out/dpo-metrics.jsonl"
+$swiftlet orpo --device cuda --model "$work/sft/demo-data/model" --adapter "$work/sft" --data "$work/prefs.jsonl" \
+    --eval-data "$work/prefs.jsonl" --max-steps 10 --lr 5e-4 --batch-size 8 --output "$work/orpo" | tail -3
+cp "$work/orpo/metrics.jsonl" "$out/orpo-metrics.jsonl"
