@@ -80,7 +80,8 @@ public final class LlamaModel {
             let logps = try self.head(h, targets: targets, gradient: .none, spans: spans).spanLosses.map { -$0 }
             let dLogp = try spanGradients(logps)
             precondition(dLogp.count == spans.count, "one gradient per span")
-            let (_, dH) = try self.head(h, targets: targets, gradient: .perSpan(dLogp.map { Float(-$0) }), spans: spans)
+            let (_, dH) = try self.head(h, targets: targets, gradient: .perSpan(dLogp.map { Float(-$0) }), spans: spans,
+                                        readLosses: false)
             return (logps, dH)
         }
     }
@@ -182,9 +183,10 @@ public final class LlamaModel {
     /// Final norm, LM head and cross-entropy, in chunks of tokens so the logits of the whole
     /// batch never exist at once; with a gradient, returns dL/dh of the last layer too.
     /// `spans` cover the tokens in order; no chunk crosses a span's end, and the losses come back
-    /// one Σ per span (each the Σ of its chunks' sums, in order).
-    private func head(_ h: Tensor, targets: Tensor, gradient: HeadGradient,
-                      spans: [Range<Int>]) throws -> (spanLosses: [Double], dH: Tensor?) {
+    /// one Σ per span (each the Σ of its chunks' sums, in order) — or none without `readLosses`, which
+    /// spares the gradient pass of a span step a synchronisation before its backward.
+    private func head(_ h: Tensor, targets: Tensor, gradient: HeadGradient, spans: [Range<Int>],
+                      readLosses: Bool = true) throws -> (spanLosses: [Double], dH: Tensor?) {
         let tokens = h.shape[0], vocab = config.vocabSize
         precondition(spans.first?.lowerBound ?? 0 == 0 && spans.last?.upperBound ?? 0 == tokens
                      && zip(spans, spans.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound },
@@ -200,9 +202,10 @@ public final class LlamaModel {
         let chunk = Swift.max(1, Swift.min(tokens, (1 << 22) / Swift.max(vocab, 1)))
         // Logits in the compute type, as transformers' lm_head produces them (the loss upcasts).
         let logits = try backend.empty([chunk, vocab], backend.computeType)
-        var losses: [Double] = []
+        // Each token's loss stays on the backend until every chunk is done: one download per call,
+        // not one synchronisation per chunk.
+        let tokenLosses = try backend.empty([tokens], .f32)
         for (index, span) in spans.enumerated() {
-            var spanLoss = 0.0
             let scale: Float?
             switch gradient {
             case .none: scale = nil
@@ -214,13 +217,20 @@ public final class LlamaModel {
                 let chunkLogits = logits.rows(0..<rows.count)
                 backend.matmul(normed.rows(rows), transposeA: false, lmHead, transposeB: true,
                                into: chunkLogits, alpha: 1, beta: 0)
-                spanLoss += backend.crossEntropy(logits: chunkLogits, labels: targets.rows(rows), gradScale: scale)
+                backend.crossEntropy(logits: chunkLogits, labels: targets.rows(rows), gradScale: scale,
+                                     losses: tokenLosses.rows(rows))
                 if let dNormed {
                     backend.matmul(chunkLogits, transposeA: false, lmHead, transposeB: false,
                                    into: dNormed.rows(rows), alpha: 1, beta: 0)
                 }
             }
-            losses.append(spanLoss)
+        }
+        // Σ per chunk, then per span, in Double: the order the sums had when each chunk was read back alone.
+        let values = readLosses ? backend.download(tokenLosses) : []
+        let losses = !readLosses ? [] : spans.map { span in
+            stride(from: span.lowerBound, to: span.upperBound, by: chunk).reduce(0.0) { sum, start in
+                sum + values[start..<Swift.min(start + chunk, span.upperBound)].reduce(0.0) { $0 + Double($1) }
+            }
         }
         guard let dNormed else { return (losses, nil) }
         let dH = try backend.zeros(h.shape, backend.computeType)   // the norm's backward accumulates
