@@ -119,4 +119,13 @@ final class ORPOFixtureTests: XCTestCase {
         }
         XCTAssertLessThan(relativeError(try grads(.on), try grads(.off)), 1e-6)
     }
+
+    /// The doctor's DPO/ORPO GPU check, run with the CPU in the GPU's place: it passes, with equal numbers.
+    func testDoctorPreferenceCheckRunsOnTheFixtures() throws {
+        let root = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
+        var lines: [String] = []
+        XCTAssertTrue(try CUDAPreferenceSelfTest.run(fixtures: root, gpu: CPUBackend()) { lines.append($0) })
+        XCTAssertEqual(lines.count, 2)
+        XCTAssertTrue(lines.allSatisfy { $0.contains("PASS") && $0.contains("worst cosine 1.000000") }, "\(lines)")
+    }
 }
