@@ -91,6 +91,17 @@ struct Bench: ParsableCommand {
         }
         let timed = times.dropFirst(2).sorted()
         let median = timed[timed.count / 2]
+        // model FLOPs utilisation against this GPU's measured GEMM rate (after the timing: no effect on it);
+        // a DPO step is the policy's training step on its chosen and rejected rows plus the reference forward
+        var flops = TrainingFLOPs(config: config, rows: rowsPerStep, rowLength: seq, rank: r,
+                                  recompute: model.gradientCheckpointing.recomputes)
+        if objective == .dpo {
+            let reference = TrainingFLOPs(config: config, rows: rowsPerStep, rowLength: seq, rank: 0, recompute: false).forward
+            flops.model += reference
+            flops.withRecompute += reference
+        }
+        let gemm = backend is CUDABackend ? try measuredGEMMRate(on: backend) : 0
+        let utilisation = { (count: Double) in gemm > 0 ? (count / median / 1e12 / gemm * 1000).rounded() / 1000 : 0 }
         var result: [String: Any] = [
             "system": "swiftlet-\(backend.name)", "arch": arch, "bsz": batchSize, "seq": seq, "objective": objective.rawValue,
             "gc": model.gradientCheckpointing.recomputes ? 1 : 0, "offload": model.gradientCheckpointing == .offload ? 1 : 0,
@@ -100,6 +111,8 @@ struct Bench: ParsableCommand {
             "tok_s": (Double(rowsPerStep * seq) / median * 10).rounded() / 10,
             "peak_gib": (Double(backend.memory.peak) / Double(1 << 30) * 100).rounded() / 100,
             "loss": (loss * 1e4).rounded() / 1e4,
+            "model_tflops_per_step": (flops.model / 1e10).rounded() / 100,
+            "gemm_tflops": gemm.rounded(), "mfu": utilisation(flops.model), "hfu": utilisation(flops.withRecompute),
         ]
         if objective == .dpo { result["prompt"] = prompt }
         let json = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])

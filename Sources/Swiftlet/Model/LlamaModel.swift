@@ -199,7 +199,9 @@ public final class LlamaModel {
         // Every row of dNormed is written by a GEMM with beta 0, chunk by chunk.
         let dNormed = training ? try backend.empty(h.shape, backend.computeType) : nil
 
-        let chunk = Swift.max(1, Swift.min(tokens, (1 << 22) / Swift.max(vocab, 1)))
+        // 16 Mi logits a chunk (32 MiB in 16 bits; transformers holds all of them in f32): the head's
+        // GEMMs get 500+ rows (a span — a DPO row, an ORPO prompt — ends its chunk early).
+        let chunk = Swift.max(1, Swift.min(tokens, (1 << 24) / Swift.max(vocab, 1)))
         // Logits in the compute type, as transformers' lm_head produces them (the loss upcasts).
         let logits = try backend.empty([chunk, vocab], backend.computeType)
         // Each token's loss stays on the backend until every chunk is done: one download per call,
