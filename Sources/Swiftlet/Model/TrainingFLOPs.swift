@@ -8,6 +8,8 @@
 public struct TrainingFLOPs: Equatable, Sendable {
     public var model: Double
     public var withRecompute: Double
+    /// One forward alone, without gradients (DPO's reference pass: with `rank` 0, the adapters off).
+    public var forward: Double
 
     /// `rows` sequences of `rowLength` tokens (full causal rows, no packing), LoRA of rank `rank` on
     /// all seven projections (0: none).
@@ -29,6 +31,7 @@ public struct TrainingFLOPs: Equatable, Sendable {
         let head = 2 * h * Double(c.vocabSize) * tokens   // forward, and again for the input gradient
         let layers = Double(c.layers)
         model = layers * (layerForward + layerBackward) + 2 * head
+        forward = layers * layerForward + head
         withRecompute = model + (recompute ? layers * layerForward : 0)
     }
 }

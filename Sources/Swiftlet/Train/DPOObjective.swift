@@ -63,7 +63,7 @@ public final class DPOObjective: TrainingObjective {
 
     /// Loss and metrics over `pairs` in batches of `batchSize` (means over pairs), gradients untouched.
     public static func evaluate(model: LlamaModel, pairs: [PreferencePair], loss: DPOLoss, batchSize: Int,
-                                maxLength: Int?, truncation: TruncationMode = .keepStart) throws -> DPOEvaluation {
+                                maxLength: Int?, truncation: TruncationMode = .keepStart) throws -> PreferenceEvaluation {
         guard !pairs.isEmpty else { throw TrainingError.invalid("the evaluation data has no preference pairs") }
         var sum = 0.0, metrics: [String: Double] = [:]
         for start in stride(from: 0, to: pairs.count, by: batchSize) {
@@ -74,13 +74,16 @@ public final class DPOObjective: TrainingObjective {
             sum += r.loss * w
             for (name, value) in r.metrics { metrics[name, default: 0] += value * w }
         }
-        return DPOEvaluation(loss: sum, pairs: pairs.count, metrics: metrics)
+        return PreferenceEvaluation(loss: sum, pairs: pairs.count, metrics: metrics)
     }
 }
 
-/// DPO loss and metrics (TRL's names, without the `eval_` prefix) over an evaluation set.
-public struct DPOEvaluation: Sendable, Equatable {
+/// A preference objective's (DPO, ORPO) loss and metrics (TRL's names, without the `eval_` prefix)
+/// over an evaluation set.
+public struct PreferenceEvaluation: Sendable, Equatable {
     public var loss: Double
     public var pairs: Int
     public var metrics: [String: Double]
 }
+
+public typealias DPOEvaluation = PreferenceEvaluation
