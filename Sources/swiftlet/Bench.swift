@@ -30,7 +30,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Rows per step (dpo: preference pairs per step, two rows each).") var batchSize = 2
     @Option(help: "Tokens per row.") var seq = 2048
     @Option(help: "dpo: prompt tokens of each row (the rest is the completion); default half of --seq.") var promptLength: Int?
-    @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 10
+    @Option(help: "Timed steps (after the warm-up steps).") var steps = 10
+    @Option(help: "Untimed steps first (kernel compiles, allocator growth); 0 for one long step that only measures memory.")
+    var warmupSteps = 2
     @Option(help: "LoRA rank (alpha = r, all seven projections).") var r = 16
     @Option(help: "Gradient checkpointing: off, on (keep each layer's input, recompute the layer in the backward) or offload (as on, with the inputs in host memory).")
     var gradientCheckpointing: GradientCheckpointing = .off
@@ -39,6 +41,11 @@ struct Bench: ParsableCommand {
     @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
     @Flag(help: "After timing, run one more step with every op timed by device events and print the per-op table.")
     var profile = false
+
+    func validate() throws {
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+        guard warmupSteps >= 0 else { throw ValidationError("--warmup-steps must not be negative") }
+    }
 
     func run() throws {
         let backend = try device.makeBackend(precision: precision) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
@@ -81,7 +88,7 @@ struct Bench: ParsableCommand {
         backend.memory.resetPeak()
         var times: [Double] = []
         var loss = 0.0
-        for _ in 0..<(steps + 2) {
+        for _ in 0..<(steps + warmupSteps) {
             let input = nextInput()
             backend.synchronize()
             let start = Date()
@@ -89,7 +96,7 @@ struct Bench: ParsableCommand {
             backend.synchronize()
             times.append(Date().timeIntervalSince(start))
         }
-        let timed = times.dropFirst(2).sorted()
+        let timed = times.dropFirst(warmupSteps).sorted()
         let median = timed[timed.count / 2]
         // model FLOPs utilisation against this GPU's measured GEMM rate (after the timing: no effect on it);
         // a DPO step is the policy's training step on its chosen and rejected rows plus the reference forward
