@@ -31,4 +31,14 @@ public final class KVCache {
             backend.copy(new.rows((r * queries)..<((r + 1) * queries)), into: cache.rows(at..<(at + queries)))
         }
     }
+
+    /// Forgets every column from `length` on (a chat turn whose rendering departs from what the
+    /// cache holds there); the next step writes over them.
+    public func truncate(to length: Int) {
+        precondition(length >= 0 && length <= self.length, "truncate to \(length) of \(self.length) columns")
+        for r in 0..<rows {
+            for c in length..<self.length { keyValid[r * capacity + c] = 0 }
+        }
+        self.length = length
+    }
 }
