@@ -13,6 +13,8 @@ public final class KVCache {
     public internal(set) var length = 0
     /// [rows·capacity], 1 for a real token, 0 for padding or not yet written.
     var keyValid: [Int32]
+    /// The RoPE table of the cache's positions and the inverse frequencies it was made with.
+    var rope: (frequencies: [Float], table: RoPETable)?
 
     public init(model: LlamaModel, rows: Int, capacity: Int) throws {
         let backend = model.backend, width = model.config.kvWidth
