@@ -47,7 +47,8 @@ extension CUDAOpSelfTest {
         cpu.cachedAttention(q.cpu, keys: k.cpu, values: v.cpu, layout: layouts.0, into: out.cpu)
         gpu.cachedAttention(q.gpu, keys: k.gpu, values: v.gpu, layout: layouts.1, into: out.gpu)
         let splits = CUDACachedAttention.splits(layouts.1, multiprocessors: gpu.device.multiprocessors)
-        check("out (\(splits) key split\(splits == 1 ? "" : "s"))", out)
+        let path = start == 0 && queries > 1 ? "on the training attention" : "\(splits) key split\(splits == 1 ? "" : "s")"
+        check("out (\(path))", out)
         guard timed else { return }
         // Decode reads each row's keys and values once: that traffic is the speed limit.
         let bytes = Double(2 * rows * (start + queries) * kvHeads * headDim * storage.size)

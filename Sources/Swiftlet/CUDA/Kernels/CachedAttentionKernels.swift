@@ -10,6 +10,8 @@ import CCUDA
 /// merge through shared memory. When rows × kv heads × queries blocks cannot fill the GPU (decode
 /// at batch 1), the keys are also split over blocks (flash-decoding): each split writes its
 /// partial (max, sum, unnormalised output) in f32 and a second kernel merges the splits.
+/// A prefill from an empty cache is plain causal attention and runs on the training kernels
+/// (AttentionKernels / FlashAttentionKernels) instead.
 enum CUDACachedAttention {
     static let source = """
     // Query i of a row sits at cache column start + i and sees the row's columns j <= start + i
@@ -125,6 +127,13 @@ enum CUDACachedAttention {
     CACHED_ATTENTION(4)
     CACHED_ATTENTION(8)
 
+    // A prefill row's training-attention sequence ids: 0 for a real token, -1 for (left) padding.
+    extern "C" __global__ void cached_attention_sequence_ids(const int* __restrict__ keyValid, int* __restrict__ seq, int n)
+    {
+        int i = blockIdx.x * blockDim.x + threadIdx.x;
+        if (i < n) seq[i] = keyValid[i] != 0 ? 0 : -1;
+    }
+
     // Merges the key splits of one (query, head) per block: out = Σ_s acc_s e^(m_s - M) / Σ_s l_s e^(m_s - M).
     extern "C" __global__ void cached_attention_merge(
         const float* __restrict__ partialMax, const float* __restrict__ partialSum,
@@ -177,6 +186,7 @@ extension CUDABackend {
         for t in [q, keys, values, out] { expect(t, computeType) }
         expect(layout.keyValid, .i32)
         guard layout.rows > 0, layout.queries > 0 else { return }
+        if layout.start == 0, layout.queries > 1 { return prefillOnTrainingAttention(q, keys: keys, values: values, layout: layout, into: out) }
         let d = layout.headDim <= 64 ? 2 : layout.headDim <= 128 ? 4 : 8
         let passes = (layout.heads / layout.kvHeads + CUDACachedAttention.headsPerPass - 1) / CUDACachedAttention.headsPerPass
         let splits = CUDACachedAttention.splits(layout, multiprocessors: device.multiprocessors)
@@ -204,6 +214,30 @@ extension CUDABackend {
                                arguments: [.pointer(partial.max.device), .pointer(partial.sum.device),
                                            .pointer(partial.out.device), .pointer(out.device),
                                            .int32(Int32(splits)), .int32(Int32(layout.headDim))])
+        }
+    }
+
+    /// A prefill from an empty cache is causal attention within each row's new tokens: the
+    /// training kernels (tensor-core tiles on 8.0+) run it, one row at a time since the rows' keys
+    /// lie `capacity` apart. Real tokens see exactly what the cached layout lets them see; a
+    /// padding query sees nothing here (its output is never used: its key is masked everywhere).
+    private func prefillOnTrainingAttention(_ q: Tensor, keys: Tensor, values: Tensor, layout: CachedAttentionLayout,
+                                            into out: Tensor) {
+        let n = layout.queries
+        let sequenceIds = try! empty([n], .i32), logSumExp = try! empty([n, layout.heads], .f32)
+        let training = AttentionLayout(rows: 1, columns: n, heads: layout.heads, kvHeads: layout.kvHeads,
+                                       headDim: layout.headDim, sequenceIds: sequenceIds,
+                                       slidingWindow: layout.slidingWindow, scale: layout.scale)
+        for r in 0..<layout.rows {
+            run {
+                try kernels.launch(try function("cached_attention_sequence_ids", CUDACachedAttention.source),
+                                   grid: ((n + 255) / 256, 1, 1), block: (256, 1, 1),
+                                   arguments: [.pointer(layout.keyValid.device + CUdeviceptr(r * layout.capacity * 4)),
+                                               .pointer(sequenceIds.device), .int32(Int32(n))])
+            }
+            let cacheRows = (r * layout.capacity)..<(r * layout.capacity + n)
+            attention(q.rows((r * n)..<((r + 1) * n)), keys.rows(cacheRows), values.rows(cacheRows), layout: training,
+                      into: out.rows((r * n)..<((r + 1) * n)), logSumExp: logSumExp)
         }
     }
 }
