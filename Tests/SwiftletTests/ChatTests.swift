@@ -96,3 +96,22 @@ extension ChatTests {
         XCTAssertEqual(tokenizer.decode([259]), "<|im_end|>")
     }
 }
+
+extension ChatTests {
+    /// Streaming on the demo's byte-level tokenizer: a character split over two tokens waits for its
+    /// second byte, and the text stops before a stop string.
+    func testTextStreamWaitsForWholeCharactersAndCutsAtStopStrings() throws {
+        let tokenizer = try Tokenizer(directory: try demoFolder())
+        let ids = tokenizer.encode("né END x", addSpecialTokens: false)  // é is two bytes, so two tokens
+        XCTAssertEqual(ids.count, 9)
+        var stream = TextStream(tokenizer: tokenizer, stopStrings: [" END"])
+        XCTAssertEqual(stream.advance(Array(ids.prefix(1)), final: false), "n")
+        XCTAssertEqual(stream.advance(Array(ids.prefix(2)), final: false), "", "half of é is not printed")
+        XCTAssertEqual(stream.advance(Array(ids.prefix(3)), final: false), "é")
+        XCTAssertFalse(stream.reachedStop(Array(ids.prefix(5))))
+        XCTAssertTrue(stream.reachedStop(Array(ids.prefix(7))))
+        XCTAssertEqual(stream.advance(ids, final: true), "")
+        XCTAssertEqual(stream.printed, "né")
+        XCTAssertEqual(stream.text(of: ids), "né")
+    }
+}
