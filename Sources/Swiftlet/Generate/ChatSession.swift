@@ -38,7 +38,8 @@ public final class ChatSession {
         self.template = template
         self.system = system
         cache = try KVCache(model: generator.model, rows: 1, capacity: capacity)
-        if let end = try Self.endOfTurnToken(template: template, tokenizer: tokenizer) {
+        // A template that refuses the probe conversation just leaves the EOS ids as they are.
+        if let end = (try? Self.endOfTurnToken(template: template, tokenizer: tokenizer)) ?? nil {
             generator.eosTokenIds.insert(end)
         }
     }
