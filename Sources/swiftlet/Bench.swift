@@ -37,6 +37,8 @@ struct Bench: ParsableCommand {
     @Option(help: "LoRA rank (alpha = r, all seven projections).") var r = 16
     @Option(help: "Gradient checkpointing: off, on (keep each layer's input, recompute the layer in the backward) or offload (as on, with the inputs in host memory).")
     var gradientCheckpointing: GradientCheckpointing = .off
+    @Option(name: .customLong("checkpoint-budget-gib"), help: "With checkpointing: after the first warm-up step, the last layers skip the recompute as far as this much device memory allows.")
+    var checkpointBudgetGiB: Double?
     @Flag(name: .customLong("load-in-4bit"), help: "QLoRA: 4-bit NF4 base weights (double quantization), dequantized for each GEMM.") var loadIn4bit = false
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
     @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
@@ -94,13 +96,17 @@ struct Bench: ParsableCommand {
         backend.memory.resetPeak()
         var times: [Double] = []
         var loss = 0.0
-        for _ in 0..<(steps + warmupSteps) {
+        for index in 0..<(steps + warmupSteps) {
             let input = nextInput()
             backend.synchronize()
             let start = Date()
             loss = try trainingStep(input)
             backend.synchronize()
             times.append(Date().timeIntervalSince(start))
+            if index == 0, let budget = checkpointBudgetGiB {
+                CheckpointPlanner.plan(model, budgetBytes: Int(budget * Double(1 << 30)), checkpointedPeakBytes: backend.memory.peak)
+                backend.memory.resetPeak()
+            }
         }
         let timed = times.dropFirst(warmupSteps).sorted()
         let median = timed[timed.count / 2]
@@ -113,12 +119,16 @@ struct Bench: ParsableCommand {
             flops.model += reference
             flops.withRecompute += reference
         }
+        if model.gradientCheckpointing.recomputes {   // layers kept whole are not recomputed
+            let layers = Double(config.layers)
+            flops.withRecompute = flops.model + (flops.withRecompute - flops.model) * (layers - Double(model.layersKeptWhole)) / layers
+        }
         let gemm = backend is CUDABackend ? try measuredGEMMRate(on: backend) : 0
         let utilisation = { (count: Double) in gemm > 0 ? (count / median / 1e12 / gemm * 1000).rounded() / 1000 : 0 }
         var result: [String: Any] = [
             "system": "swiftlet-\(backend.name)", "arch": arch, "bsz": batchSize, "seq": seq, "objective": objective.rawValue,
             "gc": model.gradientCheckpointing.recomputes ? 1 : 0, "offload": model.gradientCheckpointing == .offload ? 1 : 0,
-            "fourbit": model.isQuantized4bit ? 1 : 0, "attn": "swiftlet", "r": r,
+            "fourbit": model.isQuantized4bit ? 1 : 0, "attn": "swiftlet", "r": r, "layers_kept_whole": model.layersKeptWhole,
             "step_s": (median * 1e4).rounded() / 1e4,
             // Tokens of the rows trained (dpo: chosen and rejected rows; its reference forward is extra work).
             "tok_s": (Double(rowsPerStep * seq) / median * 10).rounded() / 10,

@@ -27,6 +27,8 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Evaluate on the eval data every N steps (0: only at the end).") var evalSteps = 0
     @Option(help: "Gradient checkpointing: off, on (keep each layer's input, recompute the layer in the backward) or offload (as on, with the inputs in host memory).")
     var gradientCheckpointing: GradientCheckpointing = .off
+    @Option(name: .customLong("checkpoint-budget-gib"), help: "With checkpointing: device memory the step may use (GiB); after the first step the last layers skip the recompute as far as it allows.")
+    var checkpointBudgetGiB: Double?
     @Flag(name: .customLong("load-in-4bit"), help: "QLoRA: quantize q k v o gate up down to 4-bit NF4 (double quantization) while loading. A pre-quantized bitsandbytes checkpoint loads in 4-bit without it.")
     var loadIn4bit = false
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
@@ -65,6 +67,7 @@ struct TrainingOptions: ParsableArguments {
         arguments.shuffle = !noShuffle
         arguments.saveSteps = saveSteps
         arguments.saveTotalLimit = saveTotalLimit
+        arguments.checkpointMemoryBudget = checkpointBudgetGiB.map { Int($0 * Double(1 << 30)) }
         if let maxSteps { arguments.maxSteps = maxSteps }
     }
 

@@ -92,3 +92,51 @@ final class GradientCheckpointingTests: XCTestCase {
         XCTAssertLessThan(peaks[2], peaks[1], "offloading should keep the layer inputs off the backend")
     }
 }
+
+/// The checkpoint planner keeps the last layers whole as far as a memory budget allows: same bits,
+/// a peak between full checkpointing and none, and within the budget it was given.
+final class CheckpointPlannerTests: XCTestCase {
+    func testLayersToKeepFillTheRoomAboveThePeak() {
+        XCTAssertEqual(CheckpointPlanner.layersToKeep(budgetBytes: 100, checkpointedPeakBytes: 120, layerActivationBytes: 10, layers: 6), 0)
+        XCTAssertEqual(CheckpointPlanner.layersToKeep(budgetBytes: 145, checkpointedPeakBytes: 120, layerActivationBytes: 10, layers: 6), 2)
+        XCTAssertEqual(CheckpointPlanner.layersToKeep(budgetBytes: 10_000, checkpointedPeakBytes: 120, layerActivationBytes: 10, layers: 6), 6)
+        XCTAssertEqual(CheckpointPlanner.layersToKeep(budgetBytes: 10_000, checkpointedPeakBytes: 120, layerActivationBytes: 0, layers: 6), 0)
+    }
+
+    func testPlannedModelKeepsItsBitsAndItsBudget() throws {
+        let config = LlamaConfig(vocabSize: 64, hiddenSize: 64, intermediateSize: 96, layers: 6, heads: 4, kvHeads: 2,
+                                 rmsNormEps: 1e-5, maxPositionEmbeddings: 64)
+        var g = SplitMix64(seed: 3)
+        let batch = Batch(examples: (0..<3).map { _ in Example(inputIds: (0..<40).map { _ in Int32(g.next() % 64) }) })
+        func run(_ mode: GradientCheckpointing, budget: ((Int, Int) -> Int)? = nil) throws -> (grads: [Float], peak: Int, kept: Int) {
+            let backend = CPUBackend()
+            let model = try LlamaModel.random(config: config, seed: 5, std: 0.1, on: backend)
+            try model.addLoRA(LoRAConfig(r: 4, alpha: 8, dropout: 0.2), seed: 1)
+            for adapter in model.adapters { model.backend.fillUniform(adapter.b, seed: 9, bound: 0.1) }
+            model.gradientCheckpointing = mode
+            let before = backend.memory.current
+            backend.memory.resetPeak()
+            _ = try model.step(batch, gradScale: 0.1, dropoutSeed: 77)
+            if let budget {
+                // plan from the checkpointed step, then measure a second step with the plan
+                let checkpointedPeak = backend.memory.peak
+                let budgetBytes = budget(checkpointedPeak, model.layerActivationBytes)
+                CheckpointPlanner.plan(model, budgetBytes: budgetBytes, checkpointedPeakBytes: checkpointedPeak)
+                for adapter in model.adapters { backend.zero([adapter.gradA, adapter.gradB]) }
+                backend.memory.resetPeak()
+                _ = try model.step(batch, gradScale: 0.1, dropoutSeed: 77)
+                XCTAssertLessThanOrEqual(backend.memory.peak, budgetBytes, "the planned step stays within its budget")
+            }
+            let grads = model.adapters.flatMap { model.backend.download($0.gradA) + model.backend.download($0.gradB) }
+            return (grads, backend.memory.peak - before, model.layersKeptWhole)
+        }
+        let off = try run(.off), on = try run(.on)
+        // room for two and a half layers above the checkpointed peak
+        let planned = try run(.on) { peak, layer in peak + 5 * layer / 2 }
+        XCTAssertEqual(planned.kept, 2)
+        XCTAssertEqual(planned.grads, off.grads)
+        XCTAssertEqual(planned.grads, on.grads)
+        XCTAssertGreaterThan(planned.peak, on.peak, "kept layers hold their activations")
+        XCTAssertLessThan(planned.peak, off.peak, "the first layers are still checkpointed")
+    }
+}

@@ -24,6 +24,12 @@ public final class LlamaModel {
     /// Whether the forward keeps every activation, or only each layer's input (on the device, or
     /// offloaded to host memory) and the backward recomputes the layer.
     public var gradientCheckpointing = GradientCheckpointing.off
+    /// With checkpointing, how many of the last layers keep their activations anyway (no recompute):
+    /// what `CheckpointPlanner` fills a memory budget with. 0: every layer is checkpointed.
+    public var layersKeptWhole = 0
+    /// Device bytes that keeping one layer's activations adds, measured on the last training forward
+    /// (layer 0), for `CheckpointPlanner`.
+    public private(set) var layerActivationBytes = 0
 
     /// The longest sequence the user asked to train on (FastLanguageModel's maxSeqLength).
     public var maxSeqLength: Int?
@@ -97,6 +103,9 @@ public final class LlamaModel {
         return try body()
     }
 
+    /// Whether layer i keeps its activations for the backward although checkpointing is on.
+    private func keepsWhole(_ i: Int) -> Bool { i >= layers.count - layersKeptWhole }
+
     /// Forward (keeping what the backward needs when training), `head` (the loss and dL/dh of the
     /// last layer), and the backward through the layers when `head` returns a gradient.
     private func run<R>(_ batch: Batch, training: Bool, dropoutSeed: UInt64?,
@@ -109,10 +118,13 @@ public final class LlamaModel {
         for (i, layer) in layers.enumerated() {
             var layerContext = context
             layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
+            let before = backend.memory.current
             let (next, s) = try layer.forward(h, layerContext)
             if training {
+                // what the layer's saved activations hold beyond its input (already counted) and output
+                if i == 0 { layerActivationBytes = Swift.max(0, backend.memory.current - before - next.byteCount) }
                 switch gradientCheckpointing {
-                case .off: saved.append(s)
+                case _ where keepsWhole(i), .off: saved.append(s)
                 case .on: inputs.append(h)
                 case .offload: offloaded.append(try backend.offload(h))
                 }
@@ -125,7 +137,7 @@ public final class LlamaModel {
         for i in layers.indices.reversed() {
             var layerContext = context
             layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
-            if gradientCheckpointing.recomputes {
+            if gradientCheckpointing.recomputes && !keepsWhole(i) {
                 // Recompute this layer's activations from its input (same dropout seed: same masks).
                 let input = gradientCheckpointing == .offload ? try backend.reload(offloaded.removeLast())
                                                               : inputs.removeLast()

@@ -33,6 +33,8 @@ public final class Trainer {
     public let collective: (any Collective)?
     /// Whether rank 0's adapters have been copied to every rank (once, before the first step).
     var adaptersBroadcast = false
+    /// Whether `arguments.checkpointMemoryBudget` has been applied (after this run's first step).
+    private var checkpointsPlanned = false
 
     /// The global step: optimizer updates applied so far.
     public var globalStep: Int { optimizer.steps }
@@ -120,6 +122,11 @@ public final class Trainer {
                        seconds: Date().timeIntervalSince(start),
                        epoch: Double(epoch) + Double(cursor) / Double(objective.rowCount), metrics: result.metrics)
         logHistory.append(log)
+        if !checkpointsPlanned, let budget = arguments.checkpointMemoryBudget {
+            // the first step of this run was fully checkpointed: its peak is the planner's floor
+            checkpointsPlanned = true
+            CheckpointPlanner.plan(model, budgetBytes: budget, checkpointedPeakBytes: model.backend.memory.peak)
+        }
         return log
     }
 

@@ -38,6 +38,10 @@ public struct TrainingArguments: Sendable, Equatable {
     public var saveSteps = 0
     /// Keep at most this many checkpoints (the newest by step); 0 keeps all.
     public var saveTotalLimit = 0
+    /// With gradient checkpointing: device bytes the step may use. After the first (fully
+    /// checkpointed) step, the last layers keep their activations as far as this allows
+    /// (`CheckpointPlanner`); nil checkpoints every layer.
+    public var checkpointMemoryBudget: Int?
 
     public init() {}
 }
