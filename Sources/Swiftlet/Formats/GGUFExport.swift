@@ -4,7 +4,8 @@ import Foundation
 /// f32, an NF4 base dequantized first) as one GGUF v3 file that llama.cpp loads, named and laid
 /// out as `convert_hf_to_gguf.py` writes it:
 ///
-/// - architecture "llama" for Llama and Mistral (llama.cpp runs both as llama), "qwen2" for Qwen2;
+/// - architecture "llama" for Llama and Mistral (llama.cpp runs both as llama), "qwen2" for Qwen2,
+///   "qwen3" for Qwen3 (with `attn_q_norm` / `attn_k_norm`); Phi-3 is refused for now;
 /// - `token_embd`, `blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate,
 ///   ffn_up, ffn_down}`, `output_norm`, `output` (absent when the embeddings are tied), the
 ///   q/k/v/o biases where the model has them, and `rope_freqs` for Llama 3.1 rope scaling;
@@ -46,6 +47,7 @@ public enum GGUFExport {
         let map = ["input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
                    "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
                    "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
+                   "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
                    "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias",
                    "self_attn.v_proj.bias": "attn_v.bias", "self_attn.o_proj.bias": "attn_output.bias",
                    "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
@@ -54,10 +56,17 @@ public enum GGUFExport {
     }
 
     /// The architecture name llama.cpp knows the model type by.
-    public static func architecture(_ config: LlamaConfig) -> String {
+    public static func architecture(_ config: LlamaConfig) throws -> String {
         switch config.modelType {
         case .llama, .mistral: return "llama"
         case .qwen2: return "qwen2"
+        case .qwen3: return "qwen3"
+        case .phi3:
+            // llama.cpp's phi3 takes the fused attn_qkv / ffn_up as they are, but its metadata and
+            // rope factors are not checked against the converter here yet.
+            throw GGUFError.unsupported(field: "config.json model_type", value: "phi3",
+                                        reason: "GGUF export of Phi-3 is not built yet; export --format merged and "
+                                            + "run llama.cpp's convert_hf_to_gguf.py on it")
         }
     }
 
@@ -132,7 +141,7 @@ public enum GGUFExport {
 
     /// The `general.*` and `<arch>.*` metadata.
     public static func modelMetadata(_ config: LlamaConfig, name: String, quant: Quant) throws -> [(String, GGUFValue)] {
-        let arch = architecture(config)
+        let arch = try architecture(config)
         var kv: [(String, GGUFValue)] = [
             ("general.architecture", .string(arch)), ("general.type", .string("model")), ("general.name", .string(name)),
             ("\(arch).block_count", .uint32(UInt32(config.layers))),
@@ -182,7 +191,7 @@ public enum GGUFExport {
 
         var adapters: [String: LoRAAdapter] = [:]
         for adapter in model.adapters { adapters[adapter.module + ".weight"] = adapter }
-        let arch = architecture(config)
+        let arch = try architecture(config)
         typealias Source = (hf: String, weight: FrozenWeight?)
         var sources: [Source] = []
         var infos: [GGUFWriter.TensorInfo] = []
