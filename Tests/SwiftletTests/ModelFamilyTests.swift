@@ -1,0 +1,102 @@
+import Foundation
+import XCTest
+@testable import Swiftlet
+
+/// What each model family adds beyond the fixtures' loss and gradients (ModelFixtureTests): LoRA
+/// targets by PEFT's names for the family, adapters that round-trip, QLoRA on fused weights and
+/// head norms, and GGUF names.
+final class ModelFamilyTests: XCTestCase {
+    func fixture(_ name: String) throws -> URL {
+        try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil)).appendingPathComponent(name)
+    }
+
+    func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("model-family-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    func testPhi3LoRATargetsAreItsFusedLinears() throws {
+        let model = try LlamaModel.load(directory: try fixture("phi3_fused"), on: CPUBackend())
+        // "All" (the default) means Phi-3's own four linears.
+        try model.addLoRA(LoRAConfig(r: 2, alpha: 4), seed: 1)
+        XCTAssertEqual(model.loraConfig?.targets, [.qkv, .o, .gateUp, .down])
+        XCTAssertEqual(model.adapters.map(\.module).prefix(4), ["model.layers.0.self_attn.qkv_proj", "model.layers.0.self_attn.o_proj",
+                                                                "model.layers.0.mlp.gate_up_proj", "model.layers.0.mlp.down_proj"])
+        XCTAssertEqual(model.adapters[0].outFeatures, model.config.qWidth + 2 * model.config.kvWidth)
+        XCTAssertEqual(model.adapters[2].outFeatures, 2 * model.config.intermediateSize)
+        // A linear the family does not have is an error naming the ones it has.
+        XCTAssertThrowsError(try model.addLoRA(LoRAConfig(r: 2, targets: [.q, .v]), seed: 1)) { error in
+            XCTAssertTrue("\(error)".contains("q_proj") && "\(error)".contains("qkv_proj, o_proj, gate_up_proj, down_proj"), "\(error)")
+        }
+        let llama = try LlamaModel.load(directory: try fixture("llama_gqa"), on: CPUBackend())
+        XCTAssertThrowsError(try llama.addLoRA(LoRAConfig(r: 2, targets: [.qkv]), seed: 1))
+        try llama.addLoRA(LoRAConfig(r: 2), seed: 1)
+        XCTAssertEqual(llama.loraConfig?.targets, [.q, .k, .v, .o, .gate, .up, .down])
+    }
+
+    func testFusedAdapterRoundTripsThroughPEFTFiles() throws {
+        let directory = try fixture("phi3_fused")
+        let model = try LlamaModel.load(directory: directory, on: CPUBackend())
+        let config = try PEFTAdapter.load(directory: directory.appendingPathComponent("adapter"), into: model)
+        let out = try temporaryDirectory()
+        try PEFTAdapter.save(model, config: config, to: out)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("adapter_config.json"))) as? [String: Any])
+        XCTAssertEqual(json["target_modules"] as? [String], ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"])
+        let again = try LlamaModel.load(directory: directory, on: CPUBackend())
+        try PEFTAdapter.load(directory: out, into: again)
+        XCTAssertEqual(again.adapters.count, model.adapters.count)
+        for (a, b) in zip(again.adapters, model.adapters) {
+            XCTAssertEqual(a.module, b.module)
+            XCTAssertEqual(again.backend.download(a.b), model.backend.download(b.b), a.module)
+        }
+    }
+
+    /// QLoRA: the 4-bit model computes what the dense model does on the dequantized weights, for
+    /// Phi-3's fused weights and with Qwen3's head norms (which stay 16-bit, as transformers keeps them).
+    func testQLoRAEqualsDenseOnDequantizedWeights() throws {
+        for name in ["phi3_fused", "qwen3_qknorm"] {
+            let directory = try fixture(name)
+            let batch = try Batch(huggingFaceFile: directory.appendingPathComponent("batch.json"))
+            let quantized = try LlamaModel.load(directory: directory, on: CPUBackend(), loadIn4bit: true)
+            XCTAssertTrue(quantized.isQuantized4bit, name)
+            let dense = try LlamaModel.load(directory: directory, on: CPUBackend())
+            for i in dense.layers.indices {
+                for target in LoRAConfig.Target.allCases {
+                    guard let linear = quantized.layers[i][target] else { continue }
+                    XCTAssertTrue(linear.weight.isQuantized, "\(name) \(target.rawValue)")
+                    dense.layers[i][target]!.weight = .dense(try dense.backend.upload(linear.weight.floats(), linear.weight.shape, .f32))
+                }
+            }
+            for model in [quantized, dense] {
+                try PEFTAdapter.load(directory: directory.appendingPathComponent("adapter"), into: model)
+            }
+            let n = Float(batch.targetCount)
+            let lossQ = try quantized.step(batch, gradScale: 1 / n), lossD = try dense.step(batch, gradScale: 1 / n)
+            XCTAssertEqual(lossQ, lossD, accuracy: 1e-6 * abs(lossD), name)
+            let original = try LlamaModel.load(directory: directory, on: CPUBackend())
+            let lossOriginal = try original.step(batch, gradScale: nil)
+            XCTAssertNotEqual(lossQ, lossOriginal, "\(name): 4-bit weights should differ from the originals")
+            for (a, b) in zip(quantized.adapters, dense.adapters) {
+                XCTAssertEqual(quantized.backend.download(a.gradA), dense.backend.download(b.gradA), "\(name) \(a.module)")
+            }
+        }
+    }
+
+    func testGGUFNamesQwen3HeadNormsAndRefusesPhi3() throws {
+        XCTAssertEqual(GGUFExport.tensorName("model.layers.3.self_attn.q_norm.weight"), "blk.3.attn_q_norm.weight")
+        XCTAssertEqual(GGUFExport.tensorName("model.layers.3.self_attn.k_norm.weight"), "blk.3.attn_k_norm.weight")
+        let qwen3 = try LlamaModel.load(directory: try fixture("qwen3_qknorm"), on: CPUBackend())
+        XCTAssertEqual(try GGUFExport.architecture(qwen3.config), "qwen3")
+        let out = try temporaryDirectory()
+        let summary = try GGUFExport.write(model: qwen3, to: out.appendingPathComponent("q.gguf"), name: "qwen3", tokenizerDirectory: nil)
+        // token_embd, output_norm, and per layer 2 norms + 2 head norms + 7 linears (tied: no output).
+        XCTAssertEqual(summary.tensors, 2 + qwen3.config.layers * 11)
+        let phi3 = try LlamaModel.load(directory: try fixture("phi3_fused"), on: CPUBackend())
+        XCTAssertThrowsError(try GGUFExport.write(model: phi3, to: out.appendingPathComponent("p.gguf"), name: "phi3",
+                                                  tokenizerDirectory: nil)) { error in
+            XCTAssertTrue("\(error)".contains("phi3"), "\(error)")
+        }
+    }
+}
