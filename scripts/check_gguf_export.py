@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks `swiftlet export --format gguf` files with the real readers.
 
-For each case (the llama_gqa and qwen2_bias fixtures, and two tiny random Llama models built here
+For each case (the llama_gqa, qwen2_bias and qwen3_qknorm fixtures, and two tiny random Llama models built here
 with the spm_bpe and byte_bpe fixture tokenizers and a random PEFT adapter), runs the swiftlet
 binary for --quant f16 and q8_0, then reads the file with gguf-py's GGUFReader and checks:
 
@@ -52,7 +52,8 @@ GGUF_NAMES = {"input_layernorm.weight": "attn_norm.weight", "post_attention_laye
               "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias",
               "self_attn.v_proj.bias": "attn_v.bias", "self_attn.o_proj.bias": "attn_output.bias",
               "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
-              "mlp.down_proj.weight": "ffn_down.weight"}
+              "mlp.down_proj.weight": "ffn_down.weight",
+              "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight"}
 
 
 def gguf_name(hf):
@@ -94,7 +95,7 @@ def field(reader, key):
 def check_file(path, base, adapter, quant, tokenized):
     name = os.path.basename(path)
     cfg = json.load(open(os.path.join(base, "config.json")))
-    arch = "qwen2" if cfg["model_type"] == "qwen2" else "llama"
+    arch = cfg["model_type"] if cfg["model_type"] in ("qwen2", "qwen3") else "llama"
     heads, kv = cfg["num_attention_heads"], cfg.get("num_key_value_heads", cfg["num_attention_heads"])
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
     rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
@@ -220,7 +221,8 @@ def main():
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="gguf-check-")
     cases = [("llama_gqa", os.path.join(FIX, "llama_gqa"), os.path.join(FIX, "llama_gqa/adapter"), False),
-             ("qwen2_bias", os.path.join(FIX, "qwen2_bias"), os.path.join(FIX, "qwen2_bias/adapter"), False)]
+             ("qwen2_bias", os.path.join(FIX, "qwen2_bias"), os.path.join(FIX, "qwen2_bias/adapter"), False),
+             ("qwen3_qknorm", os.path.join(FIX, "qwen3_qknorm"), os.path.join(FIX, "qwen3_qknorm/adapter"), False)]
     for tk in ["spm_bpe", "byte_bpe"]:
         base, adapter = make_model(os.path.join(FIX, "tokenizers", tk), os.path.join(work, tk))
         cases.append((f"random_{tk}", base, adapter, True))
