@@ -36,6 +36,22 @@ final class ModelFamilyTests: XCTestCase {
         XCTAssertEqual(llama.loraConfig?.targets, [.q, .k, .v, .o, .gate, .up, .down])
     }
 
+    /// DPO's reference model: adapters switched off on every family (Llama has no qkv_proj, Phi-3
+    /// no q_proj: the names a family lacks are skipped).
+    func testAdaptersDisabledGiveTheBaseModel() throws {
+        for name in ["llama_gqa", "qwen3_qknorm", "phi3_fused"] {
+            let directory = try fixture(name)
+            let batch = try Batch(huggingFaceFile: directory.appendingPathComponent("batch.json"))
+            let base = try LlamaModel.load(directory: directory, on: CPUBackend())
+            let adapted = try LlamaModel.load(directory: directory, on: CPUBackend())
+            try PEFTAdapter.load(directory: directory.appendingPathComponent("adapter"), into: adapted)
+            let withAdapters = try adapted.logits(batch)
+            XCTAssertEqual(try adapted.withAdaptersDisabled { try adapted.logits(batch) }, try base.logits(batch), name)
+            XCTAssertEqual(try adapted.logits(batch), withAdapters, "\(name): adapters are back")
+            XCTAssertNotEqual(withAdapters, try base.logits(batch), name)
+        }
+    }
+
     func testFusedAdapterRoundTripsThroughPEFTFiles() throws {
         let directory = try fixture("phi3_fused")
         let model = try LlamaModel.load(directory: directory, on: CPUBackend())

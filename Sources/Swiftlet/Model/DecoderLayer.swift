@@ -57,7 +57,12 @@ public struct DecoderLayer {
             }
         }
         set {
-            guard let new = newValue else { preconditionFailure("a layer's \(target.rawValue) cannot be removed") }
+            // `layer[target]?.lora = nil` writes the optional back even where the layer has no such
+            // linear: nil is a no-op then; removing a linear that exists is a bug.
+            guard let new = newValue else {
+                precondition(self[target] == nil, "a layer's \(target.rawValue) cannot be removed")
+                return
+            }
             switch target {
             case .o: o = new
             case .down: down = new
