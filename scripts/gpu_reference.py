@@ -9,6 +9,10 @@ from peft import LoraConfig, get_peft_model
 SHAPES = {
     "tiny": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4),
     "tinyllama": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4),
+    # Real widths of the new families, 4 layers: Phi-3-mini (head_dim 96: the simple attention kernels) and
+    # Qwen3-0.6B (with --family qwen3: head_dim 128, q 2048 wide on a 1024 hidden state).
+    "phi3-mini-4l": dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=4, num_attention_heads=32, num_key_value_heads=32),
+    "qwen3-0.6b-4l": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=4, num_attention_heads=16, num_key_value_heads=8),
 }
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PHI3_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]  # Phi-3's fused linears, as PEFT names them
