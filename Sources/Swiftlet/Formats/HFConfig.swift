@@ -68,7 +68,8 @@ public enum HFConfig {
             // Dropout on the residual branches and the embeddings would change the training loss.
             for field in ["resid_pdrop", "embd_pdrop"] {
                 if let p: Double = try fields.optional(field), p != 0 {
-                    throw fields.error(field, "\(p) is not supported (only 0)")
+                    throw fields.error(field, "\(p) is not supported (only 0; set it to 0 in config.json to train "
+                                       + "without that dropout)")
                 }
             }
         }
