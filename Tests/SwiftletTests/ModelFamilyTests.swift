@@ -100,19 +100,24 @@ final class ModelFamilyTests: XCTestCase {
         }
     }
 
-    func testGGUFNamesQwen3HeadNormsAndRefusesPhi3() throws {
+    func testGGUFNamesOfQwen3HeadNormsAndPhi3FusedLinears() throws {
         XCTAssertEqual(GGUFExport.tensorName("model.layers.3.self_attn.q_norm.weight"), "blk.3.attn_q_norm.weight")
         XCTAssertEqual(GGUFExport.tensorName("model.layers.3.self_attn.k_norm.weight"), "blk.3.attn_k_norm.weight")
+        XCTAssertEqual(GGUFExport.tensorName("model.layers.0.self_attn.qkv_proj.weight"), "blk.0.attn_qkv.weight")
+        XCTAssertEqual(GGUFExport.tensorName("model.layers.0.mlp.gate_up_proj.weight"), "blk.0.ffn_up.weight")
+        let out = try temporaryDirectory()
         let qwen3 = try LlamaModel.load(directory: try fixture("qwen3_qknorm"), on: CPUBackend())
         XCTAssertEqual(try GGUFExport.architecture(qwen3.config), "qwen3")
-        let out = try temporaryDirectory()
         let summary = try GGUFExport.write(model: qwen3, to: out.appendingPathComponent("q.gguf"), name: "qwen3", tokenizerDirectory: nil)
         // token_embd, output_norm, and per layer 2 norms + 2 head norms + 7 linears (tied: no output).
         XCTAssertEqual(summary.tensors, 2 + qwen3.config.layers * 11)
         let phi3 = try LlamaModel.load(directory: try fixture("phi3_fused"), on: CPUBackend())
-        XCTAssertThrowsError(try GGUFExport.write(model: phi3, to: out.appendingPathComponent("p.gguf"), name: "phi3",
-                                                  tokenizerDirectory: nil)) { error in
-            XCTAssertTrue("\(error)".contains("phi3"), "\(error)")
-        }
+        XCTAssertEqual(try GGUFExport.architecture(phi3.config), "phi3")
+        let phi3Summary = try GGUFExport.write(model: phi3, to: out.appendingPathComponent("p.gguf"), name: "phi3", tokenizerDirectory: nil)
+        // token_embd, output_norm, output, and per layer 2 norms + 4 linears.
+        XCTAssertEqual(phi3Summary.tensors, 3 + phi3.config.layers * 6)
+        let metadata = try GGUFExport.modelMetadata(phi3.config, name: "p", quant: .f16)
+        XCTAssertTrue(metadata.contains { $0.0 == "phi3.attention.sliding_window" }, "\(metadata.map(\.0))")
+        XCTAssertThrowsError(try GGUFExport.q4KMType("blk.0.attn_qkv.weight", rowLength: 256, layers: 2, hasOutput: true, arch: "phi3"))
     }
 }

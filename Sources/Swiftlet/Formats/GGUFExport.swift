@@ -5,7 +5,8 @@ import Foundation
 /// out as `convert_hf_to_gguf.py` writes it:
 ///
 /// - architecture "llama" for Llama and Mistral (llama.cpp runs both as llama), "qwen2" for Qwen2,
-///   "qwen3" for Qwen3 (with `attn_q_norm` / `attn_k_norm`); Phi-3 is refused for now;
+///   "qwen3" for Qwen3 (with `attn_q_norm` / `attn_k_norm`), "phi3" for Phi-3 (the fused qkv_proj and
+///   gate_up_proj as `attn_qkv` and `ffn_up`, which llama.cpp splits itself; `attention.sliding_window`);
 /// - `token_embd`, `blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate,
 ///   ffn_up, ffn_down}`, `output_norm`, `output` (absent when the embeddings are tied), the
 ///   q/k/v/o biases where the model has them, and `rope_freqs` for Llama 3.1 rope scaling;
@@ -51,7 +52,8 @@ public enum GGUFExport {
                    "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias",
                    "self_attn.v_proj.bias": "attn_v.bias", "self_attn.o_proj.bias": "attn_output.bias",
                    "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
-                   "mlp.down_proj.weight": "ffn_down.weight"]
+                   "mlp.down_proj.weight": "ffn_down.weight",
+                   "self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"]
         return map[rest].map { "blk.\(layer).\($0)" }
     }
 
@@ -61,12 +63,7 @@ public enum GGUFExport {
         case .llama, .mistral: return "llama"
         case .qwen2: return "qwen2"
         case .qwen3: return "qwen3"
-        case .phi3:
-            // llama.cpp's phi3 takes the fused attn_qkv / ffn_up as they are, but its metadata and
-            // rope factors are not checked against the converter here yet.
-            throw GGUFError.unsupported(field: "config.json model_type", value: "phi3",
-                                        reason: "GGUF export of Phi-3 is not built yet; export --format merged and "
-                                            + "run llama.cpp's convert_hf_to_gguf.py on it")
+        case .phi3: return "phi3"
         }
     }
 
@@ -131,6 +128,11 @@ public enum GGUFExport {
                 type = .q6_K
             }
         }
+        if arch == "phi3" {
+            throw GGUFError.unsupported(field: "--quant", value: "q4_k_m",
+                                        reason: "llama.cpp gives Phi-3's fused attn_qkv Q5_K, which is not built here; "
+                                            + "use --quant q8_0 or f16")
+        }
         if rowLength % GGMLQ4K.blockSize != 0 {
             throw GGUFError.unsupported(field: "--quant", value: "q4_k_m",
                                         reason: "\(name) has rows of \(rowLength) values, not a multiple of 256 "
@@ -167,6 +169,12 @@ public enum GGUFExport {
         case let .dynamic(factor):
             throw GGUFError.unsupported(field: "config.json rope_scaling", value: "dynamic (factor \(factor))",
                                         reason: "llama.cpp has no dynamic NTK rope scaling; export --format merged instead")
+        }
+        if config.modelType == .phi3 {
+            // As convert_hf_to_gguf.py's Phi3MiniModel: the original context (no longrope here, so
+            // the same), and the window (0: none).
+            kv += [("\(arch).rope.scaling.original_context_length", .uint32(UInt32(config.maxPositionEmbeddings))),
+                   ("\(arch).attention.sliding_window", .uint32(UInt32(config.slidingWindow ?? 0)))]
         }
         if config.modelType == .llama, config.oBias != config.qkvBias {
             throw GGUFError.unsupported(field: "config.json attention_bias", value: "\(config.oBias)",
