@@ -127,8 +127,8 @@ public enum HFConfig {
         case "longrope", "su", "yarn":
             // Phi-3's 128k models (longrope) and YaRN scale each frequency by a list of factors
             // and the attention by a magnitude factor: not built.
-            throw sub.error("rope_type", "'\(type)' is not supported yet; supported: default, linear, dynamic, llama3 "
-                            + "(Phi-3 models with a 4k context use default)")
+            let hint = type == "yarn" ? "" : " (Phi-3's 4k-context models use default)"
+            throw sub.error("rope_type", "'\(type)' is not supported yet; supported: default, linear, dynamic, llama3" + hint)
         default:
             throw sub.error("rope_type", "'\(type)' is not supported; supported: default, linear, dynamic, llama3")
         }
