@@ -27,7 +27,8 @@ import torch
 import gguf
 from gguf import GGUFReader, GGMLQuantizationType as QT
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, Phi3Config,
+                          Phi3ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(ROOT, "Tests/SwiftletTests/Fixtures")
@@ -66,8 +67,9 @@ def gguf_name(hf):
     return f"blk.{p[2]}.{GGUF_NAMES['.'.join(p[3:])]}"
 
 
-def make_model(tokenizer_dir, out):
-    """A tiny random Llama (GQA, plain rope) with the vocabulary of `tokenizer_dir`, and a random adapter."""
+def make_model(tokenizer_dir, out, family="llama"):
+    """A tiny random Llama (GQA, plain rope) with the vocabulary of `tokenizer_dir`, and a random adapter;
+    `family` qwen3 (head_dim 32, q/k norms) or phi3 (fused projections, sliding window 8) instead."""
     torch.manual_seed(7)
     base = os.path.join(out, "base")
     os.makedirs(base)
@@ -75,14 +77,21 @@ def make_model(tokenizer_dir, out):
         if f.startswith("tokenizer"):
             shutil.copy(os.path.join(tokenizer_dir, f), base)
     tok = AutoTokenizer.from_pretrained(base)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      initializer_range=0.2, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      tie_word_embeddings=False)
-    model = LlamaForCausalLM(cfg).float()
+    common = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                  initializer_range=0.2, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                  tie_word_embeddings=False)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    if family == "qwen3":
+        model = Qwen3ForCausalLM(Qwen3Config(head_dim=32, **common)).float()
+    elif family == "phi3":
+        model = Phi3ForCausalLM(Phi3Config(sliding_window=8, original_max_position_embeddings=128,
+                                           pad_token_id=tok.eos_token_id, **common)).float()
+        targets = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+    else:
+        model = LlamaForCausalLM(LlamaConfig(**common)).float()
     model.save_pretrained(base)
-    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
-                                            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=targets))
     adapter = os.path.join(out, "adapter")
     lora.save_pretrained(adapter)
     return base, adapter
