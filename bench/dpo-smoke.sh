@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A small GPU smoke test of the training loop after changes to it: the demo (SFT) and a DPO run on
-# preference pairs built from the demo task, both on CUDA, with a checkpoint and a resume for DPO.
+# A small GPU smoke test of the training loop after changes to it: the demo (SFT), a DPO run on
+# preference pairs built from the demo task (with a checkpoint and a resume), an ORPO run, all on CUDA, and
+# greedy generation (CUDA = CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-smoke}
@@ -26,3 +27,12 @@ $swiftlet dpo --device cuda --model "$work/sft/demo-data/model" --adapter "$work
 $swiftlet dpo --device cuda --model "$work/sft/demo-data/model" --adapter "$work/sft" --data "$work/prefs.jsonl" \
     --max-steps 20 --lr 5e-4 --batch-size 8 --output "$work/dpo" --resume | tail -2
 cp "$work/dpo/metrics.jsonl" "$out/dpo-metrics.jsonl"
+$swiftlet orpo --device cuda --model "$work/sft/demo-data/model" --adapter "$work/sft" --data "$work/prefs.jsonl" \
+    --eval-data "$work/prefs.jsonl" --max-steps 10 --lr 5e-4 --batch-size 8 --output "$work/orpo" | tail -3
+cp "$work/orpo/metrics.jsonl" "$out/orpo-metrics.jsonl"
+# Generation from the trained demo adapter: CUDA's greedy text must equal the CPU's.
+gen=(generate --model "$work/sft/demo-data/model" --adapter "$work/sft" --chat --prompt "Count by 3 from 14." --max-new-tokens 24)
+$swiftlet "${gen[@]}" --device cpu > "$out/generate-cpu.txt" 2> "$out/generate-cpu.err"
+$swiftlet "${gen[@]}" --device cuda > "$out/generate-cuda.txt" 2> "$out/generate-cuda.err"
+cat "$out/generate-cuda.txt" "$out/generate-cuda.err"
+cmp -s "$out/generate-cpu.txt" "$out/generate-cuda.txt" && echo "generate: CUDA greedy = CPU greedy" || echo "generate: CUDA and CPU greedy DIFFER"

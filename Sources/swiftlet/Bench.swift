@@ -3,14 +3,33 @@ import Foundation
 import Swiftlet
 
 /// Timed training steps on random weights of a named shape, printing one `RESULT {json}` line
-/// with the keys of the baseline script (hf_peft.py), so the two can be compared side by side.
+/// with the keys of the baseline script (hf_peft.py; bench/dpo_baseline.py for `--objective dpo`), so
+/// the two can be compared side by side.
 struct Bench: ParsableCommand {
+    /// What a timed step trains.
+    enum Objective: String, ExpressibleByArgument {
+        /// Next-token cross-entropy over every token.
+        case sft
+        /// DPO (sigmoid, beta 0.1) as `DPOStep` runs it: reference log-probs from a forward with the
+        /// adapters off, then the policy's forward and backward over chosen and rejected rows at once.
+        case dpo
+    }
+
+    /// One step's random input.
+    enum StepInput {
+        case rows(Batch)
+        case pairs(PreferenceBatch)
+    }
+
     static let configuration = CommandConfiguration(
         abstract: "Time LoRA training steps on random weights of a model shape (GPU benchmark).")
 
     @Option(help: "Model shape: \(LlamaConfig.presetNames.joined(separator: ", ")).") var arch = "tinyllama"
-    @Option(help: "Rows per step.") var batchSize = 2
+    @Option(help: "sft (next-token loss) or dpo (reference forward with adapters off + policy forward/backward of chosen and rejected rows).")
+    var objective: Objective = .sft
+    @Option(help: "Rows per step (dpo: preference pairs per step, two rows each).") var batchSize = 2
     @Option(help: "Tokens per row.") var seq = 2048
+    @Option(help: "dpo: prompt tokens of each row (the rest is the completion); default half of --seq.") var promptLength: Int?
     @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 10
     @Option(help: "LoRA rank (alpha = r, all seven projections).") var r = 16
     @Option(help: "Gradient checkpointing: off, on (keep each layer's input, recompute the layer in the backward) or offload (as on, with the inputs in host memory).")
@@ -34,45 +53,74 @@ struct Bench: ParsableCommand {
         arguments.scheduler = .constant
         let optimizer = try LoRAOptimizer(adapters: model.adapters, arguments: arguments)
         var generator = SplitMix64(seed: 1)
+        func ids(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32(generator.next() % UInt64(config.vocabSize)) } }
+        let prompt = min(max(promptLength ?? seq / 2, 0), seq - 1)
         func batch() -> Batch {
-            let examples = (0..<batchSize).map { _ in
-                Example(inputIds: (0..<seq).map { _ in Int32(generator.next() % UInt64(config.vocabSize)) })
-            }
-            return Batch(examples: examples)
+            Batch(examples: (0..<batchSize).map { _ in Example(inputIds: ids(seq)) })
         }
+        func pairs() -> PreferenceBatch {
+            PreferenceBatch(pairs: (0..<batchSize).map { _ in
+                PreferencePair(promptIds: ids(prompt), chosenIds: ids(seq - prompt), rejectedIds: ids(seq - prompt))
+            })
+        }
+        let dpoLoss = DPOLoss(kind: .sigmoid, beta: 0.1)
+        // The step's random rows are made before its clock starts.
+        func nextInput() -> StepInput { objective == .dpo ? .pairs(pairs()) : .rows(batch()) }
+        /// One optimizer step of the objective; returns its loss.
+        func trainingStep(_ input: StepInput) throws -> Double {
+            optimizer.zeroGradients()
+            let loss: Double
+            switch input {
+            case .rows(let b): loss = try model.step(b, gradScale: 1 / Float(b.targetCount)) / Double(b.targetCount)
+            case .pairs(let b): loss = try DPOStep.run(model: model, batch: b, loss: dpoLoss).loss
+            }
+            optimizer.step(lr: Float(arguments.learningRate))
+            return loss
+        }
+        let rowsPerStep = objective == .dpo ? 2 * batchSize : batchSize
         backend.memory.resetPeak()
         var times: [Double] = []
         var loss = 0.0
         for _ in 0..<(steps + 2) {
-            let b = batch()
+            let input = nextInput()
             backend.synchronize()
             let start = Date()
-            optimizer.zeroGradients()
-            loss = try model.step(b, gradScale: 1 / Float(b.targetCount)) / Double(b.targetCount)
-            optimizer.step(lr: Float(arguments.learningRate))
+            loss = try trainingStep(input)
             backend.synchronize()
             times.append(Date().timeIntervalSince(start))
         }
         let timed = times.dropFirst(2).sorted()
         let median = timed[timed.count / 2]
-        let result: [String: Any] = [
-            "system": "swiftlet-\(backend.name)", "arch": arch, "bsz": batchSize, "seq": seq,
+        // model FLOPs utilisation against this GPU's measured GEMM rate (after the timing: no effect on it);
+        // a DPO step is the policy's training step on its chosen and rejected rows plus the reference forward
+        var flops = TrainingFLOPs(config: config, rows: rowsPerStep, rowLength: seq, rank: r,
+                                  recompute: model.gradientCheckpointing.recomputes)
+        if objective == .dpo {
+            let reference = TrainingFLOPs(config: config, rows: rowsPerStep, rowLength: seq, rank: 0, recompute: false).forward
+            flops.model += reference
+            flops.withRecompute += reference
+        }
+        let gemm = backend is CUDABackend ? try measuredGEMMRate(on: backend) : 0
+        let utilisation = { (count: Double) in gemm > 0 ? (count / median / 1e12 / gemm * 1000).rounded() / 1000 : 0 }
+        var result: [String: Any] = [
+            "system": "swiftlet-\(backend.name)", "arch": arch, "bsz": batchSize, "seq": seq, "objective": objective.rawValue,
             "gc": model.gradientCheckpointing.recomputes ? 1 : 0, "offload": model.gradientCheckpointing == .offload ? 1 : 0,
             "fourbit": model.isQuantized4bit ? 1 : 0, "attn": "swiftlet", "r": r,
             "step_s": (median * 1e4).rounded() / 1e4,
-            "tok_s": (Double(batchSize * seq) / median * 10).rounded() / 10,
+            // Tokens of the rows trained (dpo: chosen and rejected rows; its reference forward is extra work).
+            "tok_s": (Double(rowsPerStep * seq) / median * 10).rounded() / 10,
             "peak_gib": (Double(backend.memory.peak) / Double(1 << 30) * 100).rounded() / 100,
             "loss": (loss * 1e4).rounded() / 1e4,
+            "model_tflops_per_step": (flops.model / 1e10).rounded() / 100,
+            "gemm_tflops": gemm.rounded(), "mfu": utilisation(flops.model), "hfu": utilisation(flops.withRecompute),
         ]
+        if objective == .dpo { result["prompt"] = prompt }
         let json = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print("RESULT " + String(decoding: json, as: UTF8.self))
         if profile, let cuda = backend as? CUDABackend {
             cuda.startProfiling()
-            let b = batch()
-            optimizer.zeroGradients()
-            _ = try model.step(b, gradScale: 1 / Float(b.targetCount))
-            optimizer.step(lr: Float(arguments.learningRate))
-            print("per-op device time of one step (\(arch), \(batchSize)×\(seq)), each op synchronised:")
+            _ = try trainingStep(nextInput())
+            print("per-op device time of one \(objective.rawValue) step (\(arch), \(rowsPerStep)×\(seq)), each op synchronised:")
             print(cuda.profileReport())
         }
     }

@@ -18,6 +18,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Pack examples into rows of exactly --max-seq-length tokens (attention stays inside each).") var packing = false
     @Option(help: "Hold out this fraction of the data for evaluation (seeded).") var evalSplit: Double = 0
     @Option(help: "Evaluation data file (instead of --eval-split).") var evalData: String?
+    @OptionGroup(title: "Multi-GPU (data parallel)") var distributed: DistributedOptions
 
     func validate() throws {
         if (model == nil) != (data == nil) {
@@ -26,7 +27,11 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        let backend = try options.device.makeBackend(precision: options.precision) { print($0) }
+        if distributed.launchesWorkers { return try distributed.launchWorkers(device: options.device) }
+        let launch = try DistributedOptions.launchEnvironment()
+        // Only rank 0 talks; the other ranks' lines would repeat it.
+        let say: (String) -> Void = { if (launch?.rank ?? 0) == 0 { print($0) } }
+        let (backend, group) = try DistributedOptions.joinJob(launch, device: options.device, precision: options.precision, note: say)
         let demo = model == nil
         var arguments = demo ? DemoTask.arguments : TrainingArguments()
         if let maxSeqLength { arguments.maxSeqLength = maxSeqLength }
@@ -35,8 +40,9 @@ struct Train: ParsableCommand {
         if demo {
             // The demo goes through the same path as a real model: files first, then load them.
             let folder = URL(fileURLWithPath: options.output).appendingPathComponent("demo-data")
-            try DemoTask.write(to: folder)
-            print("No --model and --data: the built-in demo. A \(DemoTask.config.layers)-layer Llama with a byte-level "
+            if group?.isRankZero ?? true { try DemoTask.write(to: folder) }
+            try group?.barrier()  // the other ranks read what rank 0 wrote
+            say("No --model and --data: the built-in demo. A \(DemoTask.config.layers)-layer Llama with a byte-level "
                 + "tokenizer learns to count (\"Count by 3 from 14.\"), trained on the assistant's answers only. "
                 + "Its files are in \(folder.path) (model/, chat.jsonl, alpaca.jsonl).")
             modelPath = folder.appendingPathComponent("model").path
@@ -46,15 +52,15 @@ struct Train: ParsableCommand {
         }
         guard let modelPath, let dataPath else { throw ValidationError("give both --model and --data") }
         let model = try LlamaModel.load(directory: URL(fileURLWithPath: modelPath), on: backend, loadIn4bit: options.loadIn4bit)
-        if model.isQuantized4bit { print("Base weights: 4-bit NF4 (QLoRA).") }
+        if model.isQuantized4bit { say("Base weights: 4-bit NF4 (QLoRA).") }
         let examples: [Example]
         var evalExamples: [Example] = []
         let all = try dataOptions.examples(dataPath, modelDirectory: modelPath, vocabSize: model.config.vocabSize,
-                                           maxSeqLength: arguments.maxSeqLength, packing: packing)
+                                           maxSeqLength: arguments.maxSeqLength, packing: packing, say: say)
         if let evalData {
             examples = all
             evalExamples = try dataOptions.examples(evalData, modelDirectory: modelPath, vocabSize: model.config.vocabSize,
-                                                    maxSeqLength: arguments.maxSeqLength, packing: false)
+                                                    maxSeqLength: arguments.maxSeqLength, packing: false, say: say)
         } else {
             (examples, evalExamples) = DatasetSplit.split(all, evalFraction: evalSplit, seed: options.seed)
         }
@@ -74,10 +80,10 @@ struct Train: ParsableCommand {
 
         model.gradientCheckpointing = options.gradientCheckpointing
         let trainable = model.adapters.reduce(0) { $0 + $1.a.count + $1.b.count }
-        print("model: \(model.config.modelType.rawValue), \(model.config.layers) layers, hidden \(model.config.hiddenSize), "
+        say("model: \(model.config.modelType.rawValue), \(model.config.layers) layers, hidden \(model.config.hiddenSize), "
             + "\(model.config.parameterCount) parameters; LoRA r=\(lora.r) on \(model.adapters.count) modules, "
             + "\(trainable) trainable; \(examples.count) examples; backend \(backend.name)")
-        let trainer = try Trainer(model: model, examples: examples, arguments: arguments)
+        let trainer = try Trainer(model: model, examples: examples, arguments: arguments, collective: group)
         let session = TrainingSession(options: options, trainer: trainer, model: model, lora: lora, baseModel: modelPath,
                                       command: "swiftlet train") { metrics, step, epoch in
             guard !evalExamples.isEmpty else { return nil }
@@ -87,7 +93,7 @@ struct Train: ParsableCommand {
                           evaluation.loss, evaluation.perplexity, evaluation.tokens)
         }
         let history = try session.run()
-        print(String(format: "done: loss %.4f -> %.4f; adapter, metrics.jsonl and loss.svg written to %@",
+        say(String(format: "done: loss %.4f -> %.4f; adapter, metrics.jsonl and loss.svg written to %@",
                      history.first?.loss ?? 0, history.last?.loss ?? 0, options.output))
     }
 }

@@ -32,9 +32,13 @@ struct TrainingSession {
             checkpoint = latest
         }
         if let checkpoint {
+            // Every rank reads the checkpoint (rank 0's adapters are broadcast again before the first step).
             try trainer.resume(from: checkpoint)
-            print("resumed from \(checkpoint.path) at step \(trainer.globalStep)/\(trainer.arguments.maxSteps)")
+            if trainer.writesOutputs {
+                print("resumed from \(checkpoint.path) at step \(trainer.globalStep)/\(trainer.arguments.maxSteps)")
+            }
         }
+        if !trainer.writesOutputs { return try runWithoutOutputs() }
         let metricsURL = outputURL.appendingPathComponent("metrics.jsonl")
         if checkpoint == nil { try? FileManager.default.removeItem(at: metricsURL) }  // a fresh run starts a fresh log
         let metrics = try MetricsLog(url: metricsURL)
@@ -84,5 +88,15 @@ struct TrainingSession {
         try LossCurve.write(to: outputURL.appendingPathComponent("loss.svg"), train: curve.train, eval: curve.eval,
                             title: "\(command): \(URL(fileURLWithPath: baseModel).lastPathComponent)")
         return history
+    }
+
+    /// A data-parallel rank other than 0: the same steps (it computes its share of each), no
+    /// progress, metrics, evaluation, checkpoints or adapter, which rank 0 writes.
+    private func runWithoutOutputs() throws -> [Trainer.StepLog] {
+        TrainingInterrupt.install()
+        defer { TrainingInterrupt.uninstall() }
+        let finished = try trainer.train(stopWhen: { TrainingInterrupt.requested })
+        if !finished { throw ExitCode(130) }
+        return trainer.logHistory
     }
 }

@@ -140,6 +140,32 @@ typedef cublasStatus_t (*PFN_cublasLtMatmul)(cublasLtHandle_t handle, cublasLtMa
     const void *beta, const void *C, cublasLtMatrixLayout_t cDesc, void *D, cublasLtMatrixLayout_t dDesc,
     const cublasLtMatmulAlgo_t *algo, void *workspace, size_t workspaceSize, void *stream);
 
+// ---- NCCL (libnccl.so.2), declared from the public nccl.h ----
+typedef int ncclResult_t;
+typedef struct ncclComm *ncclComm_t;
+#define SWIFTLET_NCCL_UNIQUE_ID_BYTES 128
+typedef struct { char internal[SWIFTLET_NCCL_UNIQUE_ID_BYTES]; } ncclUniqueId;
+#define SWIFTLET_NCCL_SUCCESS 0
+#define SWIFTLET_NCCL_IN_PROGRESS 7
+#define SWIFTLET_NCCL_FLOAT32 7
+#define SWIFTLET_NCCL_FLOAT64 8
+#define SWIFTLET_NCCL_SUM 0
+
+typedef ncclResult_t (*PFN_ncclGetVersion)(int *version);
+typedef ncclResult_t (*PFN_ncclGetUniqueId)(ncclUniqueId *uniqueId);
+// The unique id is passed by value, as nccl.h declares it.
+typedef ncclResult_t (*PFN_ncclCommInitRank)(ncclComm_t *comm, int nranks, ncclUniqueId commId, int rank);
+typedef ncclResult_t (*PFN_ncclCommDestroy)(ncclComm_t comm);
+typedef ncclResult_t (*PFN_ncclCommAbort)(ncclComm_t comm);
+typedef ncclResult_t (*PFN_ncclCommGetAsyncError)(ncclComm_t comm, ncclResult_t *asyncError);
+typedef const char *(*PFN_ncclGetErrorString)(ncclResult_t result);
+typedef ncclResult_t (*PFN_ncclAllReduce)(const void *sendbuff, void *recvbuff, size_t count, int datatype, int op,
+                                          ncclComm_t comm, CUstream stream);
+typedef ncclResult_t (*PFN_ncclBroadcast)(const void *sendbuff, void *recvbuff, size_t count, int datatype, int root,
+                                          ncclComm_t comm, CUstream stream);
+typedef ncclResult_t (*PFN_ncclGroupStart)(void);
+typedef ncclResult_t (*PFN_ncclGroupEnd)(void);
+
 // ---- Helpers (CCUDA.c) --------------------------------------------------------------------------
 /// The path the dynamic loader actually loaded `handle` from (dlinfo RTLD_DI_LINKMAP), or NULL.
 const char *ccuda_loaded_path(void *handle);

@@ -37,7 +37,7 @@ public final class DPOTrainer {
 
     /// Trains to `maxSteps`; returns the evaluation on the eval data set, if one was given.
     @discardableResult
-    public func train(onStep: (Trainer.StepLog) throws -> Void = { _ in }) throws -> DPOEvaluation? {
+    public func train(onStep: (Trainer.StepLog) throws -> Void = { _ in }) throws -> PreferenceEvaluation? {
         try trainer.train(onStep: onStep)
         guard !evalPairs.isEmpty else { return nil }
         return try DPOObjective.evaluate(model: trainer.model, pairs: evalPairs, loss: objective.loss,

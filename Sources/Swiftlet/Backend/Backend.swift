@@ -114,10 +114,11 @@ public protocol Backend: AnyObject, Sendable {
     func swiglu(gate: Tensor, up: Tensor, into out: Tensor)
     func swigluBackward(dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor)
 
-    /// For each row of `logits` ([n, vocab]) with target `labels[row]` (-100 = ignored):
-    /// returns Σ loss over counted rows, and (when `gradScale` is given) overwrites `logits` with
-    /// gradScale · (softmax - onehot) (zero on ignored rows).
-    func crossEntropy(logits: Tensor, labels: Tensor, gradScale: Float?) -> Double
+    /// For each row of `logits` ([n, vocab]) with target `labels[row]` (-100 = ignored): writes the
+    /// row's loss (0 when ignored) into `losses` ([n] f32, left on the backend, so the caller reads
+    /// many chunks' losses with one synchronisation), and (when `gradScale` is given) overwrites
+    /// `logits` with gradScale · (softmax - onehot) (zero on ignored rows).
+    func crossEntropy(logits: Tensor, labels: Tensor, gradScale: Float?, losses: Tensor)
 
     /// x[i] = uniform(-bound, bound) drawn from (seed, i) by a counter-based hash, so every
     /// backend fills the same values (random weights for the demo and benchmarks).

@@ -4,12 +4,13 @@ public enum Device: String, CaseIterable, Sendable {
 
     /// The backend for this choice. `auto` takes the GPU when the CUDA libraries and a device are
     /// there, else falls back to the CPU, saying why in one line; `cuda` fails with that line.
-    public func makeBackend(precision: Precision = .auto, note: (String) -> Void = { _ in }) throws -> any Backend {
+    /// `ordinal`: which GPU (a data-parallel rank's local rank).
+    public func makeBackend(precision: Precision = .auto, ordinal: Int = 0, note: (String) -> Void = { _ in }) throws -> any Backend {
         switch self {
         case .cpu: return CPUBackend()
-        case .cuda: return try CUDABackend(storage: precision.storage)
+        case .cuda: return try CUDABackend(ordinal: ordinal, storage: precision.storage)
         case .auto:
-            do { return try CUDABackend(storage: precision.storage) } catch {
+            do { return try CUDABackend(ordinal: ordinal, storage: precision.storage) } catch {
                 note("using the CPU: \(error)")
                 return CPUBackend()
             }

@@ -1,6 +1,13 @@
 /// One-tensor forms of the multi-tensor ops (the self-test, the AdamW8bit replay and tests call
 /// these): a list of one, no gradient multiplier.
 extension Backend {
+    /// Σ loss over the counted rows of `crossEntropy`, read back at once (one synchronisation).
+    public func crossEntropy(logits: Tensor, labels: Tensor, gradScale: Float?) -> Double {
+        let losses = try! zeros([labels.count], .f32)
+        crossEntropy(logits: logits, labels: labels, gradScale: gradScale, losses: losses)
+        return download(losses).reduce(0.0) { $0 + Double($1) }
+    }
+
     /// Σ x² of one f32 tensor, accumulated in Double.
     public func sumOfSquares(_ x: Tensor) -> Double { sumOfSquares([x], scaledBy: 1) }
 

@@ -36,14 +36,11 @@ enum CrossEntropyKernel {
 }
 
 extension CPUBackend {
-    public func crossEntropy(logits: Tensor, labels: Tensor, gradScale: Float?) -> Double {
+    public func crossEntropy(logits: Tensor, labels: Tensor, gradScale: Float?, losses: Tensor) {
         let rows = labels.count
-        var losses = [Float](repeating: 0, count: rows)
-        losses.withUnsafeMutableBufferPointer { l in
-            CrossEntropyKernel.forwardBackward(logits: logits.floats, vocab: logits.count / rows,
-                                               labels: UnsafeBufferPointer(labels.ints),
-                                               gradScale: gradScale, losses: l)
-        }
-        return losses.reduce(0.0) { $0 + Double($1) }
+        precondition(losses.count == rows, "one loss per row")
+        CrossEntropyKernel.forwardBackward(logits: logits.floats, vocab: logits.count / Swift.max(rows, 1),
+                                           labels: UnsafeBufferPointer(labels.ints), gradScale: gradScale,
+                                           losses: losses.floats)
     }
 }

@@ -37,6 +37,8 @@ public enum CUDADoctor {
             if let fixtures {
                 say("training step, GPU (\(storage)) against the CPU engine (fp32, weights rounded to \(storage)) on the fixtures:")
                 passed = try CUDAModelSelfTest.run(fixtures: fixtures, gpu: gpu, say: say) && passed
+                say("DPO and ORPO steps, GPU (\(storage)) against the CPU engine on the llama_gqa fixture's preference pairs:")
+                passed = try CUDAPreferenceSelfTest.run(fixtures: fixtures, gpu: gpu, say: say) && passed
             }
             say("peak device memory of the \(storage) self-test: \(ByteCount(gpu.memory.peak))")
         }

@@ -14,7 +14,15 @@ import Foundation
 ///   (`common_prefix_length`); each completion is the rest of its prompt+completion ids.
 /// - with a `maxLength` and keep_start truncation, pairs whose prompt alone fills it are dropped (no
 ///   completion token would survive the collator's truncation).
+///
+/// With `tokenization: .orpo` the rows are tokenized as TRL's ORPOTrainer does instead (see
+/// ORPOTokenization.swift): the same rows and checks, other ids.
 public enum PreferenceDataset {
+    /// Whose tokenize function makes the ids: TRL's DPOTrainer's or its ORPOTrainer's.
+    public enum Tokenization: String, Sendable {
+        case dpo, orpo
+    }
+
     public struct Result: Sendable {
         public var pairs: [PreferencePair]
         /// Pairs dropped because the prompt alone fills `maxLength`.
@@ -30,7 +38,7 @@ public enum PreferenceDataset {
     }
 
     public static func load(url: URL, tokenizer: Tokenizer, template: ChatTemplate? = nil, maxLength: Int? = nil,
-                            truncation: TruncationMode = .keepStart) throws -> Result {
+                            truncation: TruncationMode = .keepStart, tokenization: Tokenization = .dpo) throws -> Result {
         let rows = try DatasetReader.read(url)
         guard !rows.isEmpty else { throw DataError(file: url.path, line: nil, field: nil, problem: "holds no rows") }
         var chatTemplate = template
@@ -46,14 +54,25 @@ public enum PreferenceDataset {
                     + "\(url.lastPathComponent) is \(result.conversational ? "conversational" : "text"): a data set is one or the other")
             }
             let pair: PreferencePair
-            do { pair = try text.preferencePair(formatted) } catch var error as DataError {
-                if error.line == nil && error.file == "chat template" { error = row.error(error.field, "— chat template: \(error.problem)") }
+            do {
+                switch tokenization {
+                case .dpo: pair = try text.preferencePair(formatted)
+                case .orpo: pair = try text.orpoPair(formatted, maxLength: maxLength)
+                }
+            } catch var error as DataError {
+                if error.line == nil && (error.file == "chat template" || error.file == "tokenizer") {
+                    error = row.error(error.field, "— \(error.file): \(error.problem)")
+                }
                 throw error
             }
-            if let bad = (pair.promptIds + pair.chosenIds + pair.rejectedIds).first(where: { Int($0) >= tokenizer.vocabSize }) {
+            if let bad = (pair.promptIds + pair.chosenIds + pair.rejectedIds + (pair.rejectedPromptIds ?? []))
+                .first(where: { Int($0) >= tokenizer.vocabSize }) {
                 throw row.error(nil, "tokenizes to \(bad), outside the tokenizer's vocabulary (\(tokenizer.vocabSize))")
             }
-            if let maxLength, truncation == .keepStart, pair.promptIds.count >= maxLength {
+            // ORPO has truncated the completions already: an empty one means the prompt filled max_length.
+            let promptFills = tokenization == .orpo ? pair.chosenIds.isEmpty || pair.rejectedIds.isEmpty
+                : maxLength.map { truncation == .keepStart && pair.promptIds.count >= $0 } ?? false
+            if promptFills {
                 result.droppedLongPrompts += 1
                 continue
             }

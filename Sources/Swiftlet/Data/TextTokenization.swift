@@ -116,7 +116,7 @@ public struct TextTokenizer {
     }
 
     /// TRL's `common_prefix_length`.
-    public static func commonPrefixLength(_ a: [Int32], _ b: [Int32]) -> Int {
+    public static func commonPrefixLength<T: Equatable>(_ a: [T], _ b: [T]) -> Int {
         var n = 0
         while n < a.count && n < b.count && a[n] == b[n] { n += 1 }
         return n

@@ -17,6 +17,8 @@ public struct Batch: Equatable, Sendable {
     public var tokenCount: Int { rows * columns }
     /// Tokens that count in the loss.
     public var targetCount: Int { targets.lazy.filter { $0 != Batch.ignoreIndex }.count }
+    /// Each row's flat token range (the spans of per-row log-prob sums).
+    public var rowSpans: [Range<Int>] { (0..<rows).map { $0 * columns..<($0 + 1) * columns } }
 
     public init(rows: Int, columns: Int, tokens: [Int32], targets: [Int32], positions: [Int32], sequenceIds: [Int32]) {
         precondition([tokens.count, targets.count, positions.count, sequenceIds.count].allSatisfy { $0 == rows * columns })

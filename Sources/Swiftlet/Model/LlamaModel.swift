@@ -44,31 +44,44 @@ public final class LlamaModel {
     public func step(_ batch: Batch, gradScale: Float?, dropoutSeed: UInt64? = nil) throws -> Double {
         try run(batch, training: gradScale != nil, dropoutSeed: dropoutSeed) { h, targets in
             let (losses, dH) = try self.head(h, targets: targets, gradient: gradScale.map { .uniform($0) } ?? .none,
-                                             rowLength: nil)
-            return (losses.reduce(0, +), dH)
+                                             spans: [0..<batch.tokenCount])
+            return (losses[0], dH)
         }
     }
 
     /// Each row's Σ log p(target) over its targets (−Σ cross-entropy), without gradients: DPO's
     /// per-sequence completion log-probs when the targets are the completion tokens.
     public func rowLogProbs(_ batch: Batch) throws -> [Double] {
+        try spanLogProbs(batch, spans: batch.rowSpans)
+    }
+
+    /// Σ log p(target) over each span of the batch's tokens (flat token ranges that cover the batch in
+    /// order, e.g. a row's prompt and its completion), without gradients.
+    public func spanLogProbs(_ batch: Batch, spans: [Range<Int>]) throws -> [Double] {
         try run(batch, training: false, dropoutSeed: nil) { h, targets in
-            (try self.head(h, targets: targets, gradient: .none, rowLength: batch.columns).rowLosses.map { -$0 }, nil)
+            (try self.head(h, targets: targets, gradient: .none, spans: spans).spanLosses.map { -$0 }, nil)
         }
     }
 
-    /// A step whose loss is a function of the rows' log-probs (DPO): one forward keeps the
-    /// activations, the head computes each row's Σ log p, `rowGradients` turns them into dL/dlogp
-    /// of each row, and a second pass of the head alone writes the logits' gradient with that
-    /// weight per row (dL/dCE = −dL/dlogp) before the usual backward. Returns the rows' log-probs.
+    /// A step whose loss is a function of the rows' log-probs (DPO): `spanLogProbStep` with one span per row.
     public func rowLogProbStep(_ batch: Batch, dropoutSeed: UInt64? = nil,
                                rowGradients: ([Double]) throws -> [Double]) throws -> [Double] {
+        try spanLogProbStep(batch, spans: batch.rowSpans, dropoutSeed: dropoutSeed, spanGradients: rowGradients)
+    }
+
+    /// A step whose loss is a function of the log-probs summed over spans of tokens (DPO: one span per
+    /// row; ORPO: a chosen row's prompt and completion apart, as its NLL term weighs them differently):
+    /// one forward keeps the activations, the head computes each span's Σ log p, `spanGradients` turns
+    /// them into dL/dlogp of each span, and a second pass of the head alone writes the logits' gradient
+    /// with that weight per span (dL/dCE = −dL/dlogp) before the usual backward. Returns the spans' log-probs.
+    public func spanLogProbStep(_ batch: Batch, spans: [Range<Int>], dropoutSeed: UInt64? = nil,
+                                spanGradients: ([Double]) throws -> [Double]) throws -> [Double] {
         try run(batch, training: true, dropoutSeed: dropoutSeed) { h, targets in
-            let logps = try self.head(h, targets: targets, gradient: .none, rowLength: batch.columns).rowLosses.map { -$0 }
-            let dLogp = try rowGradients(logps)
-            precondition(dLogp.count == batch.rows, "one gradient per row")
-            let (_, dH) = try self.head(h, targets: targets, gradient: .perRow(dLogp.map { Float(-$0) }),
-                                        rowLength: batch.columns)
+            let logps = try self.head(h, targets: targets, gradient: .none, spans: spans).spanLosses.map { -$0 }
+            let dLogp = try spanGradients(logps)
+            precondition(dLogp.count == spans.count, "one gradient per span")
+            let (_, dH) = try self.head(h, targets: targets, gradient: .perSpan(dLogp.map { Float(-$0) }), spans: spans,
+                                        readLosses: false)
             return (logps, dH)
         }
     }
@@ -159,21 +172,25 @@ public final class LlamaModel {
         return h
     }
 
-    /// What the head writes over the logits: nothing, gradScale·dCE for every row, or a scale per
-    /// batch row (DPO: each sequence's dL/dCE).
+    /// What the head writes over the logits: nothing, gradScale·dCE for every token, or a scale per
+    /// span (DPO, ORPO: each sequence's or span's dL/dCE).
     private enum HeadGradient {
         case none
         case uniform(Float)
-        case perRow([Float])
+        case perSpan([Float])
     }
 
     /// Final norm, LM head and cross-entropy, in chunks of tokens so the logits of the whole
     /// batch never exist at once; with a gradient, returns dL/dh of the last layer too.
-    /// With `rowLength` (the batch's columns) no chunk spans two rows and the losses come back
-    /// one per row; otherwise one per chunk.
-    private func head(_ h: Tensor, targets: Tensor, gradient: HeadGradient,
-                      rowLength: Int?) throws -> (rowLosses: [Double], dH: Tensor?) {
+    /// `spans` cover the tokens in order; no chunk crosses a span's end, and the losses come back
+    /// one Σ per span (each the Σ of its chunks' sums, in order) — or none without `readLosses`, which
+    /// spares the gradient pass of a span step a synchronisation before its backward.
+    private func head(_ h: Tensor, targets: Tensor, gradient: HeadGradient, spans: [Range<Int>],
+                      readLosses: Bool = true) throws -> (spanLosses: [Double], dH: Tensor?) {
         let tokens = h.shape[0], vocab = config.vocabSize
+        precondition(spans.first?.lowerBound ?? 0 == 0 && spans.last?.upperBound ?? 0 == tokens
+                     && zip(spans, spans.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound },
+                     "the spans cover the batch's tokens in order")
         let normed = try backend.empty(h.shape, backend.computeType)
         let rstd = try backend.empty([tokens], .f32)
         backend.rmsNorm(h, weight: finalNorm, eps: config.rmsNormEps, into: normed, rstd: rstd)
@@ -182,33 +199,40 @@ public final class LlamaModel {
         // Every row of dNormed is written by a GEMM with beta 0, chunk by chunk.
         let dNormed = training ? try backend.empty(h.shape, backend.computeType) : nil
 
-        let chunk = Swift.max(1, Swift.min(tokens, (1 << 22) / Swift.max(vocab, 1)))
+        // 16 Mi logits a chunk (32 MiB in 16 bits; transformers holds all of them in f32): the head's
+        // GEMMs get 500+ rows (a span — a DPO row, an ORPO prompt — ends its chunk early).
+        let chunk = Swift.max(1, Swift.min(tokens, (1 << 24) / Swift.max(vocab, 1)))
         // Logits in the compute type, as transformers' lm_head produces them (the loss upcasts).
         let logits = try backend.empty([chunk, vocab], backend.computeType)
-        let span = rowLength.map { Swift.max($0, 1) } ?? tokens
-        var losses: [Double] = []
-        for rowStart in stride(from: 0, to: tokens, by: Swift.max(span, 1)) {
-            let rowEnd = Swift.min(rowStart + span, tokens)
-            var rowLoss = 0.0
+        // Each token's loss stays on the backend until every chunk is done: one download per call,
+        // not one synchronisation per chunk.
+        let tokenLosses = try backend.empty([tokens], .f32)
+        for (index, span) in spans.enumerated() {
             let scale: Float?
             switch gradient {
             case .none: scale = nil
             case .uniform(let s): scale = s
-            case .perRow(let scales): scale = scales[rowStart / span]
+            case .perSpan(let scales): scale = scales[index]
             }
-            for start in stride(from: rowStart, to: rowEnd, by: chunk) {
-                let rows = start..<Swift.min(start + chunk, rowEnd)
+            for start in stride(from: span.lowerBound, to: span.upperBound, by: chunk) {
+                let rows = start..<Swift.min(start + chunk, span.upperBound)
                 let chunkLogits = logits.rows(0..<rows.count)
                 backend.matmul(normed.rows(rows), transposeA: false, lmHead, transposeB: true,
                                into: chunkLogits, alpha: 1, beta: 0)
-                let loss = backend.crossEntropy(logits: chunkLogits, labels: targets.rows(rows), gradScale: scale)
-                if rowLength == nil { losses.append(loss) } else { rowLoss += loss }
+                backend.crossEntropy(logits: chunkLogits, labels: targets.rows(rows), gradScale: scale,
+                                     losses: tokenLosses.rows(rows))
                 if let dNormed {
                     backend.matmul(chunkLogits, transposeA: false, lmHead, transposeB: false,
                                    into: dNormed.rows(rows), alpha: 1, beta: 0)
                 }
             }
-            if rowLength != nil { losses.append(rowLoss) }
+        }
+        // Σ per chunk, then per span, in Double: the order the sums had when each chunk was read back alone.
+        let values = readLosses ? backend.download(tokenLosses) : []
+        let losses = !readLosses ? [] : spans.map { span in
+            stride(from: span.lowerBound, to: span.upperBound, by: chunk).reduce(0.0) { sum, start in
+                sum + values[start..<Swift.min(start + chunk, span.upperBound)].reduce(0.0) { $0 + Double($1) }
+            }
         }
         guard let dNormed else { return (losses, nil) }
         let dH = try backend.zeros(h.shape, backend.computeType)   // the norm's backward accumulates

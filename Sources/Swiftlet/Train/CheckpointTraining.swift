@@ -223,7 +223,7 @@ extension Trainer {
                     .init(scale: $0.scale, growthFactor: $0.growthFactor, backoffFactor: $0.backoffFactor,
                           growthInterval: $0.growthInterval, cleanSteps: $0.cleanSteps)
                 },
-                arguments: .init(arguments), model: .init(model.config),
+                arguments: .init(globalArguments), model: .init(model.config),
                 lora: .init(r: model.adapters[0].rank, modules: model.adapters.map(\.module)),
                 objective: objective.resumeKey)
             try TrainerState.encoder().encode(state).write(to: temporary.appendingPathComponent(TrainingCheckpoint.stateFile))
@@ -292,7 +292,7 @@ extension Trainer {
                 + "(\(Set(state.lora.modules.compactMap { $0.split(separator: ".").last }).sorted().joined(separator: ","))), "
                 + "the model \(modules.count) (\(Set(modules.compactMap { $0.split(separator: ".").last }).sorted().joined(separator: ",")))")
         }
-        let current = TrainerState.Arguments(arguments)
+        let current = TrainerState.Arguments(globalArguments)
         if state.arguments != current {
             let saved = Mirror(reflecting: state.arguments).children, now = Mirror(reflecting: current).children
             let differing = zip(saved, now).compactMap { s, n -> String? in

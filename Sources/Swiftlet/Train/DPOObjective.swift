@@ -36,7 +36,19 @@ public final class DPOObjective: TrainingObjective {
     }
 
     public func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float) throws -> ObjectiveStep {
-        let k = Double(microBatches.count)
+        try accumulate(model: model, microBatches: microBatches, dropoutSeeds: dropoutSeeds, lossScale: lossScale,
+                       totalMicroBatches: Double(microBatches.count))
+    }
+
+    /// Data parallel: the loss and metrics are means over every rank's micro-batches.
+    public func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
+                           group: any Collective) throws -> ObjectiveStep {
+        try accumulate(model: model, microBatches: microBatches, dropoutSeeds: dropoutSeeds, lossScale: lossScale,
+                       totalMicroBatches: try group.sum(Double(microBatches.count)))
+    }
+
+    private func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
+                            totalMicroBatches k: Double) throws -> ObjectiveStep {
         var step = ObjectiveStep(loss: 0, tokens: 0, targetTokens: 0, metrics: [:])
         for (rows, seed) in zip(microBatches, dropoutSeeds) {
             let batch = batch(rows)
@@ -51,7 +63,7 @@ public final class DPOObjective: TrainingObjective {
 
     /// Loss and metrics over `pairs` in batches of `batchSize` (means over pairs), gradients untouched.
     public static func evaluate(model: LlamaModel, pairs: [PreferencePair], loss: DPOLoss, batchSize: Int,
-                                maxLength: Int?, truncation: TruncationMode = .keepStart) throws -> DPOEvaluation {
+                                maxLength: Int?, truncation: TruncationMode = .keepStart) throws -> PreferenceEvaluation {
         guard !pairs.isEmpty else { throw TrainingError.invalid("the evaluation data has no preference pairs") }
         var sum = 0.0, metrics: [String: Double] = [:]
         for start in stride(from: 0, to: pairs.count, by: batchSize) {
@@ -62,13 +74,16 @@ public final class DPOObjective: TrainingObjective {
             sum += r.loss * w
             for (name, value) in r.metrics { metrics[name, default: 0] += value * w }
         }
-        return DPOEvaluation(loss: sum, pairs: pairs.count, metrics: metrics)
+        return PreferenceEvaluation(loss: sum, pairs: pairs.count, metrics: metrics)
     }
 }
 
-/// DPO loss and metrics (TRL's names, without the `eval_` prefix) over an evaluation set.
-public struct DPOEvaluation: Sendable, Equatable {
+/// A preference objective's (DPO, ORPO) loss and metrics (TRL's names, without the `eval_` prefix)
+/// over an evaluation set.
+public struct PreferenceEvaluation: Sendable, Equatable {
     public var loss: Double
     public var pairs: Int
     public var metrics: [String: Double]
 }
+
+public typealias DPOEvaluation = PreferenceEvaluation

@@ -84,8 +84,8 @@ public final class MetricsLog {
         ])
     }
 
-    /// A DPO evaluation, with TRL's `eval_` names.
-    public func logEval(step: Int, epoch: Double, _ e: DPOEvaluation) throws {
+    /// A DPO or ORPO evaluation, with TRL's `eval_` names.
+    public func logEval(step: Int, epoch: Double, _ e: PreferenceEvaluation) throws {
         try write([("step", .int(step)), ("epoch", .double(epoch)), ("eval_loss", .double(e.loss))]
             + e.metrics.sorted { $0.key < $1.key }.map { ("eval_" + $0.key, .double($0.value)) })
     }

@@ -30,8 +30,22 @@ public final class SFTObjective: TrainingObjective {
     }
 
     public func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float) throws -> ObjectiveStep {
+        try accumulate(model: model, microBatches: microBatches, dropoutSeeds: dropoutSeeds, lossScale: lossScale) { $0 }
+    }
+
+    /// Data parallel: the loss is normalised by the target tokens of every rank's micro-batches.
+    public func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
+                           group: any Collective) throws -> ObjectiveStep {
+        try accumulate(model: model, microBatches: microBatches, dropoutSeeds: dropoutSeeds, lossScale: lossScale) {
+            Int(try group.sum(Double($0)).rounded())
+        }
+    }
+
+    /// `totalTargets` turns the target tokens of `microBatches` into the step's (the same, or summed over ranks).
+    private func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
+                            totalTargets: (Int) throws -> Int) throws -> ObjectiveStep {
         let batches = microBatches.map { batch($0.map { rows[$0] }) }
-        let targets = batches.reduce(0) { $0 + $1.targetCount }
+        let targets = try totalTargets(batches.reduce(0) { $0 + $1.targetCount })
         var lossSum = 0.0
         for (batch, seed) in zip(batches, dropoutSeeds) {
             lossSum += try model.step(batch, gradScale: lossScale / Float(Swift.max(targets, 1)), dropoutSeed: seed)

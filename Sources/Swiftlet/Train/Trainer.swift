@@ -28,6 +28,11 @@ public final class Trainer {
     public var baseModel: String?
     /// Called with the folder of each checkpoint saved during `train`.
     public var onCheckpoint: (URL) -> Void = { _ in }
+    /// Data-parallel training's process group (Distributed/): each optimizer step's micro-batches are
+    /// split across its ranks and the gradients summed; nil trains in this process alone.
+    public let collective: (any Collective)?
+    /// Whether rank 0's adapters have been copied to every rank (once, before the first step).
+    var adaptersBroadcast = false
 
     /// The global step: optimizer updates applied so far.
     public var globalStep: Int { optimizer.steps }
@@ -52,11 +57,16 @@ public final class Trainer {
     }
 
     /// Supervised training on `examples` (`SFTObjective`).
-    public convenience init(model: LlamaModel, examples: [Example], arguments: TrainingArguments) throws {
-        try self.init(model: model, objective: SFTObjective(examples: examples, arguments: arguments), arguments: arguments)
+    public convenience init(model: LlamaModel, examples: [Example], arguments: TrainingArguments,
+                            collective: (any Collective)? = nil) throws {
+        try self.init(model: model, objective: SFTObjective(examples: examples, arguments: arguments), arguments: arguments,
+                      collective: collective)
     }
 
-    public init(model: LlamaModel, objective: any TrainingObjective, arguments: TrainingArguments) throws {
+    /// `collective`: train data-parallel with the other ranks of its group (`arguments.gradientAccumulation`
+    /// micro-batches per rank and step, as HF's per-device accumulation).
+    public init(model: LlamaModel, objective: any TrainingObjective, arguments: TrainingArguments,
+                collective: (any Collective)? = nil) throws {
         guard !model.adapters.isEmpty else { throw TrainingError.noAdapters }
         guard objective.rowCount > 0 else { throw TrainingError.noData }
         guard arguments.batchSize > 0, arguments.gradientAccumulation > 0, arguments.maxSteps > 0 else {
@@ -65,6 +75,7 @@ public final class Trainer {
         self.model = model
         self.arguments = arguments
         self.objective = objective
+        self.collective = collective
         optimizer = try LoRAOptimizer(adapters: model.adapters, arguments: arguments)
         schedule = LRSchedule(kind: arguments.scheduler, baseLR: arguments.learningRate,
                               warmupSteps: arguments.warmupSteps, totalSteps: arguments.maxSteps)
@@ -77,12 +88,13 @@ public final class Trainer {
     /// step it asks `stopWhen`; returns false when that stopped it early, true when it reached maxSteps.
     @discardableResult
     public func train(stopWhen: () -> Bool = { false }, onStep: (StepLog) throws -> Void = { _ in }) throws -> Bool {
+        try broadcastAdaptersOnce()
         while stepsTaken < arguments.maxSteps {
-            if stopWhen() { return false }
+            if try shouldStop(stopWhen) { return false }
             let before = optimizer.steps
             try onStep(try step())
-            // A skipped fp16 step (overflow) applies no update and saves nothing.
-            if arguments.saveSteps > 0, let checkpointDirectory, optimizer.steps != before,
+            // A skipped fp16 step (overflow) applies no update and saves nothing; only rank 0 writes.
+            if arguments.saveSteps > 0, let checkpointDirectory, optimizer.steps != before, writesOutputs,
                optimizer.steps % arguments.saveSteps == 0 {
                 onCheckpoint(try saveCheckpoint(to: checkpointDirectory))
             }
@@ -90,16 +102,16 @@ public final class Trainer {
         return true
     }
 
-    /// One optimizer step over `gradientAccumulation` micro-batches.
+    /// One optimizer step over `gradientAccumulation` micro-batches (per rank: the step's global batch
+    /// is `gradientAccumulation × worldSize` micro-batches, each rank computing its share).
     public func step() throws -> StepLog {
         let start = Date()
         stepsTaken += 1
-        let microBatches = (0..<arguments.gradientAccumulation).map { _ in nextRows() }
+        let microBatches = (0..<arguments.gradientAccumulation * worldSize).map { _ in nextRows() }
         optimizer.zeroGradients()
         let stepIndex = optimizer.steps
         let seeds = microBatches.indices.map { arguments.seed &+ UInt64(stepIndex) &* 7919 &+ UInt64($0) }
-        let result = try objective.accumulate(model: model, microBatches: microBatches, dropoutSeeds: seeds,
-                                              lossScale: lossScaler?.scale ?? 1)
+        let result = try accumulate(microBatches: microBatches, dropoutSeeds: seeds, lossScale: lossScaler?.scale ?? 1)
         let lr = schedule.lr(atStep: stepIndex)
         let norm = optimizer.step(lr: lr, scaler: &lossScaler)
         let log = StepLog(step: optimizer.steps, maxSteps: arguments.maxSteps,

@@ -12,6 +12,22 @@ public protocol TrainingObjective: AnyObject {
     /// Accumulates `lossScale`·dLoss/dθ of the step over `microBatches` (row indices, one list per
     /// micro-batch, each seeded with its dropout seed) into the zeroed LoRA gradients.
     func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float) throws -> ObjectiveStep
+    /// As above for data-parallel training: `microBatches` are this rank's share of the step, and the
+    /// loss is normalised over the whole step, whose totals (SFT: target tokens) `group` sums over the
+    /// ranks; the result's values are this rank's terms of the step's sums (the trainer adds them up).
+    func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
+                    group: any Collective) throws -> ObjectiveStep
+}
+
+extension TrainingObjective {
+    /// Objectives that do not say how their loss is normalised across ranks cannot train data-parallel.
+    public func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
+                           group: any Collective) throws -> ObjectiveStep {
+        guard group.worldSize == 1 else {
+            throw TrainingError.invalid("\(Self.self) does not support data-parallel training (world size \(group.worldSize)) yet")
+        }
+        return try accumulate(model: model, microBatches: microBatches, dropoutSeeds: dropoutSeeds, lossScale: lossScale)
+    }
 }
 
 /// One step's result, as the objective reports it.

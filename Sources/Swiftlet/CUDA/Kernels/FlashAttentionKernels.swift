@@ -164,7 +164,39 @@ enum CUDAFlashAttention {
         return j <= i && querySeq >= 0 && keySeq == querySeq && (window <= 0 || i - j < window);
     }
 
-    // Forward: a block per (64 queries, row, head); key tiles of 64 through shared memory.
+    // Asynchronous copies (cp.async, 8.0+): a tile streams into shared memory while the warps compute
+    // on another. A row at or past `valid` is filled with zeros (source size 0), as fa_load does.
+    __device__ __forceinline__ void fa_cp_async(storage_t* s, const storage_t* g, bool inside) {
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(fa_smem(s)), "l"(g), "r"(inside ? 16 : 0) : "memory");
+    }
+    __device__ __forceinline__ void fa_cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+    // Waits until at most `pending` of this thread's committed groups are still in flight.
+    __device__ __forceinline__ void fa_cp_wait(int pending) {
+        if (pending == 0) asm volatile("cp.async.wait_group 0;" ::: "memory");
+        else asm volatile("cp.async.wait_group 1;" ::: "memory");
+    }
+
+    template <int D, int ROWS>
+    __device__ __forceinline__ void fa_load_async(storage_t* s, const storage_t* __restrict__ g, long long stride, int valid) {
+        constexpr int CHUNKS = D / 8;
+        for (int c = threadIdx.x; c < ROWS * CHUNKS; c += blockDim.x) {
+            const int r = c / CHUNKS, col = (c % CHUNKS) * 8;
+            fa_cp_async(s + r * (D + FA_PAD) + col, g + (r < valid ? r * stride : 0) + col, r < valid);
+        }
+    }
+
+    // Whether the 64 rows from `first` (threadIdx.x < 64 reads one each) all belong to one sequence,
+    // and which (-1 if not): a tile pair inside one sequence, below the diagonal and the window, needs
+    // no mask. Every thread of the block must call it (a block-wide vote).
+    __device__ __forceinline__ int fa_tile_sequence(const int* __restrict__ seq, long long base, int first, int columns) {
+        const int s0 = seq[base + first];
+        const bool same = threadIdx.x >= 64 || (first + (int)threadIdx.x < columns && seq[base + first + threadIdx.x] == s0);
+        return __syncthreads_and(same) && s0 >= 0 ? s0 : -1;
+    }
+
+    // Forward: a block per (64 queries, row, head); key tiles of 64 through shared memory. The loads
+    // interleave with the products (FlashAttention-2's order): V(j) streams in during S = Q K(j)^T and
+    // K(j+1) during O += P V(j), in the two buffers a single-stage loop needs anyway.
     template <int D>
     __device__ __forceinline__ void fa_forward(
         const storage_t* __restrict__ q, const storage_t* __restrict__ k, const storage_t* __restrict__ v,
@@ -174,7 +206,7 @@ enum CUDAFlashAttention {
     #if __CUDA_ARCH__ >= 800
         constexpr int S = D + FA_PAD, BK = 64;
         __shared__ __align__(16) storage_t ks[BK * S], vs[BK * S];
-        __shared__ int keySeq[BK];
+        __shared__ int keySeq[2][BK];
         const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
         const int q0 = (gridDim.x - 1 - blockIdx.x) * 64;  // the longest (causal) tiles start first
         const int row = blockIdx.y / heads, h = blockIdx.y % heads, kvh = h / (heads / kvHeads);
@@ -184,7 +216,7 @@ enum CUDAFlashAttention {
         fa_load<D, 64>(ks, q + (base + q0) * qStride + h * D, qStride, min(64, columns - q0));
         __syncthreads();
         fa_load_a<D>(qf, ks, warp * 16);
-        __syncthreads();
+        const int querySequence = fa_tile_sequence(seq, base, q0, columns);  // also the barrier before ks is reused
 
         // This thread's two query rows (fragment rows g and g + 8); past the end counts as padding.
         int qi[2], qseq[2];
@@ -196,12 +228,20 @@ enum CUDAFlashAttention {
         for (int n = 0; n < D / 8; n++) for (int e = 0; e < 4; e++) o[n][e] = 0.f;
 
         const int first = window > 0 ? max(0, q0 - window + 1) : 0, last = min(q0 + 63, columns - 1);
+        auto issueKeys = [&](int k0) {
+            fa_load_async<D, BK>(ks, k + (base + k0) * kvStride + kvh * D, kvStride, min(BK, columns - k0));
+            fa_cp_commit();
+            if (threadIdx.x < BK) keySeq[(k0 / BK) & 1][threadIdx.x] = k0 + (int)threadIdx.x < columns ? seq[base + k0 + threadIdx.x] : -2;
+        };
+        issueKeys(first / BK * BK);
         for (int k0 = first / BK * BK; k0 <= last; k0 += BK) {
-            const int valid = min(BK, columns - k0);
-            fa_load<D, BK>(ks, k + (base + k0) * kvStride + kvh * D, kvStride, valid);
-            fa_load<D, BK>(vs, v + (base + k0) * kvStride + kvh * D, kvStride, valid);
-            if (threadIdx.x < BK) keySeq[threadIdx.x] = threadIdx.x < valid ? seq[base + k0 + threadIdx.x] : -2;
-            __syncthreads();
+            const int* tileSeq = keySeq[(k0 / BK) & 1];
+            fa_cp_wait(0);
+            // K(k0) is in; every warp is done with V(k0 - BK). A thread checks the key it wrote itself.
+            const bool keysInside = __syncthreads_and(threadIdx.x >= BK || tileSeq[threadIdx.x] == querySequence);
+            const bool full = keysInside && querySequence >= 0 && k0 + BK - 1 <= q0 && (window <= 0 || q0 + 63 - k0 < window);
+            fa_load_async<D, BK>(vs, v + (base + k0) * kvStride + kvh * D, kvStride, min(BK, columns - k0));
+            fa_cp_commit();
 
             float s[BK / 8][4];
             for (int n = 0; n < BK / 8; n++) for (int e = 0; e < 4; e++) s[n][e] = 0.f;
@@ -213,7 +253,7 @@ enum CUDAFlashAttention {
                 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int r = e >> 1, j = 8 * n + 2 * t + (e & 1);
-                    s[n][e] = fa_visible(qi[r], k0 + j, qseq[r], keySeq[j], window) ? s[n][e] * scale : NEG_INF;
+                    s[n][e] = full || fa_visible(qi[r], k0 + j, qseq[r], tileSeq[j], window) ? s[n][e] * scale : NEG_INF;
                     mx[r] = fmaxf(mx[r], s[n][e]);
                 }
             }
@@ -234,8 +274,10 @@ enum CUDAFlashAttention {
                     l[e >> 1] += s[n][e];
                 }
             }
+            fa_cp_wait(0);
+            __syncthreads();  // V(k0) is in; every warp is done with K(k0)
+            if (k0 + BK <= last) issueKeys(k0 + BK);
             fa_mma_ab<D, BK, false>(o, s, vs);
-            __syncthreads();
         }
 
         for (int r = 0; r < 2; r++) {
@@ -264,7 +306,8 @@ enum CUDAFlashAttention {
         if (lane == 0) rowDot[w] = d;
     }
 
-    // Backward, step 2: dQ = scale * dS K, a block per (64 queries, row, head), key tiles of BK.
+    // Backward, step 2: dQ = scale * dS K, a block per (64 queries, row, head), key tiles of BK,
+    // double-buffered: tile j+1 streams in while the warps work on tile j.
     // P = exp(scale * q.k - lse) is recomputed; dS = P * (dO.v - D).
     template <int D, int BK>
     __device__ __forceinline__ void fa_backward_dq(
@@ -275,10 +318,8 @@ enum CUDAFlashAttention {
     {
     #if __CUDA_ARCH__ >= 800
         constexpr int S = D + FA_PAD;
-        __shared__ __align__(16) storage_t kv[2 * BK * S];  // K tile, V tile; first the staging of Q and dO
-        __shared__ int keySeq[BK];
-        storage_t* ks = kv;
-        storage_t* vs = kv + BK * S;
+        __shared__ __align__(16) storage_t kv[2][2 * BK * S];  // per stage: K tile, V tile; first the staging of Q and dO
+        __shared__ int keySeq[2][BK];
         const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
         const int q0 = (gridDim.x - 1 - blockIdx.x) * 64;
         const int row = blockIdx.y / heads, h = blockIdx.y % heads, kvh = h / (heads / kvHeads);
@@ -286,14 +327,15 @@ enum CUDAFlashAttention {
         const int queries = min(64, columns - q0);
 
         unsigned int qf[D / 16][4], df[D / 16][4];
-        fa_load<D, 64>(kv, q + (base + q0) * qStride + h * D, qStride, queries);
+        storage_t* staging = kv[0];
+        fa_load<D, 64>(staging, q + (base + q0) * qStride + h * D, qStride, queries);
         __syncthreads();
-        fa_load_a<D>(qf, kv, warp * 16);
+        fa_load_a<D>(qf, staging, warp * 16);
         __syncthreads();
-        fa_load<D, 64>(kv, dOut + (base + q0) * qStride + h * D, qStride, queries);
+        fa_load<D, 64>(staging, dOut + (base + q0) * qStride + h * D, qStride, queries);
         __syncthreads();
-        fa_load_a<D>(df, kv, warp * 16);
-        __syncthreads();
+        fa_load_a<D>(df, staging, warp * 16);
+        const int querySequence = fa_tile_sequence(seq, base, q0, columns);  // also the barrier before staging is reused
 
         int qi[2], qseq[2];
         float L[2], Dr[2];
@@ -308,12 +350,24 @@ enum CUDAFlashAttention {
         for (int n = 0; n < D / 8; n++) for (int e = 0; e < 4; e++) dq[n][e] = 0.f;
 
         const int first = window > 0 ? max(0, q0 - window + 1) : 0, last = min(q0 + 63, columns - 1);
+        auto issue = [&](int k0) {
+            const int stage = (k0 / BK) & 1, valid = min(BK, columns - k0);
+            fa_load_async<D, BK>(kv[stage], k + (base + k0) * kvStride + kvh * D, kvStride, valid);
+            fa_load_async<D, BK>(kv[stage] + BK * S, v + (base + k0) * kvStride + kvh * D, kvStride, valid);
+            fa_cp_commit();
+            if (threadIdx.x < BK) keySeq[stage][threadIdx.x] = threadIdx.x < valid ? seq[base + k0 + threadIdx.x] : -2;
+        };
+        issue(first / BK * BK);
         for (int k0 = first / BK * BK; k0 <= last; k0 += BK) {
-            const int valid = min(BK, columns - k0);
-            fa_load<D, BK>(ks, k + (base + k0) * kvStride + kvh * D, kvStride, valid);
-            fa_load<D, BK>(vs, v + (base + k0) * kvStride + kvh * D, kvStride, valid);
-            if (threadIdx.x < BK) keySeq[threadIdx.x] = threadIdx.x < valid ? seq[base + k0 + threadIdx.x] : -2;
-            __syncthreads();
+            const int stage = (k0 / BK) & 1;
+            const bool more = k0 + BK <= last;
+            if (more) issue(k0 + BK);  // into the other stage, which every warp left at the end of the last tile
+            fa_cp_wait(more ? 1 : 0);
+            const int* tileSeq = keySeq[stage];
+            const bool keysInside = __syncthreads_and(threadIdx.x >= BK || tileSeq[threadIdx.x] == querySequence);
+            const bool full = keysInside && querySequence >= 0 && k0 + BK - 1 <= q0 && (window <= 0 || q0 + 63 - k0 < window);
+            const storage_t* ks = kv[stage];
+            const storage_t* vs = kv[stage] + BK * S;
 
             float s[BK / 8][4], dp[BK / 8][4];
             for (int n = 0; n < BK / 8; n++) for (int e = 0; e < 4; e++) { s[n][e] = 0.f; dp[n][e] = 0.f; }
@@ -325,12 +379,12 @@ enum CUDAFlashAttention {
                 for (int e = 0; e < 4; e++) {
                     const int r = e >> 1, j = 8 * n + 2 * t + (e & 1);
                     // a select, not a product: exp of a masked score may be inf (padding rows have lse -inf)
-                    const float p = fa_visible(qi[r], k0 + j, qseq[r], keySeq[j], window) ? __expf(s[n][e] * scale - L[r]) : 0.f;
+                    const float p = full || fa_visible(qi[r], k0 + j, qseq[r], tileSeq[j], window) ? __expf(s[n][e] * scale - L[r]) : 0.f;
                     s[n][e] = p * (dp[n][e] - Dr[r]);
                 }
             }
             fa_mma_ab<D, BK, SWIFTLET_BF16 == 1>(dq, s, ks);
-            __syncthreads();
+            __syncthreads();  // every warp is done with this stage before the next issue overwrites it
         }
 
         for (int r = 0; r < 2; r++) {
@@ -341,24 +395,29 @@ enum CUDAFlashAttention {
     #endif
     }
 
-    // Backward, step 3: dV = P^T dO and dK = scale * dS^T Q, a block per (64 keys, row, kv head),
-    // looping over the query heads of the group and the query tiles (BQ) that can see the keys, so
-    // the group's sum stays in registers. K lives in registers (A fragments), V in shared memory.
-    template <int D, int BQ>
+    // Backward, step 3: dV = P^T dO and dK = scale * dS^T Q, a block per (64 keys, row, query head),
+    // streaming the query tiles (BQ) that can see the keys, STAGES-buffered. A block per query head
+    // (not per KV head) keeps the longest block short: causal rows give the first key tile all the
+    // query tiles, and a GQA group of 8 heads looped in one block was 8 times that. With a group,
+    // each head writes its f32 share to dKPart/dVPart [tokens, heads, D] and flash_attention_group_sum
+    // adds the group in head order; without one (MHA) the block writes dK and dV itself. K lives in
+    // registers (A fragments), V in shared memory.
+    template <int D, int BQ, int STAGES>
     __device__ __forceinline__ void fa_backward_dkdv(
         const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,
         const storage_t* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ rowDot,
         const int* __restrict__ seq, storage_t* __restrict__ dK, storage_t* __restrict__ dV,
+        float* __restrict__ dKPart, float* __restrict__ dVPart,
         int columns, int heads, int kvHeads, int window, float scale)
     {
     #if __CUDA_ARCH__ >= 800
         constexpr int S = D + FA_PAD;
-        __shared__ __align__(16) storage_t vs[64 * S], qs[BQ * S], dOs[BQ * S];
-        __shared__ int querySeq[BQ];
-        __shared__ float queryLse[BQ], queryDot[BQ];
+        __shared__ __align__(16) storage_t vs[64 * S], qs[STAGES][BQ * S], dOs[STAGES][BQ * S];
+        __shared__ int querySeq[STAGES][BQ];
+        __shared__ float queryLse[STAGES][BQ], queryDot[STAGES][BQ];
         const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
         const int k0 = blockIdx.x * 64;  // the longest (causal) tiles are the first ones
-        const int row = blockIdx.y / kvHeads, kvh = blockIdx.y % kvHeads, group = heads / kvHeads;
+        const int row = blockIdx.y / heads, h = blockIdx.y % heads, kvh = h / (heads / kvHeads);
         const long long base = (long long)row * columns, qStride = (long long)heads * D, kvStride = (long long)kvHeads * D;
         const int keys = min(64, columns - k0);
 
@@ -366,7 +425,7 @@ enum CUDAFlashAttention {
         fa_load<D, 64>(vs, k + (base + k0) * kvStride + kvh * D, kvStride, keys);
         __syncthreads();
         fa_load_a<D>(kf, vs, warp * 16);
-        __syncthreads();
+        const int keySequence = fa_tile_sequence(seq, base, k0, columns);  // also the barrier before vs is reused
         fa_load<D, 64>(vs, v + (base + k0) * kvStride + kvh * D, kvStride, keys);
 
         int kj[2], kseq[2];
@@ -378,60 +437,99 @@ enum CUDAFlashAttention {
         for (int n = 0; n < D / 8; n++) for (int e = 0; e < 4; e++) { dk[n][e] = 0.f; dv[n][e] = 0.f; }
 
         const int last = window > 0 ? min(columns - 1, k0 + 63 + window - 1) : columns - 1;
-        for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-            for (int i0 = k0 / BQ * BQ; i0 <= last; i0 += BQ) {
-                const int valid = min(BQ, columns - i0);
-                fa_load<D, BQ>(qs, q + (base + i0) * qStride + h * D, qStride, valid);
-                fa_load<D, BQ>(dOs, dOut + (base + i0) * qStride + h * D, qStride, valid);
-                if (threadIdx.x < BQ) {
-                    const bool inside = threadIdx.x < valid;
-                    const long long n = base + i0 + threadIdx.x;
-                    querySeq[threadIdx.x] = inside ? seq[n] : -2;
-                    queryLse[threadIdx.x] = inside ? lse[n * heads + h] : 0.f;
-                    queryDot[threadIdx.x] = inside ? rowDot[n * heads + h] : 0.f;
-                }
-                __syncthreads();
-
-                // Transposed scores: rows are this warp's keys, columns the BQ queries.
-                float s[BQ / 8][4], dp[BQ / 8][4];
-                for (int n = 0; n < BQ / 8; n++) for (int e = 0; e < 4; e++) { s[n][e] = 0.f; dp[n][e] = 0.f; }
-                fa_mma_abt<D, BQ>(s, kf, qs);
-                #pragma unroll
-                for (int kk = 0; kk < D / 16; kk++) {  // V's fragments one at a time: registers are short here
-                    unsigned int a[4];
-                    fa_ldsm(a, vs + (warp * 16 + (lane & 15)) * S + kk * 16 + (lane >> 4) * 8);
-                    fa_mma_abt_step<D, BQ>(dp, a, dOs, kk);
-                }
-                #pragma unroll
-                for (int n = 0; n < BQ / 8; n++) {
-                    #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int r = e >> 1, i = 8 * n + 2 * t + (e & 1);
-                        const float p = fa_visible(i0 + i, kj[r], querySeq[i], kseq[r], window)
-                            ? __expf(s[n][e] * scale - queryLse[i]) : 0.f;
-                        s[n][e] = p;
-                        dp[n][e] = p * (dp[n][e] - queryDot[i]);
-                    }
-                }
-                fa_mma_ab<D, BQ, false>(dv, s, dOs);
-                fa_mma_ab<D, BQ, SWIFTLET_BF16 == 1>(dk, dp, qs);
-                __syncthreads();
+        auto issue = [&](int i0) {
+            const int stage = STAGES == 1 ? 0 : (i0 / BQ) & 1, valid = min(BQ, columns - i0);
+            fa_load_async<D, BQ>(qs[stage], q + (base + i0) * qStride + h * D, qStride, valid);
+            fa_load_async<D, BQ>(dOs[stage], dOut + (base + i0) * qStride + h * D, qStride, valid);
+            fa_cp_commit();
+            if (threadIdx.x < BQ) {
+                const bool inside = threadIdx.x < valid;
+                const long long n = base + i0 + threadIdx.x;
+                querySeq[stage][threadIdx.x] = inside ? seq[n] : -2;
+                queryLse[stage][threadIdx.x] = inside ? lse[n * heads + h] : 0.f;
+                queryDot[stage][threadIdx.x] = inside ? rowDot[n * heads + h] : 0.f;
             }
+        };
+        issue(k0 / BQ * BQ);
+        for (int i0 = k0 / BQ * BQ; i0 <= last; i0 += BQ) {
+            const int stage = STAGES == 1 ? 0 : (i0 / BQ) & 1;
+            const bool more = i0 + BQ <= last;
+            if (STAGES == 2 && more) issue(i0 + BQ);
+            fa_cp_wait(STAGES == 2 && more ? 1 : 0);
+            const bool queriesInside = __syncthreads_and(threadIdx.x >= BQ || querySeq[stage][threadIdx.x] == keySequence);
+            const bool full = queriesInside && keySequence >= 0 && k0 + 63 <= i0 && (window <= 0 || i0 + BQ - 1 - k0 < window);
+            const int* tileSeq = querySeq[stage];
+            const float* tileLse = queryLse[stage];
+            const float* tileDot = queryDot[stage];
+
+            // Transposed scores: rows are this warp's keys, columns the BQ queries.
+            float s[BQ / 8][4], dp[BQ / 8][4];
+            for (int n = 0; n < BQ / 8; n++) for (int e = 0; e < 4; e++) { s[n][e] = 0.f; dp[n][e] = 0.f; }
+            fa_mma_abt<D, BQ>(s, kf, qs[stage]);
+            #pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) {  // V's fragments one at a time: registers are short here
+                unsigned int a[4];
+                fa_ldsm(a, vs + (warp * 16 + (lane & 15)) * S + kk * 16 + (lane >> 4) * 8);
+                fa_mma_abt_step<D, BQ>(dp, a, dOs[stage], kk);
+            }
+            #pragma unroll
+            for (int n = 0; n < BQ / 8; n++) {
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int r = e >> 1, i = 8 * n + 2 * t + (e & 1);
+                    const float p = full || fa_visible(i0 + i, kj[r], tileSeq[i], kseq[r], window)
+                        ? __expf(s[n][e] * scale - tileLse[i]) : 0.f;
+                    s[n][e] = p;
+                    dp[n][e] = p * (dp[n][e] - tileDot[i]);
+                }
+            }
+            fa_mma_ab<D, BQ, false>(dv, s, dOs[stage]);
+            fa_mma_ab<D, BQ, SWIFTLET_BF16 == 1>(dk, dp, qs[stage]);
+            __syncthreads();  // every warp is done with this stage before an issue overwrites it
+            if (STAGES == 1 && more) issue(i0 + BQ);
         }
 
+        const bool grouped = heads != kvHeads;
         for (int r = 0; r < 2; r++) {
             if (kj[r] >= columns) continue;
-            const long long off = (base + kj[r]) * kvStride + kvh * D;
-            for (int c = 0; c < D / 8; c++) {
-                fa_store2(dK + off + 8 * c + 2 * t, dk[c][2 * r] * scale, dk[c][2 * r + 1] * scale);
-                fa_store2(dV + off + 8 * c + 2 * t, dv[c][2 * r], dv[c][2 * r + 1]);
+            if (grouped) {
+                const long long off = ((base + kj[r]) * heads + h) * D;
+                for (int c = 0; c < D / 8; c++) {
+                    *(float2*)(dKPart + off + 8 * c + 2 * t) = make_float2(dk[c][2 * r], dk[c][2 * r + 1]);
+                    *(float2*)(dVPart + off + 8 * c + 2 * t) = make_float2(dv[c][2 * r], dv[c][2 * r + 1]);
+                }
+            } else {
+                const long long off = (base + kj[r]) * kvStride + kvh * D;
+                for (int c = 0; c < D / 8; c++) {
+                    fa_store2(dK + off + 8 * c + 2 * t, dk[c][2 * r] * scale, dk[c][2 * r + 1] * scale);
+                    fa_store2(dV + off + 8 * c + 2 * t, dv[c][2 * r], dv[c][2 * r + 1]);
+                }
             }
         }
     #endif
     }
 
-    // The kernels per head dim. Backward inner tiles are 32 wide at d 128 to stay within 255 registers.
-    #define FA_KERNELS(D, BWD)                                                                                     \\
+    // Backward, step 4 (GQA): dK = scale * sum, dV = sum over the heads of each group, in head order.
+    extern "C" __global__ void flash_attention_group_sum(
+        const float* __restrict__ dKPart, const float* __restrict__ dVPart, storage_t* __restrict__ dK,
+        storage_t* __restrict__ dV, long long tokens, int heads, int kvHeads, int headDim, float scale)
+    {
+        const int group = heads / kvHeads;
+        const long long count = tokens * kvHeads * headDim;
+        for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < count; e += (long long)gridDim.x * blockDim.x) {
+            const long long token = e / ((long long)kvHeads * headDim);
+            const int rest = (int)(e - token * kvHeads * headDim), kvh = rest / headDim, c = rest % headDim;
+            const long long first = (token * heads + (long long)kvh * group) * headDim + c;
+            float sk = 0.f, sv = 0.f;
+            for (int g = 0; g < group; g++) { sk += dKPart[first + (long long)g * headDim]; sv += dVPart[first + (long long)g * headDim]; }
+            dK[e] = to_storage(sk * scale);
+            dV[e] = to_storage(sv);
+        }
+    }
+
+    // The kernels per head dim. Backward inner tiles are 32 wide at d 128 to stay within 255
+    // registers, and single-buffered there to stay within 48 KiB of static shared memory.
+    #define FA_KERNELS(D, BWD, STAGES)                                                                             \\
     extern "C" __global__ void __launch_bounds__(128) flash_attention_forward_d##D(                                \\
         const storage_t* q, const storage_t* k, const storage_t* v, const int* seq, storage_t* out, float* lse,    \\
         int columns, int heads, int kvHeads, int window, float scale)                                              \\
@@ -443,12 +541,13 @@ enum CUDAFlashAttention {
     { fa_backward_dq<D, BWD>(dOut, q, k, v, lse, rowDot, seq, dQ, columns, heads, kvHeads, window, scale); }       \\
     extern "C" __global__ void __launch_bounds__(128) flash_attention_backward_dkdv_d##D(                          \\
         const storage_t* dOut, const storage_t* q, const storage_t* k, const storage_t* v, const float* lse,       \\
-        const float* rowDot, const int* seq, storage_t* dK, storage_t* dV, int columns, int heads, int kvHeads,    \\
-        int window, float scale)                                                                                   \\
-    { fa_backward_dkdv<D, BWD>(dOut, q, k, v, lse, rowDot, seq, dK, dV, columns, heads, kvHeads, window, scale); }
+        const float* rowDot, const int* seq, storage_t* dK, storage_t* dV, float* dKPart, float* dVPart,           \\
+        int columns, int heads, int kvHeads, int window, float scale)                                              \\
+    { fa_backward_dkdv<D, BWD, STAGES>(dOut, q, k, v, lse, rowDot, seq, dK, dV, dKPart, dVPart, columns, heads,    \\
+                                       kvHeads, window, scale); }
 
-    FA_KERNELS(64, 64)
-    FA_KERNELS(128, 32)
+    FA_KERNELS(64, 64, 2)
+    FA_KERNELS(128, 32, 1)
     """
 }
 
@@ -485,8 +584,12 @@ extension CUDABackend {
     func flashAttentionBackward(dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
                                 logSumExp: Tensor, layout: AttentionLayout,
                                 dQ: Tensor, dK: Tensor, dV: Tensor) {
-        let rowDot = try! empty([q.shape[0], layout.heads], .f32)   // written for every (token, head)
-        let d = layout.headDim, tokensTimesHeads = q.shape[0] * layout.heads, warps = 8
+        let tokens = q.shape[0], d = layout.headDim, tokensTimesHeads = tokens * layout.heads, warps = 8
+        let rowDot = try! empty([tokens, layout.heads], .f32)   // written for every (token, head)
+        // GQA: each query head's f32 share of dK and dV, summed per group afterwards (every element written)
+        let grouped = layout.heads != layout.kvHeads
+        let parts = grouped ? try! empty([2, tokensTimesHeads * d], .f32) : nil
+        let dKPart = parts?.rows(0..<1).device ?? 0, dVPart = parts?.rows(1..<2).device ?? 0
         run {
             try kernels.launch(try function("flash_attention_row_dot", CUDAFlashAttention.source),
                                grid: ((tokensTimesHeads + warps - 1) / warps, 1, 1), block: (32 * warps, 1, 1),
@@ -498,11 +601,19 @@ extension CUDABackend {
                                            .pointer(logSumExp.device), .pointer(rowDot.device),
                                            .pointer(layout.sequenceIds.device), .pointer(dQ.device)] + flashArguments(layout))
             try kernels.launch(try function("flash_attention_backward_dkdv_d\(d)", CUDAFlashAttention.source),
-                               grid: flashGrid(layout, heads: layout.kvHeads), block: (CUDAFlashAttention.threads, 1, 1),
+                               grid: flashGrid(layout, heads: layout.heads), block: (CUDAFlashAttention.threads, 1, 1),
                                arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(logSumExp.device), .pointer(rowDot.device),
                                            .pointer(layout.sequenceIds.device), .pointer(dK.device),
-                                           .pointer(dV.device)] + flashArguments(layout))
+                                           .pointer(dV.device), .pointer(dKPart), .pointer(dVPart)] + flashArguments(layout))
+            guard grouped else { return }
+            let count = tokens * layout.kvHeads * d
+            try kernels.launch(try function("flash_attention_group_sum", CUDAFlashAttention.source),
+                               grid: (Swift.max(1, Swift.min((count + 255) / 256, device.multiprocessors * 16)), 1, 1),
+                               block: (256, 1, 1),
+                               arguments: [.pointer(dKPart), .pointer(dVPart), .pointer(dK.device), .pointer(dV.device),
+                                           .int64(Int64(tokens)), .int32(Int32(layout.heads)), .int32(Int32(layout.kvHeads)),
+                                           .int32(Int32(d)), .float(layout.scale)])
         }
     }
 }
