@@ -17,6 +17,27 @@ final class ModelFamilyTests: XCTestCase {
         return url
     }
 
+    /// Backend.copyColumns: the parts of a fused [rows, 3+2+2] output come out as the right columns and
+    /// go back in place (f32 and i32 element sizes).
+    func testCopyColumnsSplitsAndConcatenates() throws {
+        let cpu = CPUBackend(), rows = 3, widths = [3, 2, 2]
+        let values = (0..<(rows * 7)).map { Float($0) }
+        let fused = try cpu.upload(values, [rows, 7], .f32)
+        let back = try cpu.zeros([rows, 7], .f32)
+        var column = 0
+        for width in widths {
+            let part = try cpu.zeros([rows, width], .f32)
+            cpu.copyColumns(fused, sourceColumn: column, into: part, destinationColumn: 0, width: width)
+            XCTAssertEqual(cpu.download(part), (0..<rows).flatMap { r in (0..<width).map { Float(r * 7 + column + $0) } })
+            cpu.copyColumns(part, sourceColumn: 0, into: back, destinationColumn: column, width: width)
+            column += width
+        }
+        XCTAssertEqual(cpu.download(back), values)
+        let ints = try cpu.upload((0..<12).map(Int32.init), [3, 4]), slice = try cpu.upload([Int32](repeating: 0, count: 3), [3, 1])
+        cpu.copyColumns(ints, sourceColumn: 2, into: slice, destinationColumn: 0, width: 1)
+        XCTAssertEqual(cpu.downloadInts(slice), [2, 6, 10])
+    }
+
     func testPhi3LoRATargetsAreItsFusedLinears() throws {
         let model = try LlamaModel.load(directory: try fixture("phi3_fused"), on: CPUBackend())
         // "All" (the default) means Phi-3's own four linears.
