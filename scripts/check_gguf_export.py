@@ -69,7 +69,7 @@ def gguf_name(hf):
 
 def make_model(tokenizer_dir, out, family="llama"):
     """A tiny random Llama (GQA, plain rope) with the vocabulary of `tokenizer_dir`, and a random adapter;
-    `family` qwen3 (head_dim 32, q/k norms) or phi3 (fused projections, sliding window 8) instead."""
+    `family` qwen3 (head_dim 32, q/k norms) or phi3 (fused projections, sliding window 64) instead."""
     torch.manual_seed(7)
     base = os.path.join(out, "base")
     os.makedirs(base)
@@ -85,7 +85,9 @@ def make_model(tokenizer_dir, out, family="llama"):
     if family == "qwen3":
         model = Qwen3ForCausalLM(Qwen3Config(head_dim=32, **common)).float()
     elif family == "phi3":
-        model = Phi3ForCausalLM(Phi3Config(sliding_window=8, original_max_position_embeddings=128,
+        # A window wider than the checks' sequences: llama.cpp runs Phi-3 without its window (positions past
+        # it differ from transformers', seen with window 8), as it does Mistral's.
+        model = Phi3ForCausalLM(Phi3Config(sliding_window=64, original_max_position_embeddings=128,
                                            pad_token_id=tok.eos_token_id, **common)).float()
         targets = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
     else:
