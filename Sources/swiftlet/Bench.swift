@@ -2,9 +2,10 @@ import ArgumentParser
 import Foundation
 import Swiftlet
 
-/// Timed training steps on random weights of a named shape, printing one `RESULT {json}` line
-/// with the keys of the baseline script (hf_peft.py; bench/dpo_baseline.py for `--objective dpo`), so
-/// the two can be compared side by side.
+/// Timed training steps (or, with --generate, generations) on random weights of a named shape,
+/// printing one `RESULT {json}` line with the keys of the baseline script (hf_peft.py;
+/// bench/dpo_baseline.py for `--objective dpo`; bench/generate_baseline.py for --generate), so the
+/// two can be compared side by side.
 struct Bench: ParsableCommand {
     /// What a timed step trains.
     enum Objective: String, ExpressibleByArgument {
@@ -22,15 +23,17 @@ struct Bench: ParsableCommand {
     }
 
     static let configuration = CommandConfiguration(
-        abstract: "Time LoRA training steps on random weights of a model shape (GPU benchmark).")
+        abstract: "Time LoRA training steps, or generation (--generate), on random weights of a model shape (GPU benchmark).")
 
     @Option(help: "Model shape: \(LlamaConfig.presetNames.joined(separator: ", ")).") var arch = "tinyllama"
     @Option(help: "sft (next-token loss) or dpo (reference forward with adapters off + policy forward/backward of chosen and rejected rows).")
     var objective: Objective = .sft
-    @Option(help: "Rows per step (dpo: preference pairs per step, two rows each).") var batchSize = 2
-    @Option(help: "Tokens per row.") var seq = 2048
+    @Option(help: "Rows per step (dpo: preference pairs per step, two rows each; default 2; 1 with --generate).") var batchSize: Int?
+    @Option(help: "Tokens per row (default 2048; with --generate the prompt's tokens, default 512).") var seq: Int?
     @Option(help: "dpo: prompt tokens of each row (the rest is the completion); default half of --seq.") var promptLength: Int?
-    @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 10
+    @Option(help: "Timed steps (after the warm-up steps); with --generate, timed generations (after 1 warm-up).") var steps = 10
+    @Option(help: "Untimed training steps first (kernel compiles, allocator growth); 0 for one long step that only measures memory.")
+    var warmupSteps = 2
     @Option(help: "LoRA rank (alpha = r, all seven projections).") var r = 16
     @Option(help: "Gradient checkpointing: off, on (keep each layer's input, recompute the layer in the backward) or offload (as on, with the inputs in host memory).")
     var gradientCheckpointing: GradientCheckpointing = .off
@@ -39,9 +42,19 @@ struct Bench: ParsableCommand {
     @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
     @Flag(help: "After timing, run one more step with every op timed by device events and print the per-op table.")
     var profile = false
+    @Flag(help: "Time greedy generation instead (no LoRA): prefill of --seq prompt tokens, then --new-tokens decode steps with the KV cache.")
+    var generate = false
+    @Option(help: "With --generate: tokens generated per prompt.") var newTokens = 128
+
+    func validate() throws {
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+        guard warmupSteps >= 0 else { throw ValidationError("--warmup-steps must not be negative") }
+    }
 
     func run() throws {
         let backend = try device.makeBackend(precision: precision) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        if generate { return try runGeneration(on: backend) }
+        let batchSize = self.batchSize ?? 2, seq = self.seq ?? 2048
         let config = try LlamaConfig.preset(arch)
         let model = try LlamaModel.random(config: config, seed: 0, on: backend)
         if loadIn4bit { try model.quantizeLinearsToNF4() }
@@ -81,7 +94,7 @@ struct Bench: ParsableCommand {
         backend.memory.resetPeak()
         var times: [Double] = []
         var loss = 0.0
-        for _ in 0..<(steps + 2) {
+        for _ in 0..<(steps + warmupSteps) {
             let input = nextInput()
             backend.synchronize()
             let start = Date()
@@ -89,7 +102,7 @@ struct Bench: ParsableCommand {
             backend.synchronize()
             times.append(Date().timeIntervalSince(start))
         }
-        let timed = times.dropFirst(2).sorted()
+        let timed = times.dropFirst(warmupSteps).sorted()
         let median = timed[timed.count / 2]
         // model FLOPs utilisation against this GPU's measured GEMM rate (after the timing: no effect on it);
         // a DPO step is the policy's training step on its chosen and rejected rows plus the reference forward

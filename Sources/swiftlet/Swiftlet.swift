@@ -7,7 +7,7 @@ struct SwiftletCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swiftlet",
         abstract: "Fast, exact LoRA finetuning of Llama-family models.",
-        subcommands: [Train.self, DPO.self, ORPO.self, Eval.self, Generate.self, Tokenize.self, Template.self, Export.self, Quantize.self, Bench.self, Doctor.self, Gradients.self])
+        subcommands: [Train.self, DPO.self, ORPO.self, Eval.self, Generate.self, Chat.self, Tokenize.self, Template.self, Export.self, Quantize.self, Bench.self, Doctor.self, Gradients.self])
 
     static func main() {
         setvbuf(stdout, nil, _IOLBF, 0)  // line by line, so printed lines and the progress display keep their order

@@ -107,7 +107,6 @@ public protocol Backend: AnyObject, Sendable {
                            dQ: Tensor, dK: Tensor, dV: Tensor)
     /// Generation: q [rows·queries, heads·headDim] against the cached keys and values
     /// [rows·capacity, kvHeads·headDim] (RoPE already applied to both), out like q; exact softmax.
-    /// Backends without a kernel get the host fallback of Backend+CachedAttention.swift.
     func cachedAttention(_ q: Tensor, keys: Tensor, values: Tensor, layout: CachedAttentionLayout, into out: Tensor)
 
     /// out = silu(gate) * up

@@ -77,6 +77,7 @@ struct CUDAOpSelfTest {
         try matmul()
         try norms()
         try ropeAndAttention()
+        try cachedAttention()
         try mlp()
         try head()
         try elementwise()

@@ -39,6 +39,8 @@ public enum CUDADoctor {
                 passed = try CUDAModelSelfTest.run(fixtures: fixtures, gpu: gpu, say: say) && passed
                 say("DPO and ORPO steps, GPU (\(storage)) against the CPU engine on the llama_gqa fixture's preference pairs:")
                 passed = try CUDAPreferenceSelfTest.run(fixtures: fixtures, gpu: gpu, say: say) && passed
+                say("generation (KV cache), GPU (\(storage)) against the CPU engine on the fixtures:")
+                passed = try CUDAGenerationSelfTest.run(fixtures: fixtures, gpu: gpu, say: say) && passed
             }
             say("peak device memory of the \(storage) self-test: \(ByteCount(gpu.memory.peak))")
         }

@@ -33,7 +33,6 @@ public final class Generator {
         var result = Result(tokens: Array(repeating: [], count: rows))
         guard rows > 0, maxNewTokens > 0 else { return result }
         let cache = try KVCache(model: model, rows: rows, capacity: width + maxNewTokens)
-        var random = SplitMix64(seed: options.seed)
 
         var tokens: [Int32] = [], positions: [Int32] = [], valid: [Bool] = []
         for p in prompts {
@@ -42,20 +41,57 @@ public final class Generator {
             positions += [Int32](repeating: 0, count: pad) + (0..<p.count).map(Int32.init)
             valid += [Bool](repeating: false, count: pad) + [Bool](repeating: true, count: p.count)
         }
-        var clock = Date()
-        var logits = try model.decodeStep(tokens: tokens, positions: positions, valid: valid, cache: cache)
+        let clock = Date()
+        let logits = try model.decodeStep(tokens: tokens, positions: positions, valid: valid, cache: cache)
         result.prefillTokens = prompts.map(\.count).reduce(0, +)
         result.prefillSeconds = Date().timeIntervalSince(clock)
-        clock = Date()
+        try decode(from: logits, cache: cache, seen: prompts, lengths: prompts.map(\.count), maxNewTokens: maxNewTokens,
+                   options: options, onToken: onToken, shouldStop: shouldStop, into: &result)
+        return result
+    }
 
-        let vocab = model.config.vocabSize
+    /// One sequence continued on a cache that already holds `context` (rows 1, no padding, so a
+    /// token's position is its column): `tokens` are prefilled after it, then up to `maxNewTokens`
+    /// are generated (fewer where the cache fills). A chat turn reuses the conversation's cache
+    /// this way. The last new token is not run, so afterwards the cache holds
+    /// context + tokens + result.tokens[0].dropLast().
+    public func generate(continuing cache: KVCache, context: [Int32], tokens: [Int32], maxNewTokens: Int,
+                         options: SamplingOptions = SamplingOptions(), onToken: ((Int32) -> Void)? = nil,
+                         shouldStop: (([Int32]) -> Bool)? = nil) throws -> Result {
+        try options.validate()
+        precondition(cache.rows == 1 && cache.length == context.count, "a one-row cache holding exactly `context`")
+        guard !tokens.isEmpty else { throw GenerationError.emptyPrompt(row: 0) }
+        var result = Result(tokens: [[]])
+        let end = cache.length + tokens.count
+        guard end <= cache.capacity else { throw GenerationError.cacheFull(capacity: cache.capacity) }
+        let clock = Date()
+        let logits = try model.decodeStep(tokens: tokens, positions: (cache.length..<end).map(Int32.init),
+                                          valid: [Bool](repeating: true, count: tokens.count), cache: cache)
+        result.prefillTokens = tokens.count
+        result.prefillSeconds = Date().timeIntervalSince(clock)
+        try decode(from: logits, cache: cache, seen: [context + tokens], lengths: [end],
+                   maxNewTokens: Swift.min(maxNewTokens, cache.capacity - end + 1), options: options,
+                   onToken: onToken.map { f in { _, token in f(token) } },
+                   shouldStop: shouldStop.map { f in { _, tokens in f(tokens) } }, into: &result)
+        return result
+    }
+
+    /// The decode loop after a prefill that gave `logits`: `seen` is each row's context (for the
+    /// repetition penalty), `lengths` its real tokens so far (the next position + 1).
+    private func decode(from prefillLogits: [Float], cache: KVCache, seen: [[Int32]], lengths: [Int],
+                        maxNewTokens: Int, options: SamplingOptions, onToken: ((Int, Int32) -> Void)?,
+                        shouldStop: ((Int, [Int32]) -> Bool)?, into result: inout Result) throws {
+        let rows = seen.count, vocab = model.config.vocabSize
+        var random = SplitMix64(seed: options.seed)
+        var logits = prefillLogits, lengths = lengths
         var finished = [Bool](repeating: false, count: rows)
-        var lengths = prompts.map(\.count)
+        let clock = Date()
+        defer { result.decodeSeconds = Date().timeIntervalSince(clock) }
         for step in 0..<maxNewTokens {
             var next = [Int32](repeating: 0, count: rows)
             for r in 0..<rows where !finished[r] {
                 let row = Array(logits[(r * vocab)..<((r + 1) * vocab)])
-                let token = LogitsProcessors.choose(row, seen: prompts[r] + result.tokens[r], options: options,
+                let token = LogitsProcessors.choose(row, seen: seen[r] + result.tokens[r], options: options,
                                                     random: &random)
                 next[r] = token
                 result.tokens[r].append(token)
@@ -71,8 +107,6 @@ public final class Generator {
                                           valid: active, cache: cache)
             result.decodeTokens += active.filter { $0 }.count
         }
-        result.decodeSeconds = Date().timeIntervalSince(clock)
-        return result
     }
 
     /// The EOS ids of a model folder: generation_config.json's eos_token_id (an id or a list),

@@ -13,6 +13,8 @@ public final class KVCache {
     public internal(set) var length = 0
     /// [rows·capacity], 1 for a real token, 0 for padding or not yet written.
     var keyValid: [Int32]
+    /// The RoPE table of the cache's positions and the inverse frequencies it was made with.
+    var rope: (frequencies: [Float], table: RoPETable)?
 
     public init(model: LlamaModel, rows: Int, capacity: Int) throws {
         let backend = model.backend, width = model.config.kvWidth
@@ -30,5 +32,15 @@ public final class KVCache {
             let at = r * capacity + length
             backend.copy(new.rows((r * queries)..<((r + 1) * queries)), into: cache.rows(at..<(at + queries)))
         }
+    }
+
+    /// Forgets every column from `length` on (a chat turn whose rendering departs from what the
+    /// cache holds there); the next step writes over them.
+    public func truncate(to length: Int) {
+        precondition(length >= 0 && length <= self.length, "truncate to \(length) of \(self.length) columns")
+        for r in 0..<rows {
+            for c in length..<self.length { keyValid[r * capacity + c] = 0 }
+        }
+        self.length = length
     }
 }

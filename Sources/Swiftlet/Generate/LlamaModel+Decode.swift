@@ -18,8 +18,14 @@ extension LlamaModel {
         }
         // Keys are cached already rotated, so the table covers the whole cache; its frequencies
         // follow the longest position so far, as transformers' dynamic RoPE does during generate.
+        // The table is made again only when they change (dynamic RoPE past its original length).
         let longest = Int(positions.max() ?? 0) + 1
-        let rope = try RoPEFrequencies.table(config, positions: cache.capacity, sequenceLength: longest, on: backend)
+        let frequencies = RoPEFrequencies.inverse(config, sequenceLength: longest)
+        if cache.rope?.frequencies != frequencies {
+            cache.rope = (frequencies, try RoPEFrequencies.table(config, positions: cache.capacity, sequenceLength: longest,
+                                                                 on: backend))
+        }
+        let rope = cache.rope!.table
         let layout = CachedAttentionLayout(rows: rows, queries: queries, start: cache.length, capacity: cache.capacity,
                                            heads: config.heads, kvHeads: config.kvHeads, headDim: config.headDim,
                                            keyValid: try backend.upload(cache.keyValid, [rows * cache.capacity]),

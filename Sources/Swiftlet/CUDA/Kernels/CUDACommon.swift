@@ -59,7 +59,7 @@ extension CUDAKernelSource {
     /// Every kernel family's source (without the prelude), for compiling them all at once.
     static let families: [(name: String, source: String)] = [
         ("elementwise", CUDAElementwise.source), ("rmsnorm", CUDARMSNorm.source), ("rope", CUDARoPE.source),
-        ("attention", CUDAAttention.source),
+        ("attention", CUDAAttention.source), ("cached_attention", CUDACachedAttention.source),
         ("flash_attention", CUDAFlashAttention.source), ("swiglu", CUDASwiGLU.source),
         ("cross_entropy", CUDACrossEntropy.source), ("optimizer", CUDAOptimizer.source),
         ("adamw8bit", CUDAAdamW8bit.source), ("multi_tensor", CUDAMultiTensor.source),
