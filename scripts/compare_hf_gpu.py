@@ -2,9 +2,11 @@
 """Swiftlet on the GPU against PyTorch + PEFT on the same weights, at a real size.
 
 Run on the GPU machine (torch, transformers, peft):
-    python scripts/compare_hf_gpu.py --swiftlet bench/bin/swiftlet [--arch tinyllama] [--seq 1024]
+    python scripts/compare_hf_gpu.py --swiftlet bench/bin/swiftlet [--arch tinyllama] [--seq 1024] [--family llama]
 
-Makes a random-init Llama of the named shape (bf16), a PEFT LoRA adapter (r 16 on all seven
+Makes a random-init Llama of the named shape (bf16) — or, with --family, a Qwen3 of that shape with
+head_dim 128 (q/k norms; q wider than the hidden state) or a Phi-3 (fused qkv_proj / gate_up_proj,
+LoRA on its four linears, sliding window --window) — a PEFT LoRA adapter (r 16 on all seven
 projections, non-zero A and B), and a batch of random tokens; computes the loss and the LoRA
 gradients with transformers + PEFT in bf16 (SDPA) and in fp32 (the truth), runs
 `swiftlet gradients --device cuda` on the same files, and compares: loss within bf16 rounding, LoRA
@@ -14,10 +16,22 @@ PEFT's bf16 gradients are themselves ~6% from fp32 at this shape). Prints one RE
 """
 import argparse, json, os, subprocess, sys, tempfile
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import (AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM,
+                          Qwen3Config, Qwen3ForCausalLM)
 from safetensors.torch import load_file
 
-from gpu_reference import SHAPES, attach_lora, loss_and_grads, random_batch, stats
+from gpu_reference import PHI3_TARGETS, SHAPES, TARGETS, attach_lora, loss_and_grads, random_batch, stats
+
+
+def family_config(family, shape, window):
+    """(config class instance, model class, LoRA targets) of a random model of `shape`."""
+    common = dict(vocab_size=32000, max_position_embeddings=4096, rms_norm_eps=1e-6, **shape)
+    if family == "qwen3":
+        return Qwen3Config(head_dim=128, tie_word_embeddings=False, **common), Qwen3ForCausalLM, TARGETS
+    if family == "phi3":
+        return (Phi3Config(sliding_window=window, original_max_position_embeddings=4096, pad_token_id=0, **common),
+                Phi3ForCausalLM, PHI3_TARGETS)
+    return LlamaConfig(**common), LlamaForCausalLM, TARGETS
 
 def main():
     ap = argparse.ArgumentParser()
@@ -26,24 +40,26 @@ def main():
     ap.add_argument("--bsz", type=int, default=2)
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--family", default="llama", choices=["llama", "qwen3", "phi3"])
+    ap.add_argument("--window", type=int, default=None, help="Phi-3: sliding_window (None: full attention)")
     ap.add_argument("--cpu", type=int, default=0, help="also run the CPU engine (slow at real sizes)")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp()
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=32000, max_position_embeddings=4096, rms_norm_eps=1e-6, **SHAPES[a.arch])
+    cfg, model_cls, targets = family_config(a.family, SHAPES[a.arch], a.window)
     with torch.device("cuda"):
-        LlamaForCausalLM(cfg).to(torch.bfloat16).save_pretrained(f"{work}/model")
+        model_cls(cfg).to(torch.bfloat16).save_pretrained(f"{work}/model")
     # Load from disk as users do: a model cast with .to(bf16) also rounds the rotary inv_freq
     # buffer to bf16, which from_pretrained does not.
-    base = LlamaForCausalLM.from_pretrained(f"{work}/model", dtype=torch.bfloat16, attn_implementation="sdpa").cuda()
-    model = attach_lora(base, f"{work}/adapter")
+    base = AutoModelForCausalLM.from_pretrained(f"{work}/model", dtype=torch.bfloat16, attn_implementation="sdpa").cuda()
+    model = attach_lora(base, f"{work}/adapter", targets)
     ids = random_batch(cfg.vocab_size, a.bsz, a.seq, f"{work}/data.jsonl")
     loss_bf16, g_bf16 = loss_and_grads(model, ids)
     # The truth: the same files loaded in fp32, eager attention (plain matmuls and softmax), TF32 off.
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     from peft import PeftModel
-    base32 = LlamaForCausalLM.from_pretrained(f"{work}/model", dtype=torch.float32, attn_implementation="eager").cuda()
+    base32 = AutoModelForCausalLM.from_pretrained(f"{work}/model", dtype=torch.float32, attn_implementation="eager").cuda()
     model32 = PeftModel.from_pretrained(base32, f"{work}/adapter", is_trainable=True)
     print("rotary inv_freq dtype: bf16 run", base.model.rotary_emb.inv_freq.dtype, "/ fp32 run", base32.model.rotary_emb.inv_freq.dtype)
     loss_fp32, g_fp32 = loss_and_grads(model32, ids)
@@ -99,7 +115,7 @@ def main():
     # how far PEFT's own bf16 gradients are from its fp32 ones: the scale of "bf16 rounding"
     peft_cos = min((torch.nn.functional.cosine_similarity(g_bf16[n].flatten().double(), g_fp32[n].flatten().double(), dim=0)).item() for n in g_bf16)
     peft_rel = max(((g_bf16[n].double() - g_fp32[n].double()).norm() / g_fp32[n].double().norm()).item() for n in g_bf16)
-    res = dict(arch=a.arch, bsz=a.bsz, seq=a.seq, loss_swiftlet=loss_ours, loss_peft_bf16=loss_bf16, loss_fp32=loss_fp32,
+    res = dict(family=a.family, arch=a.arch, bsz=a.bsz, seq=a.seq, loss_swiftlet=loss_ours, loss_peft_bf16=loss_bf16, loss_fp32=loss_fp32,
                loss_rel_vs_peft=abs(loss_ours - loss_bf16) / loss_bf16,
                grad_worst_cos_vs_peft=cos_peft, grad_worst_rel_vs_peft=rel_peft,
                grad_worst_cos_vs_fp32=cos_true, grad_worst_rel_vs_fp32=rel_true,

@@ -9,14 +9,19 @@ from peft import LoraConfig, get_peft_model
 SHAPES = {
     "tiny": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4),
     "tinyllama": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4),
+    # Real widths of the new families, 4 layers: Phi-3-mini (head_dim 96: the simple attention kernels) and
+    # Qwen3-0.6B (with --family qwen3: head_dim 128, q 2048 wide on a 1024 hidden state).
+    "phi3-mini-4l": dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=4, num_attention_heads=32, num_key_value_heads=32),
+    "qwen3-0.6b-4l": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=4, num_attention_heads=16, num_key_value_heads=8),
 }
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+PHI3_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]  # Phi-3's fused linears, as PEFT names them
 
 
-def attach_lora(base, adapter_dir):
-    """r 16 (alpha 16) on all seven projections; B drawn from N(0, 0.02) so that A gets gradients
-    too; saved as a PEFT adapter folder."""
-    config = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM", target_modules=TARGETS)
+def attach_lora(base, adapter_dir, targets=TARGETS):
+    """r 16 (alpha 16) on all seven projections (or `targets`); B drawn from N(0, 0.02) so that A
+    gets gradients too; saved as a PEFT adapter folder."""
+    config = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM", target_modules=targets)
     model = get_peft_model(base, config)
     with torch.no_grad():
         for n, p in model.named_parameters():

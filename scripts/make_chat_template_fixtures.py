@@ -404,6 +404,108 @@ QWEN25 = r"""{%- if tools %}
 """
 
 # 01-ai/Yi-34B-Chat (ChatML variant)
+# Qwen/Qwen3-8B (thinking mode; written out from its tokenizer_config.json as remembered, not copied from the
+# Hub: what the cases test is that Swiftlet's interpreter renders this text exactly as transformers does)
+QWEN3 = r"""{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0].role == 'system' %}
+        {{- messages[0].content + '\n\n' }}
+    {%- endif %}
+    {{- "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0].role == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}
+{%- for message in messages[::-1] %}
+    {%- set index = (messages|length - 1) - loop.index0 %}
+    {%- if ns.multi_step_tool and message.role == "user" and message.content is string and not(message.content.startswith('<tool_response>') and message.content.endswith('</tool_response>')) %}
+        {%- set ns.multi_step_tool = false %}
+        {%- set ns.last_query_index = index %}
+    {%- endif %}
+{%- endfor %}
+{%- for message in messages %}
+    {%- if message.content is string %}
+        {%- set content = message.content %}
+    {%- else %}
+        {%- set content = '' %}
+    {%- endif %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) %}
+        {{- '<|im_start|>' + message.role + '\n' + content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {%- set reasoning_content = '' %}
+        {%- if message.reasoning_content is string %}
+            {%- set reasoning_content = message.reasoning_content %}
+        {%- else %}
+            {%- if '</think>' in content %}
+                {%- set reasoning_content = content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') %}
+                {%- set content = content.split('</think>')[-1].lstrip('\n') %}
+            {%- endif %}
+        {%- endif %}
+        {%- if loop.index0 > ns.last_query_index %}
+            {%- if loop.last or (not loop.last and reasoning_content) %}
+                {{- '<|im_start|>' + message.role + '\n<think>\n' + reasoning_content.strip('\n') + '\n</think>\n\n' + content.lstrip('\n') }}
+            {%- else %}
+                {{- '<|im_start|>' + message.role + '\n' + content }}
+            {%- endif %}
+        {%- else %}
+            {{- '<|im_start|>' + message.role + '\n' + content }}
+        {%- endif %}
+        {%- if message.tool_calls %}
+            {%- for tool_call in message.tool_calls %}
+                {%- if (loop.first and content) or (not loop.first) %}
+                    {{- '\n' }}
+                {%- endif %}
+                {%- if tool_call.function %}
+                    {%- set tool_call = tool_call.function %}
+                {%- endif %}
+                {{- '<tool_call>\n{"name": "' }}
+                {{- tool_call.name }}
+                {{- '", "arguments": ' }}
+                {%- if tool_call.arguments is string %}
+                    {{- tool_call.arguments }}
+                {%- else %}
+                    {{- tool_call.arguments | tojson }}
+                {%- endif %}
+                {{- '}\n</tool_call>' }}
+            {%- endfor %}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if loop.first or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+    {%- if enable_thinking is defined and enable_thinking is false %}
+        {{- '<think>\n\n</think>\n\n' }}
+    {%- endif %}
+{%- endif %}"""
+
+# microsoft/Phi-3-mini-4k-instruct (as remembered; see QWEN3's note)
+PHI3 = r"""{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>
+' + message['content'] + '<|end|>
+'}}{% elif message['role'] == 'user' %}{{'<|user|>
+' + message['content'] + '<|end|>
+'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>
+' + message['content'] + '<|end|>
+'}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>
+' }}{% else %}{{ eos_token }}{% endif %}"""
+
 YI = r"""{% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] %}{% endif %}{% if system_message is defined %}{{ system_message }}{% endif %}{% for message in messages %}{% set content = message['content'] %}{% if message['role'] == 'user' %}{{ '<|im_start|>user\n' + content + '<|im_end|>\n<|im_start|>assistant\n' }}{% elif message['role'] == 'assistant' %}{{ content + '<|im_end|>' + '\n' }}{% endif %}{% endfor %}"""
 
 # HuggingFaceH4/zephyr-7b-beta (same text as TinyLlama/TinyLlama-1.1B-Chat-v1.0); multi-line: trim_blocks matters
@@ -465,6 +567,8 @@ TEMPLATES = {
     "chatml": (CHATML, "<s>", "<|im_end|>", "teknium/OpenHermes-2.5-Mistral-7B"),
     "qwen2": (QWEN2, None, "<|im_end|>", "Qwen/Qwen2-7B-Instruct"),
     "qwen2.5": (QWEN25, None, "<|im_end|>", "Qwen/Qwen2.5-7B-Instruct"),
+    "qwen3": (QWEN3, None, "<|im_end|>", "Qwen/Qwen3-8B (as remembered)"),
+    "phi-3": (PHI3, "<s>", "<|endoftext|>", "microsoft/Phi-3-mini-4k-instruct (as remembered)"),
     "yi": (YI, "<|startoftext|>", "<|im_end|>", "01-ai/Yi-34B-Chat"),
     "zephyr": (ZEPHYR, "<s>", "</s>", "HuggingFaceH4/zephyr-7b-beta"),
     "alpaca": (ALPACA, "<s>", "</s>", "chujiezheng/chat_templates alpaca.jinja"),
@@ -576,6 +680,16 @@ EXTRA_CASES += [
         {"role": "assistant", "content": "", "tool_calls": [{"name": "get_time", "arguments": {"tz": "UTC"}}]},
         m("tool", "12:00"),
     ], {}),
+    ("qwen3", "thinking_history", [
+        m(U, "2+2?"), m(A, "<think>\nadd them\n</think>\n\n4"), m(U, "3+3?"),
+        m(A, "6", reasoning_content="easy"),
+    ], {}),
+    ("qwen3", "no_thinking", [m(U, "Hi")], {"enable_thinking": False}),
+    ("qwen3", "tools", [m(S, "Weather bot."), m(U, "Weather in Paris?"),
+        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+            "name": "get_current_weather", "arguments": {"location": "Paris"}}}]},
+        m("tool", "{\"temp\": 20}"),
+    ], {"tools": [WEATHER_TOOL]}),
     ("mistral-v0.3", "tools", [
         m(S, "Be precise."), m(U, "Hi"), m(A, "Hello"), m(U, "Weather in Paris?"),
         {"role": "assistant", "tool_calls": [{"id": "abcdef123", "type": "function", "function": {

@@ -39,13 +39,15 @@ import peft
 import safetensors
 from safetensors.torch import save_file, load_file
 from transformers import (AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig,
-                          MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
+                          MistralForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM,
+                          Qwen3Config, Qwen3ForCausalLM)
 from peft import LoraConfig, PeftModel, get_peft_model
 
 DTYPE = torch.float32
 ADAMW = {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01}
 SGD = {"lr": 0.5, "steps": 3}
 ALL7 = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+PHI3_ALL = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]  # PEFT's names for Phi-3's fused linears
 
 COMMON = dict(
     vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -150,6 +152,42 @@ FIXTURES = {
             **COMMON, max_position_embeddings=64, tie_word_embeddings=True, use_sliding_window=False,
             rope_parameters={"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}),
         lora=dict(r=4, lora_alpha=8, target_modules=ALL7, use_rslora=True),
+        batch=batch_qwen2_bias,
+    ),
+    "llama32_tied": dict(
+        seed=1005,
+        model_cls=LlamaForCausalLM,
+        # Llama 3.2 1B's numbers: tied embeddings, theta 500000, llama3 scaling factor 32 from 8192
+        # (with head_dim 8 the four frequencies fall in the kept, smoothed and divided bands).
+        config=lambda: LlamaConfig(
+            **COMMON, head_dim=8, max_position_embeddings=131072, tie_word_embeddings=True,
+            bos_token_id=1, eos_token_id=[2, 3],
+            rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+                             "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_max_position_embeddings": 8192}),
+        lora=dict(r=4, lora_alpha=8, target_modules=ALL7),
+        batch=batch_qwen2_bias,
+    ),
+    "qwen3_qknorm": dict(
+        seed=1006,
+        model_cls=Qwen3ForCausalLM,
+        # head_dim 16 with hidden 32 and 4 heads: q is 64 wide, wider than the hidden state.
+        config=lambda: Qwen3Config(
+            **COMMON, head_dim=16, max_position_embeddings=64, tie_word_embeddings=True,
+            attention_bias=False, use_sliding_window=False,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}),
+        lora=dict(r=4, lora_alpha=8, target_modules=ALL7),
+        batch=batch_llama_gqa,
+    ),
+    "phi3_fused": dict(
+        seed=1007,
+        model_cls=Phi3ForCausalLM,
+        config=lambda: Phi3Config(
+            **COMMON, max_position_embeddings=64, original_max_position_embeddings=64,
+            tie_word_embeddings=False, sliding_window=6, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+            resid_pdrop=0.0, embd_pdrop=0.0,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+        lora=dict(r=4, lora_alpha=8, target_modules=PHI3_ALL),
         batch=batch_qwen2_bias,
     ),
 }
@@ -482,6 +520,16 @@ def make_fixture(name, spec, out_root):
         meta["notes"] = ("tie_word_embeddings=true: model.safetensors has no lm_head.weight, lm_head uses "
                          "model.embed_tokens.weight. q/k/v_proj have (random, non-zero) biases; o_proj and MLP "
                          "have none. LoRA does not touch the biases. use_rslora: scaling = lora_alpha/sqrt(r).")
+    if name == "llama32_tied":
+        meta["notes"] = ("Llama 3.2 style: tie_word_embeddings=true (no lm_head.weight), rope theta 500000 with "
+                         "llama3 scaling (factor 32, low 1, high 4, original 8192), eos_token_id a list. Right padding.")
+    if name == "qwen3_qknorm":
+        meta["notes"] = ("Qwen3: q_norm and k_norm (RMSNorm over head_dim, weight [head_dim]) applied per head to "
+                         "q_proj/k_proj outputs before RoPE; head_dim 16 != hidden/heads 8; no biases; tied embeddings.")
+    if name == "phi3_fused":
+        meta["notes"] = ("Phi-3: fused qkv_proj [q|k|v rows] and gate_up_proj [gate|up rows] (PEFT target names "
+                         "qkv_proj, o_proj, gate_up_proj, down_proj); sliding_window 6 (mask as Mistral's); "
+                         "plain rope; right padding.")
     if name == "llama_gqa":
         meta["notes"] = ("llama3 rope scaling (factor 8, low 1, high 4, original_max_position_embeddings 8). "
                          "Row 1 is right-padded: last 5 tokens attention_mask 0 (input id 0), labels -100.")

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 @testable import Swiftlet
 
-/// Every case in Fixtures/chat_templates/cases.json was rendered by transformers 5.24's own
+/// Every case in Fixtures/chat_templates/cases.json was rendered by transformers 5.24's (5.25's for qwen3, phi-3) own
 /// `render_jinja_template` (scripts/make_chat_template_fixtures.py); our rendering must match byte for byte.
 final class ChatTemplateTests: XCTestCase {
     struct Fixture {

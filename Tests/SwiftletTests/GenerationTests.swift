@@ -21,7 +21,7 @@ final class GenerationTests: XCTestCase {
         let url = try fixtureDirectory("generation").appendingPathComponent("expected.json")
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
         let cases = try XCTUnwrap(json["cases"] as? [[String: Any]])
-        XCTAssertEqual(cases.count, 4)
+        XCTAssertEqual(cases.count, 8)
         for c in cases {
             let name = c["model"] as! String
             let model = try loadModel(name)
@@ -38,7 +38,7 @@ final class GenerationTests: XCTestCase {
     /// Prefill and every decode step's logits equal `logits(batch)` of the whole sequence so far
     /// (each row alone, no padding), within 1e-5: the cache, the padding mask and the positions.
     func testCachedLogitsEqualFullRecompute() throws {
-        for name in ["llama_gqa", "qwen2_bias", "mistral_window"] {
+        for name in ["llama_gqa", "qwen2_bias", "mistral_window", "qwen3_qknorm", "phi3_fused"] {
             let model = try loadModel(name)
             let vocab = model.config.vocabSize
             var sequences: [[Int32]] = [[5, 17, 99, 3, 42], [7, 8, 9, 10, 11, 12, 13, 14, 15]]

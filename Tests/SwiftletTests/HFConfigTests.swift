@@ -70,6 +70,46 @@ final class HFConfigTests: XCTestCase {
         assertError(["attention_dropout": 0.1], field: "attention_dropout")
     }
 
+    func testQwen3HeadNormsAndHeadDim() throws {
+        // Qwen3-0.6B's shape: head_dim 128 with hidden 1024 and 16 heads (q is 2048 wide).
+        let c = try parse(["model_type": "qwen3", "hidden_size": 1024, "num_attention_heads": 16,
+                           "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 3072,
+                           "tie_word_embeddings": true, "use_sliding_window": false, "sliding_window": nil,
+                           "layer_types": ["full_attention", "full_attention"]])
+        XCTAssertTrue(c.qkNorm && !c.fusedProjections && !c.qkvBias && !c.oBias && c.tieWordEmbeddings)
+        XCTAssertEqual(c.qWidth, 2048)
+        XCTAssertNil(c.slidingWindow)
+        XCTAssertTrue(try parse(["model_type": "qwen3", "attention_bias": true]).qkvBias)
+        XCTAssertFalse(try parse([:]).qkNorm, "only Qwen3 has q_norm / k_norm")
+        assertError(["model_type": "qwen3", "use_sliding_window": true], field: "use_sliding_window")
+        assertError(["model_type": "qwen3", "layer_types": ["full_attention", "sliding_attention"]], field: "layer_types")
+    }
+
+    func testPhi3FusedProjectionsAndRefusals() throws {
+        let c = try parse(["model_type": "phi3", "sliding_window": 2047, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
+                           "rope_scaling": nil, "original_max_position_embeddings": 4096])
+        XCTAssertTrue(c.fusedProjections && !c.qkNorm && !c.qkvBias)
+        XCTAssertEqual(c.slidingWindow, 2047)
+        assertError(["model_type": "phi3", "resid_pdrop": 0.1], field: "resid_pdrop")
+        assertError(["model_type": "phi3", "embd_pdrop": 0.1], field: "embd_pdrop")
+        assertError(["model_type": "phi3", "rope_scaling": ["type": "longrope", "short_factor": [1.0], "long_factor": [1.0]]],
+                    field: "rope_scaling.rope_type")
+        assertError(["model_type": "phi3", "partial_rotary_factor": 0.75], field: "partial_rotary_factor")
+        assertError(["model_type": "phi3", "rope_parameters": ["rope_type": "default", "rope_theta": 10000.0,
+                                                               "partial_rotary_factor": 0.75]],
+                    field: "partial_rotary_factor")
+    }
+
+    func testUnsupportedModelTypeListsEverySupportedOne() {
+        XCTAssertThrowsError(try parse(["model_type": "gemma2"])) { error in
+            let text = "\(error)"
+            for type in ["llama", "mistral", "qwen2", "qwen3", "phi3"] {
+                XCTAssertTrue(text.contains(type), "\(type) missing from: \(text)")
+            }
+            XCTAssertTrue(text.contains("gemma2"), text)
+        }
+    }
+
     func testRoPEFrequenciesOfEachVariant() {
         var c = LlamaConfig(vocabSize: 10, hiddenSize: 64, intermediateSize: 8, layers: 1, heads: 4,
                             rope: RoPEScaling(theta: 10000), maxPositionEmbeddings: 16)

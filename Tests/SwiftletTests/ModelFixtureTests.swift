@@ -6,7 +6,8 @@ import XCTest
 /// scripts/make_fixtures.py): loss, logits, every LoRA gradient, one AdamW step, and three SGD
 /// steps continuing from a PEFT-made adapter.
 final class ModelFixtureTests: XCTestCase {
-    static let fixtures = ["llama_gqa", "llama_packed", "mistral_window", "qwen2_bias"]
+    static let fixtures = ["llama_gqa", "llama_packed", "mistral_window", "qwen2_bias", "llama32_tied", "qwen3_qknorm",
+                           "phi3_fused"]
 
     struct Fixture {
         var directory: URL

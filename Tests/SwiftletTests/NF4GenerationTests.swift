@@ -18,13 +18,13 @@ final class NF4GenerationTests: XCTestCase {
         let dequantized = try load(loadIn4bit: false)
         for i in dequantized.layers.indices {
             for target in LoRAConfig.Target.allCases {
-                let path = LlamaModel.linearKeyPath(target)
-                guard case let .nf4(q) = quantized.layers[i][keyPath: path].weight else {
+                guard let linear = quantized.layers[i][target] else { continue }  // a name this family lacks
+                guard case let .nf4(q) = linear.weight else {
                     return XCTFail("layer \(i) \(target) is not NF4 after --load-in-4bit")
                 }
                 let w = try cpu.zeros(q.shape, .f32)
                 cpu.dequantizeNF4(q, into: w)
-                dequantized.layers[i][keyPath: path].weight = .dense(w)
+                dequantized.layers[i][target]!.weight = .dense(w)
             }
         }
         let prompts: [[Int32]] = [[5, 17, 99, 3, 42, 8, 9], [7, 8, 9]]

@@ -12,8 +12,8 @@ final class QLoRATests: XCTestCase {
 
     func linears(_ model: LlamaModel) -> [(String, Linear)] {
         model.layers.indices.flatMap { i in
-            LoRAConfig.Target.allCases.map { t in
-                (LlamaModel.modulePath(layer: i, t) + ".weight", model.layers[i][keyPath: LlamaModel.linearKeyPath(t)])
+            LoRAConfig.Target.allCases.compactMap { t in
+                model.layers[i][t].map { (LlamaModel.modulePath(layer: i, t) + ".weight", $0) }
             }
         }
     }

@@ -29,7 +29,9 @@ final class ReadmeExampleTests: XCTestCase {
 
         XCTAssertEqual(steps, [1, 2, 3])
         XCTAssertTrue(FileManager.default.fileExists(atPath: work.appendingPathComponent("adapter/adapter_model.safetensors").path))
-        XCTAssertEqual(try PEFTAdapter.config(directory: work.appendingPathComponent("adapter")), LoRAConfig(r: 16, alpha: 32))
+        // target_modules lists the seven linears the adapters are on (all of a Llama's).
+        XCTAssertEqual(try PEFTAdapter.config(directory: work.appendingPathComponent("adapter")),
+                       LoRAConfig(r: 16, alpha: 32, targets: [.q, .k, .v, .o, .gate, .up, .down]))
         // QLoRA: the same folder with 4-bit NF4 base weights
         XCTAssertTrue(try FastLanguageModel.fromPretrained("my-model", loadIn4bit: true).0.isQuantized4bit)
         XCTAssertFalse(try FastLanguageModel.fromPretrained("my-model").0.isQuantized4bit)

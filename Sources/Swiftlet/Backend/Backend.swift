@@ -58,6 +58,11 @@ public protocol Backend: AnyObject, Sendable {
     func addBias(_ bias: Tensor, into x: Tensor)
     /// x *= factor
     func scale(_ x: Tensor, by factor: Float)
+    /// destination[r, destinationColumn + j] = source[r, sourceColumn + j] for every row r and
+    /// j < width: a block of columns between two row-major [rows, columns] tensors of one dtype.
+    /// Splits a fused projection's output into its parts (Phi-3's qkv_proj, gate_up_proj) and
+    /// concatenates the parts' gradients back (Model/ProjectionGroup.swift). Exact (a copy).
+    func copyColumns(_ source: Tensor, sourceColumn: Int, into destination: Tensor, destinationColumn: Int, width: Int)
 
     // MARK: Multi-tensor ops: one pass over a list of f32 tensors (every LoRA gradient of a step)
     /// Σ over the tensors of Σ (x · factor)², each product rounded to Float and squared exactly in

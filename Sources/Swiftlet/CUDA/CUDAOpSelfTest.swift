@@ -422,6 +422,28 @@ struct CUDAOpSelfTest {
         let wide = try pair(shape, .f32), narrow = try pair(shape, storage)
         cpu.add(wide.cpu, into: narrow.cpu, alpha: 2); gpu.add(wide.gpu, into: narrow.gpu, alpha: 2)
         check("add f32 into \(storage)", narrow)
+        try columnCopies()
+    }
+
+    /// Backend.copyColumns as a fused projection uses it (Phi-3's qkv_proj: q | k | v columns):
+    /// the parts split out, then concatenated back into a poisoned tensor; f32 too. Exact.
+    mutating func columnCopies() throws {
+        let widths = [3072, 1024, 1024], rows = 2048
+        for dtype in [storage, .f32] {
+            let fused = try pair([rows, widths.reduce(0, +)], dtype)
+            let back = try output(fused.cpu.shape, dtype)
+            var column = 0
+            for (i, width) in widths.enumerated() {
+                let part = try output([rows, width], dtype)
+                cpu.copyColumns(fused.cpu, sourceColumn: column, into: part.cpu, destinationColumn: 0, width: width)
+                gpu.copyColumns(fused.gpu, sourceColumn: column, into: part.gpu, destinationColumn: 0, width: width)
+                check("copy columns: part \(i) of \(widths) (\(dtype), exact)", part, exact: true)
+                cpu.copyColumns(part.cpu, sourceColumn: 0, into: back.cpu, destinationColumn: column, width: width)
+                gpu.copyColumns(part.gpu, sourceColumn: 0, into: back.gpu, destinationColumn: column, width: width)
+                column += width
+            }
+            check("copy columns: parts concatenated (\(dtype))", back, exact: true)
+        }
     }
 
     mutating func optimizers() throws {

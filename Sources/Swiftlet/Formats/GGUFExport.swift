@@ -4,7 +4,9 @@ import Foundation
 /// f32, an NF4 base dequantized first) as one GGUF v3 file that llama.cpp loads, named and laid
 /// out as `convert_hf_to_gguf.py` writes it:
 ///
-/// - architecture "llama" for Llama and Mistral (llama.cpp runs both as llama), "qwen2" for Qwen2;
+/// - architecture "llama" for Llama and Mistral (llama.cpp runs both as llama), "qwen2" for Qwen2,
+///   "qwen3" for Qwen3 (with `attn_q_norm` / `attn_k_norm`), "phi3" for Phi-3 (the fused qkv_proj and
+///   gate_up_proj as `attn_qkv` and `ffn_up`, which llama.cpp splits itself; `attention.sliding_window`);
 /// - `token_embd`, `blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate,
 ///   ffn_up, ffn_down}`, `output_norm`, `output` (absent when the embeddings are tied), the
 ///   q/k/v/o biases where the model has them, and `rope_freqs` for Llama 3.1 rope scaling;
@@ -46,18 +48,22 @@ public enum GGUFExport {
         let map = ["input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
                    "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
                    "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
+                   "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
                    "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias",
                    "self_attn.v_proj.bias": "attn_v.bias", "self_attn.o_proj.bias": "attn_output.bias",
                    "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
-                   "mlp.down_proj.weight": "ffn_down.weight"]
+                   "mlp.down_proj.weight": "ffn_down.weight",
+                   "self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"]
         return map[rest].map { "blk.\(layer).\($0)" }
     }
 
     /// The architecture name llama.cpp knows the model type by.
-    public static func architecture(_ config: LlamaConfig) -> String {
+    public static func architecture(_ config: LlamaConfig) throws -> String {
         switch config.modelType {
         case .llama, .mistral: return "llama"
         case .qwen2: return "qwen2"
+        case .qwen3: return "qwen3"
+        case .phi3: return "phi3"
         }
     }
 
@@ -122,6 +128,11 @@ public enum GGUFExport {
                 type = .q6_K
             }
         }
+        if arch == "phi3" {
+            throw GGUFError.unsupported(field: "--quant", value: "q4_k_m",
+                                        reason: "llama.cpp gives Phi-3's fused attn_qkv Q5_K, which is not built here; "
+                                            + "use --quant q8_0 or f16")
+        }
         if rowLength % GGMLQ4K.blockSize != 0 {
             throw GGUFError.unsupported(field: "--quant", value: "q4_k_m",
                                         reason: "\(name) has rows of \(rowLength) values, not a multiple of 256 "
@@ -132,7 +143,7 @@ public enum GGUFExport {
 
     /// The `general.*` and `<arch>.*` metadata.
     public static func modelMetadata(_ config: LlamaConfig, name: String, quant: Quant) throws -> [(String, GGUFValue)] {
-        let arch = architecture(config)
+        let arch = try architecture(config)
         var kv: [(String, GGUFValue)] = [
             ("general.architecture", .string(arch)), ("general.type", .string("model")), ("general.name", .string(name)),
             ("\(arch).block_count", .uint32(UInt32(config.layers))),
@@ -159,6 +170,12 @@ public enum GGUFExport {
             throw GGUFError.unsupported(field: "config.json rope_scaling", value: "dynamic (factor \(factor))",
                                         reason: "llama.cpp has no dynamic NTK rope scaling; export --format merged instead")
         }
+        if config.modelType == .phi3 {
+            // As convert_hf_to_gguf.py's Phi3MiniModel: the original context (no longrope here, so
+            // the same), and the window (0: none).
+            kv += [("\(arch).rope.scaling.original_context_length", .uint32(UInt32(config.maxPositionEmbeddings))),
+                   ("\(arch).attention.sliding_window", .uint32(UInt32(config.slidingWindow ?? 0)))]
+        }
         if config.modelType == .llama, config.oBias != config.qkvBias {
             throw GGUFError.unsupported(field: "config.json attention_bias", value: "\(config.oBias)",
                                         reason: "mixed q/k/v and o biases have no GGUF layout")
@@ -182,7 +199,7 @@ public enum GGUFExport {
 
         var adapters: [String: LoRAAdapter] = [:]
         for adapter in model.adapters { adapters[adapter.module + ".weight"] = adapter }
-        let arch = architecture(config)
+        let arch = try architecture(config)
         typealias Source = (hf: String, weight: FrozenWeight?)
         var sources: [Source] = []
         var infos: [GGUFWriter.TensorInfo] = []

@@ -43,21 +43,42 @@ public enum HFConfig {
         var qkvBias = false, oBias = false
         switch modelType {
         case .qwen2: qkvBias = true
-        case .llama, .mistral:
+        case .llama, .mistral, .qwen3:
             let bias: Bool = try fields.optional("attention_bias") ?? false
             qkvBias = bias; oBias = bias
+        case .phi3: break  // Phi-3's linears have no biases
         }
 
         var slidingWindow: Int?
         switch modelType {
-        case .mistral: slidingWindow = try fields.optional("sliding_window")
-        case .qwen2:
+        case .mistral, .phi3: slidingWindow = try fields.optional("sliding_window")
+        case .qwen2, .qwen3:
             if let use: Bool = try fields.optional("use_sliding_window"), use {
-                throw fields.error("use_sliding_window", "Qwen2's per-layer sliding window is not supported yet")
+                throw fields.error("use_sliding_window", "\(typeName)'s per-layer sliding window is not supported yet")
+            }
+            if let types: [String] = try fields.optional("layer_types"),
+               let other = types.first(where: { $0 != "full_attention" }) {
+                throw fields.error("layer_types", "'\(other)' layers are not supported (only full_attention)")
             }
         case .llama: break
         }
         if let w = slidingWindow, w <= 0 { throw fields.error("sliding_window", "\(w) must be positive") }
+
+        if modelType == .phi3 {
+            // Dropout on the residual branches and the embeddings would change the training loss.
+            for field in ["resid_pdrop", "embd_pdrop"] {
+                if let p: Double = try fields.optional(field), p != 0 {
+                    throw fields.error(field, "\(p) is not supported (only 0; set it to 0 in config.json to train "
+                                       + "without that dropout)")
+                }
+            }
+        }
+        // Partial rotary embeddings (Phi-4-mini's 0.75) rotate only part of each head: not built.
+        let rotaryFraction: Double = try fields.optional("partial_rotary_factor")
+            ?? (fields.json["rope_parameters"] as? [String: Any])?["partial_rotary_factor"] as? Double ?? 1
+        if rotaryFraction != 1 {
+            throw fields.error("partial_rotary_factor", "\(rotaryFraction) is not supported (only 1: RoPE over the whole head)")
+        }
 
         let maxPositions: Int = try fields.optional("max_position_embeddings") ?? 2048
         return LlamaConfig(
@@ -72,6 +93,7 @@ public enum HFConfig {
             maxPositionEmbeddings: maxPositions,
             tieWordEmbeddings: try fields.optional("tie_word_embeddings") ?? false,
             qkvBias: qkvBias, oBias: oBias, slidingWindow: slidingWindow,
+            qkNorm: modelType == .qwen3, fusedProjections: modelType == .phi3,
             bosTokenId: try fields.optional("bos_token_id"),
             eosTokenId: try fields.firstInt("eos_token_id"))
     }
@@ -102,6 +124,11 @@ public enum HFConfig {
                 lowFreqFactor: Float(try sub.required("low_freq_factor") as Double),
                 highFreqFactor: Float(try sub.required("high_freq_factor") as Double),
                 originalMaxPositions: try sub.required("original_max_position_embeddings")))
+        case "longrope", "su", "yarn":
+            // Phi-3's 128k models (longrope) and YaRN scale each frequency by a list of factors
+            // and the attention by a magnitude factor: not built.
+            let hint = type == "yarn" ? "" : " (Phi-3's 4k-context models use default)"
+            throw sub.error("rope_type", "'\(type)' is not supported yet; supported: default, linear, dynamic, llama3" + hint)
         default:
             throw sub.error("rope_type", "'\(type)' is not supported; supported: default, linear, dynamic, llama3")
         }

@@ -97,7 +97,8 @@ public enum PEFTAdapter {
             "peft_type": "LORA", "task_type": "CAUSAL_LM",
             "base_model_name_or_path": baseModel.map { $0 as Any } ?? NSNull(),
             "r": config.r, "lora_alpha": config.alpha == config.alpha.rounded() ? Int(config.alpha) as Any : Double(config.alpha), "lora_dropout": Double(config.dropout),
-            "target_modules": config.targets.sorted().map(\.rawValue),
+            // The modules the model's adapters are on ("all" resolved to the family's linears).
+            "target_modules": (model.loraConfig?.targets ?? config.targets).sorted().map(\.rawValue),
             "use_rslora": config.useRSLoRA, "use_dora": false, "bias": "none",
             "fan_in_fan_out": false, "inference_mode": true, "init_lora_weights": true,
             "modules_to_save": NSNull(), "layers_to_transform": NSNull(), "layers_pattern": NSNull(),

@@ -3,8 +3,8 @@ extension LlamaModel {
     /// The Hugging Face module path of a layer's linear.
     static func modulePath(layer: Int, _ target: LoRAConfig.Target) -> String {
         switch target {
-        case .q, .k, .v, .o: return "model.layers.\(layer).self_attn.\(target.rawValue)"
-        case .gate, .up, .down: return "model.layers.\(layer).mlp.\(target.rawValue)"
+        case .q, .k, .v, .qkv, .o: return "model.layers.\(layer).self_attn.\(target.rawValue)"
+        case .gate, .up, .gateUp, .down: return "model.layers.\(layer).mlp.\(target.rawValue)"
         }
     }
 
@@ -24,13 +24,20 @@ extension LlamaModel {
         guard config.dropout >= 0 && config.dropout < 1 else {
             throw LoRAError.invalid("lora_dropout must be in [0, 1), got \(config.dropout)")
         }
+        // "All" means every linear this family has; a named target must exist.
+        let available = Set(LoRAConfig.Target.allCases.filter { layers.first?[$0] != nil })
+        var config = config
+        if config.targets == Set(LoRAConfig.Target.allCases) {
+            config.targets = available
+        } else if let missing = config.targets.subtracting(available).sorted().first {
+            throw LoRAError.targetNotInModel(missing.rawValue, modelType: self.config.modelType.rawValue,
+                                             available: available.sorted().map(\.rawValue))
+        }
         loraConfig = config
         for i in layers.indices {
-            for target in LoRAConfig.Target.allCases.sorted() where config.targets.contains(target) {
-                let keyPath = Self.linearKeyPath(target)
-                let linear = layers[i][keyPath: keyPath]
-                layers[i][keyPath: keyPath].lora = try make(Self.modulePath(layer: i, target),
-                                                            linear.inFeatures, linear.outFeatures)
+            for target in config.targets.sorted() {
+                guard let linear = layers[i][target] else { continue }
+                layers[i][target]!.lora = try make(Self.modulePath(layer: i, target), linear.inFeatures, linear.outFeatures)
             }
         }
     }
@@ -39,19 +46,7 @@ extension LlamaModel {
     public func removeLoRA() {
         loraConfig = nil
         for i in layers.indices {
-            for target in LoRAConfig.Target.allCases { layers[i][keyPath: Self.linearKeyPath(target)].lora = nil }
-        }
-    }
-
-    static func linearKeyPath(_ target: LoRAConfig.Target) -> WritableKeyPath<DecoderLayer, Linear> {
-        switch target {
-        case .q: return \.q
-        case .k: return \.k
-        case .v: return \.v
-        case .o: return \.o
-        case .gate: return \.gate
-        case .up: return \.up
-        case .down: return \.down
+            for target in LoRAConfig.Target.allCases { layers[i][target]?.lora = nil }
         }
     }
 }

@@ -2,10 +2,12 @@ import Foundation
 
 /// LoRA settings with PEFT's semantics.
 public struct LoRAConfig: Equatable, Sendable {
-    /// The linear layers LoRA may wrap, by their Hugging Face module names.
+    /// The linear layers LoRA may wrap, by their Hugging Face module names. A model has some of
+    /// them: q k v o gate up down (Llama, Mistral, Qwen2, Qwen3) or qkv o gate_up down (Phi-3's
+    /// fused projections, as PEFT names them).
     public enum Target: String, CaseIterable, Sendable, Codable, Comparable {
-        case q = "q_proj", k = "k_proj", v = "v_proj", o = "o_proj"
-        case gate = "gate_proj", up = "up_proj", down = "down_proj"
+        case q = "q_proj", k = "k_proj", v = "v_proj", qkv = "qkv_proj", o = "o_proj"
+        case gate = "gate_proj", up = "up_proj", gateUp = "gate_up_proj", down = "down_proj"
         public static func < (a: Target, b: Target) -> Bool {
             allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
         }
@@ -14,6 +16,8 @@ public struct LoRAConfig: Equatable, Sendable {
     public var r: Int
     public var alpha: Float
     public var dropout: Float
+    /// The targeted modules; `Target.allCases` (the default, "all-linear") means every linear the
+    /// model has, whatever its family.
     public var targets: Set<Target>
     /// rsLoRA: scale by alpha/√r instead of alpha/r.
     public var useRSLoRA: Bool
@@ -43,12 +47,17 @@ public struct LoRAConfig: Equatable, Sendable {
 
 public enum LoRAError: Error, CustomStringConvertible {
     case unknownTarget(String)
+    /// A target the model has no linear for (q_proj of Phi-3, qkv_proj of Llama).
+    case targetNotInModel(String, modelType: String, available: [String])
     case invalid(String)
     public var description: String {
         switch self {
         case let .unknownTarget(name):
             return "unknown LoRA target module '\(name)'; choose from "
                 + LoRAConfig.Target.allCases.map(\.rawValue).joined(separator: ", ")
+        case let .targetNotInModel(name, modelType, available):
+            return "LoRA target module '\(name)' is not a linear layer of this \(modelType) model; its linear layers: "
+                + available.joined(separator: ", ")
         case let .invalid(why): return why
         }
     }

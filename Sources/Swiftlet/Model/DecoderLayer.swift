@@ -1,25 +1,90 @@
-/// One Llama decoder layer, forward and hand-written backward:
+/// One Llama-family decoder layer, forward and hand-written backward:
 ///
-///     h2 = h  + o_proj(attention(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1)))   n1 = rmsnorm(h)
-///     h3 = h2 + down_proj(silu(gate_proj(n2)) ⊙ up_proj(n2))                          n2 = rmsnorm(h2)
+///     h2 = h  + o_proj(attention(rope(norm_q(q)), rope(norm_k(k)), v))    q, k, v = qkv(n1), n1 = rmsnorm(h)
+///     h3 = h2 + down_proj(silu(gate) ⊙ up)                                gate, up = gateUp(n2), n2 = rmsnorm(h2)
 ///
+/// The families are configurations of this one layer: q, k, v (and gate, up) are separate linears
+/// (Llama, Mistral, Qwen2, Qwen3) or one fused linear each (Phi-3's qkv_proj, gate_up_proj; see
+/// `ProjectionGroup`); norm_q and norm_k are Qwen3's per-head RMSNorms (identity elsewhere).
 /// The backward returns dL/dh and accumulates the LoRA gradients; frozen weights get none.
 public struct DecoderLayer {
     public var inputNorm: Tensor
     public var postAttentionNorm: Tensor
-    public var q, k, v, o: Linear
-    public var gate, up, down: Linear
+    /// Qwen3's q_norm and k_norm: RMSNorm weights [headDim] applied to every head of q and of k
+    /// before RoPE; nil for the other families.
+    public var qNorm, kNorm: Tensor?
+    /// q_proj, k_proj, v_proj, or Phi-3's qkv_proj.
+    public var qkvProjections: ProjectionGroup
+    public var o: Linear
+    /// gate_proj, up_proj, or Phi-3's gate_up_proj.
+    public var gateUpProjections: ProjectionGroup
+    public var down: Linear
 
-    public var linears: [Linear] { [q, k, v, o, gate, up, down] }
+    /// A layer with separate q, k, v, gate and up linears.
+    public init(inputNorm: Tensor, postAttentionNorm: Tensor, qNorm: Tensor? = nil, kNorm: Tensor? = nil,
+                q: Linear, k: Linear, v: Linear, o: Linear, gate: Linear, up: Linear, down: Linear) {
+        self.init(inputNorm: inputNorm, postAttentionNorm: postAttentionNorm, qNorm: qNorm, kNorm: kNorm,
+                  qkvProjections: .separate([q, k, v]), o: o, gateUpProjections: .separate([gate, up]), down: down)
+    }
+
+    public init(inputNorm: Tensor, postAttentionNorm: Tensor, qNorm: Tensor? = nil, kNorm: Tensor? = nil,
+                qkvProjections: ProjectionGroup, o: Linear, gateUpProjections: ProjectionGroup, down: Linear) {
+        self.inputNorm = inputNorm
+        self.postAttentionNorm = postAttentionNorm
+        self.qNorm = qNorm
+        self.kNorm = kNorm
+        self.qkvProjections = qkvProjections
+        self.o = o
+        self.gateUpProjections = gateUpProjections
+        self.down = down
+    }
+
+    /// Every linear, in LoRA target order (q k v o gate up down, or qkv o gate_up down).
+    public var linears: [Linear] { qkvProjections.linears + [o] + gateUpProjections.linears + [down] }
+
+    static let qkvNames: [LoRAConfig.Target] = [.q, .k, .v]
+    static let gateUpNames: [LoRAConfig.Target] = [.gate, .up]
+
+    /// The linear a LoRA target names, nil when this layer has none by that name (q_proj of a
+    /// Phi-3 layer, qkv_proj of a Llama layer). Setting it replaces that linear.
+    public subscript(_ target: LoRAConfig.Target) -> Linear? {
+        get {
+            switch target {
+            case .o: return o
+            case .down: return down
+            case .q, .k, .v, .qkv: return qkvProjections.linear(target, names: Self.qkvNames, fusedName: .qkv)
+            case .gate, .up, .gateUp: return gateUpProjections.linear(target, names: Self.gateUpNames, fusedName: .gateUp)
+            }
+        }
+        set {
+            // `layer[target]?.lora = nil` writes the optional back even where the layer has no such
+            // linear: nil is a no-op then; removing a linear that exists is a bug.
+            guard let new = newValue else {
+                precondition(self[target] == nil, "a layer's \(target.rawValue) cannot be removed")
+                return
+            }
+            switch target {
+            case .o: o = new
+            case .down: down = new
+            case .q, .k, .v, .qkv: qkvProjections.setLinear(target, names: Self.qkvNames, fusedName: .qkv, to: new)
+            case .gate, .up, .gateUp:
+                gateUpProjections.setLinear(target, names: Self.gateUpNames, fusedName: .gateUp, to: new)
+            }
+        }
+    }
 
     /// Activations the backward needs.
     public struct Saved {
         var input, inputRstd, attentionInput: Tensor
         var q, k, v, attentionOut, logSumExp: Tensor
-        var qSaved, kSaved, vSaved, oSaved: Linear.Saved
+        var qkvSaved: ProjectionGroup.Saved
+        var oSaved: Linear.Saved
+        /// Qwen3: q and k before their head norms, and the norms' rstd.
+        var headNorms: (q: Tensor, qRstd: Tensor, k: Tensor, kRstd: Tensor)?
         var residual, postRstd, mlpInput: Tensor
         var gate, up: Tensor
-        var gateSaved, upSaved, downSaved: Linear.Saved
+        var gateUpSaved: ProjectionGroup.Saved
+        var downSaved: Linear.Saved
     }
 
     // Outputs that an op writes completely (norms, attention, SwiGLU, and the attention backward,
@@ -44,9 +109,18 @@ public struct DecoderLayer {
         let n1 = try backend.empty(h.shape, backend.computeType)
         backend.rmsNorm(h, weight: inputNorm, eps: config.rmsNormEps, into: n1, rstd: rstd1)
 
-        let (qOut, qSaved) = try q.forward(n1, dropoutSeed: step.dropoutSeed(0))
-        let (kOut, kSaved) = try k.forward(n1, dropoutSeed: step.dropoutSeed(1))
-        let (vOut, vSaved) = try v.forward(n1, dropoutSeed: step.dropoutSeed(2))
+        // Dropout seeds 0, 1, 2 for q, k, v (the fused qkv_proj takes 0).
+        let (qkv, qkvSaved) = try qkvProjections.forward(n1) { step.dropoutSeed(UInt64($0)) }
+        var qOut = qkv[0], kOut = qkv[1]
+        let vOut = qkv[2]
+        var headNorms: Saved.HeadNorms?
+        if let qNorm, let kNorm {
+            let (qNormed, qRstd) = try Self.headNorm(qOut, weight: qNorm, heads: config.heads, config)
+            let (kNormed, kRstd) = try Self.headNorm(kOut, weight: kNorm, heads: config.kvHeads, config)
+            headNorms = (qOut, qRstd, kOut, kRstd)
+            qOut = qNormed
+            kOut = kNormed
+        }
         backend.rope(qOut, positions: step.positions, table: step.rope, heads: config.heads, inverse: false)
         backend.rope(kOut, positions: step.positions, table: step.rope, heads: config.kvHeads, inverse: false)
         let (attention, lse) = try attend(qOut, kOut, vOut)
@@ -57,8 +131,9 @@ public struct DecoderLayer {
         let rstd2 = try backend.empty([tokens], .f32)
         let n2 = try backend.empty(h.shape, backend.computeType)
         backend.rmsNorm(h2, weight: postAttentionNorm, eps: config.rmsNormEps, into: n2, rstd: rstd2)
-        let (g, gateSaved) = try gate.forward(n2, dropoutSeed: step.dropoutSeed(4))
-        let (u, upSaved) = try up.forward(n2, dropoutSeed: step.dropoutSeed(5))
+        // Dropout seeds 4, 5 for gate, up (the fused gate_up_proj takes 4).
+        let (gateUp, gateUpSaved) = try gateUpProjections.forward(n2) { step.dropoutSeed(4 + UInt64($0)) }
+        let (g, u) = (gateUp[0], gateUp[1])
         let m = try backend.empty(g.shape, backend.computeType)
         backend.swiglu(gate: g, up: u, into: m)
         let (d, downSaved) = try down.forward(m, dropoutSeed: step.dropoutSeed(6))
@@ -66,9 +141,9 @@ public struct DecoderLayer {
 
         let saved = Saved(input: h, inputRstd: rstd1, attentionInput: n1,
                           q: qOut, k: kOut, v: vOut, attentionOut: attention, logSumExp: lse,
-                          qSaved: qSaved, kSaved: kSaved, vSaved: vSaved, oSaved: oSaved,
+                          qkvSaved: qkvSaved, oSaved: oSaved, headNorms: headNorms,
                           residual: h2, postRstd: rstd2, mlpInput: n2, gate: g, up: u,
-                          gateSaved: gateSaved, upSaved: upSaved, downSaved: downSaved)
+                          gateUpSaved: gateUpSaved, downSaved: downSaved)
         return (d, saved)
     }
 
@@ -79,27 +154,52 @@ public struct DecoderLayer {
         let dGate = try backend.empty(s.gate.shape, backend.computeType)
         let dUp = try backend.empty(s.up.shape, backend.computeType)
         backend.swigluBackward(dOut: dM, gate: s.gate, up: s.up, dGate: dGate, dUp: dUp)
-        let dN2 = try gate.backward(dGate, saved: s.gateSaved, accumulateInto: nil)
-        try up.backward(dUp, saved: s.upSaved, accumulateInto: dN2)
+        let dN2 = try gateUpProjections.backward([dGate, dUp], saved: s.gateUpSaved)
         let dH2 = dOut  // the residual; the norm's gradient is added to it
         backend.rmsNormBackward(dOut: dN2, x: s.residual, weight: postAttentionNorm, rstd: s.postRstd, accumulateInto: dH2)
 
         // Attention.
         let dAttention = try o.backward(dH2, saved: s.oSaved, accumulateInto: nil)
-        let dQ = try backend.empty([tokens, config.qWidth], backend.computeType)
-        let dK = try backend.empty([tokens, config.kvWidth], backend.computeType)
+        var dQ = try backend.empty([tokens, config.qWidth], backend.computeType)
+        var dK = try backend.empty([tokens, config.kvWidth], backend.computeType)
         let dV = try backend.empty([tokens, config.kvWidth], backend.computeType)
         backend.attentionBackward(dOut: dAttention, q: s.q, k: s.k, v: s.v, out: s.attentionOut,
                                   logSumExp: s.logSumExp, layout: step.layout, dQ: dQ, dK: dK, dV: dV)
         backend.rope(dQ, positions: step.positions, table: step.rope, heads: config.heads, inverse: true)
         backend.rope(dK, positions: step.positions, table: step.rope, heads: config.kvHeads, inverse: true)
-        let dN1 = try q.backward(dQ, saved: s.qSaved, accumulateInto: nil)
-        try k.backward(dK, saved: s.kSaved, accumulateInto: dN1)
-        try v.backward(dV, saved: s.vSaved, accumulateInto: dN1)
+        if let norms = s.headNorms, let qNorm, let kNorm {
+            dQ = try Self.headNormBackward(dQ, x: norms.q, weight: qNorm, rstd: norms.qRstd, heads: config.heads)
+            dK = try Self.headNormBackward(dK, x: norms.k, weight: kNorm, rstd: norms.kRstd, heads: config.kvHeads)
+        }
+        let dN1 = try qkvProjections.backward([dQ, dK, dV], saved: s.qkvSaved)
         let dH = dH2
         backend.rmsNormBackward(dOut: dN1, x: s.input, weight: inputNorm, rstd: s.inputRstd, accumulateInto: dH)
         return dH
     }
+
+    /// Qwen3's per-head RMSNorm: x [tokens, heads·headDim] seen as [tokens·heads, headDim] rows, so
+    /// the model's RMSNorm op (every backend's) normalises each head on its own.
+    static func headNorm(_ x: Tensor, weight: Tensor, heads: Int, _ config: LlamaConfig) throws -> (Tensor, rstd: Tensor) {
+        let backend = x.backend, rows = x.shape[0] * heads
+        let out = try backend.empty(x.shape, x.dtype)
+        let rstd = try backend.empty([rows], .f32)
+        backend.rmsNorm(x.reshaped([rows, config.headDim]), weight: weight, eps: config.rmsNormEps,
+                        into: out.reshaped([rows, config.headDim]), rstd: rstd)
+        return (out, rstd)
+    }
+
+    /// dL/dx of `headNorm` (a fresh tensor: the op accumulates into zeros).
+    static func headNormBackward(_ dOut: Tensor, x: Tensor, weight: Tensor, rstd: Tensor, heads: Int) throws -> Tensor {
+        let backend = x.backend, rows = x.shape[0] * heads, headDim = weight.count
+        let dX = try backend.zeros(x.shape, x.dtype)
+        backend.rmsNormBackward(dOut: dOut.reshaped([rows, headDim]), x: x.reshaped([rows, headDim]), weight: weight,
+                                rstd: rstd, accumulateInto: dX.reshaped([rows, headDim]))
+        return dX
+    }
+}
+
+extension DecoderLayer.Saved {
+    typealias HeadNorms = (q: Tensor, qRstd: Tensor, k: Tensor, kRstd: Tensor)
 }
 
 /// What every layer of one step shares: positions, the RoPE table, who attends to whom.

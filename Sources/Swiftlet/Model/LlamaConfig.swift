@@ -1,7 +1,9 @@
-/// The shape and numerics of a Llama-family decoder. Llama, Mistral and Qwen2 are variations of
-/// it (GQA, sliding window, q/k/v biases, tied embeddings), not separate models.
+/// The shape and numerics of a Llama-family decoder. Llama, Mistral, Qwen2, Qwen3 and Phi-3 are
+/// variations of it (GQA, sliding window, q/k/v biases, tied embeddings, per-head q/k norms, fused
+/// projections), not separate models.
 public struct LlamaConfig: Equatable, Sendable {
-    public enum ModelType: String, CaseIterable, Sendable { case llama, mistral, qwen2 }
+    /// config.json's `model_type` values Swiftlet runs.
+    public enum ModelType: String, CaseIterable, Sendable { case llama, mistral, qwen2, qwen3, phi3 }
 
     public var modelType: ModelType
     public var vocabSize: Int
@@ -18,8 +20,12 @@ public struct LlamaConfig: Equatable, Sendable {
     /// Biases on q_proj, k_proj and v_proj (Qwen2; Llama's attention_bias also puts one on o_proj).
     public var qkvBias: Bool
     public var oBias: Bool
-    /// Mistral: a query sees at most this many keys (itself included).
+    /// Mistral, Phi-3: a query sees at most this many keys (itself included).
     public var slidingWindow: Int?
+    /// Qwen3: RMSNorm over head_dim on every head of q and k before RoPE (q_norm, k_norm).
+    public var qkNorm: Bool
+    /// Phi-3: q, k, v in one linear (qkv_proj) and gate, up in one (gate_up_proj).
+    public var fusedProjections: Bool
     public var bosTokenId: Int?
     public var eosTokenId: Int?
 
@@ -28,6 +34,7 @@ public struct LlamaConfig: Equatable, Sendable {
                 rmsNormEps: Float = 1e-5, rope: RoPEScaling = RoPEScaling(theta: 10000),
                 maxPositionEmbeddings: Int = 2048, tieWordEmbeddings: Bool = false,
                 qkvBias: Bool = false, oBias: Bool = false, slidingWindow: Int? = nil,
+                qkNorm: Bool = false, fusedProjections: Bool = false,
                 bosTokenId: Int? = 1, eosTokenId: Int? = 2) {
         self.modelType = modelType
         self.vocabSize = vocabSize
@@ -44,6 +51,8 @@ public struct LlamaConfig: Equatable, Sendable {
         self.qkvBias = qkvBias
         self.oBias = oBias
         self.slidingWindow = slidingWindow
+        self.qkNorm = qkNorm
+        self.fusedProjections = fusedProjections
         self.bosTokenId = bosTokenId
         self.eosTokenId = eosTokenId
     }
@@ -56,7 +65,7 @@ public struct LlamaConfig: Equatable, Sendable {
         let attention = hiddenSize * qWidth * 2 + hiddenSize * kvWidth * 2
         let biases = (qkvBias ? qWidth + 2 * kvWidth : 0) + (oBias ? hiddenSize : 0)
         let mlp = 3 * hiddenSize * intermediateSize
-        let perLayer = attention + biases + mlp + 2 * hiddenSize
+        let perLayer = attention + biases + mlp + 2 * hiddenSize + (qkNorm ? 2 * headDim : 0)
         return layers * perLayer + vocabSize * hiddenSize * (tieWordEmbeddings ? 1 : 2) + hiddenSize
     }
 }

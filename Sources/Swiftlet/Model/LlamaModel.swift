@@ -40,7 +40,7 @@ public final class LlamaModel {
     /// Whether the linear layers' base weights are 4-bit NF4 (QLoRA).
     public var isQuantized4bit: Bool { layers.contains { $0.linears.contains { $0.weight.isQuantized } } }
 
-    /// Every LoRA adapter, in layer order, then q k v o gate up down.
+    /// Every LoRA adapter, in layer order, then q k v o gate up down (qkv o gate_up down).
     public var adapters: [LoRAAdapter] { layers.flatMap { $0.linears.compactMap(\.lora) } }
 
     // MARK: Forward and backward
@@ -97,7 +97,7 @@ public final class LlamaModel {
     public func withAdaptersDisabled<R>(_ body: () throws -> R) rethrows -> R {
         let saved = layers
         for i in layers.indices {
-            for target in LoRAConfig.Target.allCases { layers[i][keyPath: Self.linearKeyPath(target)].lora = nil }
+            for target in LoRAConfig.Target.allCases { layers[i][target]?.lora = nil }
         }
         defer { layers = saved }
         return try body()

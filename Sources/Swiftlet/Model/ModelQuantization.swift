@@ -6,10 +6,9 @@ extension LlamaModel {
     public func quantizeLinearsToNF4(doubleQuant: Bool = true) throws {
         for i in layers.indices {
             for target in LoRAConfig.Target.allCases {
-                let path = Self.linearKeyPath(target)
-                guard case let .dense(w) = layers[i][keyPath: path].weight else { continue }
+                guard case let .dense(w) = layers[i][target]?.weight else { continue }
                 let q = try NF4Weight(quantizing: backend.download(w), shape: w.shape, doubleQuant: doubleQuant, on: backend)
-                layers[i][keyPath: path].weight = .nf4(q)
+                layers[i][target]!.weight = .nf4(q)
             }
         }
     }

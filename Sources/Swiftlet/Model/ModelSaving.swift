@@ -10,8 +10,10 @@ extension LlamaModel {
             let p = "model.layers.\(i)."
             weights += [(p + "input_layernorm.weight", .dense(layer.inputNorm)),
                         (p + "post_attention_layernorm.weight", .dense(layer.postAttentionNorm))]
+            if let qNorm = layer.qNorm { weights.append((p + "self_attn.q_norm.weight", .dense(qNorm))) }
+            if let kNorm = layer.kNorm { weights.append((p + "self_attn.k_norm.weight", .dense(kNorm))) }
             for target in LoRAConfig.Target.allCases {
-                let linear = layer[keyPath: Self.linearKeyPath(target)]
+                guard let linear = layer[target] else { continue }
                 let module = Self.modulePath(layer: i, target)
                 weights.append((module + ".weight", linear.weight))
                 if let bias = linear.bias { weights.append((module + ".bias", .dense(bias))) }
@@ -51,7 +53,23 @@ extension HFConfig {
             "tie_word_embeddings": c.tieWordEmbeddings, "hidden_act": "silu", "rope_parameters": rope,
             "rope_theta": Double(c.rope.theta), "torch_dtype": "float32",
         ]
-        if c.modelType != .qwen2 { json["attention_bias"] = c.oBias }
+        switch c.modelType {
+        case .qwen2: break
+        case .llama, .mistral, .qwen3: json["attention_bias"] = c.oBias
+        case .phi3:
+            // Phi-3 reads rope from rope_parameters with its partial_rotary_factor (always 1 here).
+            rope["partial_rotary_factor"] = 1.0
+            json["rope_parameters"] = rope
+            json["original_max_position_embeddings"] = c.maxPositionEmbeddings
+            json["resid_pdrop"] = 0.0
+            json["embd_pdrop"] = 0.0
+            // Phi3Config's default pad_token_id (32000) is outside a small vocabulary; Phi-3's is its EOS.
+            if let e = c.eosTokenId { json["pad_token_id"] = e }
+        }
+        if c.modelType == .qwen3 {
+            json["use_sliding_window"] = false
+            json["layer_types"] = Array(repeating: "full_attention", count: c.layers)
+        }
         if let w = c.slidingWindow { json["sliding_window"] = w }
         if let b = c.bosTokenId { json["bos_token_id"] = b }
         if let e = c.eosTokenId { json["eos_token_id"] = e }
@@ -63,6 +81,8 @@ extension HFConfig {
         case .llama: return "LlamaForCausalLM"
         case .mistral: return "MistralForCausalLM"
         case .qwen2: return "Qwen2ForCausalLM"
+        case .qwen3: return "Qwen3ForCausalLM"
+        case .phi3: return "Phi3ForCausalLM"
         }
     }
 }
