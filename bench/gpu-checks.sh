@@ -32,6 +32,5 @@ section sft-bench
   done
   timeout 100 python3 bench/carry/hf_peft.py --arch tinyllama --steps 6 --gc 1 --fourbit 1 2>/dev/null | grep RESULT
   timeout 100 $swiftlet bench --arch tinyllama --steps 6 --device cuda --load-in-4bit --gradient-checkpointing on 2>&1 | grep RESULT
-  SWIFTLET_FA_OCCUPANCY=1 timeout 100 $swiftlet bench --arch tinyllama --steps 6 --device cuda 2>&1 | grep RESULT | sed 's/RESULT /RESULT occupancy-variant /'
 } | tee "$out/sft-bench.log"
 section end

@@ -10,9 +10,6 @@ enum CUDAFlashAttention {
     /// Query rows (forward, dQ) or key rows (dK/dV) per block: 4 warps of 16.
     static let tile = 64
     static let threads = 128
-    /// Experiment: SWIFTLET_FA_OCCUPANCY=1 runs the d 64 kernels compiled for more blocks per SM.
-    nonisolated(unsafe) static var occupancy = CUDALibrarySearch.processEnvironment["SWIFTLET_FA_OCCUPANCY"] == "1"
-    static func variant(_ headDim: Int) -> String { occupancy && headDim == 64 ? "_occupancy" : "" }
 
     static let source = """
     // Tiled attention with mma.sync m16n8k16 (bf16 or f16 in, f32 accumulate), exact online softmax.
@@ -532,27 +529,25 @@ enum CUDAFlashAttention {
 
     // The kernels per head dim. Backward inner tiles are 32 wide at d 128 to stay within 255
     // registers, and single-buffered there to stay within 48 KiB of static shared memory.
-    #define FA_KERNELS(D, BWD, STAGES, V, MF, MQ, MK)                                                                   \\
-    extern "C" __global__ void __launch_bounds__(128, MF) flash_attention_forward_d##D##V(                             \\
+    #define FA_KERNELS(D, BWD, STAGES)                                                                             \\
+    extern "C" __global__ void __launch_bounds__(128) flash_attention_forward_d##D(                                \\
         const storage_t* q, const storage_t* k, const storage_t* v, const int* seq, storage_t* out, float* lse,    \\
         int columns, int heads, int kvHeads, int window, float scale)                                              \\
     { fa_forward<D>(q, k, v, seq, out, lse, columns, heads, kvHeads, window, scale); }                             \\
-    extern "C" __global__ void __launch_bounds__(128, MQ) flash_attention_backward_dq_d##D##V(                         \\
+    extern "C" __global__ void __launch_bounds__(128) flash_attention_backward_dq_d##D(                            \\
         const storage_t* dOut, const storage_t* q, const storage_t* k, const storage_t* v, const float* lse,       \\
         const float* rowDot, const int* seq, storage_t* dQ, int columns, int heads, int kvHeads, int window,       \\
         float scale)                                                                                               \\
     { fa_backward_dq<D, BWD>(dOut, q, k, v, lse, rowDot, seq, dQ, columns, heads, kvHeads, window, scale); }       \\
-    extern "C" __global__ void __launch_bounds__(128, MK) flash_attention_backward_dkdv_d##D##V(                       \\
+    extern "C" __global__ void __launch_bounds__(128) flash_attention_backward_dkdv_d##D(                          \\
         const storage_t* dOut, const storage_t* q, const storage_t* k, const storage_t* v, const float* lse,       \\
         const float* rowDot, const int* seq, storage_t* dK, storage_t* dV, float* dKPart, float* dVPart,           \\
         int columns, int heads, int kvHeads, int window, float scale)                                              \\
     { fa_backward_dkdv<D, BWD, STAGES>(dOut, q, k, v, lse, rowDot, seq, dK, dV, dKPart, dVPart, columns, heads,    \\
                                        kvHeads, window, scale); }
 
-    FA_KERNELS(64, 64, 2, , 1, 1, 1)
-    FA_KERNELS(128, 32, 1, , 1, 1, 1)
-    // Experiment: registers capped for 4/4/3 blocks per SM (some spills).
-    FA_KERNELS(64, 64, 2, _occupancy, 4, 4, 3)
+    FA_KERNELS(64, 64, 2)
+    FA_KERNELS(128, 32, 1)
     """
 }
 
@@ -577,7 +572,7 @@ extension CUDABackend {
     func flashAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, layout: AttentionLayout,
                         into out: Tensor, logSumExp: Tensor) {
         run {
-            try kernels.launch(try function("flash_attention_forward_d\(layout.headDim)\(CUDAFlashAttention.variant(layout.headDim))", CUDAFlashAttention.source),
+            try kernels.launch(try function("flash_attention_forward_d\(layout.headDim)", CUDAFlashAttention.source),
                                grid: flashGrid(layout, heads: layout.heads), block: (CUDAFlashAttention.threads, 1, 1),
                                arguments: [.pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(layout.sequenceIds.device), .pointer(out.device),
@@ -600,12 +595,12 @@ extension CUDABackend {
                                grid: ((tokensTimesHeads + warps - 1) / warps, 1, 1), block: (32 * warps, 1, 1),
                                arguments: [.pointer(dOut.device), .pointer(out.device), .pointer(rowDot.device),
                                            .int32(Int32(tokensTimesHeads)), .int32(Int32(d))])
-            try kernels.launch(try function("flash_attention_backward_dq_d\(d)\(CUDAFlashAttention.variant(d))", CUDAFlashAttention.source),
+            try kernels.launch(try function("flash_attention_backward_dq_d\(d)", CUDAFlashAttention.source),
                                grid: flashGrid(layout, heads: layout.heads), block: (CUDAFlashAttention.threads, 1, 1),
                                arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(logSumExp.device), .pointer(rowDot.device),
                                            .pointer(layout.sequenceIds.device), .pointer(dQ.device)] + flashArguments(layout))
-            try kernels.launch(try function("flash_attention_backward_dkdv_d\(d)\(CUDAFlashAttention.variant(d))", CUDAFlashAttention.source),
+            try kernels.launch(try function("flash_attention_backward_dkdv_d\(d)", CUDAFlashAttention.source),
                                grid: flashGrid(layout, heads: layout.heads), block: (CUDAFlashAttention.threads, 1, 1),
                                arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(logSumExp.device), .pointer(rowDot.device),
