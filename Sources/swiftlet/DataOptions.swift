@@ -23,11 +23,7 @@ struct DataOptions: ParsableArguments {
     }
 
     func template() throws -> ChatTemplate? {
-        guard let chatTemplate else { return nil }
-        if chatTemplate.hasSuffix(".jinja") || FileManager.default.fileExists(atPath: chatTemplate) {
-            return try ChatTemplate(source: String(contentsOf: URL(fileURLWithPath: chatTemplate), encoding: .utf8))
-        }
-        return try ChatTemplate.named(chatTemplate)
+        try chatTemplate.map(ChatTemplate.fromArgument)
     }
 
     /// Examples of `path`, tokenized with the tokenizer of `modelDirectory` (or --tokenizer) when the

@@ -31,25 +31,11 @@ struct ORPO: ParsableCommand {
     }
 
     func run() throws {
-        let backend = try options.device.makeBackend(precision: options.precision) { print($0) }
-        let model = try LlamaModel.load(directory: URL(fileURLWithPath: self.model), on: backend, loadIn4bit: options.loadIn4bit)
-        let tok = try Swiftlet.Tokenizer(directory: URL(fileURLWithPath: tokenizer ?? self.model))
-        let template: ChatTemplate? = try chatTemplate.map { name in
-            if name.hasSuffix(".jinja") || FileManager.default.fileExists(atPath: name) {
-                return try ChatTemplate(source: String(contentsOf: URL(fileURLWithPath: name), encoding: .utf8))
-            }
-            return try ChatTemplate.named(name)
-        }
-        let lora = try options.attachAdapters(to: model, lora: try options.loraConfig())
-        model.gradientCheckpointing = options.gradientCheckpointing
-
-        var arguments = TrainingArguments()
-        arguments.maxSeqLength = maxLength
-        arguments.batchSize = batchSize
-        arguments.learningRate = lr
-        arguments.scheduler = scheduler
-        options.apply(to: &arguments)
-        if options.maxSteps == nil { arguments.maxSteps = 1 }  // set from the pair count below
+        let setup = try PreferenceSetup(modelDirectory: self.model, tokenizerDirectory: tokenizer, chatTemplate: chatTemplate,
+                                        options: options, maxLength: maxLength, batchSize: batchSize, learningRate: lr,
+                                        scheduler: scheduler)
+        let (backend, model, tok, template, lora) = (setup.backend, setup.model, setup.tokenizer, setup.template, setup.lora)
+        var arguments = setup.arguments   // max steps set from the pair count below
         func makeTrainer() throws -> ORPOTrainer {
             try ORPOTrainer(model: model, tokenizer: tok, dataset: data, evalDataset: evalData, arguments: arguments,
                             beta: beta, template: template)
