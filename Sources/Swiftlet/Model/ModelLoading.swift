@@ -74,28 +74,28 @@ extension LlamaModel {
                 Linear(weight: try linearWeightOrDense(p + name + ".weight", [out, inFeatures]),
                        bias: bias ? try tensor(p + name + ".bias", [out]) : nil)
             }
+            // Made in module order (q k v o gate up down): `random` seeds the weights in this order.
             let qkvWidths = [c.qWidth, c.kvWidth, c.kvWidth]
-            let qkv: ProjectionGroup, gateUp: ProjectionGroup
-            if c.fusedProjections {
+            let qkv: ProjectionGroup = c.fusedProjections
                 // Phi-3: rows q | k | v and gate | up, as transformers' Phi3Attention and Phi3MLP split them.
-                qkv = .fused(try linear("self_attn.qkv_proj", out: qkvWidths.reduce(0, +), in: c.hiddenSize,
-                                        bias: c.qkvBias), widths: qkvWidths)
-                gateUp = .fused(try linear("mlp.gate_up_proj", out: 2 * c.intermediateSize, in: c.hiddenSize, bias: false),
-                                widths: [c.intermediateSize, c.intermediateSize])
-            } else {
-                qkv = .separate([try linear("self_attn.q_proj", out: c.qWidth, in: c.hiddenSize, bias: c.qkvBias),
-                                 try linear("self_attn.k_proj", out: c.kvWidth, in: c.hiddenSize, bias: c.qkvBias),
-                                 try linear("self_attn.v_proj", out: c.kvWidth, in: c.hiddenSize, bias: c.qkvBias)])
-                gateUp = .separate([try linear("mlp.gate_proj", out: c.intermediateSize, in: c.hiddenSize, bias: false),
-                                    try linear("mlp.up_proj", out: c.intermediateSize, in: c.hiddenSize, bias: false)])
-            }
+                ? .fused(try linear("self_attn.qkv_proj", out: qkvWidths.reduce(0, +), in: c.hiddenSize, bias: c.qkvBias),
+                         widths: qkvWidths)
+                : .separate([try linear("self_attn.q_proj", out: c.qWidth, in: c.hiddenSize, bias: c.qkvBias),
+                             try linear("self_attn.k_proj", out: c.kvWidth, in: c.hiddenSize, bias: c.qkvBias),
+                             try linear("self_attn.v_proj", out: c.kvWidth, in: c.hiddenSize, bias: c.qkvBias)])
+            let o = try linear("self_attn.o_proj", out: c.hiddenSize, in: c.qWidth, bias: c.oBias)
+            let gateUp: ProjectionGroup = c.fusedProjections
+                ? .fused(try linear("mlp.gate_up_proj", out: 2 * c.intermediateSize, in: c.hiddenSize, bias: false),
+                         widths: [c.intermediateSize, c.intermediateSize])
+                : .separate([try linear("mlp.gate_proj", out: c.intermediateSize, in: c.hiddenSize, bias: false),
+                             try linear("mlp.up_proj", out: c.intermediateSize, in: c.hiddenSize, bias: false)])
             layers.append(DecoderLayer(
                 inputNorm: try tensor(p + "input_layernorm.weight", [c.hiddenSize]),
                 postAttentionNorm: try tensor(p + "post_attention_layernorm.weight", [c.hiddenSize]),
                 qNorm: c.qkNorm ? try tensor(p + "self_attn.q_norm.weight", [c.headDim]) : nil,
                 kNorm: c.qkNorm ? try tensor(p + "self_attn.k_norm.weight", [c.headDim]) : nil,
                 qkvProjections: qkv,
-                o: try linear("self_attn.o_proj", out: c.hiddenSize, in: c.qWidth, bias: c.oBias),
+                o: o,
                 gateUpProjections: gateUp,
                 down: try linear("mlp.down_proj", out: c.hiddenSize, in: c.intermediateSize, bias: false)))
         }
