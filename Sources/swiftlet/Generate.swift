@@ -7,21 +7,37 @@ struct Generate: ParsableCommand {
         abstract: "Continue a prompt with the model (and adapter), streaming the text as it is generated.")
 
     @OptionGroup var options: GenerationOptions
-    @Option(help: "The prompt text.") var prompt: String
+    @Option(help: "The prompt text; repeat it for a batch (generated together, printed in order).") var prompt: [String]
     @Flag(help: "Wrap the prompt as a user message in the tokenizer's chat template.") var chat = false
+
+    func validate() throws {
+        if prompt.isEmpty { throw ValidationError("give --prompt TEXT (repeat it for a batch)") }
+    }
 
     func run() throws {
         let (_, tokenizer, generator) = try options.load()
-        let ids = chat
-            ? try tokenizer.encodeChatPrompt([.user(prompt)], template: try tokenizer.chatTemplate(folder: options.model))
-            : tokenizer.encode(prompt)
-        var stream = TextStream(tokenizer: tokenizer, stopStrings: options.stop)
-        var output: [Int32] = []
+        let template = chat ? try tokenizer.chatTemplate(folder: options.model) : nil
+        let prompts = try prompt.map { text in
+            try template.map { try tokenizer.encodeChatPrompt([.user(text)], template: $0) } ?? tokenizer.encode(text)
+        }
+        var streams = prompts.map { _ in TextStream(tokenizer: tokenizer, stopStrings: options.stop) }
+        var outputs = prompts.map { _ in [Int32]() }
+        // One prompt streams as it is generated; a batch prints each row when all are done.
         let result = try generator.generate(
-            prompts: [ids], maxNewTokens: options.maxNewTokens, options: options.sampling,
-            onToken: { _, token in output.append(token); writeOut(stream.advance(output, final: false)) },
-            shouldStop: { _, tokens in stream.reachedStop(tokens) })
-        writeOut(stream.advance(output, final: true) + "\n")
+            prompts: prompts, maxNewTokens: options.maxNewTokens, options: options.sampling,
+            onToken: { row, token in
+                outputs[row].append(token)
+                if prompts.count == 1 { writeOut(streams[0].advance(outputs[0], final: false)) }
+            },
+            shouldStop: { row, tokens in streams[row].reachedStop(tokens) })
+        if prompts.count == 1 {
+            writeOut(streams[0].advance(outputs[0], final: true) + "\n")
+        } else {
+            for row in prompts.indices {
+                var stream = TextStream(tokenizer: tokenizer, stopStrings: options.stop)
+                writeOut("[\(row + 1)] " + stream.advance(outputs[row], final: true) + "\n")
+            }
+        }
         writeError(result.speedLine)
     }
 }

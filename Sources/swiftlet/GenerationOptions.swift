@@ -7,6 +7,8 @@ import Swiftlet
 struct GenerationOptions: ParsableArguments {
     @Option(help: "Hugging Face model folder (with its tokenizer).") var model: String
     @Option(help: "PEFT adapter folder to apply (unmerged, as in training).") var adapter: String?
+    @Flag(help: "Merge the adapter into the base weights on load (PEFT's merge_and_unload): faster decode, and an NF4 base becomes 16-bit.")
+    var mergeAdapter = false
     @Flag(name: .customLong("load-in-4bit"), help: "4-bit NF4 base weights (double quantization), quantized while loading, as for QLoRA training.")
     var loadIn4bit = false
     @Option(help: "Most tokens to generate (per reply).") var maxNewTokens = 256
@@ -31,9 +33,11 @@ struct GenerationOptions: ParsableArguments {
     /// (generation_config.json, else config.json, else the tokenizer's EOS token).
     func load() throws -> (model: LlamaModel, tokenizer: Swiftlet.Tokenizer, generator: Generator) {
         try sampling.validate()
+        if mergeAdapter && adapter == nil { throw ValidationError("--merge-adapter needs --adapter") }
         let backend = try device.makeBackend(precision: precision) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         let model = try LlamaModel.load(directory: modelDirectory, on: backend, loadIn4bit: loadIn4bit)
         if let adapter { try PEFTAdapter.load(directory: URL(fileURLWithPath: adapter), into: model) }
+        if mergeAdapter { try model.mergeAdapters() }
         let tokenizer = try Swiftlet.Tokenizer(directory: modelDirectory)
         var eos = Generator.eosTokenIds(modelDirectory: modelDirectory)
         if eos.isEmpty, let id = tokenizer.eosTokenId { eos = [id] }

@@ -35,6 +35,26 @@ final class GenerationTests: XCTestCase {
         }
     }
 
+    /// Merging the adapters on load (PEFT's merge_and_unload) gives the unmerged model's logits
+    /// within f32 rounding and the same greedy tokens, on plain and fused (Phi-3) projections; the
+    /// adapters are gone afterwards, and the logits differ from the base model's (the merge did something).
+    func testMergedAdaptersGenerateAsUnmerged() throws {
+        for name in ["llama_gqa", "phi3_fused"] {
+            let unmerged = try loadModel(name), merged = try loadModel(name)
+            let base = try LlamaModel.load(directory: try fixtureDirectory(name), on: CPUBackend())
+            try merged.mergeAdapters()
+            XCTAssertTrue(merged.adapters.isEmpty)
+            let batch = Batch(examples: [Example(inputIds: [5, 17, 99, 3, 42, 7, 8])])
+            let (a, b, c) = (try unmerged.logits(batch), try merged.logits(batch), try base.logits(batch))
+            let scale = a.map(abs).max() ?? 1
+            XCTAssertLessThan(zip(a, b).map { abs($0 - $1) }.max()! / scale, 1e-5, name)
+            XCTAssertGreaterThan(zip(a, c).map { abs($0 - $1) }.max()! / scale, 1e-4, "\(name): the adapter should change the logits")
+            let prompts: [[Int32]] = [[5, 17, 99, 3], [7, 8, 9]]
+            XCTAssertEqual(try Generator(model: merged, eosTokenIds: []).generate(prompts: prompts, maxNewTokens: 6).tokens,
+                           try Generator(model: unmerged, eosTokenIds: []).generate(prompts: prompts, maxNewTokens: 6).tokens, name)
+        }
+    }
+
     /// Prefill and every decode step's logits equal `logits(batch)` of the whole sequence so far
     /// (each row alone, no padding), within 1e-5: the cache, the padding mask and the positions.
     func testCachedLogitsEqualFullRecompute() throws {
