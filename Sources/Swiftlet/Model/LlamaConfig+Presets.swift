@@ -1,6 +1,6 @@
 /// Model shapes by name, the same as the baseline script ../shared/bench/hf_peft.py uses.
 extension LlamaConfig {
-    public static let presetNames = ["tiny", "tinyllama", "llama2-7b", "mistral-7b", "llama3-8b"]
+    public static let presetNames = ["tiny", "tinyllama", "llama2-7b", "mistral-7b", "llama3-8b", "qwen3-8b", "phi3-mini"]
 
     public static func preset(_ name: String) throws -> LlamaConfig {
         switch name {
@@ -19,6 +19,14 @@ extension LlamaConfig {
         case "llama3-8b":
             return LlamaConfig(vocabSize: 128_256, hiddenSize: 4096, intermediateSize: 14336, layers: 32, heads: 32, kvHeads: 8,
                                rmsNormEps: 1e-6, rope: RoPEScaling(theta: 500_000), maxPositionEmbeddings: 4096)
+        case "qwen3-8b":   // Qwen/Qwen3-8B (bench/hf_peft_family.py builds the same)
+            return LlamaConfig(modelType: .qwen3, vocabSize: 151_936, hiddenSize: 4096, intermediateSize: 12288, layers: 36,
+                               heads: 32, kvHeads: 8, headDim: 128, rmsNormEps: 1e-6, rope: RoPEScaling(theta: 1_000_000),
+                               maxPositionEmbeddings: 40960, qkNorm: true)
+        case "phi3-mini":  // microsoft/Phi-3-mini-4k-instruct: fused qkv and gate_up, head dim 96
+            return LlamaConfig(modelType: .phi3, vocabSize: 32064, hiddenSize: 3072, intermediateSize: 8192, layers: 32,
+                               heads: 32, kvHeads: 32, rmsNormEps: 1e-5, maxPositionEmbeddings: 4096, slidingWindow: 2047,
+                               fusedProjections: true)
         default:
             throw ConfigError(file: "--arch", field: nil,
                               problem: "'\(name)' is not a known shape; choose from " + presetNames.joined(separator: ", "))

@@ -1,0 +1,53 @@
+# The HF + PEFT baseline of ../shared/bench/hf_peft.py for the model families that are not LlamaForCausalLM:
+# the same random-init model (the family's own transformers class), LoRA r 16 on every linear the family
+# has (PEFT's names: Phi-3's fused qkv_proj and gate_up_proj), SDPA, the same timed loop and RESULT keys,
+# so `swiftlet bench --arch qwen3-8b|phi3-mini` compares with it side by side.
+#   python3 bench/hf_peft_family.py --arch qwen3-8b --steps 8 [--fourbit 1] [--gc 0]
+import argparse, json, tempfile, time, torch
+from transformers import AutoModelForCausalLM, Qwen3Config, Phi3Config
+p = argparse.ArgumentParser()
+p.add_argument("--arch", default="qwen3-8b"); p.add_argument("--bsz", type=int, default=2)
+p.add_argument("--seq", type=int, default=2048); p.add_argument("--steps", type=int, default=8)
+p.add_argument("--gc", type=int, default=1); p.add_argument("--fourbit", type=int, default=0)
+p.add_argument("--r", type=int, default=16); p.add_argument("--attn", default="sdpa")
+a = p.parse_args()
+families = {
+    "qwen3-8b": (Qwen3Config(vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+                             num_attention_heads=32, num_key_value_heads=8, head_dim=128, rms_norm_eps=1e-6,
+                             rope_theta=1000000.0, max_position_embeddings=40960, tie_word_embeddings=False),
+                 ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    "phi3-mini": (Phi3Config(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
+                             num_attention_heads=32, num_key_value_heads=32, rms_norm_eps=1e-5, max_position_embeddings=4096,
+                             sliding_window=2047, pad_token_id=32000),
+                  ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]),
+}
+c, targets = families[a.arch]
+c._attn_implementation = a.attn
+torch.manual_seed(0)
+with torch.device("cuda"):
+    model = AutoModelForCausalLM.from_config(c).to(torch.bfloat16)
+if a.fourbit:
+    from transformers import BitsAndBytesConfig
+    from peft import prepare_model_for_kbit_training
+    d = tempfile.mkdtemp(); model.save_pretrained(d); del model; torch.cuda.empty_cache()
+    q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(d, quantization_config=q, dtype=torch.bfloat16, device_map={"": 0}, attn_implementation=a.attn)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(a.gc))
+from peft import LoraConfig, get_peft_model
+model = get_peft_model(model, LoraConfig(r=a.r, lora_alpha=a.r, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+                                         target_modules=targets))
+if a.gc:
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True}); model.enable_input_require_grads()
+model.train()
+opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
+g = torch.Generator(device="cuda").manual_seed(1)
+torch.cuda.reset_peak_memory_stats()
+times = []
+for s in range(a.steps + 2):
+    x = torch.randint(0, c.vocab_size, (a.bsz, a.seq), device="cuda", generator=g); torch.cuda.synchronize(); t = time.perf_counter()
+    out = model(input_ids=x, labels=x); out.loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+    torch.cuda.synchronize(); times.append(time.perf_counter() - t)
+tt = sorted(times[2:]); med = tt[len(tt) // 2]
+print("RESULT", json.dumps(dict(system="hf+peft", arch=a.arch, bsz=a.bsz, seq=a.seq, gc=a.gc, fourbit=a.fourbit, attn=a.attn, r=a.r,
+                                step_s=round(med, 4), tok_s=round(a.bsz * a.seq / med, 1),
+                                peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2), loss=round(out.loss.item(), 4))))
