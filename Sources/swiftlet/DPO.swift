@@ -9,57 +9,43 @@ struct DPO: ParsableCommand {
         commandName: "dpo",
         abstract: "Train LoRA adapters with DPO on preference pairs ({\"prompt\", \"chosen\", \"rejected\"} rows, text or messages).")
 
-    @Option(help: "Hugging Face model folder (config.json, safetensors, tokenizer.json).") var model: String
-    @Option(help: "Preference data: JSONL, JSON or CSV rows of prompt/chosen/rejected (strings, or message lists; without prompt, the common prefix is the prompt).")
-    var data: String
-    @Option(help: "Evaluation preference data.") var evalData: String?
+    @OptionGroup var preference: PreferenceOptions
     @Option(help: "DPO's beta: how far the policy may move from the reference.") var beta: Double = 0.1
     @Option(help: "sigmoid, ipo or hinge.") var lossType: DPOLoss.Kind = .sigmoid
     @Option(help: "Label smoothing of the sigmoid loss (conservative DPO).") var labelSmoothing: Double = 0
-    @Option(help: "Prompt+completion is truncated to this many tokens (TRL's max_length); pairs whose prompt alone fills it are dropped.")
-    var maxLength = 1024
     @Option(help: "keep_start or keep_end: which end of a too-long sequence stays.") var truncationMode: TruncationMode = .keepStart
-    @Option(help: "Folder with tokenizer.json (default: the model folder).") var tokenizer: String?
-    @Option(help: "Chat template: a built-in name (\(ChatTemplate.builtInNames.joined(separator: ", "))) or a .jinja file; default: the tokenizer's own.")
-    var chatTemplate: String?
     @OptionGroup var options: TrainingOptions
     @Option(help: "Peak learning rate (TRL's DPOConfig default).") var lr: Double = 5e-6
-    @Option(help: "Epochs over the pairs, when --max-steps is not given.") var numTrainEpochs: Double = 1
-    @Option(help: "Preference pairs per micro-batch (each is two sequences).") var batchSize = 8
-    @Option(help: "constant, constant_with_warmup, linear or cosine.") var scheduler: LRScheduler = .linear
 
     func validate() throws {
         if beta <= 0 { throw ValidationError("--beta must be positive") }
-        if maxLength <= 0 || batchSize <= 0 { throw ValidationError("--max-length and --batch-size must be positive") }
     }
 
     func run() throws {
-        let setup = try PreferenceSetup(modelDirectory: self.model, tokenizerDirectory: tokenizer, chatTemplate: chatTemplate,
-                                        options: options, maxLength: maxLength, batchSize: batchSize, learningRate: lr,
-                                        scheduler: scheduler)
+        let setup = try PreferenceSetup(preference, options: options, learningRate: lr)
         let (backend, model, tok, template, lora) = (setup.backend, setup.model, setup.tokenizer, setup.template, setup.lora)
         var arguments = setup.arguments   // max steps set from the pair count below
         func makeTrainer() throws -> DPOTrainer {
-            try DPOTrainer(model: model, tokenizer: tok, dataset: data, evalDataset: evalData, arguments: arguments,
+            try DPOTrainer(model: model, tokenizer: tok, dataset: preference.data, evalDataset: preference.evalData, arguments: arguments,
                            beta: beta, lossType: lossType, labelSmoothing: labelSmoothing, truncation: truncationMode,
                            template: template)
         }
         var dpo = try makeTrainer()
         if options.maxSteps == nil {
-            arguments.maxSteps = TrainingOptions.steps(epochs: numTrainEpochs, rows: dpo.objective.pairs.count,
-                                                       batchSize: batchSize, gradAccum: options.gradAccum)
+            arguments.maxSteps = TrainingOptions.steps(epochs: preference.numTrainEpochs, rows: dpo.objective.pairs.count,
+                                                       batchSize: preference.batchSize, gradAccum: options.gradAccum)
         }
         arguments.warmupSteps = options.warmup(totalSteps: arguments.maxSteps, fallback: 0)
         if arguments != dpo.trainer.arguments { dpo = try makeTrainer() }
         let trainer = dpo.trainer
-        if dpo.droppedLongPrompts > 0 { print("dropped \(dpo.droppedLongPrompts) pairs whose prompt alone fills --max-length \(maxLength)") }
+        if dpo.droppedLongPrompts > 0 { print("dropped \(dpo.droppedLongPrompts) pairs whose prompt alone fills --max-length \(preference.maxLength)") }
         print("model: \(model.config.modelType.rawValue), \(model.config.layers) layers; LoRA r=\(lora.r) on \(model.adapters.count) modules; "
             + "\(dpo.objective.pairs.count) preference pairs; DPO \(lossType.rawValue), beta \(beta); backend \(backend.name)")
 
-        let session = TrainingSession(options: options, trainer: trainer, model: model, lora: lora, baseModel: self.model,
+        let session = TrainingSession(options: options, trainer: trainer, model: model, lora: lora, baseModel: preference.model,
                                       command: "swiftlet dpo") { metrics, step, epoch in
             guard !dpo.evalPairs.isEmpty else { return nil }
-            let e = try DPOObjective.evaluate(model: model, pairs: dpo.evalPairs, loss: dpo.objective.loss, batchSize: batchSize,
+            let e = try DPOObjective.evaluate(model: model, pairs: dpo.evalPairs, loss: dpo.objective.loss, batchSize: preference.batchSize,
                                               maxLength: dpo.objective.maxLength, truncation: dpo.objective.truncation)
             try metrics.logEval(step: step, epoch: epoch, e)
             return String(format: "eval at step %d: loss %.4f  reward accuracy %.3f  margin %.4f", step, e.loss,

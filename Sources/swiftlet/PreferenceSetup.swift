@@ -12,19 +12,18 @@ struct PreferenceSetup {
     let lora: LoRAConfig
     var arguments: TrainingArguments
 
-    init(modelDirectory: String, tokenizerDirectory: String?, chatTemplate: String?, options: TrainingOptions,
-         maxLength: Int, batchSize: Int, learningRate: Double, scheduler: LRScheduler) throws {
+    init(_ preference: PreferenceOptions, options: TrainingOptions, learningRate: Double) throws {
         backend = try options.device.makeBackend(precision: options.precision) { print($0) }
-        model = try LlamaModel.load(directory: URL(fileURLWithPath: modelDirectory), on: backend, loadIn4bit: options.loadIn4bit)
-        tokenizer = try Swiftlet.Tokenizer(directory: URL(fileURLWithPath: tokenizerDirectory ?? modelDirectory))
-        template = try chatTemplate.map(ChatTemplate.fromArgument)
+        model = try LlamaModel.load(directory: URL(fileURLWithPath: preference.model), on: backend, loadIn4bit: options.loadIn4bit)
+        tokenizer = try Swiftlet.Tokenizer(directory: URL(fileURLWithPath: preference.tokenizer ?? preference.model))
+        template = try preference.chatTemplate.map(ChatTemplate.fromArgument)
         lora = try options.attachAdapters(to: model, lora: try options.loraConfig())
         model.gradientCheckpointing = options.gradientCheckpointing
         arguments = TrainingArguments()
-        arguments.maxSeqLength = maxLength
-        arguments.batchSize = batchSize
+        arguments.maxSeqLength = preference.maxLength
+        arguments.batchSize = preference.batchSize
         arguments.learningRate = learningRate
-        arguments.scheduler = scheduler
+        arguments.scheduler = preference.scheduler
         options.apply(to: &arguments)
         if options.maxSteps == nil { arguments.maxSteps = 1 }
     }
