@@ -222,7 +222,8 @@ public enum GGUFExport {
         case let .llama3(factor, low, high, original):
             ropeTensors = [("rope_freqs.weight", llama3RopeFactors(config, factor: factor, low: low, high: high, original: original))]
         case let .longrope(l):
-            ropeTensors = [("rope_factors_long.weight", l.longFactor), ("rope_factors_short.weight", l.shortFactor)]
+            ropeTensors = [("rope_factors_long.weight", l.longFactor.map { Float($0) }),
+                           ("rope_factors_short.weight", l.shortFactor.map { Float($0) })]
         case .none, .linear, .dynamic: break
         }
         for tensor in ropeTensors {

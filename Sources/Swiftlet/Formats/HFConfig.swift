@@ -140,7 +140,7 @@ public enum HFConfig {
     /// the rope parameters, otherwise max_position_embeddings.
     private static func longrope(_ fields: Fields, _ sub: Fields, maxPositions: Int, headDim: Int) throws -> LongRoPE {
         let half = headDim / 2
-        func factors(_ name: String) throws -> [Float] {
+        func factors(_ name: String) throws -> [Double] {
             guard let list = sub.json[name] else { throw sub.error(name, "is missing") }
             // Double first: a Swift dictionary holds Doubles, JSONSerialization NSNumbers.
             let numbers = (list as? [Any])?.map { ($0 as? Double) ?? ($0 as? NSNumber)?.doubleValue }
@@ -150,7 +150,7 @@ public enum HFConfig {
             guard numbers.count == half else {
                 throw sub.error(name, "has \(numbers.count) entries; head_dim / 2 = \(half) needed (one per frequency)")
             }
-            let values = numbers.map { Float($0!) }
+            let values = numbers.map { $0! }
             if let bad = values.first(where: { !($0 > 0) || !$0.isFinite }) {
                 throw sub.error(name, "\(bad) must be positive")
             }

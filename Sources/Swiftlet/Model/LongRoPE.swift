@@ -7,9 +7,10 @@ import Foundation
 /// `factor` and `attentionFactor` are kept as config.json gave them (nil: absent), so that the
 /// config is written back as it was read.
 public struct LongRoPE: Equatable, Sendable {
-    /// One divisor per frequency (head_dim / 2 each).
-    public var shortFactor: [Float]
-    public var longFactor: [Float]
+    /// One divisor per frequency (head_dim / 2 each), in double as config.json has them (written
+    /// back digit for digit); used in float32, as transformers' tensors of them are.
+    public var shortFactor: [Double]
+    public var longFactor: [Double]
     /// The pretraining context: longer sequences use `longFactor`.
     public var originalMaxPositions: Int
     /// rope_parameters.factor as given; absent, transformers uses max_position_embeddings / original.
@@ -17,7 +18,7 @@ public struct LongRoPE: Equatable, Sendable {
     /// rope_parameters.attention_factor as given; absent, it follows from the factor.
     public var attentionFactor: Double?
 
-    public init(shortFactor: [Float], longFactor: [Float], originalMaxPositions: Int,
+    public init(shortFactor: [Double], longFactor: [Double], originalMaxPositions: Int,
                 factor: Double? = nil, attentionFactor: Double? = nil) {
         self.shortFactor = shortFactor
         self.longFactor = longFactor
@@ -30,7 +31,7 @@ public struct LongRoPE: Equatable, Sendable {
     /// max(position_ids) + 1 of the whole batch (`longrope_frequency_update`), strictly greater
     /// than the original length for the long ones.
     public func factors(sequenceLength: Int) -> [Float] {
-        sequenceLength > originalMaxPositions ? longFactor : shortFactor
+        (sequenceLength > originalMaxPositions ? longFactor : shortFactor).map { Float($0) }
     }
 
     /// What cos and sin are multiplied by: attention_factor if given, else

@@ -46,8 +46,8 @@ extension HFConfig {
                         "high_freq_factor": Double(high), "original_max_position_embeddings": original]) { $1 }        case let .longrope(l):
             // Written as read: factor and attention_factor only where config.json had them ("su" is
             // written as transformers 5 does, "longrope").
-            rope.merge(["rope_type": "longrope", "short_factor": l.shortFactor.map(Double.init),
-                        "long_factor": l.longFactor.map(Double.init),
+            rope.merge(["rope_type": "longrope", "short_factor": l.shortFactor,
+                        "long_factor": l.longFactor,
                         "original_max_position_embeddings": l.originalMaxPositions]) { $1 }
             if let f = l.factor { rope["factor"] = f }
             if let a = l.attentionFactor { rope["attention_factor"] = a }
