@@ -190,6 +190,36 @@ FIXTURES = {
         lora=dict(r=4, lora_alpha=8, target_modules=PHI3_ALL),
         batch=batch_qwen2_bias,
     ),
+    # Phi-3 128k's longrope, one layer to stay small. The batch is 12 long, past the original 8:
+    # long_factor, and attention_factor from factor = 64 / 8 (sqrt(2)) scales cos and sin.
+    "phi3_longrope": dict(
+        # (seed 1008 left one gradient element at 5e-7 of its tensor's largest: AdamW's first step
+        # divides by |g|, so that element's step was rounding noise on any engine)
+        seed=1010,
+        model_cls=Phi3ForCausalLM,
+        config=lambda: Phi3Config(
+            **dict(COMMON, num_hidden_layers=1), max_position_embeddings=64, original_max_position_embeddings=8,
+            tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+            resid_pdrop=0.0, embd_pdrop=0.0,
+            rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                             "short_factor": [1.0, 1.1, 1.7, 2.3], "long_factor": [1.2, 3.5, 9.0, 27.0]}),
+        lora=dict(r=4, lora_alpha=8, target_modules=PHI3_ALL),
+        batch=batch_qwen2_bias,
+    ),
+    # The same kind of model with the batch (12) within the original 16: short_factor, and a given
+    # attention_factor (used instead of the one from max / original).
+    "phi3_longrope_short": dict(
+        seed=1009,
+        model_cls=Phi3ForCausalLM,
+        config=lambda: Phi3Config(
+            **dict(COMMON, num_hidden_layers=1), max_position_embeddings=64, original_max_position_embeddings=16,
+            tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+            resid_pdrop=0.0, embd_pdrop=0.0,
+            rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "attention_factor": 1.25,
+                             "short_factor": [1.0, 1.4, 2.2, 5.0], "long_factor": [1.5, 4.0, 12.0, 40.0]}),
+        lora=dict(r=4, lora_alpha=8, target_modules=PHI3_ALL),
+        batch=batch_qwen2_bias,
+    ),
 }
 
 
@@ -530,6 +560,21 @@ def make_fixture(name, spec, out_root):
         meta["notes"] = ("Phi-3: fused qkv_proj [q|k|v rows] and gate_up_proj [gate|up rows] (PEFT target names "
                          "qkv_proj, o_proj, gate_up_proj, down_proj); sliding_window 6 (mask as Mistral's); "
                          "plain rope; right padding.")
+    if name in ("phi3_longrope", "phi3_longrope_short"):
+        rp = meta["rope"]["parameters"]
+        long = 12 > rp["original_max_position_embeddings"]
+        meta["notes"] = ("Phi-3 longrope (modeling_rope_utils._compute_longrope_parameters): inv_freq = "
+                         "1/(ext_factors * theta**(arange(0,d,2)/d)), ext_factors = long_factor when "
+                         "max(position_ids)+1 > original_max_position_embeddings (the top-level config field, which "
+                         "Phi3Config copies into rope_parameters), else short_factor; cos and sin times "
+                         "attention_factor (given, else sqrt(1 + ln(factor)/ln(original)) with factor = "
+                         "max_position_embeddings/original). This batch (12 positions) uses the "
+                         + ("long" if long else "short") + " factors; one layer; right padding.")
+        factors = rp["long_factor"] if long else rp["short_factor"]
+        d = cfg.hidden_size // cfg.num_attention_heads
+        want = [1.0 / (f * rp["rope_theta"] ** (i / d)) for f, i in zip(factors, range(0, d, 2))]
+        assert max(abs(a - b) / b for a, b in zip(meta["rope"]["inv_freq_used_in_forward"], want)) < 1e-6, \
+            "expected the " + ("long" if long else "short") + " factors in the forward"
     if name == "llama_gqa":
         meta["notes"] = ("llama3 rope scaling (factor 8, low 1, high 4, original_max_position_embeddings 8). "
                          "Row 1 is right-padded: last 5 tokens attention_mask 0 (input id 0), labels -100.")

@@ -123,6 +123,30 @@ final class GGUFExportTests: XCTestCase {
         }
     }
 
+    /// Phi-3 longrope as convert_hf_to_gguf.py's Phi3MiniModel writes it: rope_factors_long and
+    /// rope_factors_short (f32, before the weights), attn_factor, and the original context.
+    func testPhi3LongRoPEExport() throws {
+        let directory = try fixture("phi3_longrope")
+        let model = try LlamaModel.load(directory: directory, on: CPUBackend())
+        let url = try temporaryFile()
+        let summary = try GGUFExport.write(model: model, to: url, name: "phi3_longrope", tokenizerDirectory: nil)
+        XCTAssertEqual(summary.tensors, 2 + 3 + model.config.layers * 6)
+        let g = try Parsed(Data(contentsOf: url))
+        XCTAssertEqual(g.tensors.prefix(2).map(\.name), ["rope_factors_long.weight", "rope_factors_short.weight"])
+        XCTAssertEqual(g.floats("rope_factors_long.weight"), [1.2, 3.5, 9, 27])
+        XCTAssertEqual(g.floats("rope_factors_short.weight"), [1, 1.1, 1.7, 2.3])
+        XCTAssertEqual(g.metadata["phi3.rope.scaling.attn_factor"] as? Float, Float(2.0.squareRoot()))  // 64 / 8
+        XCTAssertEqual(g.metadata["phi3.rope.scaling.original_context_length"] as? UInt32, 8)
+        XCTAssertEqual(g.metadata["phi3.context_length"] as? UInt32, 64)
+
+        // llama.cpp takes longrope factors only for phi3.
+        var llama = model.config
+        llama.modelType = .llama
+        XCTAssertThrowsError(try GGUFExport.modelMetadata(llama, name: "l", quant: .f16)) { error in
+            XCTAssertTrue("\(error)".contains("longrope"), "\(error)")
+        }
+    }
+
     func testQ8_0BlockLayout() {
         var x = (0..<64).map { Float($0) - 20.5 }
         x[40] = 0

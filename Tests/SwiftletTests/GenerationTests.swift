@@ -21,7 +21,7 @@ final class GenerationTests: XCTestCase {
         let url = try fixtureDirectory("generation").appendingPathComponent("expected.json")
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
         let cases = try XCTUnwrap(json["cases"] as? [[String: Any]])
-        XCTAssertEqual(cases.count, 8)
+        XCTAssertEqual(cases.count, 12)  // the phi3_longrope ones cross from short to long factors mid-generation
         for c in cases {
             let name = c["model"] as! String
             let model = try loadModel(name)

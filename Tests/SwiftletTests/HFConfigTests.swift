@@ -92,7 +92,7 @@ final class HFConfigTests: XCTestCase {
         XCTAssertEqual(c.slidingWindow, 2047)
         assertError(["model_type": "phi3", "resid_pdrop": 0.1], field: "resid_pdrop")
         assertError(["model_type": "phi3", "embd_pdrop": 0.1], field: "embd_pdrop")
-        assertError(["model_type": "phi3", "rope_scaling": ["type": "longrope", "short_factor": [1.0], "long_factor": [1.0]]],
+        assertError(["model_type": "phi3", "rope_scaling": ["type": "yarn", "short_factor": [1.0], "long_factor": [1.0]]],
                     field: "rope_scaling.rope_type")
         assertError(["model_type": "phi3", "partial_rotary_factor": 0.75], field: "partial_rotary_factor")
         assertError(["model_type": "phi3", "rope_parameters": ["rope_type": "default", "rope_theta": 10000.0,

@@ -166,14 +166,27 @@ public enum GGUFExport {
         case let .linear(factor):
             kv += [("\(arch).rope.scaling.type", .string("linear")), ("\(arch).rope.scaling.factor", .float32(factor))]
         case .llama3: break  // carried by the rope_freqs tensor, as the converter does
+        case let .longrope(l):
+            // As convert_hf_to_gguf.py's Phi3MiniModel: the factors go in rope_factors_long/short
+            // tensors and the cos/sin scale in attn_factor. We write the scale transformers uses (a
+            // given attention_factor included; the converter recomputes it from max / original,
+            // the same number when config.json gives neither factor nor attention_factor).
+            guard config.modelType == .phi3 else {
+                throw GGUFError.unsupported(field: "config.json rope_scaling", value: "longrope (\(config.modelType.rawValue))",
+                                            reason: "llama.cpp reads longrope factors only for phi3; export --format merged instead")
+            }
+            kv += [("\(arch).rope.scaling.attn_factor",
+                    .float32(l.attentionScale(maxPositionEmbeddings: config.maxPositionEmbeddings)))]
         case let .dynamic(factor):
             throw GGUFError.unsupported(field: "config.json rope_scaling", value: "dynamic (factor \(factor))",
                                         reason: "llama.cpp has no dynamic NTK rope scaling; export --format merged instead")
         }
         if config.modelType == .phi3 {
-            // As convert_hf_to_gguf.py's Phi3MiniModel: the original context (no longrope here, so
-            // the same), and the window (0: none).
-            kv += [("\(arch).rope.scaling.original_context_length", .uint32(UInt32(config.maxPositionEmbeddings))),
+            // As convert_hf_to_gguf.py's Phi3MiniModel: the original context (longrope's, else
+            // the context itself), and the window (0: none).
+            var original = config.maxPositionEmbeddings
+            if case let .longrope(l) = config.rope.kind { original = l.originalMaxPositions }
+            kv += [("\(arch).rope.scaling.original_context_length", .uint32(UInt32(original))),
                    ("\(arch).attention.sliding_window", .uint32(UInt32(config.slidingWindow ?? 0)))]
         }
         if config.modelType == .llama, config.oBias != config.qkvBias {
@@ -203,11 +216,19 @@ public enum GGUFExport {
         typealias Source = (hf: String, weight: FrozenWeight?)
         var sources: [Source] = []
         var infos: [GGUFWriter.TensorInfo] = []
-        var ropeFactors: [Float]?
-        if case let .llama3(factor, low, high, original) = config.rope.kind {
-            ropeFactors = llama3RopeFactors(config, factor: factor, low: low, high: high, original: original)
-            infos.append(.init(name: "rope_freqs.weight", dims: [config.headDim / 2], type: .f32))
-            sources.append(("rope_freqs", nil))
+        // Rope factor tensors (f32, head_dim / 2 each), in the converter's order, before the weights.
+        var ropeTensors: [(name: String, values: [Float])] = []
+        switch config.rope.kind {
+        case let .llama3(factor, low, high, original):
+            ropeTensors = [("rope_freqs.weight", llama3RopeFactors(config, factor: factor, low: low, high: high, original: original))]
+        case let .longrope(l):
+            ropeTensors = [("rope_factors_long.weight", l.longFactor.map { Float($0) }),
+                           ("rope_factors_short.weight", l.shortFactor.map { Float($0) })]
+        case .none, .linear, .dynamic: break
+        }
+        for tensor in ropeTensors {
+            infos.append(.init(name: tensor.name, dims: [tensor.values.count], type: .f32))
+            sources.append((tensor.name, nil))
         }
         let ggufNames = Set(model.namedWeights.compactMap { tensorName($0.0) })
         for (hf, weight) in model.namedWeights {
@@ -229,7 +250,7 @@ public enum GGUFExport {
         var merged = 0
         try GGUFWriter.write(metadata: metadata, tensors: infos, to: url) { i in
             let info = infos[i]
-            guard let weight = sources[i].weight else { return encode(ropeFactors!, as: .f32) }
+            guard let weight = sources[i].weight else { return encode(ropeTensors[i].values, as: .f32) }
             let hf = sources[i].hf
             let adapter = adapters[hf]
             if adapter != nil { merged += 1 }

@@ -89,7 +89,7 @@ public enum HFConfig {
             layers: try fields.required("num_hidden_layers"),
             heads: heads, kvHeads: kvHeads, headDim: headDim,
             rmsNormEps: Float(try fields.optional("rms_norm_eps") ?? 1e-6 as Double),
-            rope: try rope(fields, maxPositions: maxPositions),
+            rope: try rope(fields, maxPositions: maxPositions, headDim: headDim),
             maxPositionEmbeddings: maxPositions,
             tieWordEmbeddings: try fields.optional("tie_word_embeddings") ?? false,
             qkvBias: qkvBias, oBias: oBias, slidingWindow: slidingWindow,
@@ -100,7 +100,7 @@ public enum HFConfig {
 
     /// transformers 4 writes `rope_theta` + `rope_scaling`; transformers 5 writes
     /// `rope_parameters` holding both.
-    private static func rope(_ fields: Fields, maxPositions: Int) throws -> RoPEScaling {
+    private static func rope(_ fields: Fields, maxPositions: Int, headDim: Int) throws -> RoPEScaling {
         let parametersField = fields.json["rope_parameters"] != nil ? "rope_parameters" : "rope_scaling"
         let scaling: [String: Any]? = try fields.optional(parametersField)
         var theta: Double = try fields.optional("rope_theta") ?? 10000
@@ -124,14 +124,57 @@ public enum HFConfig {
                 lowFreqFactor: Float(try sub.required("low_freq_factor") as Double),
                 highFreqFactor: Float(try sub.required("high_freq_factor") as Double),
                 originalMaxPositions: try sub.required("original_max_position_embeddings")))
-        case "longrope", "su", "yarn":
-            // Phi-3's 128k models (longrope) and YaRN scale each frequency by a list of factors
-            // and the attention by a magnitude factor: not built.
-            let hint = type == "yarn" ? "" : " (Phi-3's 4k-context models use default)"
-            throw sub.error("rope_type", "'\(type)' is not supported yet; supported: default, linear, dynamic, llama3" + hint)
+        case "longrope", "su":
+            return RoPEScaling(theta: Float(theta), kind: .longrope(try longrope(fields, sub, maxPositions: maxPositions, headDim: headDim)))
+        case "yarn":
+            // YaRN blends interpolated and extrapolated frequencies by wavelength: not built.
+            throw sub.error("rope_type", "'yarn' is not supported yet; supported: default, linear, dynamic, llama3, longrope")
         default:
-            throw sub.error("rope_type", "'\(type)' is not supported; supported: default, linear, dynamic, llama3")
+            throw sub.error("rope_type", "'\(type)' is not supported; supported: default, linear, dynamic, llama3, longrope")
         }
+    }
+
+    /// longrope (`su` before transformers 4.42). The original context is read as transformers 5's
+    /// `standardize_rope_params` settles it: a top-level `original_max_position_embeddings` wins
+    /// (Phi-3 writes it there, and Phi3Config has it even when absent: 4096); otherwise the one in
+    /// the rope parameters, otherwise max_position_embeddings.
+    private static func longrope(_ fields: Fields, _ sub: Fields, maxPositions: Int, headDim: Int) throws -> LongRoPE {
+        let half = headDim / 2
+        func factors(_ name: String) throws -> [Double] {
+            guard let list = sub.json[name] else { throw sub.error(name, "is missing") }
+            // Double first: a Swift dictionary holds Doubles, JSONSerialization NSNumbers.
+            let numbers = (list as? [Any])?.map { ($0 as? Double) ?? ($0 as? NSNumber)?.doubleValue }
+            guard let numbers, !numbers.contains(nil) else {
+                throw sub.error(name, "expected a list of numbers, found \(list)")
+            }
+            guard numbers.count == half else {
+                throw sub.error(name, "has \(numbers.count) entries; head_dim / 2 = \(half) needed (one per frequency)")
+            }
+            let values = numbers.map { $0! }
+            if let bad = values.first(where: { !($0 > 0) || !$0.isFinite }) {
+                throw sub.error(name, "\(bad) must be positive")
+            }
+            return values
+        }
+        let original: Int
+        if let topLevel: Int = try fields.optional("original_max_position_embeddings") {
+            original = topLevel
+        } else if (try fields.optional("model_type") as String?) == "phi3" {
+            original = 4096
+        } else {
+            original = try sub.optional("original_max_position_embeddings") ?? maxPositions
+        }
+        guard original > 0 else {
+            throw fields.error("original_max_position_embeddings", "\(original) must be positive")
+        }
+        let factor: Double? = try sub.optional("factor")
+        if let factor, !(factor > 0) { throw sub.error("factor", "\(factor) must be positive") }
+        let attentionFactor: Double? = try sub.optional("attention_factor")
+        if let attentionFactor, !(attentionFactor > 0) {
+            throw sub.error("attention_factor", "\(attentionFactor) must be positive")
+        }
+        return LongRoPE(shortFactor: try factors("short_factor"), longFactor: try factors("long_factor"),
+                        originalMaxPositions: original, factor: factor, attentionFactor: attentionFactor)
     }
 }
 

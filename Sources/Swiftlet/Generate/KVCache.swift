@@ -15,6 +15,10 @@ public final class KVCache {
     var keyValid: [Int32]
     /// The RoPE table of the cache's positions and the inverse frequencies it was made with.
     var rope: (frequencies: [Float], table: RoPETable)?
+    /// [rows·capacity] token ids and RoPE positions of the columns written, so that the cache can
+    /// be filled again from scratch (Phi-3 longrope crossing its original context).
+    var tokenIds: [Int32]
+    var tokenPositions: [Int32]
 
     public init(model: LlamaModel, rows: Int, capacity: Int) throws {
         let backend = model.backend, width = model.config.kvWidth
@@ -23,6 +27,8 @@ public final class KVCache {
         keys = try model.layers.indices.map { _ in try backend.zeros([rows * capacity, width], backend.computeType) }
         values = try model.layers.indices.map { _ in try backend.zeros([rows * capacity, width], backend.computeType) }
         keyValid = [Int32](repeating: 0, count: rows * capacity)
+        tokenIds = [Int32](repeating: 0, count: rows * capacity)
+        tokenPositions = tokenIds
     }
 
     /// Stores the new tokens' keys or values ([rows·queries, width]) at columns length ..< length+queries.

@@ -13,12 +13,21 @@ extension LlamaModel {
         for (n, id) in tokens.enumerated() where id < 0 || Int(id) >= config.vocabSize {
             throw ModelError.tokenOutOfRange(id: Int(id), index: n, vocabSize: config.vocabSize)
         }
+        if crossesLongRoPEContext(cache: cache, queries: queries) {
+            return try refill(cache, tokens: tokens, positions: positions, valid: valid)
+        }
         for r in 0..<rows {
-            for i in 0..<queries { cache.keyValid[r * cache.capacity + cache.length + i] = valid[r * queries + i] ? 1 : 0 }
+            for i in 0..<queries {
+                let column = r * cache.capacity + cache.length + i
+                cache.keyValid[column] = valid[r * queries + i] ? 1 : 0
+                cache.tokenIds[column] = tokens[r * queries + i]
+                cache.tokenPositions[column] = positions[r * queries + i]
+            }
         }
         // Keys are cached already rotated, so the table covers the whole cache; its frequencies
-        // follow the longest position so far, as transformers' dynamic RoPE does during generate.
-        // The table is made again only when they change (dynamic RoPE past its original length).
+        // follow the longest position so far, as transformers' dynamic RoPE (and longrope outside
+        // Phi-3) does during generate: each forward picks them by max(position_ids) + 1 and the
+        // cached keys keep theirs. The table is made again only when they change.
         let longest = Int(positions.max() ?? 0) + 1
         let frequencies = RoPEFrequencies.inverse(config, sequenceLength: longest)
         if cache.rope?.frequencies != frequencies {
@@ -54,5 +63,30 @@ extension LlamaModel {
         let logits = try backend.empty([rows, config.vocabSize], backend.computeType)
         backend.matmul(normed, transposeA: false, lmHead, transposeB: true, into: logits, alpha: 1, beta: 0)
         return backend.download(logits)
+    }
+
+    /// Phi-3 with longrope: transformers' Phi3ForCausalLM.prepare_inputs_for_generation drops the
+    /// cache at the first step whose columns (padding included) run past
+    /// original_max_position_embeddings while the cache holds no more than that, so the whole
+    /// sequence is run again with the long factors instead of mixing keys rotated with the short
+    /// ones. Other families keep the cache (their keys stay as rotated).
+    func crossesLongRoPEContext(cache: KVCache, queries: Int) -> Bool {
+        guard config.modelType == .phi3, case let .longrope(longrope) = config.rope.kind else { return false }
+        let original = longrope.originalMaxPositions
+        return cache.length > 0 && cache.length <= original && cache.length + queries > original
+    }
+
+    /// Empties `cache` and runs every column it held plus the new tokens as one prefill.
+    private func refill(_ cache: KVCache, tokens: [Int32], positions: [Int32], valid: [Bool]) throws -> [Float] {
+        let rows = cache.rows, queries = tokens.count / Swift.max(rows, 1), held = cache.length
+        var allTokens: [Int32] = [], allPositions: [Int32] = [], allValid: [Bool] = []
+        for r in 0..<rows {
+            let start = r * cache.capacity
+            allTokens += cache.tokenIds[start..<(start + held)] + tokens[(r * queries)..<((r + 1) * queries)]
+            allPositions += cache.tokenPositions[start..<(start + held)] + positions[(r * queries)..<((r + 1) * queries)]
+            allValid += cache.keyValid[start..<(start + held)].map { $0 != 0 } + valid[(r * queries)..<((r + 1) * queries)]
+        }
+        cache.truncate(to: 0)
+        return try decodeStep(tokens: allTokens, positions: allPositions, valid: allValid, cache: cache)
     }
 }

@@ -81,6 +81,8 @@ public struct RoPEScaling: Equatable, Sendable {
         case dynamic(factor: Float)
         /// Llama 3.1: low frequencies scaled, high kept, a smooth blend between.
         case llama3(factor: Float, lowFreqFactor: Float, highFreqFactor: Float, originalMaxPositions: Int)
+        /// Phi-3 128k: per-frequency factors, short or long by sequence length, and cos/sin scaled.
+        case longrope(LongRoPE)
     }
 
     public var theta: Float

@@ -43,7 +43,14 @@ extension HFConfig {
         case let .dynamic(f): rope["rope_type"] = "dynamic"; rope["factor"] = Double(f)
         case let .llama3(f, low, high, original):
             rope.merge(["rope_type": "llama3", "factor": Double(f), "low_freq_factor": Double(low),
-                        "high_freq_factor": Double(high), "original_max_position_embeddings": original]) { $1 }
+                        "high_freq_factor": Double(high), "original_max_position_embeddings": original]) { $1 }        case let .longrope(l):
+            // Written as read: factor and attention_factor only where config.json had them ("su" is
+            // written as transformers 5 does, "longrope").
+            rope.merge(["rope_type": "longrope", "short_factor": l.shortFactor,
+                        "long_factor": l.longFactor,
+                        "original_max_position_embeddings": l.originalMaxPositions]) { $1 }
+            if let f = l.factor { rope["factor"] = f }
+            if let a = l.attentionFactor { rope["attention_factor"] = a }
         }
         var json: [String: Any] = [
             "model_type": c.modelType.rawValue, "architectures": [Self.architecture(c.modelType)],
@@ -60,7 +67,12 @@ extension HFConfig {
             // Phi-3 reads rope from rope_parameters with its partial_rotary_factor (always 1 here).
             rope["partial_rotary_factor"] = 1.0
             json["rope_parameters"] = rope
-            json["original_max_position_embeddings"] = c.maxPositionEmbeddings
+            // Phi3Config takes the original context from this top-level field (over rope_parameters').
+            if case let .longrope(l) = c.rope.kind {
+                json["original_max_position_embeddings"] = l.originalMaxPositions
+            } else {
+                json["original_max_position_embeddings"] = c.maxPositionEmbeddings
+            }
             json["resid_pdrop"] = 0.0
             json["embd_pdrop"] = 0.0
             // Phi3Config's default pad_token_id (32000) is outside a small vocabulary; Phi-3's is its EOS.

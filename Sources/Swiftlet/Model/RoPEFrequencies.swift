@@ -16,6 +16,12 @@ public enum RoPEFrequencies {
         var inv = stride(from: 0, to: dim, by: 2).map { 1 / powf(theta, Float($0) / Float(dim)) }
         switch config.rope.kind {
         case .none, .dynamic: break
+        case let .longrope(longrope):
+            // 1 / (ext · theta^(2i/d)): the product first, as transformers does, for the same bits.
+            let ext = longrope.factors(sequenceLength: sequenceLength)
+            inv = stride(from: 0, to: dim, by: 2).enumerated().map { i, twice in
+                1 / (ext[i] * powf(theta, Float(twice) / Float(dim)))
+            }
         case let .linear(factor): inv = inv.map { $0 / factor }
         case let .llama3(factor, low, high, original):
             let lowWavelen = Float(original) / low, highWavelen = Float(original) / high
@@ -30,18 +36,30 @@ public enum RoPEFrequencies {
         return inv
     }
 
-    /// cos and sin tables for positions 0..<positions.
+    /// What cos and sin are multiplied by (transformers' `attention_scaling`): 1 except longrope.
+    /// Multiplying both scales q·k by its square, which is how longrope tempers attention.
+    public static func attentionScale(_ config: LlamaConfig) -> Float {
+        if case let .longrope(longrope) = config.rope.kind {
+            return longrope.attentionScale(maxPositionEmbeddings: config.maxPositionEmbeddings)
+        }
+        return 1
+    }
+
+    /// cos and sin tables for positions 0..<positions, scaled by `attentionScale`. The RoPE
+    /// kernels (CPU and CUDA) multiply by these entries as they are, so the scale needs nothing
+    /// there; their backward (sin negated) is the transpose, still right with the scale.
     public static func table(_ config: LlamaConfig, positions: Int, sequenceLength: Int,
                              on backend: any Backend) throws -> RoPETable {
         let inv = inverse(config, sequenceLength: sequenceLength)
+        let scale = attentionScale(config)
         let half = inv.count
         var cosines = [Float](repeating: 0, count: positions * half)
         var sines = cosines
         for p in 0..<positions {
             for i in 0..<half {
                 let angle = Float(p) * inv[i]
-                cosines[p * half + i] = cosf(angle)
-                sines[p * half + i] = sinf(angle)
+                cosines[p * half + i] = cosf(angle) * scale
+                sines[p * half + i] = sinf(angle) * scale
             }
         }
         return RoPETable(cos: try backend.upload(cosines, [positions, half], .f32),
