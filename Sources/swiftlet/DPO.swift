@@ -14,6 +14,8 @@ struct DPO: ParsableCommand {
     @Option(help: "sigmoid, ipo or hinge.") var lossType: DPOLoss.Kind = .sigmoid
     @Option(help: "Label smoothing of the sigmoid loss (conservative DPO).") var labelSmoothing: Double = 0
     @Option(help: "keep_start or keep_end: which end of a too-long sequence stays.") var truncationMode: TruncationMode = .keepStart
+    @Flag(help: "Score every pair with the reference once before training (TRL's precompute_ref_log_probs); the steps then skip the reference forward.")
+    var precomputeRefLogps = false
     @OptionGroup var options: TrainingOptions
     @Option(help: "Peak learning rate (TRL's DPOConfig default).") var lr: Double = 5e-6
 
@@ -38,6 +40,10 @@ struct DPO: ParsableCommand {
         arguments.warmupSteps = options.warmup(totalSteps: arguments.maxSteps, fallback: 0)
         if arguments != dpo.trainer.arguments { dpo = try makeTrainer() }
         let trainer = dpo.trainer
+        if precomputeRefLogps {
+            try dpo.precomputeReferenceLogProbs()
+            print("reference log-probs of \(dpo.objective.pairs.count) pairs computed once (adapters off)")
+        }
         if dpo.droppedLongPrompts > 0 { print("dropped \(dpo.droppedLongPrompts) pairs whose prompt alone fills --max-length \(preference.maxLength)") }
         print("model: \(model.config.modelType.rawValue), \(model.config.layers) layers; LoRA r=\(lora.r) on \(model.adapters.count) modules; "
             + "\(dpo.objective.pairs.count) preference pairs; DPO \(lossType.rawValue), beta \(beta); backend \(backend.name)")

@@ -102,6 +102,29 @@ final class DPOTrainerTests: XCTestCase {
         XCTAssertThrowsError(try t3.resume(from: checkpoint)) { XCTAssertTrue("\($0)".contains("beta=0.1"), "\($0)") }
     }
 
+    /// `precompute_ref_log_probs`: the reference scored once before training gives the adapters of
+    /// in-step reference forwards (bit for bit: the same batches), and the steps really use the
+    /// stored values (a reference from another base model changes the result).
+    func testPrecomputedReferenceTrainsAsInStep() throws {
+        let loss = DPOLoss(kind: .sigmoid, beta: 0.1)
+        var a = arguments(steps: 3)
+        a.shuffle = false
+        a.saveSteps = 0
+        func train(precomputeFrom reference: LlamaModel?) throws -> [[Float]] {
+            let m = try model()
+            let objective = DPOObjective(pairs: pairs(), loss: loss, maxLength: 9)
+            if let reference { try objective.precomputeReference(model: reference, batchSize: a.batchSize) }
+            if reference != nil { XCTAssertEqual(objective.referenceLogProbs?.count, pairs().count) }
+            try Trainer(model: m, objective: objective, arguments: a).train()
+            return weights(m)
+        }
+        let inStep = try train(precomputeFrom: nil)
+        XCTAssertEqual(try train(precomputeFrom: try model()), inStep)
+        let otherBase = try LlamaModel.random(config: Self.config, seed: 4, on: CPUBackend())
+        try otherBase.addLoRA(LoRAConfig(r: 4, alpha: 8), seed: 11)
+        XCTAssertNotEqual(try train(precomputeFrom: otherBase), inStep)
+    }
+
     /// The demo model and tokenizer with pairs from the demo task (chosen: the right count; rejected:
     /// counting by one more): the loss falls and rewards/accuracies rises, and metrics.jsonl has TRL's names.
     func testDemoLearnsThePreference() throws {

@@ -35,6 +35,12 @@ public final class DPOTrainer {
         trainer = try Trainer(model: model, objective: objective, arguments: arguments)
     }
 
+    /// Scores every training pair with the reference once, before training (TRL's
+    /// `precompute_ref_log_probs`): the steps then skip their reference forward.
+    public func precomputeReferenceLogProbs() throws {
+        try objective.precomputeReference(model: trainer.model, batchSize: trainer.arguments.batchSize)
+    }
+
     /// Trains to `maxSteps`; returns the evaluation on the eval data set, if one was given.
     @discardableResult
     public func train(onStep: (Trainer.StepLog) throws -> Void = { _ in }) throws -> PreferenceEvaluation? {

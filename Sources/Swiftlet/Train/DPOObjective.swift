@@ -10,8 +10,26 @@ public final class DPOObjective: TrainingObjective {
     public let maxLength: Int?
     public let truncation: TruncationMode
 
+    /// Each pair's reference Σ log p (chosen, rejected) when computed once before training
+    /// (`precomputeReference`); nil: every step runs the reference forward itself.
+    public private(set) var referenceLogProbs: [(chosen: Double, rejected: Double)]?
+
     public init(pairs: [PreferencePair], loss: DPOLoss, maxLength: Int?, truncation: TruncationMode = .keepStart) {
         self.pairs = pairs; self.loss = loss; self.maxLength = maxLength; self.truncation = truncation
+    }
+
+    /// TRL's `precompute_ref_log_probs`: the reference (the model with its adapters off) scores
+    /// every pair once, in batches of `batchSize`, and the steps run no reference forward. The
+    /// values equal the in-step ones up to the batch's padding (bit for bit when the batches are
+    /// the same).
+    public func precomputeReference(model: LlamaModel, batchSize: Int) throws {
+        var values: [(chosen: Double, rejected: Double)] = []
+        for start in stride(from: 0, to: pairs.count, by: Swift.max(batchSize, 1)) {
+            let rows = Array(start..<Swift.min(start + batchSize, pairs.count))
+            let logps = try DPOStep.referenceLogProbs(model: model, batch: batch(rows))   // chosen rows, then rejected
+            for i in rows.indices { values.append((logps[i], logps[rows.count + i])) }
+        }
+        referenceLogProbs = values
     }
 
     public var rowCount: Int { pairs.count }
@@ -52,7 +70,9 @@ public final class DPOObjective: TrainingObjective {
         var step = ObjectiveStep(loss: 0, tokens: 0, targetTokens: 0, metrics: [:])
         for (rows, seed) in zip(microBatches, dropoutSeeds) {
             let batch = batch(rows)
-            let result = try DPOStep.run(model: model, batch: batch, loss: loss, gradScale: Double(lossScale) / k, dropoutSeed: seed)
+            let reference = referenceLogProbs.map { ref in rows.map { ref[$0].chosen } + rows.map { ref[$0].rejected } }
+            let result = try DPOStep.run(model: model, batch: batch, loss: loss, gradScale: Double(lossScale) / k,
+                                         reference: reference, dropoutSeed: seed)
             step.loss += result.loss / k
             for (name, value) in result.metrics { step.metrics![name, default: 0] += value / k }
             step.tokens += batch.batch.tokenCount
