@@ -32,17 +32,7 @@ public enum CUDAModelSelfTest {
             }
             let (cpu, cuda) = (results[0], results[1])
             let lossError = abs(cuda.loss - cpu.loss) / abs(cpu.loss)
-            var worstCosine = 1.0, worstRelative = 0.0
-            for (g, c) in zip(cuda.gradients, cpu.gradients) {
-                var dot = 0.0, gg = 0.0, cc = 0.0, diff = 0.0
-                for (x, y) in zip(g, c) {
-                    dot += Double(x) * Double(y); gg += Double(x) * Double(x); cc += Double(y) * Double(y)
-                    diff += Double(x - y) * Double(x - y)
-                }
-                let cosine = gg > 0 && cc > 0 ? dot / (gg.squareRoot() * cc.squareRoot()) : (gg == cc ? 1 : 0)
-                worstCosine = min(worstCosine, cosine.isNaN ? -1 : cosine)
-                worstRelative = max(worstRelative, cc > 0 ? (diff / cc).squareRoot() : diff.squareRoot())
-            }
+            let (worstCosine, worstRelative) = CUDAModelSelfTest.gradientAgreement(gpu: cuda.gradients, cpu: cpu.gradients)
             // Bounds calibrated on the H200: PyTorch + PEFT's own bf16 LoRA gradients sit up to ~6%
             // (relative) and cosine ~0.998 from their fp32 values at the TinyLlama shape, and these
             // tiny fixtures (weights of std 0.2) are noisier still; an indexing or formula bug shows
@@ -56,6 +46,23 @@ public enum CUDAModelSelfTest {
                 + "checkpoint offload \(offloadSame ? "bit-identical" : "DIFFERS")")
         }
         return passed
+    }
+
+    /// The worst cosine and the worst relative L2 error over LoRA gradient tensors, GPU against CPU
+    /// (NaN counts as cosine -1; an all-zero pair as cosine 1).
+    static func gradientAgreement(gpu: [[Float]], cpu: [[Float]]) -> (worstCosine: Double, worstRelative: Double) {
+        var worstCosine = 1.0, worstRelative = 0.0
+        for (g, c) in zip(gpu, cpu) {
+            var dot = 0.0, gg = 0.0, cc = 0.0, diff = 0.0
+            for (x, y) in zip(g, c) {
+                dot += Double(x) * Double(y); gg += Double(x) * Double(x); cc += Double(y) * Double(y)
+                diff += Double(x - y) * Double(x - y)
+            }
+            let cosine = gg > 0 && cc > 0 ? dot / (gg.squareRoot() * cc.squareRoot()) : (gg == cc ? 1 : 0)
+            worstCosine = min(worstCosine, cosine.isNaN ? -1 : cosine)
+            worstRelative = max(worstRelative, cc > 0 ? (diff / cc).squareRoot() : diff.squareRoot())
+        }
+        return (worstCosine, worstRelative)
     }
 
     static func roundWeights(_ model: LlamaModel, on cpu: CPUBackend, to storage: DType) {

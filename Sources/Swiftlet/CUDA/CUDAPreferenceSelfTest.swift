@@ -29,17 +29,7 @@ public enum CUDAPreferenceSelfTest {
             }
             let (cpu, cuda) = (results[0], results[1])
             let lossError = abs(cuda.loss - cpu.loss) / max(abs(cpu.loss), 1e-12)
-            var worstCosine = 1.0, worstRelative = 0.0
-            for (g, c) in zip(cuda.gradients, cpu.gradients) {
-                var dot = 0.0, gg = 0.0, cc = 0.0, diff = 0.0
-                for (x, y) in zip(g, c) {
-                    dot += Double(x) * Double(y); gg += Double(x) * Double(x); cc += Double(y) * Double(y)
-                    diff += Double(x - y) * Double(x - y)
-                }
-                let cosine = gg > 0 && cc > 0 ? dot / (gg.squareRoot() * cc.squareRoot()) : (gg == cc ? 1 : 0)
-                worstCosine = min(worstCosine, cosine.isNaN ? -1 : cosine)
-                worstRelative = max(worstRelative, cc > 0 ? (diff / cc).squareRoot() : diff.squareRoot())
-            }
+            let (worstCosine, worstRelative) = CUDAModelSelfTest.gradientAgreement(gpu: cuda.gradients, cpu: cpu.gradients)
             let ok = lossError < 5e-3 && worstCosine > 0.995 && worstRelative < 0.1
             passed = passed && ok
             say("  \(ok ? "PASS" : "FAIL")  \(objective.uppercased().padding(toLength: 16, withPad: " ", startingAt: 0)) loss cpu "
