@@ -26,19 +26,12 @@ struct DPO: ParsableCommand {
     func run() throws {
         let setup = try PreferenceSetup(preference, options: options, learningRate: lr)
         let (backend, model, tok, template, lora) = (setup.backend, setup.model, setup.tokenizer, setup.template, setup.lora)
-        var arguments = setup.arguments   // max steps set from the pair count below
-        func makeTrainer() throws -> DPOTrainer {
+        let dpo = try setup.trainer(options: options, epochs: preference.numTrainEpochs,
+                                      pairCount: { $0.objective.pairs.count }, builtWith: { $0.trainer.arguments }) { arguments in
             try DPOTrainer(model: model, tokenizer: tok, dataset: preference.data, evalDataset: preference.evalData, arguments: arguments,
                            beta: beta, lossType: lossType, labelSmoothing: labelSmoothing, truncation: truncationMode,
                            template: template)
         }
-        var dpo = try makeTrainer()
-        if options.maxSteps == nil {
-            arguments.maxSteps = TrainingOptions.steps(epochs: preference.numTrainEpochs, rows: dpo.objective.pairs.count,
-                                                       batchSize: preference.batchSize, gradAccum: options.gradAccum)
-        }
-        arguments.warmupSteps = options.warmup(totalSteps: arguments.maxSteps, fallback: 0)
-        if arguments != dpo.trainer.arguments { dpo = try makeTrainer() }
         let trainer = dpo.trainer
         if precomputeRefLogps {
             try dpo.precomputeReferenceLogProbs()

@@ -21,18 +21,11 @@ struct ORPO: ParsableCommand {
     func run() throws {
         let setup = try PreferenceSetup(preference, options: options, learningRate: lr)
         let (backend, model, tok, template, lora) = (setup.backend, setup.model, setup.tokenizer, setup.template, setup.lora)
-        var arguments = setup.arguments   // max steps set from the pair count below
-        func makeTrainer() throws -> ORPOTrainer {
+        let orpo = try setup.trainer(options: options, epochs: preference.numTrainEpochs,
+                                      pairCount: { $0.objective.pairs.count }, builtWith: { $0.trainer.arguments }) { arguments in
             try ORPOTrainer(model: model, tokenizer: tok, dataset: preference.data, evalDataset: preference.evalData, arguments: arguments,
                             beta: beta, template: template)
         }
-        var orpo = try makeTrainer()
-        if options.maxSteps == nil {
-            arguments.maxSteps = TrainingOptions.steps(epochs: preference.numTrainEpochs, rows: orpo.objective.pairs.count,
-                                                       batchSize: preference.batchSize, gradAccum: options.gradAccum)
-        }
-        arguments.warmupSteps = options.warmup(totalSteps: arguments.maxSteps, fallback: 0)
-        if arguments != orpo.trainer.arguments { orpo = try makeTrainer() }
         let trainer = orpo.trainer
         if orpo.droppedLongPrompts > 0 { print("dropped \(orpo.droppedLongPrompts) pairs whose prompt alone fills --max-length \(preference.maxLength)") }
         print("model: \(model.config.modelType.rawValue), \(model.config.layers) layers; LoRA r=\(lora.r) on \(model.adapters.count) modules; "

@@ -2,8 +2,7 @@ import Foundation
 import Swiftlet
 
 /// What `swiftlet dpo` and `swiftlet orpo` set up alike: the model with its adapters, the tokenizer,
-/// the chat template, and the training arguments of the shared flags (max steps left at 1 when not
-/// given: the caller sets them from the pair count once the data is read).
+/// the chat template, the training arguments of the shared flags, and the trainer built from them.
 struct PreferenceSetup {
     let backend: any Backend
     let model: LlamaModel
@@ -25,6 +24,20 @@ struct PreferenceSetup {
         arguments.learningRate = learningRate
         arguments.scheduler = preference.scheduler
         options.apply(to: &arguments)
+    }
+
+    /// The trainer `make` builds from the arguments. Without --max-steps it is built twice: once to
+    /// read the pairs, then with the steps of --num-train-epochs over them and their warm-up.
+    func trainer<T>(options: TrainingOptions, epochs: Double, pairCount: (T) -> Int, builtWith: (T) -> TrainingArguments,
+                    make: (TrainingArguments) throws -> T) throws -> T {
+        var arguments = self.arguments
         if options.maxSteps == nil { arguments.maxSteps = 1 }
+        let first = try make(arguments)
+        if options.maxSteps == nil {
+            arguments.maxSteps = TrainingOptions.steps(epochs: epochs, rows: pairCount(first), batchSize: arguments.batchSize,
+                                                       gradAccum: options.gradAccum)
+        }
+        arguments.warmupSteps = options.warmup(totalSteps: arguments.maxSteps, fallback: 0)
+        return arguments == builtWith(first) ? first : try make(arguments)
     }
 }
