@@ -33,10 +33,7 @@ struct Generate: ParsableCommand {
         if prompts.count == 1 {
             writeOut(streams[0].advance(outputs[0], final: true) + "\n")
         } else {
-            for row in prompts.indices {
-                var stream = TextStream(tokenizer: tokenizer, stopStrings: options.stop)
-                writeOut("[\(row + 1)] " + stream.advance(outputs[row], final: true) + "\n")
-            }
+            for row in prompts.indices { writeOut("[\(row + 1)] " + streams[row].advance(outputs[row], final: true) + "\n") }
         }
         writeError(result.speedLine)
     }
