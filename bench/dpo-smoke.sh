@@ -27,6 +27,9 @@ $swiftlet dpo --device cuda --model "$work/sft/demo-data/model" --adapter "$work
 $swiftlet dpo --device cuda --model "$work/sft/demo-data/model" --adapter "$work/sft" --data "$work/prefs.jsonl" \
     --max-steps 20 --lr 5e-4 --batch-size 8 --output "$work/dpo" --resume | tail -2
 cp "$work/dpo/metrics.jsonl" "$out/dpo-metrics.jsonl"
+# The reference log-probs scored once before training (--precompute-ref-logps), on CUDA.
+$swiftlet dpo --device cuda --model "$work/sft/demo-data/model" --adapter "$work/sft" --data "$work/prefs.jsonl" \
+    --max-steps 10 --lr 5e-4 --batch-size 8 --precompute-ref-logps --output "$work/dpo-pre" | tail -2
 $swiftlet orpo --device cuda --model "$work/sft/demo-data/model" --adapter "$work/sft" --data "$work/prefs.jsonl" \
     --eval-data "$work/prefs.jsonl" --max-steps 10 --lr 5e-4 --batch-size 8 --output "$work/orpo" | tail -3
 cp "$work/orpo/metrics.jsonl" "$out/orpo-metrics.jsonl"
@@ -36,3 +39,6 @@ $swiftlet "${gen[@]}" --device cpu > "$out/generate-cpu.txt" 2> "$out/generate-c
 $swiftlet "${gen[@]}" --device cuda > "$out/generate-cuda.txt" 2> "$out/generate-cuda.err"
 cat "$out/generate-cuda.txt" "$out/generate-cuda.err"
 cmp -s "$out/generate-cpu.txt" "$out/generate-cuda.txt" && echo "generate: CUDA greedy = CPU greedy" || echo "generate: CUDA and CPU greedy DIFFER"
+# The adapter merged into the weights on load (--merge-adapter), on CUDA: the same greedy text.
+$swiftlet "${gen[@]}" --device cuda --merge-adapter > "$out/generate-cuda-merged.txt" 2> "$out/generate-cuda-merged.err"
+cmp -s "$out/generate-cpu.txt" "$out/generate-cuda-merged.txt" && echo "generate: CUDA merged greedy = CPU greedy" || echo "generate: CUDA merged and CPU greedy DIFFER"
