@@ -128,7 +128,8 @@ struct Bench: ParsableCommand {
         var result: [String: Any] = [
             "system": "swiftlet-\(backend.name)", "arch": arch, "bsz": batchSize, "seq": seq, "objective": objective.rawValue,
             "gc": model.gradientCheckpointing.recomputes ? 1 : 0, "offload": model.gradientCheckpointing == .offload ? 1 : 0,
-            "fourbit": model.isQuantized4bit ? 1 : 0, "attn": "swiftlet", "r": r, "layers_kept_whole": model.layersKeptWhole,
+            "fourbit": model.isQuantized4bit ? 1 : 0,
+            "attn": (backend as? CUDABackend).map { $0.attentionKernels == .cudnn && $0.cudnnDescription != nil ? "cudnn" : $0.attentionKernels.rawValue } ?? "cpu", "r": r, "layers_kept_whole": model.layersKeptWhole,
             "step_s": (median * 1e4).rounded() / 1e4,
             // Tokens of the rows trained (dpo: chosen and rejected rows; its reference forward is extra work).
             "tok_s": (Double(rowsPerStep * seq) / median * 10).rounded() / 10,

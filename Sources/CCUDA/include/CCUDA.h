@@ -140,6 +140,119 @@ typedef cublasStatus_t (*PFN_cublasLtMatmul)(cublasLtHandle_t handle, cublasLtMa
     const void *beta, const void *C, cublasLtMatrixLayout_t cDesc, void *D, cublasLtMatrixLayout_t dDesc,
     const cublasLtMatmulAlgo_t *algo, void *workspace, size_t workspaceSize, void *stream);
 
+// ---- cuDNN 9 graph (backend) API (libcudnn.so.9), declared from the public cudnn_graph.h ----
+// Only what the fused attention graphs use (CUDA/CUDNNAttention.swift); the enum values are
+// cuDNN's, stable across 9.x.
+typedef int cudnnStatus_t;
+typedef struct cudnnContext *cudnnHandle_t;
+typedef void *cudnnBackendDescriptor_t;
+#define SWIFTLET_CUDNN_STATUS_SUCCESS 0
+// cudnnDataType_t
+#define SWIFTLET_CUDNN_DATA_FLOAT 0
+#define SWIFTLET_CUDNN_DATA_HALF 2
+#define SWIFTLET_CUDNN_DATA_INT32 4
+#define SWIFTLET_CUDNN_DATA_BFLOAT16 9
+#define SWIFTLET_CUDNN_DATA_BOOLEAN 11
+// cudnnBackendAttributeType_t
+#define SWIFTLET_CUDNN_TYPE_HANDLE 0
+#define SWIFTLET_CUDNN_TYPE_DATA_TYPE 1
+#define SWIFTLET_CUDNN_TYPE_BOOLEAN 2
+#define SWIFTLET_CUDNN_TYPE_INT64 3
+#define SWIFTLET_CUDNN_TYPE_VOID_PTR 6
+#define SWIFTLET_CUDNN_TYPE_HEUR_MODE 8
+#define SWIFTLET_CUDNN_TYPE_NUMERICAL_NOTE 11
+#define SWIFTLET_CUDNN_TYPE_POINTWISE_MODE 14
+#define SWIFTLET_CUDNN_TYPE_BACKEND_DESCRIPTOR 15
+#define SWIFTLET_CUDNN_TYPE_REDUCTION_OPERATOR_TYPE 18
+// cudnnBackendDescriptorType_t
+#define SWIFTLET_CUDNN_BACKEND_POINTWISE_DESCRIPTOR 0
+#define SWIFTLET_CUDNN_BACKEND_ENGINE_DESCRIPTOR 2
+#define SWIFTLET_CUDNN_BACKEND_ENGINECFG_DESCRIPTOR 3
+#define SWIFTLET_CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR 4
+#define SWIFTLET_CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR 5
+#define SWIFTLET_CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR 13
+#define SWIFTLET_CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR 15
+#define SWIFTLET_CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR 16
+#define SWIFTLET_CUDNN_BACKEND_TENSOR_DESCRIPTOR 17
+#define SWIFTLET_CUDNN_BACKEND_MATMUL_DESCRIPTOR 18
+#define SWIFTLET_CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR 19
+#define SWIFTLET_CUDNN_BACKEND_REDUCTION_DESCRIPTOR 21
+#define SWIFTLET_CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR 22
+#define SWIFTLET_CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR 31
+// cudnnBackendAttributeName_t
+#define SWIFTLET_CUDNN_ATTR_POINTWISE_MODE 0
+#define SWIFTLET_CUDNN_ATTR_POINTWISE_MATH_PREC 1
+#define SWIFTLET_CUDNN_ATTR_POINTWISE_AXIS 9
+#define SWIFTLET_CUDNN_ATTR_ENGINEHEUR_MODE 200
+#define SWIFTLET_CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH 201
+#define SWIFTLET_CUDNN_ATTR_ENGINEHEUR_RESULTS 202
+#define SWIFTLET_CUDNN_ATTR_ENGINECFG_ENGINE 300
+#define SWIFTLET_CUDNN_ATTR_EXECUTION_PLAN_HANDLE 400
+#define SWIFTLET_CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG 401
+#define SWIFTLET_CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE 402
+#define SWIFTLET_CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR 750
+#define SWIFTLET_CUDNN_ATTR_OPERATION_POINTWISE_XDESC 751
+#define SWIFTLET_CUDNN_ATTR_OPERATION_POINTWISE_BDESC 752
+#define SWIFTLET_CUDNN_ATTR_OPERATION_POINTWISE_YDESC 753
+#define SWIFTLET_CUDNN_ATTR_OPERATION_POINTWISE_TDESC 758
+#define SWIFTLET_CUDNN_ATTR_OPERATIONGRAPH_HANDLE 800
+#define SWIFTLET_CUDNN_ATTR_OPERATIONGRAPH_OPS 801
+#define SWIFTLET_CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT 900
+#define SWIFTLET_CUDNN_ATTR_TENSOR_DATA_TYPE 901
+#define SWIFTLET_CUDNN_ATTR_TENSOR_DIMENSIONS 902
+#define SWIFTLET_CUDNN_ATTR_TENSOR_STRIDES 903
+#define SWIFTLET_CUDNN_ATTR_TENSOR_UNIQUE_ID 906
+#define SWIFTLET_CUDNN_ATTR_TENSOR_IS_VIRTUAL 907
+#define SWIFTLET_CUDNN_ATTR_TENSOR_IS_BY_VALUE 908
+#define SWIFTLET_CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS 1000
+#define SWIFTLET_CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS 1001
+#define SWIFTLET_CUDNN_ATTR_VARIANT_PACK_WORKSPACE 1003
+#define SWIFTLET_CUDNN_ATTR_ENGINE_NUMERICAL_NOTE 1303
+#define SWIFTLET_CUDNN_ATTR_MATMUL_COMP_TYPE 1500
+#define SWIFTLET_CUDNN_ATTR_OPERATION_MATMUL_ADESC 1520
+#define SWIFTLET_CUDNN_ATTR_OPERATION_MATMUL_BDESC 1521
+#define SWIFTLET_CUDNN_ATTR_OPERATION_MATMUL_CDESC 1522
+#define SWIFTLET_CUDNN_ATTR_OPERATION_MATMUL_DESC 1523
+#define SWIFTLET_CUDNN_ATTR_REDUCTION_OPERATOR 1600
+#define SWIFTLET_CUDNN_ATTR_REDUCTION_COMP_TYPE 1601
+#define SWIFTLET_CUDNN_ATTR_OPERATION_REDUCTION_XDESC 1610
+#define SWIFTLET_CUDNN_ATTR_OPERATION_REDUCTION_YDESC 1611
+#define SWIFTLET_CUDNN_ATTR_OPERATION_REDUCTION_DESC 1612
+#define SWIFTLET_CUDNN_ATTR_OPERATION_RESHAPE_XDESC 2200
+#define SWIFTLET_CUDNN_ATTR_OPERATION_RESHAPE_YDESC 2201
+// modes
+#define SWIFTLET_CUDNN_HEUR_MODE_INSTANT 0
+#define SWIFTLET_CUDNN_HEUR_MODE_FALLBACK 2
+#define SWIFTLET_CUDNN_HEUR_MODE_A 3
+#define SWIFTLET_CUDNN_POINTWISE_ADD 0
+#define SWIFTLET_CUDNN_POINTWISE_MUL 1
+#define SWIFTLET_CUDNN_POINTWISE_DIV 6
+#define SWIFTLET_CUDNN_POINTWISE_SUB 9
+#define SWIFTLET_CUDNN_POINTWISE_EXP 13
+#define SWIFTLET_CUDNN_POINTWISE_LOG 15
+#define SWIFTLET_CUDNN_POINTWISE_IDENTITY 21
+#define SWIFTLET_CUDNN_POINTWISE_CMP_GE 303
+#define SWIFTLET_CUDNN_POINTWISE_GEN_INDEX 501
+#define SWIFTLET_CUDNN_POINTWISE_BINARY_SELECT 601
+#define SWIFTLET_CUDNN_REDUCE_TENSOR_ADD 0
+#define SWIFTLET_CUDNN_REDUCE_TENSOR_MAX 3
+
+typedef size_t (*PFN_cudnnGetVersion)(void);
+typedef const char *(*PFN_cudnnGetErrorString)(cudnnStatus_t status);
+typedef void (*PFN_cudnnGetLastErrorString)(char *message, size_t max_size);
+typedef cudnnStatus_t (*PFN_cudnnCreate)(cudnnHandle_t *handle);
+typedef cudnnStatus_t (*PFN_cudnnSetStream)(cudnnHandle_t handle, CUstream stream);
+typedef cudnnStatus_t (*PFN_cudnnBackendCreateDescriptor)(int descriptorType, cudnnBackendDescriptor_t *descriptor);
+typedef cudnnStatus_t (*PFN_cudnnBackendDestroyDescriptor)(cudnnBackendDescriptor_t descriptor);
+typedef cudnnStatus_t (*PFN_cudnnBackendFinalize)(cudnnBackendDescriptor_t descriptor);
+typedef cudnnStatus_t (*PFN_cudnnBackendSetAttribute)(cudnnBackendDescriptor_t descriptor, int attributeName,
+                                                      int attributeType, int64_t elementCount, const void *arrayOfElements);
+typedef cudnnStatus_t (*PFN_cudnnBackendGetAttribute)(cudnnBackendDescriptor_t const descriptor, int attributeName,
+                                                      int attributeType, int64_t requestedElementCount,
+                                                      int64_t *elementCount, void *arrayOfElements);
+typedef cudnnStatus_t (*PFN_cudnnBackendExecute)(cudnnHandle_t handle, cudnnBackendDescriptor_t executionPlan,
+                                                 cudnnBackendDescriptor_t variantPack);
+
 // ---- NCCL (libnccl.so.2), declared from the public nccl.h ----
 typedef int ncclResult_t;
 typedef struct ncclComm *ncclComm_t;

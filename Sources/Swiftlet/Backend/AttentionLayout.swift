@@ -14,9 +14,12 @@ public struct AttentionLayout {
     public var sequenceIds: Tensor
     public var slidingWindow: Int?
     public var scale: Float
+    /// Every row is one whole sequence (no packing, no padding), so the mask is plain causal: what
+    /// fused attention libraries (cuDNN) take without a mask tensor. False when not known.
+    public var wholeRows: Bool
 
     public init(rows: Int, columns: Int, heads: Int, kvHeads: Int, headDim: Int,
-                sequenceIds: Tensor, slidingWindow: Int?, scale: Float? = nil) {
+                sequenceIds: Tensor, slidingWindow: Int?, scale: Float? = nil, wholeRows: Bool = false) {
         precondition(heads % kvHeads == 0, "heads \(heads) not a multiple of kv heads \(kvHeads)")
         self.rows = rows
         self.columns = columns
@@ -26,6 +29,16 @@ public struct AttentionLayout {
         self.sequenceIds = sequenceIds
         self.slidingWindow = slidingWindow
         self.scale = scale ?? 1 / Float(headDim).squareRoot()
+        self.wholeRows = wholeRows
+    }
+
+    /// Whether each row of `sequenceIds` ([rows × columns], row-major) holds one sequence throughout.
+    public static func rowsAreWhole(_ sequenceIds: [Int32], columns: Int) -> Bool {
+        guard columns > 0 else { return false }
+        return stride(from: 0, to: sequenceIds.count, by: columns).allSatisfy { start in
+            let id = sequenceIds[start]
+            return id >= 0 && sequenceIds[start..<start + columns].allSatisfy { $0 == id }
+        }
     }
 
     /// Whether query column i may attend to key column j of the same row.

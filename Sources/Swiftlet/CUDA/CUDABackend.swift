@@ -20,9 +20,25 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     private let lock = NSLock()
     /// Pinned host blocks for offloaded activations (gradient checkpointing's offload mode).
     let pinnedHost: PinnedHostPool
-    /// Keep attention on the simple CUDA-core kernels even where the tensor-core ones apply
-    /// (environment SWIFTLET_ATTENTION=simple; the doctor flips it to time both).
-    public var simpleAttention: Bool
+    /// Which attention kernels run where they apply: cuDNN's fused attention (the default), our
+    /// tiled tensor-core kernels, or the simple CUDA-core ones (environment SWIFTLET_ATTENTION=
+    /// cudnn|swiftlet|simple; the doctor switches them to check and time each).
+    public var attentionKernels: AttentionKernels
+    public enum AttentionKernels: String, CaseIterable, Sendable {
+        case cudnn
+        /// Our tensor-core kernels (deterministic), falling back to the simple ones.
+        case swiftlet
+        case simple
+    }
+    /// cuDNN when it loaded (see `cudnnProblem` otherwise), with the attention graphs built so far
+    /// and the geometries it has no engine for.
+    let cudnnLibrary: CUDNN?
+    public let cudnnProblem: String?
+    var cudnnForwardGraphs: [CUDNNAttention.Key: CUDNNAttention.Forward] = [:]
+    var cudnnBackwardGraphs: [CUDNNAttention.Key: CUDNNAttention.Backward] = [:]
+    var cudnnFailedKeys: Set<CUDNNAttention.Key> = []
+    /// "9.14.0 (path)" when cuDNN loaded.
+    public var cudnnDescription: String? { cudnnLibrary.map { "\($0.versionString) (\($0.path))" } }
 
     /// `storage` nil picks bf16 where the GPU has it (compute capability 8.0+), else fp16.
     public init(libraries: CUDALibraries? = nil, ordinal: Int = 0, storage: DType? = nil) throws {
@@ -33,13 +49,24 @@ public final class CUDABackend: Backend, @unchecked Sendable {
             throw CUDAError.invalid("CUDA storage must be bf16 or fp16, not \(computeType)")
         }
         prelude = CUDAKernelSource.prelude(storage: computeType)
-        simpleAttention = CUDALibrarySearch.processEnvironment["SWIFTLET_ATTENTION"] == "simple"
+        let requested = CUDALibrarySearch.processEnvironment["SWIFTLET_ATTENTION"] ?? "cudnn"
+        guard let attention = AttentionKernels(rawValue: requested) else {
+            throw CUDAError.invalid("SWIFTLET_ATTENTION=\(requested): expected one of "
+                                    + AttentionKernels.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        attentionKernels = attention
         kernels = KernelCache(device: device)
         pinnedHost = PinnedHostPool(libs: libs)
         guard let cublasLt = libs.cublasLt else {
             throw CUDAError.invalid(libs.cublasLtProblem ?? "libcublasLt not found")
         }
         blas = try CUBLASLt(library: cublasLt, device: device)
+        var cudnn: CUDNN?, problem = libs.cudnnProblem
+        if let library = libs.cudnn {
+            do { cudnn = try CUDNN(library: library, stream: device.stream) } catch { problem = "\(error)" }
+        }
+        cudnnLibrary = cudnn
+        cudnnProblem = problem
     }
 
     /// Runs device work that can only fail through a broken device or a bug: such failures stop

@@ -165,6 +165,9 @@ public final class CUDALibraries: @unchecked Sendable {
     /// Located and reported only; nothing calls it yet.
     public let cublasLt: LoadedLibrary?
     public let cublasLtProblem: String?
+    /// cuDNN 9, for fused attention where it has an engine; optional (the NVRTC kernels cover it).
+    public let cudnn: LoadedLibrary?
+    public let cudnnProblem: String?
 
     // Driver
     let cuInit: PFN_cuInit
@@ -223,6 +226,13 @@ public final class CUDALibraries: @unchecked Sendable {
         } catch {
             cublasLt = nil
             cublasLtProblem = "\(error)"
+        }
+        do {
+            cudnn = try LoadedLibrary.open(name: "libcudnn.so.9", candidates: candidates(CUDNN.sonames))
+            cudnnProblem = nil
+        } catch {
+            cudnn = nil
+            cudnnProblem = "\(error)"
         }
 
         cuInit = try d.symbol("cuInit", as: PFN_cuInit.self)

@@ -270,8 +270,9 @@ struct CUDAOpSelfTest {
         gpu.rope(q.gpu, positions: pos.gpu, table: tables.1, heads: heads, inverse: true)
         check("inverse (backward)", q)
 
-        // Both attention kernel families: the tensor-core tiles (head dims 64 and 128 on 8.0+) and the
-        // simple kernels (d 96), with GQA, packed rows with padding, windows and ragged tiles (200, 300).
+        // Every attention kernel family: cuDNN's fused attention (whole rows, d 64 and 128), the
+        // tensor-core tiles (head dims 64 and 128 on 8.0+) and the simple kernels (d 96), with GQA and
+        // MHA, packed rows with padding, windows and ragged tiles (200, 300).
         try attention("causal GQA 1×2048, 32/8 heads, d 128", rows: 1, columns: 2048, heads: 32, kvHeads: 8,
                       headDim: 128, timed: true)
         try attention("packed rows + padding + window 64, 2×512, d 128", rows: 2, columns: 512, heads: 32, kvHeads: 8,
@@ -280,64 +281,73 @@ struct CUDAOpSelfTest {
                       window: 100)
         try attention("causal GQA 1×2048, 32/4 heads, d 64 (tinyllama)", rows: 1, columns: 2048, heads: 32, kvHeads: 4,
                       headDim: 64, timed: true)
+        try attention("whole rows 2×256, 8/8 heads (MHA), d 128", rows: 2, columns: 256, heads: 8, kvHeads: 8, headDim: 128)
+        try attention("whole rows 2×384, 16/2 heads, d 64", rows: 2, columns: 384, heads: 16, kvHeads: 2, headDim: 64)
         try attention("packed rows + padding, 2×200, 32/8 heads, d 64", rows: 2, columns: 200, heads: 32, kvHeads: 8,
                       headDim: 64, packed: (70, 150))
         try attention("d 96 (simple kernels), 1×200, 8/2 heads", rows: 1, columns: 200, heads: 8, kvHeads: 2, headDim: 96,
                       packed: (90, 170))
     }
 
-    /// One attention geometry, forward and backward against the CPU. `packed` (a, b): columns below
-    /// a are sequence 0, below b sequence 1, the rest padding. Timed cases also time the simple
-    /// kernels where the tensor-core ones ran, for the comparison.
+    /// One attention geometry, forward and backward against the CPU, on each kernel family that
+    /// applies (cuDNN's fused attention, our tensor-core tiles, the simple kernels). `packed` (a, b):
+    /// columns below a are sequence 0, below b sequence 1, the rest padding. Timed cases also time
+    /// each family.
     mutating func attention(_ label: String, rows: Int, columns: Int, heads: Int, kvHeads: Int, headDim: Int,
                             window: Int = 0, packed: (Int, Int)? = nil, timed: Bool = false) throws {
-        let kind = gpu.usesFlashAttention(headDim: headDim) ? "tensor cores" : "simple"
-        say("attention \(label) [\(kind)]:")
         var ids = [Int32](repeating: 0, count: rows * columns)
         if let (a, b) = packed {
             for n in ids.indices { let c = n % columns; ids[n] = c < a ? 0 : c < b ? 1 : -1 }
         }
         let seq = try ints(ids)
         let n = rows * columns
+        let whole = AttentionLayout.rowsAreWhole(ids, columns: columns)
         let layouts = (AttentionLayout(rows: rows, columns: columns, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                                       sequenceIds: seq.cpu, slidingWindow: window == 0 ? nil : window),
+                                       sequenceIds: seq.cpu, slidingWindow: window == 0 ? nil : window, wholeRows: whole),
                        AttentionLayout(rows: rows, columns: columns, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                                       sequenceIds: seq.gpu, slidingWindow: window == 0 ? nil : window))
+                                       sequenceIds: seq.gpu, slidingWindow: window == 0 ? nil : window, wholeRows: whole))
         let q = try pair([n, heads * headDim], storage, in: -2...2), k = try pair([n, kvHeads * headDim], storage, in: -2...2)
         let v = try pair([n, kvHeads * headDim], storage)
         let out = try output([n, heads * headDim], storage), lse = try output([n, heads], .f32)
-        cpu.attention(q.cpu, k.cpu, v.cpu, layout: layouts.0, into: out.cpu, logSumExp: lse.cpu)
-        gpu.attention(q.gpu, k.gpu, v.gpu, layout: layouts.1, into: out.gpu, logSumExp: lse.gpu)
-        check("forward out", out)
-        // -inf rows (padding) compare as non-finite on both sides; count them out by checking finite ones
-        let lseGPU = gpu.download(lse.gpu), lseCPU = cpu.download(lse.cpu)
-        let mismatchedPadding = zip(lseGPU, lseCPU).filter { $0.0.isFinite != $0.1.isFinite }.count
-        let finite = zip(lseGPU, lseCPU).filter { $0.1.isFinite }
-        let e = ErrorMeasure.measure(gpu: finite.map(\.0), cpu: finite.map(\.1))
-        let ok = mismatchedPadding == 0 && e.passes(maxBound: 1e-4, meanBound: 1e-5)
-        passed = passed && ok
-        say("  \(ok ? "PASS" : "FAIL")  \("forward log-sum-exp (f32)".padding(toLength: 40, withPad: " ", startingAt: 0)) max rel \(fmt(e.maxRelative)) (≤ 1e-4)  padding rows agreeing: \(mismatchedPadding == 0)")
         let dOut = try pair([n, heads * headDim], storage)
         let dq = try output([n, heads * headDim], storage), dk = try output([n, kvHeads * headDim], storage)
         let dv = try output([n, kvHeads * headDim], storage)
+        cpu.attention(q.cpu, k.cpu, v.cpu, layout: layouts.0, into: out.cpu, logSumExp: lse.cpu)
         cpu.attentionBackward(dOut: dOut.cpu, q: q.cpu, k: k.cpu, v: v.cpu, out: out.cpu, logSumExp: lse.cpu,
                               layout: layouts.0, dQ: dq.cpu, dK: dk.cpu, dV: dv.cpu)
-        gpu.attentionBackward(dOut: dOut.gpu, q: q.gpu, k: k.gpu, v: v.gpu, out: out.gpu, logSumExp: lse.gpu,
-                              layout: layouts.1, dQ: dq.gpu, dK: dk.gpu, dV: dv.gpu)
-        check("backward dQ", dq)
-        check("backward dK", dk)
-        check("backward dV", dv)
-        guard timed else { return }
         // causal: half of the QKᵀ and PV products; the backward does 2.5 times the forward's work
         let flops = 4.0 * Double(rows) * Double(columns) * Double(columns) / 2 * Double(heads * headDim)
-        let simple = gpu.simpleAttention
-        defer { gpu.simpleAttention = simple }
-        for family in kind == "simple" ? [kind] : [kind, "simple"] {
-            gpu.simpleAttention = family == "simple"
-            time("forward (\(family))", flops: flops) {
+        let chosen = gpu.attentionKernels
+        defer { gpu.attentionKernels = chosen }
+        var families: [(CUDABackend.AttentionKernels, String)] = []
+        gpu.attentionKernels = .cudnn
+        if gpu.usesCUDNNAttention(layouts.1, []) { families.append((.cudnn, "cuDNN")) }
+        gpu.attentionKernels = .swiftlet
+        if gpu.usesFlashAttention(headDim: headDim) { families.append((.swiftlet, "tensor cores")) }
+        if families.isEmpty || timed { families.append((.simple, "simple")) }
+        for (family, name) in families {
+            gpu.attentionKernels = family
+            say("attention \(label) [\(name)]:")
+            gpu.attention(q.gpu, k.gpu, v.gpu, layout: layouts.1, into: out.gpu, logSumExp: lse.gpu)
+            check("forward out", out)
+            // -inf rows (padding) compare as non-finite on both sides; count them out by checking finite ones
+            let lseGPU = gpu.download(lse.gpu), lseCPU = cpu.download(lse.cpu)
+            let mismatchedPadding = zip(lseGPU, lseCPU).filter { $0.0.isFinite != $0.1.isFinite }.count
+            let finite = zip(lseGPU, lseCPU).filter { $0.1.isFinite }
+            let e = ErrorMeasure.measure(gpu: finite.map(\.0), cpu: finite.map(\.1))
+            let ok = mismatchedPadding == 0 && e.passes(maxBound: 1e-4, meanBound: 1e-5)
+            passed = passed && ok
+            say("  \(ok ? "PASS" : "FAIL")  \("forward log-sum-exp (f32)".padding(toLength: 40, withPad: " ", startingAt: 0)) max rel \(fmt(e.maxRelative)) (≤ 1e-4)  padding rows agreeing: \(mismatchedPadding == 0)")
+            gpu.attentionBackward(dOut: dOut.gpu, q: q.gpu, k: k.gpu, v: v.gpu, out: out.gpu, logSumExp: lse.gpu,
+                                  layout: layouts.1, dQ: dq.gpu, dK: dk.gpu, dV: dv.gpu)
+            check("backward dQ", dq)
+            check("backward dK", dk)
+            check("backward dV", dv)
+            guard timed else { continue }
+            time("forward (\(name))", flops: flops) {
                 gpu.attention(q.gpu, k.gpu, v.gpu, layout: layouts.1, into: out.gpu, logSumExp: lse.gpu)
             }
-            time("backward (\(family))", flops: 2.5 * flops) {
+            time("backward (\(name))", flops: 2.5 * flops) {
                 gpu.attentionBackward(dOut: dOut.gpu, q: q.gpu, k: k.gpu, v: v.gpu, out: out.gpu, logSumExp: lse.gpu,
                                       layout: layouts.1, dQ: dq.gpu, dK: dk.gpu, dV: dv.gpu)
             }

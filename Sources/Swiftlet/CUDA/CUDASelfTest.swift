@@ -26,6 +26,8 @@ public enum CUDADoctor {
         say("kernel cache:  \(backend.kernels.directory ?? "none (no HOME)")")
 
         say("cuBLASLt:      version \(backend.blas.version)")
+        say("cuDNN:         \(backend.cudnnDescription ?? "not used (\(backend.cudnnProblem ?? "?"))")")
+        say("attention:     \(backend.attentionKernels.rawValue) kernels (SWIFTLET_ATTENTION)")
         var passed = true
         // bf16 where the GPU has it; fp16 (the mode of compute capability 7.x) everywhere.
         let storages: [DType] = backend.computeType == .bf16 ? [.bf16, .f16] : [.f16]

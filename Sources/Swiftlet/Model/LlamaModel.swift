@@ -172,7 +172,8 @@ public final class LlamaModel {
         let layout = AttentionLayout(rows: batch.rows, columns: batch.columns, heads: config.heads,
                                      kvHeads: config.kvHeads, headDim: config.headDim,
                                      sequenceIds: try backend.upload(batch.sequenceIds, [batch.tokenCount]),
-                                     slidingWindow: config.slidingWindow)
+                                     slidingWindow: config.slidingWindow,
+                                     wholeRows: AttentionLayout.rowsAreWhole(batch.sequenceIds, columns: batch.columns))
         return StepContext(config: config, positions: try backend.upload(batch.positions, [batch.tokenCount]),
                            rope: rope, layout: layout, layerSeed: nil)
     }

@@ -183,6 +183,8 @@ extension CUDABackend {
         precondition(layout.headDim <= 256, "head_dim \(layout.headDim) > 256 is not supported by the CUDA attention")
         for t in [q, k, v, out] { expect(t, computeType) }
         expect(logSumExp, .f32)
+        if usesCUDNNAttention(layout, [q, k, v, out]),
+           cudnnAttention(q, k, v, layout: layout, into: out, logSumExp: logSumExp) { return }
         if usesFlashAttention(headDim: layout.headDim, [q, k, v, out]) {
             return flashAttention(q, k, v, layout: layout, into: out, logSumExp: logSumExp)
         }
@@ -198,6 +200,9 @@ extension CUDABackend {
     public func attentionBackward(dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
                                   logSumExp: Tensor, layout: AttentionLayout,
                                   dQ: Tensor, dK: Tensor, dV: Tensor) {
+        if usesCUDNNAttention(layout, [dOut, q, k, v, out, dQ, dK, dV]),
+           cudnnAttentionBackward(dOut: dOut, q: q, k: k, v: v, out: out, logSumExp: logSumExp, layout: layout,
+                                  dQ: dQ, dK: dK, dV: dV) { return }
         if usesFlashAttention(headDim: layout.headDim, [dOut, q, k, v, out, dQ, dK, dV]) {
             return flashAttentionBackward(dOut: dOut, q: q, k: k, v: v, out: out, logSumExp: logSumExp,
                                           layout: layout, dQ: dQ, dK: dK, dV: dV)

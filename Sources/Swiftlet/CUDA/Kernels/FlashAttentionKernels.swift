@@ -555,7 +555,7 @@ extension CUDABackend {
     /// Whether the tensor-core kernels run this call: mma.sync with bf16 needs compute capability
     /// 8.0, the tiles exist for head dims 64 and 128, and rows are read 16 bytes at a time.
     func usesFlashAttention(headDim: Int, _ tensors: [Tensor] = []) -> Bool {
-        !simpleAttention && device.computeCapability.major >= 8 && CUDAFlashAttention.headDims.contains(headDim)
+        attentionKernels != .simple && device.computeCapability.major >= 8 && CUDAFlashAttention.headDims.contains(headDim)
             && tensors.allSatisfy { $0.device % 16 == 0 }
     }
 
