@@ -2,8 +2,9 @@
 # Data-parallel training over real NCCL. On one GPU: world size 1 through NCCL (started as torchrun
 # starts it, and by `--gpus 1`) must give the adapter of the plain run bit for bit (an all-reduce over
 # one rank is a copy). With 2+ GPUs also: `--gpus 2` against one GPU with 2x accumulation (equal to
-# rounding: NCCL sums in its own order, bf16 activations), and tokens/s of 1 vs 2 GPUs at the same
-# per-GPU batch. Carry bench/bin (swiftlet or swiftlet.xz). Logs and RESULT lines go to $OUT.
+# rounding: NCCL sums in its own order, bf16 activations), tokens/s of 1 vs 2 GPUs at the same
+# per-GPU batch, and the gradient all-reduce's time against the step's. Carry bench/bin (swiftlet
+# or swiftlet.xz). Logs and RESULT lines go to $OUT.
 #   MODEL=dir DATA=file   train on these instead of the built-in demo (the demo's tiny model says
 #                         little about scaling); STEPS (default 30), BATCH (default 8) per GPU.
 set -uo pipefail
@@ -66,6 +67,24 @@ print(f"{tokens / runtime:.0f}")
 EOF
 }
 
+# The gradient all-reduce against the step (docs/PERFORMANCE.md, "Data parallel: the gradient all-reduce"):
+# metrics.jsonl's allreduce_ms (timed between two stream syncs), the first step left out as warm-up.
+allreduce() {
+python3 - "$1" "$2" <<'EOF'
+import json, re, sys
+rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl")]
+steps = [r for r in rows if "allreduce_ms" in r][1:]
+summary = [r for r in rows if "train_runtime" in r][-1]
+step_ms = 1000 * summary["train_runtime"] / max(summary["step"], 1)
+ms = sum(r["allreduce_ms"] for r in steps) / max(len(steps), 1)
+m = re.search(r"(\d+) trainable", open(sys.argv[2]).read())
+mb = int(m.group(1)) * 4 / 1e6 if m else None
+print("RESULT " + json.dumps({"check": "gradient all-reduce", "gradient_mb": mb, "allreduce_ms_mean": round(ms, 3),
+                              "step_ms_mean": round(step_ms, 1), "share": round(ms / step_ms, 4),
+                              "algbw_gb_s": round(mb / ms, 1) if mb and ms else None}))
+EOF
+}
+
 run() {  # name, extra arguments...; environment from the caller
   local name=$1; shift
   timeout 600 $swiftlet "${train[@]}" "${common[@]}" "$@" --output "$out/$name" > "$out/$name.log" 2>&1
@@ -91,6 +110,7 @@ if [ "$gpus" -ge 2 ]; then
   one=$(tokens_per_second "$out/single"); two=$(tokens_per_second "$out/gpus2")
   python3 -c "import json; print('RESULT ' + json.dumps({'check': 'scaling', 'tokens_per_s_1gpu': $one, 'tokens_per_s_2gpu': $two, 'speedup': round($two / $one, 3)}))" \
     | tee -a "$out/summary.log"
+  allreduce "$out/gpus2" "$out/gpus2.log" | tee -a "$out/summary.log"
   grep -E "^step $steps/" "$out/single.log" "$out/accum2.log" "$out/gpus2.log"
 else
   echo "one GPU: the 2-GPU comparison and scaling need nvidia-h200-x2 or larger" | tee -a "$out/summary.log"

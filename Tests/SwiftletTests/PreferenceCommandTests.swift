@@ -45,6 +45,7 @@ final class PreferenceCommandTests: XCTestCase {
         XCTAssertEqual(parallel.steps.count, 3)
         XCTAssertEqual(values(parallel.steps), values(alone.steps), "\(objective): logged loss and metrics")
         for key in ["loss", "grad_norm", "num_tokens", "rewards/accuracies"] { XCTAssertNotNil(values(parallel.steps).first?[key], key) }
+        XCTAssertNotNil(parallel.steps.first?["allreduce_ms"], "the gradient sum is timed")
         // The comparison can tell: one process without the second micro-batch trains other adapters.
         XCTAssertNotEqual(try train(common, dir, "half").adapter, alone.adapter)
     }
