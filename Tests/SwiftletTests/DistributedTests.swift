@@ -235,6 +235,14 @@ final class DistributedTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.output)
         r = try runSwiftlet(["train"] + common + ["--nproc", "2", "--max-steps", "2", "--output", resumed.path])
         XCTAssertEqual(r.status, 0, r.output)
+        // The 2 ranks' logged steps count the global batch's tokens once (each rank reports its own share).
+        func history(_ run: URL) throws -> [[String: Any]] {
+            let state = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("checkpoint-2/trainer_state.json")))
+            return try XCTUnwrap((state as? [String: Any])?["log_history"] as? [[String: Any]])
+        }
+        for (ranks, alone) in zip(try history(resumed), try history(straight)) {
+            for key in ["tokens", "target_tokens"] { XCTAssertEqual(ranks[key] as? Int, alone[key] as? Int, key) }
+        }
         r = try runSwiftlet(["train"] + common + ["--grad-accum", "2", "--max-steps", "4", "--resume", "--output", resumed.path])
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertTrue(r.output.contains("resumed from"), r.output)
