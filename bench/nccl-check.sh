@@ -116,3 +116,37 @@ else
   echo "one GPU: the 2-GPU comparison and scaling need nvidia-h200-x2 or larger" | tee -a "$out/summary.log"
 fi
 grep -E "^step $steps/" "$out/single.log" "$out/ws1-env.log" 2>/dev/null
+
+# 3. dpo (with --precompute-ref-logps: the reference batches split over the ranks) and orpo through
+# the same launch: --gpus 1 bit for bit against the plain run; with 2+ GPUs, --gpus 2 against one GPU
+# with 2x accumulation (to rounding). PAIRS=file with MODEL, else pairs of the demo task.
+if [ -z "${MODEL:-}" ]; then
+  pairs=$out/pairs.jsonl; pref_model=$d/model
+  python3 - "$pairs" <<'EOF'
+import json, random, sys
+random.seed(3); rows = []
+for _ in range(64):
+    start, by = random.randrange(100), random.randrange(1, 4)
+    count = lambda step: " ".join(str(start + k * step) for k in range(8))
+    rows.append(json.dumps({"prompt": [{"role": "user", "content": f"Count by {by} from {start}."}],
+                            "chosen": [{"role": "assistant", "content": count(by)}],
+                            "rejected": [{"role": "assistant", "content": count(by + 1)}]}))
+open(sys.argv[1], "w").write("\n".join(rows) + "\n")
+EOF
+else
+  pairs=${PAIRS:-}; pref_model=$MODEL
+fi
+if [ -n "$pairs" ]; then
+  for objective in dpo orpo; do
+    extra=(); [ $objective = dpo ] && extra=(--precompute-ref-logps)
+    train=($objective --model "$pref_model" --data "$pairs" --max-length ${SEQ:-96} --lr 1e-3 "${extra[@]}")
+    run $objective-single && run $objective-gpus1 --gpus 1 && \
+      compare "$objective --gpus 1 vs plain" "$out/$objective-gpus1" "$out/$objective-single" | tee -a "$out/summary.log"
+    if [ "$gpus" -ge 2 ]; then
+      run $objective-accum2 --grad-accum 2 && run $objective-gpus2 --gpus 2 && \
+        compare "$objective --gpus 2 vs 1 GPU with --grad-accum 2" "$out/$objective-gpus2" "$out/$objective-accum2" | tee -a "$out/summary.log"
+    fi
+  done
+else
+  echo "MODEL without PAIRS: the dpo/orpo checks need a preference file" | tee -a "$out/summary.log"
+fi
