@@ -2,8 +2,9 @@
 # Data-parallel training over real NCCL. On one GPU: world size 1 through NCCL (started as torchrun
 # starts it, and by `--gpus 1`) must give the adapter of the plain run bit for bit (an all-reduce over
 # one rank is a copy). With 2+ GPUs also: `--gpus 2` against one GPU with 2x accumulation (equal to
-# rounding: NCCL sums in its own order, bf16 activations), and tokens/s of 1 vs 2 GPUs at the same
-# per-GPU batch. Carry bench/bin (swiftlet or swiftlet.xz). Logs and RESULT lines go to $OUT.
+# rounding: NCCL sums in its own order, bf16 activations), tokens/s of 1 vs 2 GPUs at the same
+# per-GPU batch, and the gradient all-reduce's time against the step's. Carry bench/bin (swiftlet
+# or swiftlet.xz). Logs and RESULT lines go to $OUT.
 #   MODEL=dir DATA=file   train on these instead of the built-in demo (the demo's tiny model says
 #                         little about scaling); STEPS (default 30), BATCH (default 8) per GPU.
 set -uo pipefail
@@ -66,6 +67,24 @@ print(f"{tokens / runtime:.0f}")
 EOF
 }
 
+# The gradient all-reduce against the step (docs/PERFORMANCE.md, "Data parallel: the gradient all-reduce"):
+# metrics.jsonl's allreduce_ms (timed between two stream syncs), the first step left out as warm-up.
+allreduce() {
+python3 - "$1" "$2" <<'EOF'
+import json, re, sys
+rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl")]
+steps = [r for r in rows if "allreduce_ms" in r][1:]
+summary = [r for r in rows if "train_runtime" in r][-1]
+step_ms = 1000 * summary["train_runtime"] / max(summary["step"], 1)
+ms = sum(r["allreduce_ms"] for r in steps) / max(len(steps), 1)
+m = re.search(r"(\d+) trainable", open(sys.argv[2]).read())
+mb = int(m.group(1)) * 4 / 1e6 if m else None
+print("RESULT " + json.dumps({"check": "gradient all-reduce", "gradient_mb": mb, "allreduce_ms_mean": round(ms, 3),
+                              "step_ms_mean": round(step_ms, 1), "share": round(ms / step_ms, 4),
+                              "algbw_gb_s": round(mb / ms, 1) if mb and ms else None}))
+EOF
+}
+
 run() {  # name, extra arguments...; environment from the caller
   local name=$1; shift
   timeout 600 $swiftlet "${train[@]}" "${common[@]}" "$@" --output "$out/$name" > "$out/$name.log" 2>&1
@@ -91,8 +110,43 @@ if [ "$gpus" -ge 2 ]; then
   one=$(tokens_per_second "$out/single"); two=$(tokens_per_second "$out/gpus2")
   python3 -c "import json; print('RESULT ' + json.dumps({'check': 'scaling', 'tokens_per_s_1gpu': $one, 'tokens_per_s_2gpu': $two, 'speedup': round($two / $one, 3)}))" \
     | tee -a "$out/summary.log"
+  allreduce "$out/gpus2" "$out/gpus2.log" | tee -a "$out/summary.log"
   grep -E "^step $steps/" "$out/single.log" "$out/accum2.log" "$out/gpus2.log"
 else
   echo "one GPU: the 2-GPU comparison and scaling need nvidia-h200-x2 or larger" | tee -a "$out/summary.log"
 fi
 grep -E "^step $steps/" "$out/single.log" "$out/ws1-env.log" 2>/dev/null
+
+# 3. dpo (with --precompute-ref-logps: the reference batches split over the ranks) and orpo through
+# the same launch: --gpus 1 bit for bit against the plain run; with 2+ GPUs, --gpus 2 against one GPU
+# with 2x accumulation (to rounding). PAIRS=file with MODEL, else pairs of the demo task.
+if [ -z "${MODEL:-}" ]; then
+  pairs=$out/pairs.jsonl; pref_model=$d/model
+  python3 - "$pairs" <<'EOF'
+import json, random, sys
+random.seed(3); rows = []
+for _ in range(64):
+    start, by = random.randrange(100), random.randrange(1, 4)
+    count = lambda step: " ".join(str(start + k * step) for k in range(8))
+    rows.append(json.dumps({"prompt": [{"role": "user", "content": f"Count by {by} from {start}."}],
+                            "chosen": [{"role": "assistant", "content": count(by)}],
+                            "rejected": [{"role": "assistant", "content": count(by + 1)}]}))
+open(sys.argv[1], "w").write("\n".join(rows) + "\n")
+EOF
+else
+  pairs=${PAIRS:-}; pref_model=$MODEL
+fi
+if [ -n "$pairs" ]; then
+  for objective in dpo orpo; do
+    extra=(); [ $objective = dpo ] && extra=(--precompute-ref-logps)
+    train=($objective --model "$pref_model" --data "$pairs" --max-length ${SEQ:-96} --lr 1e-3 "${extra[@]}")
+    run $objective-single && run $objective-gpus1 --gpus 1 && \
+      compare "$objective --gpus 1 vs plain" "$out/$objective-gpus1" "$out/$objective-single" | tee -a "$out/summary.log"
+    if [ "$gpus" -ge 2 ]; then
+      run $objective-accum2 --grad-accum 2 && run $objective-gpus2 --gpus 2 && \
+        compare "$objective --gpus 2 vs 1 GPU with --grad-accum 2" "$out/$objective-gpus2" "$out/$objective-accum2" | tee -a "$out/summary.log"
+    fi
+  done
+else
+  echo "MODEL without PAIRS: the dpo/orpo checks need a preference file" | tee -a "$out/summary.log"
+fi

@@ -18,27 +18,25 @@ struct DPO: ParsableCommand {
     var precomputeRefLogps = false
     @OptionGroup var options: TrainingOptions
     @Option(help: "Peak learning rate (TRL's DPOConfig default).") var lr: Double = 5e-6
+    @OptionGroup(title: "Multi-GPU (data parallel)") var distributed: DistributedOptions
 
     func validate() throws {
         if beta <= 0 { throw ValidationError("--beta must be positive") }
     }
 
     func run() throws {
-        let setup = try PreferenceSetup(preference, options: options, learningRate: lr)
-        let (backend, model, tok, template, lora) = (setup.backend, setup.model, setup.tokenizer, setup.template, setup.lora)
-        let dpo = try setup.trainer(options: options, epochs: preference.numTrainEpochs,
-                                      pairCount: { $0.objective.pairs.count }, builtWith: { $0.trainer.arguments }) { arguments in
-            try DPOTrainer(model: model, tokenizer: tok, dataset: preference.data, evalDataset: preference.evalData, arguments: arguments,
-                           beta: beta, lossType: lossType, labelSmoothing: labelSmoothing, truncation: truncationMode,
-                           template: template)
-        }
+        if distributed.launchesWorkers { return try distributed.launchWorkers(device: options.device) }
+        let setup = try PreferenceSetup(preference, options: options, learningRate: lr, tokenization: .dpo, truncation: truncationMode)
+        let (backend, model, lora, say) = (setup.backend, setup.model, setup.lora, setup.say)
+        let dpo = try DPOTrainer(model: model, data: setup.data, arguments: setup.arguments, beta: beta, lossType: lossType,
+                                 labelSmoothing: labelSmoothing, truncation: truncationMode, collective: setup.group)
         let trainer = dpo.trainer
         if precomputeRefLogps {
             try dpo.precomputeReferenceLogProbs()
-            print("reference log-probs of \(dpo.objective.pairs.count) pairs computed once (adapters off)")
+            say("reference log-probs of \(dpo.objective.pairs.count) pairs computed once (adapters off)")
         }
-        if dpo.droppedLongPrompts > 0 { print("dropped \(dpo.droppedLongPrompts) pairs whose prompt alone fills --max-length \(preference.maxLength)") }
-        print("model: \(model.config.modelType.rawValue), \(model.config.layers) layers; LoRA r=\(lora.r) on \(model.adapters.count) modules; "
+        if dpo.droppedLongPrompts > 0 { say("dropped \(dpo.droppedLongPrompts) pairs whose prompt alone fills --max-length \(preference.maxLength)") }
+        say("model: \(model.config.modelType.rawValue), \(model.config.layers) layers; LoRA r=\(lora.r) on \(model.adapters.count) modules; "
             + "\(dpo.objective.pairs.count) preference pairs; DPO \(lossType.rawValue), beta \(beta); backend \(backend.name)")
 
         let session = TrainingSession(options: options, trainer: trainer, model: model, lora: lora, baseModel: preference.model,
@@ -52,7 +50,7 @@ struct DPO: ParsableCommand {
         }
         let history = try session.run()
         let last = history.last
-        print(String(format: "done: loss %.4f -> %.4f, reward accuracy %.3f; adapter, metrics.jsonl and loss.svg written to %@",
+        say(String(format: "done: loss %.4f -> %.4f, reward accuracy %.3f; adapter, metrics.jsonl and loss.svg written to %@",
                      history.first?.loss ?? 0, last?.loss ?? 0, last?.metrics?["rewards/accuracies"] ?? 0, options.output))
     }
 }

@@ -13,22 +13,20 @@ struct ORPO: ParsableCommand {
     @Option(help: "ORPO's beta (the paper's lambda): the weight of the odds-ratio term beside the chosen NLL.") var beta: Double = 0.1
     @OptionGroup var options: TrainingOptions
     @Option(help: "Peak learning rate (TRL's ORPOConfig default).") var lr: Double = 1e-6
+    @OptionGroup(title: "Multi-GPU (data parallel)") var distributed: DistributedOptions
 
     func validate() throws {
         if beta <= 0 { throw ValidationError("--beta must be positive") }
     }
 
     func run() throws {
-        let setup = try PreferenceSetup(preference, options: options, learningRate: lr)
-        let (backend, model, tok, template, lora) = (setup.backend, setup.model, setup.tokenizer, setup.template, setup.lora)
-        let orpo = try setup.trainer(options: options, epochs: preference.numTrainEpochs,
-                                      pairCount: { $0.objective.pairs.count }, builtWith: { $0.trainer.arguments }) { arguments in
-            try ORPOTrainer(model: model, tokenizer: tok, dataset: preference.data, evalDataset: preference.evalData, arguments: arguments,
-                            beta: beta, template: template)
-        }
+        if distributed.launchesWorkers { return try distributed.launchWorkers(device: options.device) }
+        let setup = try PreferenceSetup(preference, options: options, learningRate: lr, tokenization: .orpo)
+        let (backend, model, lora, say) = (setup.backend, setup.model, setup.lora, setup.say)
+        let orpo = try ORPOTrainer(model: model, data: setup.data, arguments: setup.arguments, beta: beta, collective: setup.group)
         let trainer = orpo.trainer
-        if orpo.droppedLongPrompts > 0 { print("dropped \(orpo.droppedLongPrompts) pairs whose prompt alone fills --max-length \(preference.maxLength)") }
-        print("model: \(model.config.modelType.rawValue), \(model.config.layers) layers; LoRA r=\(lora.r) on \(model.adapters.count) modules; "
+        if orpo.droppedLongPrompts > 0 { say("dropped \(orpo.droppedLongPrompts) pairs whose prompt alone fills --max-length \(preference.maxLength)") }
+        say("model: \(model.config.modelType.rawValue), \(model.config.layers) layers; LoRA r=\(lora.r) on \(model.adapters.count) modules; "
             + "\(orpo.objective.pairs.count) preference pairs; ORPO, beta \(beta); backend \(backend.name)")
 
         let session = TrainingSession(options: options, trainer: trainer, model: model, lora: lora, baseModel: preference.model,
@@ -41,7 +39,7 @@ struct ORPO: ParsableCommand {
         }
         let history = try session.run()
         let last = history.last
-        print(String(format: "done: loss %.4f -> %.4f, reward accuracy %.3f; adapter, metrics.jsonl and loss.svg written to %@",
+        say(String(format: "done: loss %.4f -> %.4f, reward accuracy %.3f; adapter, metrics.jsonl and loss.svg written to %@",
                      history.first?.loss ?? 0, last?.loss ?? 0, last?.metrics?["rewards/accuracies"] ?? 0, options.output))
     }
 }

@@ -72,8 +72,9 @@ struct Train: ParsableCommand {
         arguments.packing = packing
         if options.maxSteps == nil, let numTrainEpochs {
             let rows = packing ? Packing.pack(examples, seqLength: arguments.maxSeqLength).count : examples.count
+            // An epoch in global batches (N ranks: N× the accumulation), as one process would count it.
             arguments.maxSteps = TrainingOptions.steps(epochs: numTrainEpochs, rows: rows, batchSize: arguments.batchSize,
-                                                       gradAccum: arguments.gradientAccumulation)
+                                                       gradAccum: arguments.gradientAccumulation * (group?.worldSize ?? 1))
         }
         arguments.warmupSteps = options.warmup(totalSteps: arguments.maxSteps, fallback: arguments.warmupSteps)
         if let scheduler { arguments.scheduler = scheduler }

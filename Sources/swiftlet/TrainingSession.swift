@@ -66,6 +66,9 @@ struct TrainingSession {
                         (key, window.map { $0.metrics?[key] ?? 0 }.reduce(0, +) / Double(window.count))
                     })
                 }
+                logged.gradientSumSeconds = log.gradientSumSeconds.map { _ in
+                    window.map { $0.gradientSumSeconds ?? 0 }.reduce(0, +) / Double(window.count)
+                }
                 window.removeAll()
                 try metrics.log(logged, numTokens: seenTokens, memoryBytes: memory)
             }

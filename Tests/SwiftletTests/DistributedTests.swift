@@ -145,78 +145,9 @@ final class DistributedTests: XCTestCase {
 
     // MARK: end to end with worker processes
 
-    private var binary: URL {
-        get throws {
-            var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            while dir.path.hasSuffix(".xctest") || dir.lastPathComponent == "Contents" || dir.lastPathComponent == "MacOS" {
-                dir = dir.deletingLastPathComponent()
-            }
-            let binary = dir.appendingPathComponent("swiftlet")
-            guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-                throw XCTSkip("swiftlet binary not built next to the tests (\(binary.path))")
-            }
-            return binary
-        }
-    }
-
-    /// Runs the binary (killed after `timeout` seconds); returns its exit status and output.
-    @discardableResult
-    private func swiftlet(_ arguments: [String], in directory: URL? = nil, environment: [String: String] = [:],
-                          timeout: Double = 180) throws -> (status: Int32, output: String) {
-        let process = try start(arguments, in: directory, environment: environment)
-        return try finish(process, timeout: timeout)
-    }
-
-    private func start(_ arguments: [String], in directory: URL? = nil, environment: [String: String] = [:]) throws -> (Process, URL) {
-        let process = Process()
-        process.executableURL = try binary
-        process.arguments = arguments
-        if let directory { process.currentDirectoryURL = directory }
-        var env = ProcessInfo.processInfo.environment
-        for key in ["RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_NTASKS", "SLURM_PROCID"] { env[key] = nil }
-        env.merge(environment) { $1 }
-        process.environment = env
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("swiftlet-dp-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return (process, log)
-    }
-
-    private func finish(_ started: (Process, URL), timeout: Double = 180) throws -> (status: Int32, output: String) {
-        let (process, log) = started
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(50_000) }
-        if process.isRunning {
-            process.terminate()
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            XCTFail("swiftlet \(process.arguments ?? []) did not finish within \(timeout) s:\n\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
-        }
-        process.waitUntilExit()
-        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-        try? FileManager.default.removeItem(at: log)
-        return (process.terminationStatus, output)
-    }
-
-    private func temporaryDirectory() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swiftlet-dp-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
-        return dir
-    }
-
-    /// The adapter's tensors by name.
-    private func adapter(_ folder: URL) throws -> [String: [Float]] {
-        let file = try SafetensorsFile(url: folder.appendingPathComponent(PEFTAdapter.weightsFile))
-        return Dictionary(uniqueKeysWithValues: try file.names.map { ($0, try file.floats($0)) })
-    }
-
     /// The demo's model and chat data, written once by a short single-process run.
     private func demoData(in dir: URL) throws -> [String] {
-        let (status, output) = try swiftlet(["train", "--device", "cpu", "--max-steps", "1", "--output", dir.appendingPathComponent("seed").path])
+        let (status, output) = try runSwiftlet(["train", "--device", "cpu", "--max-steps", "1", "--output", dir.appendingPathComponent("seed").path])
         XCTAssertEqual(status, 0, output)
         let data = dir.appendingPathComponent("seed/demo-data")
         return ["--model", data.appendingPathComponent("model").path, "--data", data.appendingPathComponent("chat.jsonl").path,
@@ -232,10 +163,10 @@ final class DistributedTests: XCTestCase {
     /// the tokens in blocks of 256), so the single process computes g₀ + g₁ exactly as the TCP
     /// collective's rank-ordered sum does; everything after the sum is the same code on the same bits.
     func testTwoRanksEqualOneProcessWithTwiceTheAccumulation() throws {
-        let dir = try temporaryDirectory()
+        let dir = try scratchDirectory()
         let common = try demoData(in: dir) + ["--batch-size", "2", "--max-steps", "3"]
         let reference = dir.appendingPathComponent("reference")
-        let single = try swiftlet(["train"] + common + ["--grad-accum", "2", "--output", reference.path])
+        let single = try runSwiftlet(["train"] + common + ["--grad-accum", "2", "--output", reference.path])
         XCTAssertEqual(single.status, 0, single.output)
 
         let port = try LocalWorkerLauncher.freePort()
@@ -243,20 +174,20 @@ final class DistributedTests: XCTestCase {
         for rank in 0..<2 {
             let folder = dir.appendingPathComponent("rank\(rank)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            ranks.append(try start(["train"] + common + ["--output", "out"], in: folder,
+            ranks.append(try startSwiftlet(["train"] + common + ["--output", "out"], in: folder,
                                    environment: LaunchEnvironment.variables(rank: rank, worldSize: 2, masterAddress: "127.0.0.1", masterPort: port)))
         }
-        let results = try ranks.map { try finish($0) }
+        let results = try ranks.map { try finishSwiftlet($0) }
         for (rank, result) in results.enumerated() { XCTAssertEqual(result.status, 0, "rank \(rank):\n\(result.output)") }
         XCTAssertTrue(results[0].output.contains("data parallel: 2 ranks"), results[0].output)
         XCTAssertFalse(results[1].output.contains("step 1/3"), "rank 1 printed progress:\n\(results[1].output)")
 
         let out = dir.appendingPathComponent("rank0/out")
-        XCTAssertEqual(try adapter(out), try adapter(reference))
+        XCTAssertEqual(try adapterTensors(out), try adapterTensors(reference))
         // The comparison can tell: one process without the second micro-batch trains other adapters.
         let half = dir.appendingPathComponent("half")
-        XCTAssertEqual(try swiftlet(["train"] + common + ["--output", half.path]).status, 0)
-        XCTAssertNotEqual(try adapter(out), try adapter(half))
+        XCTAssertEqual(try runSwiftlet(["train"] + common + ["--output", half.path]).status, 0)
+        XCTAssertNotEqual(try adapterTensors(out), try adapterTensors(half))
         XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("metrics.jsonl").path))
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("rank1/out").path), "rank 1 wrote outputs")
         // The logged losses agree too (sums of per-rank terms: equal to ~1e-15).
@@ -273,13 +204,13 @@ final class DistributedTests: XCTestCase {
     /// gradient is nearly zero into differences of order lr (measured 4e-6), so it would test Adam's
     /// sensitivity rather than the data-parallel sum.
     func testLauncherWorkersEqualOneProcess() throws {
-        let dir = try temporaryDirectory()
+        let dir = try scratchDirectory()
         let common = try demoData(in: dir) + ["--max-steps", "3"]
         func run(_ name: String, _ extra: [String]) throws -> [String: [Float]] {
             let out = dir.appendingPathComponent(name)
-            let result = try swiftlet(["train"] + common + extra + ["--output", out.path])
+            let result = try runSwiftlet(["train"] + common + extra + ["--output", out.path])
             XCTAssertEqual(result.status, 0, result.output)
-            return try adapter(out)
+            return try adapterTensors(out)
         }
         XCTAssertEqual(try run("three", ["--batch-size", "2", "--nproc", "3"]), try run("three-alone", ["--batch-size", "2", "--grad-accum", "3"]))
 
@@ -297,44 +228,52 @@ final class DistributedTests: XCTestCase {
     /// A checkpoint of 2 ranks resumes in one process with the same global batch, continuing the
     /// same trajectory bit for bit (the data position is global; the accumulation stored is global).
     func testResumeWithAnotherWorldSize() throws {
-        let dir = try temporaryDirectory()
+        let dir = try scratchDirectory()
         let common = try demoData(in: dir) + ["--batch-size", "2", "--scheduler", "constant", "--save-steps", "2"]
         let straight = dir.appendingPathComponent("straight"), resumed = dir.appendingPathComponent("resumed")
-        var r = try swiftlet(["train"] + common + ["--grad-accum", "2", "--max-steps", "4", "--output", straight.path])
+        var r = try runSwiftlet(["train"] + common + ["--grad-accum", "2", "--max-steps", "4", "--output", straight.path])
         XCTAssertEqual(r.status, 0, r.output)
-        r = try swiftlet(["train"] + common + ["--nproc", "2", "--max-steps", "2", "--output", resumed.path])
+        r = try runSwiftlet(["train"] + common + ["--nproc", "2", "--max-steps", "2", "--output", resumed.path])
         XCTAssertEqual(r.status, 0, r.output)
-        r = try swiftlet(["train"] + common + ["--grad-accum", "2", "--max-steps", "4", "--resume", "--output", resumed.path])
+        // The 2 ranks' logged steps count the global batch's tokens once (each rank reports its own share).
+        func history(_ run: URL) throws -> [[String: Any]] {
+            let state = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("checkpoint-2/trainer_state.json")))
+            return try XCTUnwrap((state as? [String: Any])?["log_history"] as? [[String: Any]])
+        }
+        for (ranks, alone) in zip(try history(resumed), try history(straight)) {
+            for key in ["tokens", "target_tokens"] { XCTAssertEqual(ranks[key] as? Int, alone[key] as? Int, key) }
+        }
+        r = try runSwiftlet(["train"] + common + ["--grad-accum", "2", "--max-steps", "4", "--resume", "--output", resumed.path])
         XCTAssertEqual(r.status, 0, r.output)
         XCTAssertTrue(r.output.contains("resumed from"), r.output)
-        XCTAssertEqual(try adapter(resumed), try adapter(straight))
+        XCTAssertEqual(try adapterTensors(resumed), try adapterTensors(straight))
         // Another global batch is refused, naming the accumulation.
-        r = try swiftlet(["train"] + common + ["--grad-accum", "1", "--max-steps", "4", "--resume", "--output", resumed.path])
+        r = try runSwiftlet(["train"] + common + ["--grad-accum", "1", "--max-steps", "4", "--resume", "--output", resumed.path])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.output.contains("gradientAccumulation"), r.output)
     }
 
     /// A worker that fails stops the job: the launcher exits non-zero, naming the rank, and nothing hangs.
     func testFailingWorkerStopsTheLauncher() throws {
-        let dir = try temporaryDirectory()
-        let result = try swiftlet(["train", "--device", "cpu", "--nproc", "2", "--model", dir.path, "--data",
+        let dir = try scratchDirectory()
+        let result = try runSwiftlet(["train", "--device", "cpu", "--nproc", "2", "--model", dir.path, "--data",
                                    dir.appendingPathComponent("missing.jsonl").path, "--output", dir.appendingPathComponent("o").path],
                                   environment: ["SWIFTLET_RENDEZVOUS_TIMEOUT": "20"], timeout: 90)
         XCTAssertNotEqual(result.status, 0, result.output)
-        XCTAssertTrue(result.output.contains("worker rank"), result.output)
+        XCTAssertTrue(result.output.contains("worker rank"), "status \(result.status): \(result.output)")
     }
 
     /// SIGTERM to the launcher (a scheduler cancelling the job) stops its workers too.
     func testTerminatedLauncherStopsItsWorkers() throws {
-        let dir = try temporaryDirectory()
+        let dir = try scratchDirectory()
         // The demo's 300 steps outlast the 1.5 s before the SIGTERM.
         let port = try LocalWorkerLauncher.freePort()
-        let started = try start(["train", "--device", "cpu", "--nproc", "2", "--master-port", String(port),
+        let started = try startSwiftlet(["train", "--device", "cpu", "--nproc", "2", "--master-port", String(port),
                                  "--output", dir.appendingPathComponent("o").path],
                                 environment: ["SWIFTLET_RENDEZVOUS_TIMEOUT": "600"])
         usleep(1_500_000)
         started.0.terminate()
-        let result = try finish(started, timeout: 30)
+        let result = try finishSwiftlet(started, timeout: 30)
         XCTAssertNotEqual(result.status, 0, result.output)
         XCTAssertTrue(result.output.contains("terminated"), result.output)
         // No worker is left: none has the run's unique output folder on its command line.

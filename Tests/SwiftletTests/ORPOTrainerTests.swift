@@ -89,17 +89,8 @@ final class ORPOTrainerTests: XCTestCase {
     /// counting by one more): the loss falls, the log odds of the chosen answers rise, and metrics.jsonl has TRL's names.
     func testDemoLearnsThePreference() throws {
         try DemoTask.write(to: directory)
-        var rows = ""
-        for (instruction, answer) in DemoTask.pairs(count: 16, seed: 3) {
-            let numbers = answer.split(separator: " ").compactMap { Int($0) }
-            let wrong = (0..<8).map { String(numbers[0] + $0 * (numbers[1] - numbers[0] + 1)) }.joined(separator: " ")
-            let row: [String: Any] = ["prompt": [["role": "user", "content": instruction]],
-                                      "chosen": [["role": "assistant", "content": answer]],
-                                      "rejected": [["role": "assistant", "content": wrong]]]
-            rows += String(decoding: try JSONSerialization.data(withJSONObject: row, options: [.sortedKeys]), as: UTF8.self) + "\n"
-        }
         let data = directory.appendingPathComponent("pairs.jsonl")
-        try rows.write(to: data, atomically: true, encoding: .utf8)
+        try PreferenceTrainingCase.writeDemoPairs(to: data)
         let modelDirectory = directory.appendingPathComponent("model")
         let model = try LlamaModel.load(directory: modelDirectory, on: CPUBackend())
         try model.addLoRA(DemoTask.lora, seed: 42)

@@ -1,3 +1,4 @@
+import Foundation
 @testable import Swiftlet
 
 /// The small model, preference pairs and training arguments that the DPO and ORPO trainer tests
@@ -31,4 +32,19 @@ enum PreferenceTrainingCase {
     }
 
     static func weights(_ m: LlamaModel) -> [[Float]] { m.adapters.flatMap { [m.backend.download($0.a), m.backend.download($0.b)] } }
+
+    /// Conversational pairs of the demo task as JSONL at `url`: chosen the right count, rejected
+    /// counting by one more (for the demo model's tokenizer and template; `DemoTask.write`).
+    static func writeDemoPairs(to url: URL, count: Int = 16, seed: UInt64 = 3) throws {
+        var rows = ""
+        for (instruction, answer) in DemoTask.pairs(count: count, seed: seed) {
+            let numbers = answer.split(separator: " ").compactMap { Int($0) }
+            let wrong = (0..<8).map { String(numbers[0] + $0 * (numbers[1] - numbers[0] + 1)) }.joined(separator: " ")
+            let row: [String: Any] = ["prompt": [["role": "user", "content": instruction]],
+                                      "chosen": [["role": "assistant", "content": answer]],
+                                      "rejected": [["role": "assistant", "content": wrong]]]
+            rows += String(decoding: try JSONSerialization.data(withJSONObject: row, options: [.sortedKeys]), as: UTF8.self) + "\n"
+        }
+        try rows.write(to: url, atomically: true, encoding: .utf8)
+    }
 }

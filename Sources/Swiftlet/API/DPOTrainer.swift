@@ -16,29 +16,37 @@ public final class DPOTrainer {
     public let droppedLongPrompts: Int
 
     /// `arguments.maxSeqLength` is TRL's `max_length` (prompt+completion, truncated by `truncation`);
-    /// `batchSize` counts pairs per micro-batch.
-    public init(model: LlamaModel, tokenizer: Tokenizer, dataset path: String, evalDataset: String? = nil,
-                arguments: TrainingArguments, beta: Double = 0.1, lossType: DPOLoss.Kind = .sigmoid,
-                labelSmoothing: Double = 0, truncation: TruncationMode = .keepStart, template: ChatTemplate? = nil) throws {
+    /// `batchSize` counts pairs per micro-batch; `collective`: train data-parallel with its group.
+    public convenience init(model: LlamaModel, tokenizer: Tokenizer, dataset path: String, evalDataset: String? = nil,
+                            arguments: TrainingArguments, beta: Double = 0.1, lossType: DPOLoss.Kind = .sigmoid,
+                            labelSmoothing: Double = 0, truncation: TruncationMode = .keepStart, template: ChatTemplate? = nil,
+                            collective: (any Collective)? = nil) throws {
         var arguments = arguments
         if let limit = model.maxSeqLength { arguments.maxSeqLength = min(arguments.maxSeqLength, limit) }
+        let data = try PreferenceTrainingData.load(train: path, eval: evalDataset, tokenizer: tokenizer, template: template,
+                                                   maxLength: arguments.maxSeqLength, truncation: truncation, tokenization: .dpo)
+        try self.init(model: model, data: data, arguments: arguments, beta: beta, lossType: lossType,
+                      labelSmoothing: labelSmoothing, truncation: truncation, collective: collective)
+    }
+
+    /// Pairs already read (`PreferenceTrainingData.load` with `tokenization: .dpo`, `maxLength:
+    /// arguments.maxSeqLength` and the same `truncation`), so a caller that counts them first reads the file once.
+    public init(model: LlamaModel, data: PreferenceTrainingData, arguments: TrainingArguments, beta: Double = 0.1,
+                lossType: DPOLoss.Kind = .sigmoid, labelSmoothing: Double = 0, truncation: TruncationMode = .keepStart,
+                collective: (any Collective)? = nil) throws {
         guard !arguments.packing else { throw TrainingError.invalid("DPO does not pack: each pair's rows are whole sequences") }
-        let train = try PreferenceDataset.load(url: URL(fileURLWithPath: path), tokenizer: tokenizer, template: template,
-                                               maxLength: arguments.maxSeqLength, truncation: truncation)
-        evalPairs = try evalDataset.map {
-            try PreferenceDataset.load(url: URL(fileURLWithPath: $0), tokenizer: tokenizer, template: template,
-                                       maxLength: arguments.maxSeqLength, truncation: truncation).pairs
-        } ?? []
-        droppedLongPrompts = train.droppedLongPrompts
-        objective = DPOObjective(pairs: train.pairs, loss: DPOLoss(kind: lossType, beta: beta, labelSmoothing: labelSmoothing),
+        evalPairs = data.eval
+        droppedLongPrompts = data.droppedLongPrompts
+        objective = DPOObjective(pairs: data.train, loss: DPOLoss(kind: lossType, beta: beta, labelSmoothing: labelSmoothing),
                                  maxLength: arguments.maxSeqLength, truncation: truncation)
-        trainer = try Trainer(model: model, objective: objective, arguments: arguments)
+        trainer = try Trainer(model: model, objective: objective, arguments: arguments, collective: collective)
     }
 
     /// Scores every training pair with the reference once, before training (TRL's
-    /// `precompute_ref_log_probs`): the steps then skip their reference forward.
+    /// `precompute_ref_log_probs`): the steps then skip their reference forward. Data parallel, each
+    /// rank scores its share of the batches and every rank ends with all the values.
     public func precomputeReferenceLogProbs() throws {
-        try objective.precomputeReference(model: trainer.model, batchSize: trainer.arguments.batchSize)
+        try objective.precomputeReference(model: trainer.model, batchSize: trainer.arguments.batchSize, group: trainer.collective)
     }
 
     /// Trains to `maxSteps`; returns the evaluation on the eval data set, if one was given.

@@ -15,22 +15,26 @@ public final class ORPOTrainer {
     public let droppedLongPrompts: Int
 
     /// `arguments.maxSeqLength` is TRL's `max_length` (prompt+completion; the completion is truncated);
-    /// `batchSize` counts pairs per micro-batch.
-    public init(model: LlamaModel, tokenizer: Tokenizer, dataset path: String, evalDataset: String? = nil,
-                arguments: TrainingArguments, beta: Double = 0.1, template: ChatTemplate? = nil) throws {
+    /// `batchSize` counts pairs per micro-batch; `collective`: train data-parallel with its group.
+    public convenience init(model: LlamaModel, tokenizer: Tokenizer, dataset path: String, evalDataset: String? = nil,
+                            arguments: TrainingArguments, beta: Double = 0.1, template: ChatTemplate? = nil,
+                            collective: (any Collective)? = nil) throws {
         var arguments = arguments
         if let limit = model.maxSeqLength { arguments.maxSeqLength = min(arguments.maxSeqLength, limit) }
+        let data = try PreferenceTrainingData.load(train: path, eval: evalDataset, tokenizer: tokenizer, template: template,
+                                                   maxLength: arguments.maxSeqLength, tokenization: .orpo)
+        try self.init(model: model, data: data, arguments: arguments, beta: beta, collective: collective)
+    }
+
+    /// Pairs already read (`PreferenceTrainingData.load` with `tokenization: .orpo` and `maxLength:
+    /// arguments.maxSeqLength`), so a caller that counts them first reads the file once.
+    public init(model: LlamaModel, data: PreferenceTrainingData, arguments: TrainingArguments, beta: Double = 0.1,
+                collective: (any Collective)? = nil) throws {
         guard !arguments.packing else { throw TrainingError.invalid("ORPO does not pack: each pair's rows are whole sequences") }
-        let maxLength = arguments.maxSeqLength
-        let train = try PreferenceDataset.load(url: URL(fileURLWithPath: path), tokenizer: tokenizer, template: template,
-                                               maxLength: maxLength, tokenization: .orpo)
-        evalPairs = try evalDataset.map {
-            try PreferenceDataset.load(url: URL(fileURLWithPath: $0), tokenizer: tokenizer, template: template,
-                                       maxLength: maxLength, tokenization: .orpo).pairs
-        } ?? []
-        droppedLongPrompts = train.droppedLongPrompts
-        objective = try ORPOObjective(pairs: train.pairs, loss: ORPOLoss(beta: beta))
-        trainer = try Trainer(model: model, objective: objective, arguments: arguments)
+        evalPairs = data.eval
+        droppedLongPrompts = data.droppedLongPrompts
+        objective = try ORPOObjective(pairs: data.train, loss: ORPOLoss(beta: beta))
+        trainer = try Trainer(model: model, objective: objective, arguments: arguments, collective: collective)
     }
 
     /// Trains to `maxSteps`; returns the evaluation on the eval data set, if one was given.

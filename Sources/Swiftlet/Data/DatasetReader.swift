@@ -26,9 +26,18 @@ public enum DatasetReader {
     }
 
     public static func readFile(_ url: URL) throws -> [DatasetRow] {
-        let text: String
-        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
-            throw DataError(file: url.path, line: nil, field: nil, problem: "cannot be read as UTF-8 (\(error.localizedDescription))")
+        // Read through a file handle, so a pipe works too (`--data <(zcat pairs.jsonl.gz)`, a FIFO):
+        // Foundation's String(contentsOf:) refuses those on Linux. A pipe can be read only once.
+        let bytes: Data
+        do {
+            let handle = try FileHandle(forReadingFrom: url)
+            defer { try? handle.close() }
+            bytes = try handle.readToEnd() ?? Data()
+        } catch {
+            throw DataError(file: url.path, line: nil, field: nil, problem: "cannot be read (\(error.localizedDescription))")
+        }
+        guard let text = String(data: bytes, encoding: .utf8) else {
+            throw DataError(file: url.path, line: nil, field: nil, problem: "cannot be read as UTF-8 (it is not valid UTF-8)")
         }
         switch url.pathExtension.lowercased() {
         case "json": return try parseJSON(text, file: url.path)

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Data-parallel training: every rank walks the same global data order (same seed, same cursor) and
 /// takes the same `gradientAccumulation × worldSize` micro-batches for a step; rank r computes
 /// micro-batches r·G ..< (r+1)·G of them (`DataParallelSplit`), with the dropout seeds of their global
@@ -40,7 +42,14 @@ extension Trainer {
         if result.metrics != nil {
             result.metrics = Dictionary(uniqueKeysWithValues: zip(metricNames, total[3...]))
         }
+        // Timed between two syncs so the time is the sum itself (copies, transfer, and any wait for a
+        // slower rank), not this rank's backward: docs/PERFORMANCE.md's all-reduce arithmetic, measured.
+        // The optimizer reads the norm back right after, so the extra sync costs a launch or two.
+        model.backend.synchronize()
+        let start = Date()
         try collective.allReduceSum(model.adapters.flatMap { [$0.gradA, $0.gradB] })
+        model.backend.synchronize()
+        result.gradientSumSeconds = Date().timeIntervalSince(start)
         return result
     }
 

@@ -71,6 +71,7 @@ public final class MetricsLog {
         if let meanTokenAccuracy { fields.append(("mean_token_accuracy", .double(meanTokenAccuracy))) }
         for (name, value) in (step.metrics ?? [:]).sorted(by: { $0.key < $1.key }) { fields.append((name, .double(value))) }
         if let memoryBytes { fields.append(("memory_gib", .double(Double(memoryBytes) / 1_073_741_824))) }
+        if let seconds = step.gradientSumSeconds { fields.append(("allreduce_ms", .double(seconds * 1000))) }
         try write(fields)
     }
 

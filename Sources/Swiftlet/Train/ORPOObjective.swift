@@ -39,7 +39,21 @@ public final class ORPOObjective: TrainingObjective {
     }
 
     public func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float) throws -> ObjectiveStep {
-        let k = Double(microBatches.count)
+        try accumulate(model: model, microBatches: microBatches, dropoutSeeds: dropoutSeeds, lossScale: lossScale,
+                       totalMicroBatches: Double(microBatches.count))
+    }
+
+    /// Data parallel: each micro-batch's loss (its NLL normalised by its own chosen tokens, as TRL
+    /// computes it per batch) is divided by the micro-batches of every rank, as one process with
+    /// N× the accumulation divides by its own.
+    public func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
+                           group: any Collective) throws -> ObjectiveStep {
+        try accumulate(model: model, microBatches: microBatches, dropoutSeeds: dropoutSeeds, lossScale: lossScale,
+                       totalMicroBatches: try group.sum(Double(microBatches.count)))
+    }
+
+    private func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
+                            totalMicroBatches k: Double) throws -> ObjectiveStep {
         var step = ObjectiveStep(loss: 0, tokens: 0, targetTokens: 0, metrics: [:])
         for (rows, seed) in zip(microBatches, dropoutSeeds) {
             let batch = batch(rows)

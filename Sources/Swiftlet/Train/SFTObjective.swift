@@ -45,13 +45,14 @@ public final class SFTObjective: TrainingObjective {
     private func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
                             totalTargets: (Int) throws -> Int) throws -> ObjectiveStep {
         let batches = microBatches.map { batch($0.map { rows[$0] }) }
-        let targets = try totalTargets(batches.reduce(0) { $0 + $1.targetCount })
+        let local = batches.reduce(0) { $0 + $1.targetCount }
+        let targets = try totalTargets(local)
         var lossSum = 0.0
         for (batch, seed) in zip(batches, dropoutSeeds) {
             lossSum += try model.step(batch, gradScale: lossScale / Float(Swift.max(targets, 1)), dropoutSeed: seed)
         }
         return ObjectiveStep(loss: lossSum / Double(Swift.max(targets, 1)), tokens: batches.reduce(0) { $0 + $1.tokenCount },
-                             targetTokens: targets, metrics: nil)
+                             targetTokens: local, metrics: nil)   // this rank's term; the trainer sums the ranks
     }
 
     /// Right-padded examples, or packed rows of exactly maxSeqLength.

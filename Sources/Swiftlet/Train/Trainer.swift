@@ -56,6 +56,8 @@ public final class Trainer {
         public var epoch: Double
         /// The objective's own metrics (DPO: TRL's rewards/… and logps/…); nil for SFT.
         public var metrics: [String: Double]? = nil
+        /// Data parallel: seconds of the step's gradient all-reduce (nil in one process).
+        public var gradientSumSeconds: Double? = nil
     }
 
     /// Supervised training on `examples` (`SFTObjective`).
@@ -120,7 +122,8 @@ public final class Trainer {
                        loss: result.loss, learningRate: lr, gradNorm: norm,
                        tokens: result.tokens, targetTokens: result.targetTokens,
                        seconds: Date().timeIntervalSince(start),
-                       epoch: Double(epoch) + Double(cursor) / Double(objective.rowCount), metrics: result.metrics)
+                       epoch: Double(epoch) + Double(cursor) / Double(objective.rowCount), metrics: result.metrics,
+                       gradientSumSeconds: result.gradientSumSeconds)
         logHistory.append(log)
         if !checkpointsPlanned, let budget = arguments.checkpointMemoryBudget {
             // the first step of this run was fully checkpointed: its peak is the planner's floor

@@ -37,6 +37,8 @@ public struct ObjectiveStep {
     public var targetTokens: Int
     /// Objective-specific metrics under TRL's names (DPO's rewards/…), nil when there are none.
     public var metrics: [String: Double]?
+    /// Data parallel: how long the LoRA gradients' sum over the ranks took (set by the trainer).
+    public var gradientSumSeconds: Double? = nil
 }
 
 /// FNV-1a, the data fingerprint of checkpoints.
