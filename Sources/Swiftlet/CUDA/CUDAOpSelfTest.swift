@@ -236,39 +236,60 @@ struct CUDAOpSelfTest {
         check("aᵀ·bᵀ 53×29×37 f32", c)
     }
 
+    /// RMSNorm at 2048×4096 (the eight-wide kernels) and at an odd width (the scalar ones).
     mutating func norms() throws {
-        say("RMSNorm 2048×4096:")
-        let tokens = 2048, hidden = 4096
-        let x = try pair([tokens, hidden], storage, in: -2...2), w = try pair([hidden], storage, in: 0.5...1.5)
-        let y = try output([tokens, hidden], storage), rstd = try output([tokens], .f32)
-        cpu.rmsNorm(x.cpu, weight: w.cpu, eps: 1e-5, into: y.cpu, rstd: rstd.cpu)
-        gpu.rmsNorm(x.gpu, weight: w.gpu, eps: 1e-5, into: y.gpu, rstd: rstd.gpu)
-        check("forward y", y)
-        check("forward rstd (f32)", rstd)
-        time("forward", bytes: Double(tokens * hidden * 4)) { gpu.rmsNorm(x.gpu, weight: w.gpu, eps: 1e-5, into: y.gpu, rstd: rstd.gpu) }
-        let dy = try pair([tokens, hidden], storage), dx = try pair([tokens, hidden], storage)
-        cpu.rmsNormBackward(dOut: dy.cpu, x: x.cpu, weight: w.cpu, rstd: rstd.cpu, accumulateInto: dx.cpu)
-        gpu.rmsNormBackward(dOut: dy.gpu, x: x.gpu, weight: w.gpu, rstd: rstd.gpu, accumulateInto: dx.gpu)
-        check("backward dX (accumulated, \(storage))", dx)
+        for (tokens, hidden) in [(2048, 4096), (64, 1004)] {
+            say("RMSNorm \(tokens)×\(hidden)\(hidden % 8 == 0 ? "" : " (scalar kernels)"):")
+            let x = try pair([tokens, hidden], storage, in: -2...2), w = try pair([hidden], storage, in: 0.5...1.5)
+            let y = try output([tokens, hidden], storage), rstd = try output([tokens], .f32)
+            cpu.rmsNorm(x.cpu, weight: w.cpu, eps: 1e-5, into: y.cpu, rstd: rstd.cpu)
+            gpu.rmsNorm(x.gpu, weight: w.gpu, eps: 1e-5, into: y.gpu, rstd: rstd.gpu)
+            check("forward y", y)
+            check("forward rstd (f32)", rstd)
+            if hidden % 8 == 0 {
+                time("forward", bytes: Double(tokens * hidden * 4)) { gpu.rmsNorm(x.gpu, weight: w.gpu, eps: 1e-5, into: y.gpu, rstd: rstd.gpu) }
+            }
+            let dy = try pair([tokens, hidden], storage), dx = try pair([tokens, hidden], storage)
+            cpu.rmsNormBackward(dOut: dy.cpu, x: x.cpu, weight: w.cpu, rstd: rstd.cpu, accumulateInto: dx.cpu)
+            gpu.rmsNormBackward(dOut: dy.gpu, x: x.gpu, weight: w.gpu, rstd: rstd.gpu, accumulateInto: dx.gpu)
+            check("backward dX (accumulated, \(storage))", dx)
+            let dx32 = try pair([tokens, hidden], .f32)
+            cpu.rmsNormBackward(dOut: dy.cpu, x: x.cpu, weight: w.cpu, rstd: rstd.cpu, accumulateInto: dx32.cpu)
+            gpu.rmsNormBackward(dOut: dy.gpu, x: x.gpu, weight: w.gpu, rstd: rstd.gpu, accumulateInto: dx32.gpu)
+            check("backward dX (accumulated, f32)", dx32)
+            if hidden % 8 == 0 {
+                time("backward", bytes: Double(tokens * hidden * 8)) {
+                    gpu.rmsNormBackward(dOut: dy.gpu, x: x.gpu, weight: w.gpu, rstd: rstd.gpu, accumulateInto: dx.gpu)
+                }
+            }
+        }
     }
 
     mutating func ropeAndAttention() throws {
-        let tokens = 2048, heads = 32, kvHeads = 8, headDim = 128
-        var config = LlamaConfig(vocabSize: 32000, hiddenSize: heads * headDim, intermediateSize: 1, layers: 1,
-                                 heads: heads, kvHeads: kvHeads, rope: RoPEScaling(theta: 10000))
-        config.maxPositionEmbeddings = 4096
-        say("RoPE 2048 tokens × 32 heads × 128:")
-        let positions = (0..<tokens).map { Int32($0) }
-        let pos = try ints(positions)
-        let tables = (try RoPEFrequencies.table(config, positions: tokens, sequenceLength: tokens, on: cpu),
-                      try RoPEFrequencies.table(config, positions: tokens, sequenceLength: tokens, on: gpu))
-        let q = try pair([tokens, heads * headDim], storage)
-        cpu.rope(q.cpu, positions: pos.cpu, table: tables.0, heads: heads, inverse: false)
-        gpu.rope(q.gpu, positions: pos.gpu, table: tables.1, heads: heads, inverse: false)
-        check("forward (in place)", q)
-        cpu.rope(q.cpu, positions: pos.cpu, table: tables.0, heads: heads, inverse: true)
-        gpu.rope(q.gpu, positions: pos.gpu, table: tables.1, heads: heads, inverse: true)
-        check("inverse (backward)", q)
+        // head dim 128: the eight-wide kernel; 72 (a half of 36): the scalar one
+        for (heads, kvHeads, headDim) in [(32, 8, 128), (4, 2, 72)] {
+            let tokens = 2048
+            var config = LlamaConfig(vocabSize: 32000, hiddenSize: heads * headDim, intermediateSize: 1, layers: 1,
+                                     heads: heads, kvHeads: kvHeads, rope: RoPEScaling(theta: 10000))
+            config.maxPositionEmbeddings = 4096
+            say("RoPE 2048 tokens × \(heads) heads × \(headDim)\(headDim % 16 == 0 ? "" : " (scalar kernel)"):")
+            let positions = (0..<tokens).map { Int32($0) }
+            let pos = try ints(positions)
+            let tables = (try RoPEFrequencies.table(config, positions: tokens, sequenceLength: tokens, on: cpu),
+                          try RoPEFrequencies.table(config, positions: tokens, sequenceLength: tokens, on: gpu))
+            let q = try pair([tokens, heads * headDim], storage)
+            cpu.rope(q.cpu, positions: pos.cpu, table: tables.0, heads: heads, inverse: false)
+            gpu.rope(q.gpu, positions: pos.gpu, table: tables.1, heads: heads, inverse: false)
+            check("forward (in place)", q)
+            cpu.rope(q.cpu, positions: pos.cpu, table: tables.0, heads: heads, inverse: true)
+            gpu.rope(q.gpu, positions: pos.gpu, table: tables.1, heads: heads, inverse: true)
+            check("inverse (backward)", q)
+            if headDim % 16 == 0 {
+                time("forward", bytes: Double(q.gpu.count * 4)) {
+                    gpu.rope(q.gpu, positions: pos.gpu, table: tables.1, heads: heads, inverse: false)
+                }
+            }
+        }
 
         // Every attention kernel family: cuDNN's fused attention (whole rows, d 64 and 128), the
         // tensor-core tiles (head dims 64 and 128 on 8.0+) and the simple kernels (d 96), with GQA and
@@ -354,19 +375,25 @@ struct CUDAOpSelfTest {
         }
     }
 
+    /// SwiGLU at 2048×11008 (the eight-wide kernels) and at an odd size (the scalar ones).
     mutating func mlp() throws {
-        say("SwiGLU 2048×11008:")
-        let shape: Shape = [2048, 11008]
-        let g = try pair(shape, storage, in: -4...4), u = try pair(shape, storage), out = try output(shape, storage)
-        cpu.swiglu(gate: g.cpu, up: u.cpu, into: out.cpu)
-        gpu.swiglu(gate: g.gpu, up: u.gpu, into: out.gpu)
-        check("forward", out)
-        time("forward", bytes: Double(shape.count * 6)) { gpu.swiglu(gate: g.gpu, up: u.gpu, into: out.gpu) }
-        let d = try pair(shape, storage), dg = try output(shape, storage), du = try output(shape, storage)
-        cpu.swigluBackward(dOut: d.cpu, gate: g.cpu, up: u.cpu, dGate: dg.cpu, dUp: du.cpu)
-        gpu.swigluBackward(dOut: d.gpu, gate: g.gpu, up: u.gpu, dGate: dg.gpu, dUp: du.gpu)
-        check("backward dGate", dg)
-        check("backward dUp", du)
+        for shape: Shape in [[2048, 11008], [3, 1001]] {
+            say("SwiGLU \(shape[0])×\(shape[1])\(shape.count % 8 == 0 ? "" : " (scalar kernels)"):")
+            let g = try pair(shape, storage, in: -4...4), u = try pair(shape, storage), out = try output(shape, storage)
+            cpu.swiglu(gate: g.cpu, up: u.cpu, into: out.cpu)
+            gpu.swiglu(gate: g.gpu, up: u.gpu, into: out.gpu)
+            check("forward", out)
+            let d = try pair(shape, storage), dg = try output(shape, storage), du = try output(shape, storage)
+            cpu.swigluBackward(dOut: d.cpu, gate: g.cpu, up: u.cpu, dGate: dg.cpu, dUp: du.cpu)
+            gpu.swigluBackward(dOut: d.gpu, gate: g.gpu, up: u.gpu, dGate: dg.gpu, dUp: du.gpu)
+            check("backward dGate", dg)
+            check("backward dUp", du)
+            guard shape.count % 8 == 0 else { continue }
+            time("forward", bytes: Double(shape.count * 6)) { gpu.swiglu(gate: g.gpu, up: u.gpu, into: out.gpu) }
+            time("backward", bytes: Double(shape.count * 10)) {
+                gpu.swigluBackward(dOut: d.gpu, gate: g.gpu, up: u.gpu, dGate: dg.gpu, dUp: du.gpu)
+            }
+        }
     }
 
     mutating func head() throws {
@@ -397,6 +424,10 @@ struct CUDAOpSelfTest {
         let x = try pair(shape, storage), y = try pair(shape, storage)
         cpu.add(x.cpu, into: y.cpu, alpha: 0.5); gpu.add(x.gpu, into: y.gpu, alpha: 0.5)
         check("add (\(storage))", y)
+        time("add", bytes: Double(shape.count * 6)) { gpu.add(x.gpu, into: y.gpu, alpha: 0.5) }
+        let odd = (try pair([3, 1001], storage), try pair([3, 1001], storage))
+        cpu.add(odd.0.cpu, into: odd.1.cpu, alpha: -2); gpu.add(odd.0.gpu, into: odd.1.gpu, alpha: -2)
+        check("add, odd size (scalar kernel)", odd.1)
         let bias = try pair([4096], storage)
         cpu.addBias(bias.cpu, into: y.cpu); gpu.addBias(bias.gpu, into: y.gpu)
         check("add bias", y)
