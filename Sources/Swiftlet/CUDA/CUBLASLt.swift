@@ -17,6 +17,11 @@ final class CUBLASLt {
     private var handle: cublasLtHandle_t?
     private let workspace: DeviceBuffer
     private let stream: CUstream
+    private let device: CUDADevice
+    /// Time cuBLASLt's candidate algorithms on a shape's first product and keep the fastest
+    /// (SWIFTLET_GEMM_TUNE=0 keeps the heuristic's first choice: the same algorithm, and so the same
+    /// bits, in every process).
+    nonisolated(unsafe) static var tunes = CUDALibrarySearch.processEnvironment["SWIFTLET_GEMM_TUNE"] != "0"
 
     private struct Key: Hashable {
         var m, n, k: Int
@@ -29,6 +34,8 @@ final class CUBLASLt {
         var desc: cublasLtMatmulDesc_t
         var aLayout, bLayout, cLayout: cublasLtMatrixLayout_t
         var algo: cublasLtMatmulAlgo_t
+        /// The heuristic's candidates, best guess first (`algo` is the one chosen).
+        var candidates: [cublasLtMatmulAlgo_t]
     }
     private var plans: [Key: Plan] = [:]
 
@@ -45,6 +52,7 @@ final class CUBLASLt {
         try Self.check(createHandle(&handle), "cublasLtCreate")
         workspace = try device.memory.allocate(bytes: Self.workspaceBytes)
         stream = device.stream
+        self.device = device
     }
 
     static let workspaceBytes = 32 << 20
@@ -70,10 +78,19 @@ final class CUBLASLt {
         for p in [a, b, c] { while alignment > 1 && p % UInt64(alignment) != 0 { alignment /= 2 } }
         let key = Key(m: m, n: n, k: k, transA: transA, transB: transB, ab: Self.dataType(inputType),
                       c: Self.dataType(outputType), lda: lda, ldb: ldb, ldc: ldc, alignment: alignment)
-        let plan = try plans[key] ?? makePlan(key)
+        var plan = try plans[key] ?? makePlan(key)
+        if plans[key] == nil, Self.tunes, beta == 0, plan.candidates.count > 1 {
+            // c is overwritten (beta 0), so the candidates can run on the real operands
+            plan.algo = try fastest(plan, a: a, b: b, c: c, alpha: alpha)
+        }
         plans[key] = plan
+        try run(plan, plan.algo, a: a, b: b, c: c, alpha: alpha, beta: beta)
+    }
+
+    private func run(_ plan: Plan, _ algo: cublasLtMatmulAlgo_t, a: CUdeviceptr, b: CUdeviceptr, c: CUdeviceptr,
+                     alpha: Float, beta: Float) throws {
         var alpha = alpha, beta = beta
-        var algo = plan.algo
+        var algo = algo
         // Column-major view: "A" of the library is our b, "B" is our a (Cᵀ = op(b)ᵀ·op(a)ᵀ).
         try Self.check(matmulCall(handle, plan.desc, &alpha,
                                   UnsafeRawPointer(bitPattern: UInt(b)), plan.aLayout,
@@ -82,7 +99,25 @@ final class CUBLASLt {
                                   UnsafeMutableRawPointer(bitPattern: UInt(c)), plan.cLayout,
                                   &algo, UnsafeMutableRawPointer(bitPattern: UInt(workspace.pointer)),
                                   Self.workspaceBytes, UnsafeMutableRawPointer(stream)),
-                       "cublasLtMatmul(m \(m), n \(n), k \(k))")
+                       "cublasLtMatmul")
+    }
+
+    /// The candidate that runs fastest on these operands (median of 3 timed runs after a warm-up);
+    /// candidates that fail to launch are skipped.
+    private func fastest(_ plan: Plan, a: CUdeviceptr, b: CUdeviceptr, c: CUdeviceptr, alpha: Float) throws -> cublasLtMatmulAlgo_t {
+        var best = plan.algo, bestMs = Float.infinity
+        for algo in plan.candidates {
+            guard (try? run(plan, algo, a: a, b: b, c: c, alpha: alpha, beta: 0)) != nil else { continue }
+            var times: [Float] = []
+            for _ in 0..<3 {
+                guard let ms = try? device.time({ try run(plan, algo, a: a, b: b, c: c, alpha: alpha, beta: 0) }) else { break }
+                times.append(ms)
+            }
+            guard times.count == 3 else { continue }
+            let ms = times.sorted()[1]
+            if ms < bestMs { (best, bestMs) = (algo, ms) }
+        }
+        return best
     }
 
     private func makePlan(_ key: Key) throws -> Plan {
@@ -110,14 +145,16 @@ final class CUBLASLt {
         for attribute in 5...8 {  // MIN_ALIGNMENT_A/B/C/D_BYTES: our views may sit at any offset
             try Self.check(preferenceSet(preference, Int32(attribute), &alignment, 4), "MIN_ALIGNMENT")
         }
-        var result = cublasLtMatmulHeuristicResult_t()
+        var results = [cublasLtMatmulHeuristicResult_t](repeating: cublasLtMatmulHeuristicResult_t(), count: 8)
         var found: Int32 = 0
-        try Self.check(heuristic(handle, desc, aLayout, bLayout, cLayout, cLayout, preference, 1, &result, &found),
-                       "cublasLtMatmulAlgoGetHeuristic")
-        guard found > 0 else {
+        try Self.check(heuristic(handle, desc, aLayout, bLayout, cLayout, cLayout, preference, Int32(results.count),
+                                 &results, &found), "cublasLtMatmulAlgoGetHeuristic")
+        let candidates = results.prefix(Int(found)).filter { $0.state == 0 }.map(\.algo)
+        guard let first = candidates.first else {
             throw CUDAError.invalid("cuBLASLt has no algorithm for m \(key.m) n \(key.n) k \(key.k) (alignment \(key.alignment))")
         }
-        return Plan(desc: desc!, aLayout: aLayout!, bLayout: bLayout!, cLayout: cLayout!, algo: result.algo)
+        return Plan(desc: desc!, aLayout: aLayout!, bLayout: bLayout!, cLayout: cLayout!, algo: first,
+                    candidates: Self.tunes ? candidates : [first])
     }
 }
 
