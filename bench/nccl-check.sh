@@ -18,9 +18,9 @@ steps=${STEPS:-30}; batch=${BATCH:-8}
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 # NVLink multicast (NVLS) stays off on the lent machines.
 export NCCL_NVLS_ENABLE=0
-# Bitwise comparisons across processes: the same GEMM algorithm in every process (no timing-based
-# choice) and our deterministic attention kernels (cuDNN's backward adds dQ with atomics).
-export SWIFTLET_GEMM_TUNE=0 SWIFTLET_ATTENTION=swiftlet
+# Bitwise comparisons across processes: our deterministic attention kernels (cuDNN's backward adds
+# dQ with atomics).
+export SWIFTLET_ATTENTION=swiftlet
 echo "GPUs: $gpus" | tee "$out/summary.log"
 # Where libnccl.so.2 is (the loader path, or pip's nvidia-nccl-cu12 next to torch).
 python3 - <<'EOF' 2>&1 | tee -a "$out/summary.log"

@@ -45,6 +45,27 @@ final class LinearLoRATests: XCTestCase {
     func testBackwardWithoutDropout() throws { try check(dropout: 0, bias: false) }
     func testBackwardWithDropoutAndBias() throws { try check(dropout: 0.4, bias: true) }
 
+    /// The decoder's down_proj gives its dead input's storage to dL/dx: the same gradients, bit for bit,
+    /// with the LoRA terms that read the input moved ahead of the GEMM that overwrites it.
+    func testBackwardOverwritingItsInputKeepsTheBits() throws {
+        let tokens = 7, inF = 16, outF = 8, r = 8
+        let adapter = try LoRAAdapter(module: "m", a: random([r, inF]), b: random([outF, r]), scaling: 0.5, dropout: 0)
+        let layer = Linear(weight: try random([outF, inF]), lora: adapter)
+        let x = try random([tokens, inF]), dY = try random([tokens, outF])
+        let (_, saved) = try layer.forward(x)
+        let dX = try layer.backward(dY, saved: saved, accumulateInto: nil)
+        let expected = (backend.download(dX), backend.download(adapter.gradA), backend.download(adapter.gradB))
+        adapter.zeroGradients()
+        let copy = try backend.empty(x.shape, .f32)
+        backend.copy(x, into: copy)
+        let (_, savedCopy) = try layer.forward(copy)
+        let reused = try layer.backward(dY, saved: savedCopy, accumulateInto: nil, overwritingInput: true)
+        XCTAssertTrue(reused.buffer === copy.buffer, "dL/dx took the input's storage")
+        XCTAssertEqual(backend.download(reused), expected.0)
+        XCTAssertEqual(backend.download(adapter.gradA), expected.1)
+        XCTAssertEqual(backend.download(adapter.gradB), expected.2)
+    }
+
     func testFreshAdapterStartsAtTheBaseModel() throws {
         var g = SplitMix64(seed: 1)
         let adapter = try LoRAAdapter.initialized(module: "m", inFeatures: 16, outFeatures: 4,

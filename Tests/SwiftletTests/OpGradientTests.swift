@@ -154,6 +154,17 @@ final class OpGradientTests: XCTestCase {
         } } }
         assertClose(dGate, numericGradient(gate) { dot(w, forward($0, up)) })
         assertClose(dUp, numericGradient(up) { dot(w, forward(gate, $0)) })
+
+        // In place (what the decoder layer does): the gradients land in gate's and up's storage, the same bits.
+        let backend = CPUBackend()
+        let tensors = [gate, up, w].map { values in try! backend.upload(values.map(Float.init), [count], .f32) }
+        let (g, u, d) = (tensors[0], tensors[1], tensors[2])
+        let separate = (try! backend.empty([count], .f32), try! backend.empty([count], .f32))
+        backend.swigluBackward(dOut: d, gate: g, up: u, dGate: separate.0, dUp: separate.1)
+        backend.swigluBackward(dOut: d, gate: g, up: u, dGate: g, dUp: u)
+        XCTAssertEqual(backend.download(g), backend.download(separate.0))
+        XCTAssertEqual(backend.download(u), backend.download(separate.1))
+        XCTAssertNotEqual(backend.download(g), gate.map(Float.init), "the gate was overwritten in place")
     }
 
     func testCrossEntropyGradientAndIgnoreIndex() {

@@ -111,6 +111,8 @@ public protocol Backend: AnyObject, Sendable {
 
     /// out = silu(gate) * up
     func swiglu(gate: Tensor, up: Tensor, into out: Tensor)
+    /// dGate, dUp overwritten; they may be gate's and up's own storage (each element is read before
+    /// it is written), which the decoder layer uses to keep its peak memory down.
     func swigluBackward(dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor)
 
     /// For each row of `logits` ([n, vocab]) with target `labels[row]` (-100 = ignored): writes the

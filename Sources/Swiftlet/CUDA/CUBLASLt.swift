@@ -18,10 +18,11 @@ final class CUBLASLt {
     private let workspace: DeviceBuffer
     private let stream: CUstream
     private let device: CUDADevice
-    /// Time cuBLASLt's candidate algorithms on a shape's first product and keep the fastest
-    /// (SWIFTLET_GEMM_TUNE=0 keeps the heuristic's first choice: the same algorithm, and so the same
-    /// bits, in every process).
-    nonisolated(unsafe) static var tunes = CUDALibrarySearch.processEnvironment["SWIFTLET_GEMM_TUNE"] != "0"
+    /// SWIFTLET_GEMM_TUNE=1: time cuBLASLt's candidate algorithms on a shape's first product and keep
+    /// the fastest. Off by default: it measured within noise of the heuristic's first choice on the
+    /// H200 (TinyLlama and llama2-7b steps, docs/PERFORMANCE.md), and the first choice gives the same
+    /// algorithm, and so the same bits, in every process.
+    nonisolated(unsafe) static var tunes = CUDALibrarySearch.processEnvironment["SWIFTLET_GEMM_TUNE"] == "1"
 
     private struct Key: Hashable {
         var m, n, k: Int

@@ -388,6 +388,11 @@ struct CUDAOpSelfTest {
             gpu.swigluBackward(dOut: d.gpu, gate: g.gpu, up: u.gpu, dGate: dg.gpu, dUp: du.gpu)
             check("backward dGate", dg)
             check("backward dUp", du)
+            // in place (the decoder layer's use): the same bits as separate outputs
+            gpu.swigluBackward(dOut: d.gpu, gate: g.gpu, up: u.gpu, dGate: g.gpu, dUp: u.gpu)
+            let same = gpu.download(g.gpu) == gpu.download(dg.gpu) && gpu.download(u.gpu) == gpu.download(du.gpu)
+            passed = passed && same
+            say("  \(same ? "PASS" : "FAIL")  \("backward in place = separate outputs".padding(toLength: 40, withPad: " ", startingAt: 0))")
             guard shape.count % 8 == 0 else { continue }
             time("forward", bytes: Double(shape.count * 6)) { gpu.swiglu(gate: g.gpu, up: u.gpu, into: out.gpu) }
             time("backward", bytes: Double(shape.count * 10)) {
@@ -424,7 +429,8 @@ struct CUDAOpSelfTest {
         let x = try pair(shape, storage), y = try pair(shape, storage)
         cpu.add(x.cpu, into: y.cpu, alpha: 0.5); gpu.add(x.gpu, into: y.gpu, alpha: 0.5)
         check("add (\(storage))", y)
-        time("add", bytes: Double(shape.count * 6)) { gpu.add(x.gpu, into: y.gpu, alpha: 0.5) }
+        let timedOperands = (try pair(shape, storage), try pair(shape, storage))
+        time("add", bytes: Double(shape.count * 6)) { gpu.add(timedOperands.0.gpu, into: timedOperands.1.gpu, alpha: 0.5) }
         let odd = (try pair([3, 1001], storage), try pair([3, 1001], storage))
         cpu.add(odd.0.cpu, into: odd.1.cpu, alpha: -2); gpu.add(odd.0.gpu, into: odd.1.gpu, alpha: -2)
         check("add, odd size (scalar kernel)", odd.1)

@@ -150,9 +150,11 @@ public struct DecoderLayer {
     public func backward(_ dOut: Tensor, saved s: Saved, _ step: StepContext) throws -> Tensor {
         let backend = dOut.backend, tokens = dOut.shape[0], config = step.config
         // MLP: dOut flows to the residual h2 unchanged and through down_proj.
-        let dM = try down.backward(dOut, saved: s.downSaved, accumulateInto: nil)
-        let dGate = try backend.empty(s.gate.shape, backend.computeType)
-        let dUp = try backend.empty(s.up.shape, backend.computeType)
+        // dL/dm takes m's storage (m, the SwiGLU output, is only down_proj's input).
+        let dM = try down.backward(dOut, saved: s.downSaved, accumulateInto: nil, overwritingInput: true)
+        // In place: gate and up are dead after this op, and every backend reads an element before
+        // writing it; the layer's peak memory is two [tokens, intermediate] tensors lower.
+        let (dGate, dUp) = (s.gate, s.up)
         backend.swigluBackward(dOut: dM, gate: s.gate, up: s.up, dGate: dGate, dUp: dUp)
         let dN2 = try gateUpProjections.backward([dGate, dUp], saved: s.gateUpSaved)
         let dH2 = dOut  // the residual; the norm's gradient is added to it

@@ -92,17 +92,34 @@ public struct Linear {
     nonisolated(unsafe) static var forceGEMMLoRA = CUDALibrarySearch.processEnvironment["SWIFTLET_LORA"] == "gemm"
 
     /// Accumulates the LoRA gradients and adds dL/dx into `dX` (or returns a new tensor).
+    /// `overwritingInput`: the forward's input is dead after this call (the decoder's down_proj
+    /// input), so a new dL/dx may take its storage: the LoRA terms that read the input run first.
+    /// The same ops on the same values as without it, only reordered: the same bits.
     @discardableResult
-    public func backward(_ dY: Tensor, saved: Saved, accumulateInto dX: Tensor?) throws -> Tensor {
+    public func backward(_ dY: Tensor, saved: Saved, accumulateInto dX: Tensor?, overwritingInput: Bool = false) throws -> Tensor {
         let backend = dY.backend
         let tokens = dY.shape[0]
+        let fused = lora != nil && saved.lowRank != nil && saved.dropoutMask == nil && Self.usesFusedLoRA(lora!)
+        let reusing = overwritingInput && dX == nil && (lora == nil || fused) && saved.input.dtype == backend.computeType
+        var earlyDz: Tensor?
+        if reusing, let lora, let z = saved.lowRank {
+            backend.loraGradient(dY, z, into: lora.gradB, gradientTransposed: false, alpha: lora.scaling)
+            let dz = try backend.empty([tokens, lora.rank], .f32)
+            backend.loraDown(dY, lora.b, weightTransposed: true, into: dz, alpha: lora.scaling)
+            backend.loraGradient(saved.input, dz, into: lora.gradA, gradientTransposed: true, alpha: 1)
+            earlyDz = dz
+        }
         // A new input gradient is written whole by the GEMM (beta 0); an existing one accumulates.
-        let dInput = try dX ?? backend.empty([tokens, inFeatures], backend.computeType)
+        let dInput = try dX ?? (reusing ? saved.input : backend.empty([tokens, inFeatures], backend.computeType))
         backend.matmul(dY, transposeA: false, try weight.materialized(), transposeB: false, into: dInput,
                        alpha: 1, beta: dX == nil ? 0 : 1)
+        if let lora, let dz = earlyDz {
+            backend.loraUpAdd(dz, lora.a, weightTransposed: true, scale: 1, into: dInput)
+            return dInput
+        }
         if let lora, let z = saved.lowRank {
             // dB += s · dYᵀ z ;  dz = s · dY B ;  dA += dzᵀ x̃ ;  dx += (dz A) ⊙ mask   (all f32)
-            if saved.dropoutMask == nil && Self.usesFusedLoRA(lora) {
+            if fused {
                 backend.loraGradient(dY, z, into: lora.gradB, gradientTransposed: false, alpha: lora.scaling)
                 let dz = try backend.empty([tokens, lora.rank], .f32)
                 backend.loraDown(dY, lora.b, weightTransposed: true, into: dz, alpha: lora.scaling)
