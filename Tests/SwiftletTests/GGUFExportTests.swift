@@ -228,3 +228,42 @@ final class GGUFQ4KMTests: XCTestCase {
         XCTAssertThrowsError(try GGUFExport.q4KMType("blk.0.attn_q.weight", rowLength: 64, layers: 8, hasOutput: true, arch: "llama"))
     }
 }
+
+extension GGUFExportTests {
+    /// GGUF: Gemma's norms under llama.cpp's names, each written as 1 + w; softcaps and the window in
+    /// the metadata; layer patterns or a local RoPE llama.cpp cannot express are refused.
+    func testGGUFOfGemma() throws {
+        XCTAssertEqual(GGUFExport.tensorName("model.layers.2.post_attention_layernorm.weight", sandwichNorms: true),
+                       "blk.2.post_attention_norm.weight")
+        XCTAssertEqual(GGUFExport.tensorName("model.layers.2.pre_feedforward_layernorm.weight", sandwichNorms: true),
+                       "blk.2.ffn_norm.weight")
+        XCTAssertEqual(GGUFExport.tensorName("model.layers.2.post_feedforward_layernorm.weight", sandwichNorms: true),
+                       "blk.2.post_ffw_norm.weight")
+        XCTAssertEqual(GGUFExport.tensorName("model.layers.2.post_attention_layernorm.weight"), "blk.2.ffn_norm.weight")
+        let gemma2 = try LlamaModel.load(directory: try fixture("gemma2_softcap"), on: CPUBackend())
+        XCTAssertEqual(try GGUFExport.architecture(gemma2.config), "gemma2")
+        let url = try temporaryFile()
+        let summary = try GGUFExport.write(model: gemma2, to: url, name: "gemma2", tokenizerDirectory: nil)
+        // token_embd, output_norm (tied: no output), and per layer 4 norms + 7 linears.
+        XCTAssertEqual(summary.tensors, 2 + gemma2.config.layers * 11)
+        let g = try Parsed(Data(contentsOf: url))
+        XCTAssertEqual(g.metadata["gemma2.attn_logit_softcapping"] as? Float, 2)
+        XCTAssertEqual(g.metadata["gemma2.final_logit_softcapping"] as? Float, 3)
+        XCTAssertEqual(g.metadata["gemma2.attention.sliding_window"] as? UInt32, 4)
+        let stored = g.floats("blk.0.post_ffw_norm.weight")
+        XCTAssertEqual(stored, gemma2.backend.download(try XCTUnwrap(gemma2.layers[0].mlpOutputNorm)).map { $0 + 1 })
+        // gemma3_text slides on layers 0 and 2 of 3; llama.cpp's gemma3 on 5 of every 6.
+        let gemma3 = try LlamaModel.load(directory: try fixture("gemma3_text"), on: CPUBackend())
+        XCTAssertThrowsError(try GGUFExport.write(model: gemma3, to: try temporaryFile(), name: "g3",
+                                                  tokenizerDirectory: nil)) { error in
+            XCTAssertTrue("\(error)".contains("layer_types"), "\(error)")
+        }
+        var pattern6 = gemma3.config
+        pattern6.layers = 6
+        pattern6.slidingLayers = [true, true, true, true, true, false]
+        let metadata = try GGUFExport.modelMetadata(pattern6, name: "g3", quant: .f16)
+        XCTAssertTrue(metadata.contains { $0.0 == "gemma3.attention.sliding_window" })
+        XCTAssertFalse(metadata.contains { $0.0 == "gemma3.attn_logit_softcapping" })
+        XCTAssertTrue(metadata.contains { $0.0 == "gemma3.rope.scaling.type" }, "the global layers' linear scaling")
+    }
+}
