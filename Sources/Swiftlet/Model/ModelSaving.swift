@@ -31,7 +31,7 @@ extension LlamaModel {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let entries = try namedWeights.map { SafetensorsWriter.Entry(name: $0.name, floats: try $0.weight.floats(), shape: $0.weight.shape) }
         try SafetensorsWriter.write(entries, metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))
-        let json = try JSONSerialization.data(withJSONObject: HFConfig.json(config), options: [.prettyPrinted, .sortedKeys])
+        let json = try HFConfig.serialized(HFConfig.json(config))
         try AtomicFile.write(json, to: directory.appendingPathComponent("config.json"))
     }
 }
@@ -89,6 +89,21 @@ extension HFConfig {
         if let b = c.bosTokenId { json["bos_token_id"] = b }
         if let e = c.eosTokenId { json["eos_token_id"] = e }
         return json
+    }
+
+    /// Fields that transformers' strict config classes type as float: a whole number must be written
+    /// as 3.0, not 3 (Gemma2Config rejects final_logit_softcapping 3 as an int).
+    static let floatFields = ["attn_logit_softcapping", "final_logit_softcapping", "rms_norm_eps"]
+
+    /// config.json's bytes (pretty, sorted keys), with `floatFields` that hold whole numbers written
+    /// with a ".0" (JSONSerialization writes 3.0 as 3).
+    public static func serialized(_ json: [String: Any]) throws -> Data {
+        var text = String(decoding: try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]),
+                          as: UTF8.self)
+        for field in floatFields {
+            text = text.replacingOccurrences(of: "(\"\(field)\" : -?[0-9]+)(?=[,\n])", with: "$1.0", options: .regularExpression)
+        }
+        return Data(text.utf8)
     }
 
     /// transformers 5's rope_parameters of one RoPE.
