@@ -148,6 +148,9 @@ final class HFConfigTests: XCTestCase {
         XCTAssertEqual(c.embeddingScale(.bf16), 59.75)  // √3584 = 59.87 rounded to bf16, as transformers does
         XCTAssertEqual(c.embeddingScale(.f32), Float(3584.0.squareRoot()))
         XCTAssertEqual(c.parameterCount, 9_241_705_984)  // gemma-2-9b
+        var preset = try LlamaConfig.preset("gemma2-9b")  // the bench shape is this config
+        preset.bosTokenId = nil; preset.eosTokenId = nil
+        XCTAssertEqual(preset, c)
         // Absent softcaps are Gemma2Config's defaults; null means none.
         let defaults = try parse(["model_type": "gemma2", "hidden_act": nil, "sliding_window": 4096])
         XCTAssertEqual(defaults.attentionSoftcap, 50)
