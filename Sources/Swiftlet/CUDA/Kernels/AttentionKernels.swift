@@ -189,16 +189,18 @@ enum CUDAAttention {
     #define ATTENTION_PASS rows, columns, heads, kvHeads, headDim, window, scale
     #define ATTENTION_KERNELS(SUFFIX, SOFTCAP, CAP_PARAM, CAP)                                                       \\
     extern "C" __global__ void attention_forward##SUFFIX(                                                            \\
-        const storage_t* q, const storage_t* k, const storage_t* v, const int* seq, storage_t* out, float* lse,      \\
-        ATTENTION_ARGS CAP_PARAM)                                                                                    \\
+        const storage_t* __restrict__ q, const storage_t* __restrict__ k, const storage_t* __restrict__ v,           \\
+        const int* __restrict__ seq, storage_t* __restrict__ out, float* __restrict__ lse, ATTENTION_ARGS CAP_PARAM) \\
     { attention_forward_body<SOFTCAP>(q, k, v, seq, out, lse, ATTENTION_PASS, CAP); }                                \\
     extern "C" __global__ void attention_backward_dq##SUFFIX(                                                        \\
-        const storage_t* dOut, const storage_t* q, const storage_t* k, const storage_t* v, const storage_t* out,     \\
-        const float* lse, const int* seq, storage_t* dQ, float* rowDot, ATTENTION_ARGS CAP_PARAM)                    \\
+        const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,        \\
+        const storage_t* __restrict__ v, const storage_t* __restrict__ out, const float* __restrict__ lse,           \\
+        const int* __restrict__ seq, storage_t* __restrict__ dQ, float* __restrict__ rowDot, ATTENTION_ARGS CAP_PARAM) \\
     { attention_backward_dq_body<SOFTCAP>(dOut, q, k, v, out, lse, seq, dQ, rowDot, ATTENTION_PASS, CAP); }          \\
     extern "C" __global__ void attention_backward_dkdv##SUFFIX(                                                      \\
-        const storage_t* dOut, const storage_t* q, const storage_t* k, const storage_t* v, const float* lse,         \\
-        const float* rowDot, const int* seq, storage_t* dK, storage_t* dV, ATTENTION_ARGS CAP_PARAM)                 \\
+        const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,        \\
+        const storage_t* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ rowDot,            \\
+        const int* __restrict__ seq, storage_t* __restrict__ dK, storage_t* __restrict__ dV, ATTENTION_ARGS CAP_PARAM) \\
     { attention_backward_dkdv_body<SOFTCAP>(dOut, q, k, v, lse, rowDot, seq, dK, dV, ATTENTION_PASS, CAP); }
     #define ATTENTION_NO_PARAM
     #define ATTENTION_CAP_PARAM , float softcap

@@ -392,9 +392,10 @@ enum CUDAFlashAttention {
                 for (int e = 0; e < 4; e++) {
                     const int r = e >> 1, j = 8 * n + 2 * t + (e & 1);
                     // a select, not a product: exp of a masked score may be inf (padding rows have lse -inf)
-                    float slope;
-                    const float z = fa_cap<SOFTCAP>(s[n][e] * scale, softcap, &slope);
-                    const float p = full || fa_visible(qi[r], k0 + j, qseq[r], tileSeq[j], window) ? __expf(z - L[r]) : 0.f;
+                    // (the cap inside the select keeps the plain kernel's instruction order)
+                    float slope = 1.f;
+                    const float p = full || fa_visible(qi[r], k0 + j, qseq[r], tileSeq[j], window)
+                        ? __expf(fa_cap<SOFTCAP>(s[n][e] * scale, softcap, &slope) - L[r]) : 0.f;
                     s[n][e] = SOFTCAP ? p * (dp[n][e] - Dr[r]) * slope : p * (dp[n][e] - Dr[r]);
                 }
             }
@@ -492,10 +493,9 @@ enum CUDAFlashAttention {
                 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int r = e >> 1, i = 8 * n + 2 * t + (e & 1);
-                    float slope;
-                    const float z = fa_cap<SOFTCAP>(s[n][e] * scale, softcap, &slope);
+                    float slope = 1.f;
                     const float p = full || fa_visible(i0 + i, kj[r], tileSeq[i], kseq[r], window)
-                        ? __expf(z - tileLse[i]) : 0.f;
+                        ? __expf(fa_cap<SOFTCAP>(s[n][e] * scale, softcap, &slope) - tileLse[i]) : 0.f;
                     s[n][e] = p;
                     dp[n][e] = SOFTCAP ? p * (dp[n][e] - tileDot[i]) * slope : p * (dp[n][e] - tileDot[i]);
                 }
