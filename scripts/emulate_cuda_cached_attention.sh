@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the CUDA cached-attention kernels on the CPU (emulate_cuda_cached_attention.cpp) against attention
-# in double on decode, prefill, GQA, window, padding and key-split geometries. Needs g++ with C++20.
+# in double on decode, prefill, GQA, window, padding, key-split and softcap geometries. Needs g++ with C++20.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work=$(mktemp -d)
@@ -17,5 +17,5 @@ parts = [swift_string(f"{kernels}/CUDACommon.swift", "bf16"), swift_string(f"{ke
          swift_string(f"{kernels}/CachedAttentionKernels.swift", "source")]
 open(out, "w").write("".join(parts))
 PY
-g++ -std=c++20 -O1 -pthread -I"$work" "$here/emulate_cuda_cached_attention.cpp" -o "$work/emulate"
+g++ -std=c++20 -O1 -pthread -I"$work" -I"$here" "$here/emulate_cuda_cached_attention.cpp" -o "$work/emulate"
 "$work/emulate"
