@@ -202,4 +202,19 @@ final class HFConfigTests: XCTestCase {
                                          "sliding_attention": ["rope_type": "default"]]],
                     field: "rope_parameters.rope_type")
     }
+
+    /// Whole-number float fields are written as floats (transformers' strict configs reject 30 for 30.0),
+    /// at any depth; other integers stay integers.
+    func testSerializedConfigSpellsFloatFieldsAsFloats() throws {
+        let text = String(decoding: try HFConfig.serialized(["final_logit_softcapping": 30.0, "num_hidden_layers": 42,
+                                                             "attn_logit_softcapping": 50.5, "rms_norm_eps": 1e-6,
+                                                             "quantization_config": ["llm_int8_threshold": 6.0]]),
+                          as: UTF8.self)
+        XCTAssertTrue(text.contains("\"final_logit_softcapping\" : 30.0,"), text)
+        XCTAssertTrue(text.contains("\"attn_logit_softcapping\" : 50.5,"), text)
+        XCTAssertTrue(text.contains("\"llm_int8_threshold\" : 6.0\n"), text)
+        XCTAssertTrue(text.contains("\"num_hidden_layers\" : 42,"), text)
+        let back = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        XCTAssertEqual(back["final_logit_softcapping"] as? Double, 30)
+    }
 }

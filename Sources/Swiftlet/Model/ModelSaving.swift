@@ -92,8 +92,9 @@ extension HFConfig {
     }
 
     /// Fields that transformers' strict config classes type as float: a whole number must be written
-    /// as 3.0, not 3 (Gemma2Config rejects final_logit_softcapping 3 as an int).
-    static let floatFields = ["attn_logit_softcapping", "final_logit_softcapping", "rms_norm_eps"]
+    /// as 3.0, not 3 (Gemma2Config rejects final_logit_softcapping 3 as an int, BitsAndBytesConfig an
+    /// llm_int8_threshold of 6). Matched at any depth of the JSON text.
+    static let floatFields = ["attn_logit_softcapping", "final_logit_softcapping", "rms_norm_eps", "llm_int8_threshold"]
 
     /// config.json's bytes (pretty, sorted keys), with `floatFields` that hold whole numbers written
     /// with a ".0" (JSONSerialization writes 3.0 as 3).
