@@ -231,7 +231,8 @@ final class GGUFQ4KMTests: XCTestCase {
 
 extension GGUFExportTests {
     /// GGUF: Gemma's norms under llama.cpp's names, each written as 1 + w; softcaps and the window in
-    /// the metadata; layer patterns or a local RoPE llama.cpp cannot express are refused.
+    /// the metadata; what llama.cpp cannot express (another attention scale than it derives, other
+    /// sliding-layer patterns) is refused.
     func testGGUFOfGemma() throws {
         XCTAssertEqual(GGUFExport.tensorName("model.layers.2.post_attention_layernorm.weight", sandwichNorms: true),
                        "blk.2.post_attention_norm.weight")
@@ -240,7 +241,16 @@ extension GGUFExportTests {
         XCTAssertEqual(GGUFExport.tensorName("model.layers.2.post_feedforward_layernorm.weight", sandwichNorms: true),
                        "blk.2.post_ffw_norm.weight")
         XCTAssertEqual(GGUFExport.tensorName("model.layers.2.post_attention_layernorm.weight"), "blk.2.ffn_norm.weight")
-        let gemma2 = try LlamaModel.load(directory: try fixture("gemma2_softcap"), on: CPUBackend())
+        // The fixture scales attention by 24^-1/2, llama.cpp would use head_dim 16's.
+        let softcapped = try LlamaModel.load(directory: try fixture("gemma2_softcap"), on: CPUBackend())
+        XCTAssertThrowsError(try GGUFExport.write(model: softcapped, to: try temporaryFile(), name: "g", tokenizerDirectory: nil)) {
+            XCTAssertTrue("\($0)".contains("query_pre_attn_scalar"), "\($0)")
+        }
+        var config = softcapped.config
+        config.queryPreAttentionScalar = Float(config.headDim)
+        let gemma2 = try LlamaModel.random(config: config, seed: 3, std: 0.2, on: CPUBackend())
+        gemma2.layers[0].mlpOutputNorm = try gemma2.backend.upload((0..<config.hiddenSize).map { Float($0) / 100 },
+                                                                   [config.hiddenSize], .f32)
         XCTAssertEqual(try GGUFExport.architecture(gemma2.config), "gemma2")
         let url = try temporaryFile()
         let summary = try GGUFExport.write(model: gemma2, to: url, name: "gemma2", tokenizerDirectory: nil)
@@ -250,18 +260,16 @@ extension GGUFExportTests {
         XCTAssertEqual(g.metadata["gemma2.attn_logit_softcapping"] as? Float, 2)
         XCTAssertEqual(g.metadata["gemma2.final_logit_softcapping"] as? Float, 3)
         XCTAssertEqual(g.metadata["gemma2.attention.sliding_window"] as? UInt32, 4)
-        let stored = g.floats("blk.0.post_ffw_norm.weight")
-        XCTAssertEqual(stored, gemma2.backend.download(try XCTUnwrap(gemma2.layers[0].mlpOutputNorm)).map { $0 + 1 })
+        XCTAssertEqual(g.floats("blk.0.post_ffw_norm.weight"), (0..<config.hiddenSize).map { Float($0) / 100 + 1 })
         // gemma3_text slides on layers 0 and 2 of 3; llama.cpp's gemma3 on 5 of every 6.
-        let gemma3 = try LlamaModel.load(directory: try fixture("gemma3_text"), on: CPUBackend())
-        XCTAssertThrowsError(try GGUFExport.write(model: gemma3, to: try temporaryFile(), name: "g3",
-                                                  tokenizerDirectory: nil)) { error in
+        var gemma3 = try LlamaModel.load(directory: try fixture("gemma3_text"), on: CPUBackend()).config
+        gemma3.queryPreAttentionScalar = Float(gemma3.headDim)
+        XCTAssertThrowsError(try GGUFExport.modelMetadata(gemma3, name: "g3", quant: .f16)) { error in
             XCTAssertTrue("\(error)".contains("layer_types"), "\(error)")
         }
-        var pattern6 = gemma3.config
-        pattern6.layers = 6
-        pattern6.slidingLayers = [true, true, true, true, true, false]
-        let metadata = try GGUFExport.modelMetadata(pattern6, name: "g3", quant: .f16)
+        gemma3.layers = 6
+        gemma3.slidingLayers = [true, true, true, true, true, false]
+        let metadata = try GGUFExport.modelMetadata(gemma3, name: "g3", quant: .f16)
         XCTAssertTrue(metadata.contains { $0.0 == "gemma3.attention.sliding_window" })
         XCTAssertFalse(metadata.contains { $0.0 == "gemma3.attn_logit_softcapping" })
         XCTAssertTrue(metadata.contains { $0.0 == "gemma3.rope.scaling.type" }, "the global layers' linear scaling")

@@ -200,7 +200,7 @@ final class HFConfigTests: XCTestCase {
         assertError(["model_type": "gemma3_text", "hidden_act": nil, "sliding_window": 512,
                      "rope_parameters": ["full_attention": ["rope_type": "yarn", "factor": 8.0],
                                          "sliding_attention": ["rope_type": "default"]]],
-                    field: "rope_parameters.rope_type")
+                    field: "rope_parameters.full_attention.rope_type")
     }
 
     /// Whole-number float fields are written as floats (transformers' strict configs reject 30 for 30.0),

@@ -212,9 +212,18 @@ public enum GGUFExport {
 
     /// Gemma's keys, as convert_hf_to_gguf.py's Gemma2Model / Gemma3Model write them. llama.cpp fixes
     /// what config.json can vary here (which layers slide: every other one from layer 0 for gemma2,
-    /// five of every six for gemma3; the sliding layers' RoPE base 10000 for gemma3) and Gemma 3 has
-    /// no attention softcap there, so other configurations are refused rather than run wrongly.
+    /// five of every six for gemma3; the sliding layers' RoPE base 10000 for gemma3; the attention
+    /// scale, head_dim^-½ or, for the 27B models it knows by their layer count (46, 62),
+    /// (hidden/heads)^-½, whatever query_pre_attn_scalar says) and Gemma 3 has no attention softcap
+    /// there, so other configurations are refused rather than run wrongly.
     static func gemmaMetadata(_ config: LlamaConfig, arch: String) throws -> [(String, GGUFValue)] {
+        let is27B = config.layers == (config.modelType == .gemma2 ? 46 : 62)
+        let llamaCppScalar = is27B ? config.hiddenSize / config.heads : config.headDim
+        if let scalar = config.queryPreAttentionScalar, scalar != Float(llamaCppScalar) {
+            throw GGUFError.unsupported(field: "config.json query_pre_attn_scalar", value: "\(scalar)",
+                                        reason: "llama.cpp's \(arch) scales attention by \(llamaCppScalar)^-1/2 for this "
+                                            + "shape; export --format merged instead")
+        }
         let pattern = config.modelType == .gemma2 ? 2 : 6
         let llamaCppLayers = (0..<config.layers).map { ($0 + 1) % pattern != 0 }
         if (0..<config.layers).map({ config.isSliding(layer: $0) }) != llamaCppLayers {

@@ -176,8 +176,12 @@ public enum HFConfig {
             func typed(_ name: String, theta: Double) throws -> RoPEScaling {
                 let sub: [String: Any] = try Fields(json: perType, file: fields.file, prefix: "rope_parameters.").optional(name) ?? [:]
                 let inner = Fields(json: ["rope_parameters": sub.merging(["rope_theta": sub["rope_theta"] ?? theta]) { a, _ in a }],
-                                   file: fields.file, prefix: "rope_parameters.\(name).")
-                return try Self.rope(inner, maxPositions: 0, headDim: 0)
+                                   file: fields.file)
+                do { return try Self.rope(inner, maxPositions: 0, headDim: 0) } catch var error as ConfigError {
+                    // name the layer type's entry: rope_parameters.full_attention.rope_type
+                    error.field = error.field.map { "rope_parameters.\(name)." + $0.dropFirst("rope_parameters.".count) }
+                    throw error
+                }
             }
             rope = try typed("full_attention", theta: 1_000_000)
             localRope = try typed("sliding_attention", theta: 10_000)

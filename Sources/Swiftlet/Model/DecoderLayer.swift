@@ -16,8 +16,8 @@ public struct DecoderLayer {
     /// Gemma: the norms of the attention output (its post_attention_layernorm) and of the MLP output
     /// (post_feedforward_layernorm), applied before each residual add; nil for the other families.
     public var attentionOutputNorm, mlpOutputNorm: Tensor?
-    /// Qwen3's q_norm and k_norm: RMSNorm weights [headDim] applied to every head of q and of k
-    /// before RoPE; nil for the other families.
+    /// Qwen3's and Gemma 3's q_norm and k_norm: RMSNorm weights [headDim] applied to every head of q
+    /// and of k before RoPE; nil for the other families.
     public var qNorm, kNorm: Tensor?
     /// q_proj, k_proj, v_proj, or Phi-3's qkv_proj.
     public var qkvProjections: ProjectionGroup
@@ -217,7 +217,7 @@ public struct DecoderLayer {
         return dX
     }
 
-    /// Qwen3's per-head RMSNorm: x [tokens, heads·headDim] seen as [tokens·heads, headDim] rows, so
+    /// Qwen3's and Gemma 3's per-head RMSNorm: x [tokens, heads·headDim] seen as [tokens·heads, headDim] rows, so
     /// the model's RMSNorm op (every backend's) normalises each head on its own.
     static func headNorm(_ x: Tensor, weight: Tensor, heads: Int, _ config: LlamaConfig) throws -> (Tensor, rstd: Tensor) {
         let backend = x.backend, rows = x.shape[0] * heads
