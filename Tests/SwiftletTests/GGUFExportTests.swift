@@ -175,6 +175,20 @@ final class GGUFExportTests: XCTestCase {
         XCTAssertNotNil(spm.chatTemplate)
         let byteIndex = try XCTUnwrap(spm.tokens.firstIndex(of: "<0x41>"))
         XCTAssertEqual(spm.types[byteIndex], .byte)
+        XCTAssertEqual(spm.addSpacePrefix, true)
+        XCTAssertFalse(spm.metadata.contains { $0.0 == "tokenizer.ggml.add_space_prefix" }, "llama.cpp's default")
+        // Gemma's tokenizer puts no ▁ before the first word: the same vocabulary without the Prepend normalizer.
+        let gemmaStyle = FileManager.default.temporaryDirectory.appendingPathComponent("gemma-tok-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: gemmaStyle, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: gemmaStyle) }
+        var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: fixture("tokenizers/spm_bpe/tokenizer.json"))) as? [String: Any])
+        json["normalizer"] = ["type": "Replace", "pattern": ["String": " "], "content": "\u{2581}"]
+        try JSONSerialization.data(withJSONObject: json).write(to: gemmaStyle.appendingPathComponent("tokenizer.json"))
+        try FileManager.default.copyItem(at: fixture("tokenizers/spm_bpe/tokenizer_config.json"),
+                                         to: gemmaStyle.appendingPathComponent("tokenizer_config.json"))
+        let gemma = try GGUFVocabulary(directory: gemmaStyle, vocabSize: 1160)
+        XCTAssertEqual(gemma.addSpacePrefix, false)
+        XCTAssertTrue(gemma.metadata.contains { $0.0 == "tokenizer.ggml.add_space_prefix" })
 
         let bpe = try GGUFVocabulary(directory: fixture("tokenizers/byte_bpe"), vocabSize: 1502)
         XCTAssertEqual(bpe.model, "gpt2")
