@@ -1,15 +1,16 @@
 # The HF + PEFT baseline of ../shared/bench/hf_peft.py for the model families that are not LlamaForCausalLM:
 # the same random-init model (the family's own transformers class), LoRA r 16 on every linear the family
 # has (PEFT's names: Phi-3's fused qkv_proj and gate_up_proj), SDPA, the same timed loop and RESULT keys,
-# so `swiftlet bench --arch qwen3-8b|phi3-mini` compares with it side by side.
+# so `swiftlet bench --arch qwen3-8b|phi3-mini|gemma2-9b` compares with it side by side. Gemma 2 runs eager
+# attention by default: its softcapping is not in SDPA (transformers refuses SDPA for Gemma 2).
 #   python3 bench/hf_peft_family.py --arch qwen3-8b --steps 8 [--fourbit 1] [--gc 0]
 import argparse, json, tempfile, time, torch
-from transformers import AutoModelForCausalLM, Qwen3Config, Phi3Config
+from transformers import AutoModelForCausalLM, Qwen3Config, Phi3Config, Gemma2Config
 p = argparse.ArgumentParser()
 p.add_argument("--arch", default="qwen3-8b"); p.add_argument("--bsz", type=int, default=2)
 p.add_argument("--seq", type=int, default=2048); p.add_argument("--steps", type=int, default=8)
 p.add_argument("--gc", type=int, default=1); p.add_argument("--fourbit", type=int, default=0)
-p.add_argument("--r", type=int, default=16); p.add_argument("--attn", default="sdpa")
+p.add_argument("--r", type=int, default=16); p.add_argument("--attn", default=None, help="default: sdpa (gemma2: eager)")
 a = p.parse_args()
 families = {
     "qwen3-8b": (Qwen3Config(vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
@@ -20,8 +21,16 @@ families = {
                              num_attention_heads=32, num_key_value_heads=32, rms_norm_eps=1e-5, max_position_embeddings=4096,
                              sliding_window=2047, pad_token_id=32000),
                   ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]),
+    # google/gemma-2-9b (swiftlet's gemma2-9b preset)
+    "gemma2-9b": (Gemma2Config(vocab_size=256000, hidden_size=3584, intermediate_size=14336, num_hidden_layers=42,
+                               num_attention_heads=16, num_key_value_heads=8, head_dim=256, rms_norm_eps=1e-6,
+                               max_position_embeddings=8192, query_pre_attn_scalar=256, sliding_window=4096,
+                               attn_logit_softcapping=50.0, final_logit_softcapping=30.0, tie_word_embeddings=True,
+                               hidden_activation="gelu_pytorch_tanh"),
+                  ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
 }
 c, targets = families[a.arch]
+a.attn = a.attn or ("eager" if a.arch.startswith("gemma2") else "sdpa")
 c._attn_implementation = a.attn
 torch.manual_seed(0)
 with torch.device("cuda"):

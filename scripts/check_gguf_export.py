@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Checks `swiftlet export --format gguf` files with the real readers.
 
-For each case (the llama_gqa, qwen2_bias, qwen3_qknorm and phi3_fused fixtures, and two tiny random Llama models built here
-with the spm_bpe and byte_bpe fixture tokenizers and a random PEFT adapter), runs the swiftlet
+For each case (the llama_gqa, qwen2_bias, qwen3_qknorm and phi3_fused fixtures, two tiny random Llama
+models built here with the spm_bpe and byte_bpe fixture tokenizers and a random PEFT adapter, and a random Gemma 2
+and 6-layer Gemma 3 with the spm_bpe tokenizer, shaped as llama.cpp can run them: attention scaled by head_dim,
+gemma3 sliding on 5 of every 6 layers), runs the swiftlet
 binary for --quant f16 and q8_0, then reads the file with gguf-py's GGUFReader and checks:
 
 - every expected metadata key and value (llama/qwen2 hyper-parameters, file type, tokenizer);
@@ -28,7 +30,8 @@ import gguf
 from gguf import GGUFReader, GGMLQuantizationType as QT
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, Phi3Config,
-                          Phi3ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+                          Phi3ForCausalLM, Qwen3Config, Qwen3ForCausalLM, Gemma2Config, Gemma2ForCausalLM,
+                          Gemma3TextConfig, Gemma3ForCausalLM)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(ROOT, "Tests/SwiftletTests/Fixtures")
@@ -58,13 +61,20 @@ GGUF_NAMES = {"input_layernorm.weight": "attn_norm.weight", "post_attention_laye
               "self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"}
 
 
-def gguf_name(hf):
+# Gemma's four norms (gguf-py's tensor_mapping for gemma2 / gemma3).
+GEMMA_NAMES = dict(GGUF_NAMES, **{"post_attention_layernorm.weight": "post_attention_norm.weight",
+                                  "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+                                  "post_feedforward_layernorm.weight": "post_ffw_norm.weight"})
+ARCHS = {"qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3", "gemma2": "gemma2", "gemma3_text": "gemma3"}
+
+
+def gguf_name(hf, gemma=False):
     fixed = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}
     if hf in fixed:
         return fixed[hf]
     p = hf.split(".")
-    return f"blk.{p[2]}.{GGUF_NAMES['.'.join(p[3:])]}"
+    return f"blk.{p[2]}.{(GEMMA_NAMES if gemma else GGUF_NAMES)['.'.join(p[3:])]}"
 
 
 def make_model(tokenizer_dir, out, family="llama"):
@@ -84,6 +94,16 @@ def make_model(tokenizer_dir, out, family="llama"):
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     if family == "qwen3":
         model = Qwen3ForCausalLM(Qwen3Config(head_dim=32, **common)).float()
+    elif family == "gemma2":
+        # llama.cpp scales Gemma's attention by head_dim (query_pre_attn_scalar = head_dim); small caps, window 8.
+        model = Gemma2ForCausalLM(Gemma2Config(head_dim=32, sliding_window=8, query_pre_attn_scalar=32,
+                                               attn_logit_softcapping=2.0, final_logit_softcapping=3.0,
+                                               pad_token_id=tok.eos_token_id, **dict(common, tie_word_embeddings=True))).float()
+    elif family == "gemma3":
+        # llama.cpp's gemma3 layout: 5 sliding layers then a global one (window 8).
+        g3 = dict(common, num_hidden_layers=6, tie_word_embeddings=True)
+        model = Gemma3ForCausalLM(Gemma3TextConfig(head_dim=32, sliding_window=8, query_pre_attn_scalar=32,
+                                                   pad_token_id=tok.eos_token_id, **g3)).float()
     elif family == "phi3":
         # A window wider than the checks' sequences: llama.cpp runs Phi-3 without its window (positions past
         # it differ from transformers', seen with window 8), as it does Mistral's.
@@ -107,10 +127,12 @@ def field(reader, key):
 def check_file(path, base, adapter, quant, tokenized):
     name = os.path.basename(path)
     cfg = json.load(open(os.path.join(base, "config.json")))
-    arch = cfg["model_type"] if cfg["model_type"] in ("qwen2", "qwen3", "phi3") else "llama"
+    arch = ARCHS.get(cfg["model_type"], "llama")
+    gemma = arch in ("gemma2", "gemma3")
     heads, kv = cfg["num_attention_heads"], cfg.get("num_key_value_heads", cfg["num_attention_heads"])
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
     rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    rope = rope.get("full_attention", rope)  # Gemma 3: the global layers' RoPE is rope.freq_base
     theta = rope.get("rope_theta", cfg.get("rope_theta", 10000.0))
     r = GGUFReader(path)
     expected = {"general.architecture": arch, "general.alignment": 32, "general.file_type": 1 if quant == "f16" else 7,
@@ -121,6 +143,11 @@ def check_file(path, base, adapter, quant, tokenized):
     if arch == "phi3":  # convert_hf_to_gguf.py's Phi3MiniModel
         expected["phi3.attention.sliding_window"] = cfg.get("sliding_window") or 0
         expected["phi3.rope.scaling.original_context_length"] = cfg["original_max_position_embeddings"]
+    if gemma:  # convert_hf_to_gguf.py's Gemma2Model / Gemma3Model
+        expected[f"{arch}.attention.sliding_window"] = cfg["sliding_window"]
+        for key in ["attn_logit_softcapping", "final_logit_softcapping"]:
+            if cfg.get(key) is not None:
+                check(abs(field(r, f"{arch}.{key}") - cfg[key]) < 1e-6, f"{name}: {key}")
     for k, v in expected.items():
         check(field(r, k) == v, f"{name}: {k} = {field(r, k)!r}, expected {v!r}")
     check(abs(field(r, f"{arch}.rope.freq_base") - theta) < 1e-3 * theta, f"{name}: rope.freq_base")
@@ -156,13 +183,15 @@ def check_file(path, base, adapter, quant, tokenized):
     if cfg.get("tie_word_embeddings"):
         sd.pop("lm_head.weight", None)
     tensors = {t.name: t for t in r.tensors}
-    want = {gguf_name(k) for k in sd} | ({"rope_freqs.weight"} if rope.get("rope_type") == "llama3" else set())
+    want = {gguf_name(k, gemma) for k in sd} | ({"rope_freqs.weight"} if rope.get("rope_type") == "llama3" else set())
     check(set(tensors) == want, f"{name}: tensor names {sorted(set(tensors) ^ want)}")
     worst_f16, blocks_diff, blocks_all = 0.0, 0, 0
     for hf, w in sd.items():
-        t = tensors.get(gguf_name(hf))
+        t = tensors.get(gguf_name(hf, gemma))
         if t is None:
             continue
+        if gemma and hf.endswith("norm.weight"):
+            w = w + 1  # the converter stores Gemma's (1 + w)
         if arch == "llama" and "q_proj" in hf:
             w = permute(w, heads, heads)
         elif arch == "llama" and "k_proj" in hf:
@@ -245,6 +274,9 @@ def main():
     for tk in ["spm_bpe", "byte_bpe"]:
         base, adapter = make_model(os.path.join(FIX, "tokenizers", tk), os.path.join(work, tk))
         cases.append((f"random_{tk}", base, adapter, True))
+    for family in ["gemma2", "gemma3"]:
+        base, adapter = make_model(os.path.join(FIX, "tokenizers", "spm_bpe"), os.path.join(work, family), family=family)
+        cases.append((f"random_{family}_spm_bpe", base, adapter, True))
     for case, base, adapter, tokenized in cases:
         print(case)
         for quant in ["f16", "q8_0"]:
@@ -257,9 +289,15 @@ def main():
             if run.returncode != 0:
                 continue
             merged = check_file(out, base, adapter, quant, tokenized)
+            # transformers' GGUF loader reads neither Gemma's softcaps nor query_pre_attn_scalar (it takes
+            # Gemma2Config's defaults 50, 30, 256; llama.cpp reads the softcaps and uses head_dim): pass them.
+            cfg = json.load(open(os.path.join(base, "config.json")))
+            gemma_kwargs = {k: cfg[k] for k in ["attn_logit_softcapping", "final_logit_softcapping",
+                                                "query_pre_attn_scalar"] if k in cfg}
             if tokenized and quant == "f16":
                 tok = AutoTokenizer.from_pretrained(base)
-                check_transformers(out, base, merged, tok.encode("The quick brown fox jumps over the lazy dog."))
+                check_transformers(out, base, merged, tok.encode("The quick brown fox jumps over the lazy dog."),
+                                   load_kwargs=gemma_kwargs)
             elif case in ("qwen3_qknorm", "phi3_fused") and quant == "f16":
                 # transformers' GGUF loader reads neither qwen3's key_length (head_dim) nor phi3's
                 # sliding_window, and these files have no vocabulary (Phi3Config's pad id 32000 is then
@@ -273,6 +311,11 @@ def main():
                               "--quant", "q4_k_m", "--out", os.path.join(work, "x.gguf")], capture_output=True, text=True)
     # q4_k_m is built (check_gguf_q4km.py); this fixture's 32-wide rows are refused, as llama.cpp would fall back.
     check(refused.returncode != 0 and "multiple of 256" in refused.stderr, "q4_k_m of 32-wide rows is refused")
+    # gemma2_softcap scales attention by query_pre_attn_scalar 24, not head_dim 16 as llama.cpp would: refused.
+    refused = subprocess.run([args.swiftlet, "export", "--model", os.path.join(FIX, "gemma2_softcap"), "--adapter",
+                              os.path.join(FIX, "gemma2_softcap/adapter"), "--format", "gguf", "--out",
+                              os.path.join(work, "g.gguf")], capture_output=True, text=True)
+    check(refused.returncode != 0 and "query_pre_attn_scalar" in refused.stderr, "gemma2_softcap's scalar is refused")
     shutil.rmtree(work)
     print("RESULT", "PASS" if not failures else f"FAIL ({len(failures)} checks)")
     sys.exit(1 if failures else 0)

@@ -6,7 +6,9 @@ Run on the GPU machine (torch, transformers, peft):
 
 Makes a random-init Llama of the named shape (bf16) — or, with --family, a Qwen3 of that shape with
 head_dim 128 (q/k norms; q wider than the hidden state) or a Phi-3 (fused qkv_proj / gate_up_proj,
-LoRA on its four linears, sliding window --window) — a PEFT LoRA adapter (r 16 on all seven
+LoRA on its four linears, sliding window --window), a Gemma 2 (head_dim 256, softcaps 50 / 30, every other
+layer sliding --window, default 512; eager attention, as transformers runs Gemma 2) or a Gemma 3 text model
+(q/k norms, 5 of 6 layers sliding, two RoPEs) — a PEFT LoRA adapter (r 16 on all seven
 projections, non-zero A and B), and a batch of random tokens; computes the loss and the LoRA
 gradients with transformers + PEFT in bf16 (SDPA) and in fp32 (the truth), runs
 `swiftlet gradients --device cuda` on the same files, and compares: loss within bf16 rounding, LoRA
@@ -16,8 +18,8 @@ PEFT's bf16 gradients are themselves ~6% from fp32 at this shape). Prints one RE
 """
 import argparse, json, os, subprocess, sys, tempfile
 import torch
-from transformers import (AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM,
-                          Qwen3Config, Qwen3ForCausalLM)
+from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig,
+                          LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
 from safetensors.torch import load_file
 
 from gpu_reference import PHI3_TARGETS, SHAPES, TARGETS, attach_lora, loss_and_grads, random_batch, stats
@@ -31,6 +33,13 @@ def family_config(family, shape, window):
     if family == "phi3":
         return (Phi3Config(sliding_window=window, original_max_position_embeddings=4096, pad_token_id=0, **common),
                 Phi3ForCausalLM, PHI3_TARGETS)
+    if family == "gemma2":
+        return (Gemma2Config(head_dim=256, query_pre_attn_scalar=256, sliding_window=window or 512,
+                             attn_logit_softcapping=50.0, final_logit_softcapping=30.0, pad_token_id=0, **common),
+                Gemma2ForCausalLM, TARGETS)
+    if family == "gemma3":
+        return (Gemma3TextConfig(head_dim=256, query_pre_attn_scalar=256, sliding_window=window or 512, pad_token_id=0,
+                                 **common), Gemma3ForCausalLM, TARGETS)
     return LlamaConfig(**common), LlamaForCausalLM, TARGETS
 
 def main():
@@ -40,8 +49,9 @@ def main():
     ap.add_argument("--bsz", type=int, default=2)
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--work", default=None)
-    ap.add_argument("--family", default="llama", choices=["llama", "qwen3", "phi3"])
-    ap.add_argument("--window", type=int, default=None, help="Phi-3: sliding_window (None: full attention)")
+    ap.add_argument("--family", default="llama", choices=["llama", "qwen3", "phi3", "gemma2", "gemma3"])
+    ap.add_argument("--window", type=int, default=None,
+                    help="Phi-3: sliding_window (None: full attention); Gemma: the sliding layers' window (default 512)")
     ap.add_argument("--cpu", type=int, default=0, help="also run the CPU engine (slow at real sizes)")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp()
@@ -51,7 +61,9 @@ def main():
         model_cls(cfg).to(torch.bfloat16).save_pretrained(f"{work}/model")
     # Load from disk as users do: a model cast with .to(bf16) also rounds the rotary inv_freq
     # buffer to bf16, which from_pretrained does not.
-    base = AutoModelForCausalLM.from_pretrained(f"{work}/model", dtype=torch.bfloat16, attn_implementation="sdpa").cuda()
+    # Gemma 2's softcapping is not in SDPA: transformers runs it eager.
+    attention = "eager" if a.family == "gemma2" else "sdpa"
+    base = AutoModelForCausalLM.from_pretrained(f"{work}/model", dtype=torch.bfloat16, attn_implementation=attention).cuda()
     model = attach_lora(base, f"{work}/adapter", targets)
     ids = random_batch(cfg.vocab_size, a.bsz, a.seq, f"{work}/data.jsonl")
     loss_bf16, g_bf16 = loss_and_grads(model, ids)
@@ -61,7 +73,8 @@ def main():
     from peft import PeftModel
     base32 = AutoModelForCausalLM.from_pretrained(f"{work}/model", dtype=torch.float32, attn_implementation="eager").cuda()
     model32 = PeftModel.from_pretrained(base32, f"{work}/adapter", is_trainable=True)
-    print("rotary inv_freq dtype: bf16 run", base.model.rotary_emb.inv_freq.dtype, "/ fp32 run", base32.model.rotary_emb.inv_freq.dtype)
+    if hasattr(base.model.rotary_emb, "inv_freq"):  # (Gemma 3 keeps one per layer type)
+        print("rotary inv_freq dtype: bf16 run", base.model.rotary_emb.inv_freq.dtype, "/ fp32 run", base32.model.rotary_emb.inv_freq.dtype)
     loss_fp32, g_fp32 = loss_and_grads(model32, ids)
 
     r = subprocess.run([a.swiftlet, "gradients", "--model", f"{work}/model", "--adapter", f"{work}/adapter",

@@ -1,59 +1,11 @@
 // The CUDA cached-attention kernels (Sources/Swiftlet/CUDA/Kernels/CachedAttentionKernels.swift) run on
-// the CPU, for checking them on a machine without a GPU: one std::thread per CUDA thread, blocks one
-// after another, warp shuffles and __syncthreads through barriers, against attention in double.
+// the CPU (cuda_emulation.h), against attention in double, with and without Gemma 2's softcap.
 // The launch logic (passes, key splits, merge) is CachedAttentionKernels.swift's, written again here.
 // Run scripts/emulate_cuda_cached_attention.sh (it extracts the kernel source into kernel.inc).
-#include <barrier>
-#include <thread>
-#include <vector>
-#include <cmath>
-#include <cstring>
-#include <cstdio>
-#include <random>
-#include <algorithm>
-using std::min; using std::max;
-struct D3 { int x = 0, y = 0, z = 0; };
-thread_local D3 threadIdx, blockIdx;
-D3 blockDim, gridDim;
-std::barrier<>* blockBarrier;
-std::barrier<>* warpBarrier[32];
-float shuffleSlots[32][32];
-static inline float __shfl_xor_sync(unsigned, float v, int o) {
-    int w = threadIdx.x >> 5, l = threadIdx.x & 31;
-    shuffleSlots[w][l] = v; warpBarrier[w]->arrive_and_wait();
-    float r = shuffleSlots[w][l ^ o]; warpBarrier[w]->arrive_and_wait();
-    return r;
-}
-static inline void __syncthreads() { blockBarrier->arrive_and_wait(); }
-static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
-static inline float __int_as_float(long long i) { unsigned u = (unsigned)i; float f; memcpy(&f, &u, 4); return f; }
-static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
-#define __expf expf
-#define __logf logf
-#define __device__
-#define __global__
-#define __forceinline__ inline
-#define __shared__ static
-#define __launch_bounds__(x)
-#include "kernel.inc"
-
-template <class F> void launch(D3 grid, int threads, F body) {
-    gridDim = grid; blockDim = {threads, 1, 1};
-    for (int z = 0; z < grid.z; z++) for (int y = 0; y < grid.y; y++) for (int x = 0; x < grid.x; x++) {
-        std::barrier<> bb(threads); blockBarrier = &bb;
-        std::vector<std::barrier<>*> wb;
-        for (int w = 0; w < threads / 32; w++) { warpBarrier[w] = new std::barrier<>(32); }
-        std::vector<std::thread> ts;
-        for (int t = 0; t < threads; t++) ts.emplace_back([=] { threadIdx = {t, 0, 0}; blockIdx = {x, y, z}; body(); });
-        for (auto& t : ts) t.join();
-        for (int w = 0; w < threads / 32; w++) delete warpBarrier[w];
-    }
-}
-
-static float bf(float f) { return to_f32(to_storage(f)); }
+#include "cuda_emulation.h"
 
 int run(int rows, int queries, int start, int capacity, int heads, int kvHeads, int headDim, int window,
-        std::vector<int> padding, int sms) {
+        std::vector<int> padding, int sms, float softcap = 0, float scaleGiven = 0) {
     std::mt19937 gen(rows * 7 + queries * 13 + start);
     std::uniform_real_distribution<float> u(-2, 2);
     int qW = heads * headDim, kvW = kvHeads * headDim;
@@ -73,11 +25,17 @@ int run(int rows, int queries, int start, int capacity, int heads, int kvHeads, 
     std::vector<storage_t> out(outputs * headDim, 0xFFFF);
     std::vector<float> pm(outputs * splits), ps(outputs * splits), po(outputs * splits * headDim);
     int d = headDim <= 64 ? 2 : headDim <= 128 ? 4 : 8;
-    float scale = 1 / sqrtf(headDim);
+    float scale = scaleGiven > 0 ? scaleGiven : 1 / sqrtf(headDim);
     launch({queries, rows * kvHeads * passes, splits}, 128, [&] {
-        auto f = d == 2 ? cached_attention_2 : d == 4 ? cached_attention_4 : cached_attention_8;
-        f(q.data(), k.data(), v.data(), valid.data(), out.data(), pm.data(), ps.data(), po.data(),
-          queries, start, capacity, heads, kvHeads, headDim, window, scale);
+        if (softcap > 0) {
+            auto f = d == 2 ? cached_attention_2_softcap : d == 4 ? cached_attention_4_softcap : cached_attention_8_softcap;
+            f(q.data(), k.data(), v.data(), valid.data(), out.data(), pm.data(), ps.data(), po.data(),
+              queries, start, capacity, heads, kvHeads, headDim, window, scale, softcap);
+        } else {
+            auto f = d == 2 ? cached_attention_2 : d == 4 ? cached_attention_4 : cached_attention_8;
+            f(q.data(), k.data(), v.data(), valid.data(), out.data(), pm.data(), ps.data(), po.data(),
+              queries, start, capacity, heads, kvHeads, headDim, window, scale);
+        }
     });
     if (splits > 1) {
         int t = min(128, (headDim + 31) / 32 * 32);
@@ -93,7 +51,7 @@ int run(int rows, int queries, int start, int capacity, int heads, int kvHeads, 
             if (window > 0 && column - j >= window) continue;
             double dot = 0;
             for (int c = 0; c < headDim; c++) dot += (double)to_f32(q[(r * queries + i) * qW + h * headDim + c]) * to_f32(k[(r * capacity + j) * kvW + kvh * headDim + c]);
-            s.push_back(dot * scale); js.push_back(j);
+            s.push_back(softcap > 0 ? softcap * tanh(dot * scale / softcap) : dot * scale); js.push_back(j);
         }
         double m = -1e300; for (double x : s) m = std::max(m, x);
         double tot = 0; for (double& x : s) { x = exp(x - m); tot += x; }
@@ -105,8 +63,8 @@ int run(int rows, int queries, int start, int capacity, int heads, int kvHeads, 
             maxDiff = std::max(maxDiff, fabs(g - o)); maxRef = std::max(maxRef, fabs(o));
         }
     }
-    printf("rows %d queries %d start %d heads %d/%d d %d window %d splits %d: max rel %.2e, NaN %d\n",
-           rows, queries, start, heads, kvHeads, headDim, window, splits, maxDiff / maxRef, nan);
+    printf("rows %d queries %d start %d heads %d/%d d %d window %d splits %d softcap %g: max rel %.2e, NaN %d\n",
+           rows, queries, start, heads, kvHeads, headDim, window, splits, softcap, maxDiff / maxRef, nan);
     return maxDiff / maxRef < 1e-2 && nan == 0;
 }
 
@@ -121,5 +79,9 @@ int main() {
     ok &= run(1, 5, 10, 30, 6, 3, 40, 0, {}, 1);
     ok &= run(1, 7, 130, 150, 12, 2, 64, 40, {}, 1000);  // several queries with key splits
     ok &= run(3, 1, 200, 260, 32, 8, 128, 0, {0, 150, 199}, 132);  // a row that sees only its last key
+    // Gemma 2: softcapped scores (1.5: far from linear; 50 as the model), d 256, scale 1/16
+    ok &= run(2, 1, 150, 200, 16, 8, 256, 64, {0, 9}, 132, 1.5f, 1.0f / 16);
+    ok &= run(1, 1, 300, 320, 8, 4, 256, 0, {}, 1000, 50.0f, 1.0f / 16);   // key splits
+    ok &= run(1, 7, 130, 150, 12, 2, 64, 40, {}, 1000, 1.5f);
     printf(ok ? "ALL PASS\n" : "FAILURES\n");
 }

@@ -13,6 +13,8 @@ SHAPES = {
     # Qwen3-0.6B (with --family qwen3: head_dim 128, q 2048 wide on a 1024 hidden state).
     "phi3-mini-4l": dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=4, num_attention_heads=32, num_key_value_heads=32),
     "qwen3-0.6b-4l": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=4, num_attention_heads=16, num_key_value_heads=8),
+    # Gemma 2 2B / Gemma 3 1B-like (with --family gemma2 / gemma3: head_dim 256, q 2048 wide on 2304).
+    "gemma2-2b-4l": dict(hidden_size=2304, intermediate_size=9216, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4),
 }
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PHI3_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]  # Phi-3's fused linears, as PEFT names them

@@ -555,6 +555,52 @@ PHI2_INDENTED = r"""{% if messages[0]['role'] == 'system' %}
     {{ 'Assistant:' }}
 {% endif %}"""
 
+# google/gemma-2-9b-it (as remembered; see QWEN3's note): no system role, "model" for the assistant
+GEMMA2 = r"""{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"""
+
+# google/gemma-3-1b-it (as remembered): the system message is prefixed to the first user turn
+GEMMA3 = r"""{{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- if messages[0]['content'] is string -%}
+        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+    {%- else -%}
+        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}
+    {%- endif -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+    {%- if message['content'] is string -%}
+        {{ message['content'] | trim }}
+    {%- elif message['content'] is iterable -%}
+        {%- for item in message['content'] -%}
+            {%- if item['type'] == 'image' -%}
+                {{ '<start_of_image>' }}
+            {%- elif item['type'] == 'text' -%}
+                {{ item['text'] | trim }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- else -%}
+        {{ raise_exception("Invalid content type") }}
+    {%- endif -%}
+    {{ '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{'<start_of_turn>model\n'}}
+{%- endif -%}
+"""
+
 TEMPLATES = {
     # name: (source, bos, eos, model)
     "llama-2": (LLAMA2, "<s>", "</s>", "meta-llama/Llama-2-7b-chat-hf"),
@@ -569,6 +615,8 @@ TEMPLATES = {
     "qwen2.5": (QWEN25, None, "<|im_end|>", "Qwen/Qwen2.5-7B-Instruct"),
     "qwen3": (QWEN3, None, "<|im_end|>", "Qwen/Qwen3-8B (as remembered)"),
     "phi-3": (PHI3, "<s>", "<|endoftext|>", "microsoft/Phi-3-mini-4k-instruct (as remembered)"),
+    "gemma": (GEMMA2, "<bos>", "<eos>", "google/gemma-2-9b-it (as remembered)"),
+    "gemma-3": (GEMMA3, "<bos>", "<eos>", "google/gemma-3-1b-it (as remembered)"),
     "yi": (YI, "<|startoftext|>", "<|im_end|>", "01-ai/Yi-34B-Chat"),
     "zephyr": (ZEPHYR, "<s>", "</s>", "HuggingFaceH4/zephyr-7b-beta"),
     "alpaca": (ALPACA, "<s>", "</s>", "chujiezheng/chat_templates alpaca.jinja"),

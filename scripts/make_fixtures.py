@@ -40,7 +40,8 @@ import safetensors
 from safetensors.torch import save_file, load_file
 from transformers import (AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig,
                           MistralForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM,
-                          Qwen3Config, Qwen3ForCausalLM)
+                          Qwen3Config, Qwen3ForCausalLM, Gemma2Config, Gemma2ForCausalLM, Gemma3TextConfig,
+                          Gemma3ForCausalLM)
 from peft import LoraConfig, PeftModel, get_peft_model
 
 DTYPE = torch.float32
@@ -48,6 +49,12 @@ ADAMW = {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01}
 SGD = {"lr": 0.5, "steps": 3}
 ALL7 = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PHI3_ALL = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]  # PEFT's names for Phi-3's fused linears
+
+# Gemma's configs name the activation hidden_activation (gelu_pytorch_tanh); hidden_act is not theirs.
+def gemma_common(**overrides):
+    common = {k: v for k, v in COMMON.items() if k != "hidden_act"}
+    return dict(common, hidden_activation="gelu_pytorch_tanh", rms_norm_eps=1e-6, **overrides)
+
 
 COMMON = dict(
     vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -220,6 +227,39 @@ FIXTURES = {
         lora=dict(r=4, lora_alpha=8, target_modules=PHI3_ALL),
         batch=batch_qwen2_bias,
     ),
+    # Gemma 2: GeGLU (tanh), (1 + w) RMSNorms with the four per-layer norms, embeddings times sqrt(hidden),
+    # layer 0 sliding (window 4) and layer 1 global, attention and final logit softcapping (small caps so
+    # tanh is far from linear), query_pre_attn_scalar 24 (scale 24^-0.5, not head_dim's), head_dim 16 with
+    # hidden 32, tied embeddings. Norm weights are centred on 0 (Gemma stores w of 1 + w).
+    "gemma2_softcap": dict(
+        seed=1011,
+        model_cls=Gemma2ForCausalLM,
+        norm_center=0.0,
+        config=lambda: Gemma2Config(
+            **gemma_common(), head_dim=16, max_position_embeddings=64, tie_word_embeddings=True,
+            query_pre_attn_scalar=24, sliding_window=4, attn_logit_softcapping=2.0, final_logit_softcapping=3.0,
+            pad_token_id=0, bos_token_id=2, eos_token_id=1,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+        lora=dict(r=4, lora_alpha=8, target_modules=ALL7),
+        batch=batch_llama_gqa,
+    ),
+    # Gemma 3 (text): Gemma 2's layer without softcapping, plus q_norm/k_norm ((1 + w), per head), and two
+    # RoPEs: sliding layers rope_theta 10000 (rope_local_base_freq), global layers theta 1e6 with linear
+    # scaling (factor 4), as the 4B/12B/27B models have. Layers: sliding, full, sliding (window 4).
+    "gemma3_text": dict(
+        seed=1012,
+        model_cls=Gemma3ForCausalLM,
+        norm_center=0.0,
+        config=lambda: Gemma3TextConfig(
+            **gemma_common(num_hidden_layers=3), head_dim=16, max_position_embeddings=64,
+            tie_word_embeddings=True, query_pre_attn_scalar=20, sliding_window=4,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            pad_token_id=0, bos_token_id=2, eos_token_id=1,
+            rope_parameters={"full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1000000.0},
+                             "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}),
+        lora=dict(r=4, lora_alpha=8, target_modules=ALL7),
+        batch=batch_llama_gqa,
+    ),
 }
 
 
@@ -227,13 +267,14 @@ FIXTURES = {
 # helpers
 # ----------------------------------------------------------------------------------------------
 
-def random_init(model, g):
-    """normal(0, 0.2) for every weight and bias; RMSNorm weights 1 + 0.1*noise. Tied weights once."""
+def random_init(model, g, norm_center=1.0):
+    """normal(0, 0.2) for every weight and bias; RMSNorm weights norm_center + 0.1*noise (Gemma: 0, as its
+    norms scale by 1 + w). Tied weights once."""
     with torch.no_grad():
         for name, p in model.named_parameters():  # named_parameters() yields a tied tensor once
             noise = torch.randn(p.shape, generator=g, dtype=DTYPE)
             if "norm" in name:
-                p.copy_(1.0 + 0.1 * noise)
+                p.copy_(norm_center + 0.1 * noise)
             else:
                 p.copy_(0.2 * noise)
 
@@ -404,7 +445,7 @@ def make_fixture(name, spec, out_root):
     cfg = spec["config"]()
     cfg._attn_implementation = "eager"
     base = spec["model_cls"](cfg).to(DTYPE)
-    random_init(base, g)
+    random_init(base, g, spec.get("norm_center", 1.0))
     base.save_pretrained(folder)
 
     # --- adapter ----------------------------------------------------------------------------
@@ -474,8 +515,13 @@ def make_fixture(name, spec, out_root):
     with torch.no_grad():
         sgd_losses.append(float(forward(model, batch).loss))
     sgd = {n: p.detach().clone() for n, p in params.items()}
-    rope_inv_freq = get_inner(model).model.rotary_emb.inv_freq.tolist()
-    rope_attention_scaling = float(get_inner(model).model.rotary_emb.attention_scaling)
+    rotary = get_inner(model).model.rotary_emb
+    if hasattr(rotary, "inv_freq"):
+        rope_inv_freq = rotary.inv_freq.tolist()
+        rope_attention_scaling = float(rotary.attention_scaling)
+    else:  # Gemma 3: one RoPE per layer type
+        rope_inv_freq = {t: getattr(rotary, f"{t}_inv_freq").tolist() for t in rotary.layer_types}
+        rope_attention_scaling = {t: float(getattr(rotary, f"{t}_attention_scaling")) for t in rotary.layer_types}
     del model, opt
 
     # --- write ------------------------------------------------------------------------------
@@ -575,6 +621,16 @@ def make_fixture(name, spec, out_root):
         want = [1.0 / (f * rp["rope_theta"] ** (i / d)) for f, i in zip(factors, range(0, d, 2))]
         assert max(abs(a - b) / b for a, b in zip(meta["rope"]["inv_freq_used_in_forward"], want)) < 1e-6, \
             "expected the " + ("long" if long else "short") + " factors in the forward"
+    if name == "gemma2_softcap":
+        meta["notes"] = ("Gemma 2: GeGLU (gelu_pytorch_tanh), RMSNorm x*rstd*(1+w) in f32, four norms per layer "
+                         "(input, post_attention on the attention output, pre_feedforward, post_feedforward), "
+                         "embeddings * sqrt(32), layer_types " + str(cfg.layer_types) + " (window 4), scores "
+                         "s*24^-0.5 capped 2*tanh(s/2) before the mask, logits capped 3*tanh(z/3) before the loss; "
+                         "tied; right padding.")
+    if name == "gemma3_text":
+        meta["notes"] = ("Gemma 3 text: as Gemma 2 without softcapping, with q_norm/k_norm ((1+w) RMSNorm per head "
+                         "before RoPE), layer_types " + str(cfg.layer_types) + " (window 4); sliding layers rope "
+                         "theta 10000, full layers theta 1e6 / linear factor 4; scale 20^-0.5; tied; right padding.")
     if name == "llama_gqa":
         meta["notes"] = ("llama3 rope scaling (factor 8, low 1, high 4, original_max_position_embeddings 8). "
                          "Row 1 is right-padded: last 5 tokens attention_mask 0 (input id 0), labels -100.")

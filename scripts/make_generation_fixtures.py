@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Greedy-decoding reference for Swiftlet's generation (Tests/SwiftletTests/GenerationTests.swift).
 
-For six fixture models of scripts/make_fixtures.py with their PEFT adapters (unmerged, fp32, CPU),
+For eight fixture models of scripts/make_fixtures.py with their PEFT adapters (unmerged, fp32, CPU),
 runs transformers' `generate(do_sample=False, max_new_tokens=12)` on one prompt alone and on a batch
 of two prompts of different lengths, left-padded with attention mask 0 (as Swiftlet pads), and writes
 the prompt ids and each row's generated ids (cut after the first EOS, as Swiftlet stops there).
@@ -22,7 +22,9 @@ from peft import PeftModel
 
 # phi3_longrope(_short): original contexts 8 and 16, so generation crosses from short to long factors
 # (transformers picks them per forward by max(position_ids) + 1; cached keys keep their rotation).
-MODELS = ["llama_gqa", "qwen2_bias", "qwen3_qknorm", "phi3_fused", "phi3_longrope", "phi3_longrope_short"]
+# gemma2_softcap, gemma3_text: softcapping and per-layer windows (4) in the cached decode, Gemma 3's two RoPEs.
+MODELS = ["llama_gqa", "qwen2_bias", "qwen3_qknorm", "phi3_fused", "phi3_longrope", "phi3_longrope_short",
+          "gemma2_softcap", "gemma3_text"]
 NEW_TOKENS = 12
 PAD = 0
 

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 @testable import Swiftlet
 
-/// Every case in Fixtures/chat_templates/cases.json was rendered by transformers 5.24's (5.25's for qwen3, phi-3) own
+/// Every case in Fixtures/chat_templates/cases.json was rendered by transformers 5.24's (5.25's for qwen3, phi-3, gemma) own
 /// `render_jinja_template` (scripts/make_chat_template_fixtures.py); our rendering must match byte for byte.
 final class ChatTemplateTests: XCTestCase {
     struct Fixture {
@@ -88,7 +88,8 @@ final class ChatTemplateTests: XCTestCase {
         let pairs = [("llama-2", "llama-2"), ("llama-3", "llama-3"), ("llama-3.1", "llama-3.1"), ("llama-3.2", "llama-3.2"),
                      ("mistral", "mistral"), ("mistral-v0.2", "mistral-v0.2"), ("mistral-v0.3", "mistral-v0.3"),
                      ("chatml", "chatml"), ("qwen2", "qwen2"), ("qwen2.5", "qwen2.5"), ("yi", "yi"),
-                     ("zephyr", "zephyr"), ("tinyllama", "zephyr"), ("alpaca", "alpaca"), ("vicuna", "vicuna")]
+                     ("zephyr", "zephyr"), ("tinyllama", "zephyr"), ("alpaca", "alpaca"), ("vicuna", "vicuna"),
+                     ("gemma", "gemma"), ("gemma-2", "gemma"), ("gemma-3", "gemma-3"), ("gemma3", "gemma-3")]
         for (builtin, fixture) in pairs {
             guard case .object(let o)? = fx.templates[fixture] else { return XCTFail(fixture) }
             XCTAssertEqual(try ChatTemplate.named(builtin).source, str(o["source"]), builtin)

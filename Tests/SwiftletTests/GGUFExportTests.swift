@@ -175,6 +175,20 @@ final class GGUFExportTests: XCTestCase {
         XCTAssertNotNil(spm.chatTemplate)
         let byteIndex = try XCTUnwrap(spm.tokens.firstIndex(of: "<0x41>"))
         XCTAssertEqual(spm.types[byteIndex], .byte)
+        XCTAssertEqual(spm.addSpacePrefix, true)
+        XCTAssertFalse(spm.metadata.contains { $0.0 == "tokenizer.ggml.add_space_prefix" }, "llama.cpp's default")
+        // Gemma's tokenizer puts no ▁ before the first word: the same vocabulary without the Prepend normalizer.
+        let gemmaStyle = FileManager.default.temporaryDirectory.appendingPathComponent("gemma-tok-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: gemmaStyle, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: gemmaStyle) }
+        var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: fixture("tokenizers/spm_bpe/tokenizer.json"))) as? [String: Any])
+        json["normalizer"] = ["type": "Replace", "pattern": ["String": " "], "content": "\u{2581}"]
+        try JSONSerialization.data(withJSONObject: json).write(to: gemmaStyle.appendingPathComponent("tokenizer.json"))
+        try FileManager.default.copyItem(at: fixture("tokenizers/spm_bpe/tokenizer_config.json"),
+                                         to: gemmaStyle.appendingPathComponent("tokenizer_config.json"))
+        let gemma = try GGUFVocabulary(directory: gemmaStyle, vocabSize: 1160)
+        XCTAssertEqual(gemma.addSpacePrefix, false)
+        XCTAssertTrue(gemma.metadata.contains { $0.0 == "tokenizer.ggml.add_space_prefix" })
 
         let bpe = try GGUFVocabulary(directory: fixture("tokenizers/byte_bpe"), vocabSize: 1502)
         XCTAssertEqual(bpe.model, "gpt2")
@@ -226,5 +240,52 @@ final class GGUFQ4KMTests: XCTestCase {
         XCTAssertEqual(try type("blk.6.ffn_down.weight"), .q6_K)
         XCTAssertEqual(try type("blk.0.attn_q.weight"), .q4_K)
         XCTAssertThrowsError(try GGUFExport.q4KMType("blk.0.attn_q.weight", rowLength: 64, layers: 8, hasOutput: true, arch: "llama"))
+    }
+}
+
+extension GGUFExportTests {
+    /// GGUF: Gemma's norms under llama.cpp's names, each written as 1 + w; softcaps and the window in
+    /// the metadata; what llama.cpp cannot express (another attention scale than it derives, other
+    /// sliding-layer patterns) is refused.
+    func testGGUFOfGemma() throws {
+        XCTAssertEqual(GGUFExport.tensorName("model.layers.2.post_attention_layernorm.weight", sandwichNorms: true),
+                       "blk.2.post_attention_norm.weight")
+        XCTAssertEqual(GGUFExport.tensorName("model.layers.2.pre_feedforward_layernorm.weight", sandwichNorms: true),
+                       "blk.2.ffn_norm.weight")
+        XCTAssertEqual(GGUFExport.tensorName("model.layers.2.post_feedforward_layernorm.weight", sandwichNorms: true),
+                       "blk.2.post_ffw_norm.weight")
+        XCTAssertEqual(GGUFExport.tensorName("model.layers.2.post_attention_layernorm.weight"), "blk.2.ffn_norm.weight")
+        // The fixture scales attention by 24^-1/2, llama.cpp would use head_dim 16's.
+        let softcapped = try LlamaModel.load(directory: try fixture("gemma2_softcap"), on: CPUBackend())
+        XCTAssertThrowsError(try GGUFExport.write(model: softcapped, to: try temporaryFile(), name: "g", tokenizerDirectory: nil)) {
+            XCTAssertTrue("\($0)".contains("query_pre_attn_scalar"), "\($0)")
+        }
+        var config = softcapped.config
+        config.queryPreAttentionScalar = Float(config.headDim)
+        let gemma2 = try LlamaModel.random(config: config, seed: 3, std: 0.2, on: CPUBackend())
+        gemma2.layers[0].mlpOutputNorm = try gemma2.backend.upload((0..<config.hiddenSize).map { Float($0) / 100 },
+                                                                   [config.hiddenSize], .f32)
+        XCTAssertEqual(try GGUFExport.architecture(gemma2.config), "gemma2")
+        let url = try temporaryFile()
+        let summary = try GGUFExport.write(model: gemma2, to: url, name: "gemma2", tokenizerDirectory: nil)
+        // token_embd, output_norm (tied: no output), and per layer 4 norms + 7 linears.
+        XCTAssertEqual(summary.tensors, 2 + gemma2.config.layers * 11)
+        let g = try Parsed(Data(contentsOf: url))
+        XCTAssertEqual(g.metadata["gemma2.attn_logit_softcapping"] as? Float, 2)
+        XCTAssertEqual(g.metadata["gemma2.final_logit_softcapping"] as? Float, 3)
+        XCTAssertEqual(g.metadata["gemma2.attention.sliding_window"] as? UInt32, 4)
+        XCTAssertEqual(g.floats("blk.0.post_ffw_norm.weight"), (0..<config.hiddenSize).map { Float($0) / 100 + 1 })
+        // gemma3_text slides on layers 0 and 2 of 3; llama.cpp's gemma3 on 5 of every 6.
+        var gemma3 = try LlamaModel.load(directory: try fixture("gemma3_text"), on: CPUBackend()).config
+        gemma3.queryPreAttentionScalar = Float(gemma3.headDim)
+        XCTAssertThrowsError(try GGUFExport.modelMetadata(gemma3, name: "g3", quant: .f16)) { error in
+            XCTAssertTrue("\(error)".contains("layer_types"), "\(error)")
+        }
+        gemma3.layers = 6
+        gemma3.slidingLayers = [true, true, true, true, true, false]
+        let metadata = try GGUFExport.modelMetadata(gemma3, name: "g3", quant: .f16)
+        XCTAssertTrue(metadata.contains { $0.0 == "gemma3.attention.sliding_window" })
+        XCTAssertFalse(metadata.contains { $0.0 == "gemma3.attn_logit_softcapping" })
+        XCTAssertTrue(metadata.contains { $0.0 == "gemma3.rope.scaling.type" }, "the global layers' linear scaling")
     }
 }

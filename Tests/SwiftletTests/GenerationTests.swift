@@ -21,7 +21,9 @@ final class GenerationTests: XCTestCase {
         let url = try fixtureDirectory("generation").appendingPathComponent("expected.json")
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
         let cases = try XCTUnwrap(json["cases"] as? [[String: Any]])
-        XCTAssertEqual(cases.count, 12)  // the phi3_longrope ones cross from short to long factors mid-generation
+        // the phi3_longrope ones cross from short to long factors mid-generation; the Gemma ones run past
+        // their sliding window (4) with softcapping (Gemma 2) and two RoPEs (Gemma 3)
+        XCTAssertEqual(cases.count, 16)
         for c in cases {
             let name = c["model"] as! String
             let model = try loadModel(name)
@@ -56,9 +58,10 @@ final class GenerationTests: XCTestCase {
     }
 
     /// Prefill and every decode step's logits equal `logits(batch)` of the whole sequence so far
-    /// (each row alone, no padding), within 1e-5: the cache, the padding mask and the positions.
+    /// (each row alone, no padding), within 1e-5: the cache, the padding mask and the positions (and,
+    /// on the Gemma fixtures, per-layer windows, softcaps, two RoPEs and the final logit cap).
     func testCachedLogitsEqualFullRecompute() throws {
-        for name in ["llama_gqa", "qwen2_bias", "mistral_window", "qwen3_qknorm", "phi3_fused"] {
+        for name in ["llama_gqa", "qwen2_bias", "mistral_window", "qwen3_qknorm", "phi3_fused", "gemma2_softcap", "gemma3_text"] {
             let model = try loadModel(name)
             let vocab = model.config.vocabSize
             var sequences: [[Int32]] = [[5, 17, 99, 3, 42], [7, 8, 9, 10, 11, 12, 13, 14, 15]]

@@ -101,12 +101,12 @@ final class HFConfigTests: XCTestCase {
     }
 
     func testUnsupportedModelTypeListsEverySupportedOne() {
-        XCTAssertThrowsError(try parse(["model_type": "gemma2"])) { error in
+        XCTAssertThrowsError(try parse(["model_type": "gemma"])) { error in
             let text = "\(error)"
-            for type in ["llama", "mistral", "qwen2", "qwen3", "phi3"] {
+            for type in ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3_text"] {
                 XCTAssertTrue(text.contains(type), "\(type) missing from: \(text)")
             }
-            XCTAssertTrue(text.contains("gemma2"), text)
+            XCTAssertTrue(text.contains("'gemma'"), text)
         }
     }
 
@@ -126,5 +126,95 @@ final class HFConfigTests: XCTestCase {
         let l3 = RoPEFrequencies.inverse(c, sequenceLength: 8)
         XCTAssertEqual(l3[0], plain[0], "high frequencies are kept")
         XCTAssertEqual(l3[7], plain[7] / 8, "low frequencies are divided by the factor")
+    }
+
+    /// gemma-2-9b's config.json (transformers 4 fields): GeGLU, (1 + w) norms, sandwich norms, scaled
+    /// embeddings, softcaps, query_pre_attn_scalar 256 with head_dim 256, every other layer sliding.
+    func testGemma2() throws {
+        let c = try parse(["model_type": "gemma2", "hidden_act": nil, "hidden_activation": "gelu_pytorch_tanh",
+                           "hidden_size": 3584, "intermediate_size": 14336, "num_hidden_layers": 42,
+                           "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 256, "vocab_size": 256000,
+                           "query_pre_attn_scalar": 256, "sliding_window": 4096, "attn_logit_softcapping": 50.0,
+                           "final_logit_softcapping": 30.0, "rms_norm_eps": 1e-6, "max_position_embeddings": 8192])
+        XCTAssertEqual(c.modelType, .gemma2)
+        XCTAssertEqual(c.activation, .geluTanh)
+        XCTAssertTrue(c.sandwichNorms && c.scalesEmbeddings && c.tieWordEmbeddings && !c.qkNorm)
+        XCTAssertEqual(c.normWeightOffset, 1)
+        XCTAssertEqual(c.attentionSoftcap, 50)
+        XCTAssertEqual(c.finalLogitSoftcap, 30)
+        XCTAssertEqual(c.attentionScale, 1.0 / 16)
+        XCTAssertEqual(c.qWidth, 4096)  // wider than hidden 3584
+        XCTAssertEqual((0..<4).map { c.isSliding(layer: $0) }, [true, false, true, false])
+        XCTAssertEqual(c.embeddingScale(.bf16), 59.75)  // √3584 = 59.87 rounded to bf16, as transformers does
+        XCTAssertEqual(c.embeddingScale(.f32), Float(3584.0.squareRoot()))
+        XCTAssertEqual(c.parameterCount, 9_241_705_984)  // gemma-2-9b
+        var preset = try LlamaConfig.preset("gemma2-9b")  // the bench shape is this config
+        preset.bosTokenId = nil; preset.eosTokenId = nil
+        XCTAssertEqual(preset, c)
+        // Absent softcaps are Gemma2Config's defaults; null means none.
+        let defaults = try parse(["model_type": "gemma2", "hidden_act": nil, "sliding_window": 4096])
+        XCTAssertEqual(defaults.attentionSoftcap, 50)
+        XCTAssertEqual(defaults.finalLogitSoftcap, 30)
+        XCTAssertNil(try parse(["model_type": "gemma2", "hidden_act": nil, "sliding_window": 4096,
+                                "attn_logit_softcapping": NSNull()]).attentionSoftcap)
+        assertError(["model_type": "gemma2", "hidden_act": nil, "hidden_activation": "silu"], field: "hidden_activation")
+        assertError(["model_type": "gemma2", "hidden_act": nil, "sliding_window": nil], field: "sliding_window")
+        assertError(["model_type": "gemma2", "hidden_act": nil, "sliding_window": 4096, "layer_types": ["full_attention"]],
+                    field: "layer_types")
+        assertError(["model_type": "gemma2", "hidden_act": nil, "sliding_window": 4096,
+                     "use_bidirectional_attention": true], field: "use_bidirectional_attention")
+        assertError(["model_type": "gemma2", "hidden_act": nil, "sliding_window": 4096, "attn_logit_softcapping": 0.0],
+                    field: "attn_logit_softcapping")
+    }
+
+    /// Gemma 3 (text): q/k norms, no softcaps by default, 5 sliding layers then a full one, and two
+    /// RoPEs, read from transformers 4's fields (rope_theta + rope_scaling for the global layers,
+    /// rope_local_base_freq) and from transformers 5's rope_parameters per layer type.
+    func testGemma3Text() throws {
+        let old = try parse(["model_type": "gemma3_text", "hidden_act": nil, "hidden_activation": "gelu_pytorch_tanh",
+                             "hidden_size": 2560, "num_hidden_layers": 34, "num_attention_heads": 8,
+                             "num_key_value_heads": 4, "head_dim": 256, "query_pre_attn_scalar": 256,
+                             "sliding_window": 1024, "sliding_window_pattern": 6, "rope_theta": 1_000_000.0,
+                             "rope_local_base_freq": 10_000.0, "rope_scaling": ["rope_type": "linear", "factor": 8.0],
+                             "final_logit_softcapping": NSNull(), "attn_logit_softcapping": NSNull()])
+        XCTAssertTrue(old.qkNorm && old.sandwichNorms)
+        XCTAssertNil(old.attentionSoftcap)
+        XCTAssertNil(old.finalLogitSoftcap)
+        XCTAssertEqual((0..<7).map { old.isSliding(layer: $0) }, [true, true, true, true, true, false, true])
+        XCTAssertEqual(old.rope, RoPEScaling(theta: 1e6, kind: .linear(factor: 8)))
+        XCTAssertEqual(old.localRope, RoPEScaling(theta: 1e4))
+        XCTAssertEqual(old.rope(layer: 0), RoPEScaling(theta: 1e4))
+        XCTAssertEqual(old.rope(layer: 5), RoPEScaling(theta: 1e6, kind: .linear(factor: 8)))
+        let new = try parse(["model_type": "gemma3_text", "hidden_act": nil, "hidden_size": 2560, "num_hidden_layers": 34,
+                             "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "sliding_window": 1024,
+                             "rope_theta": nil,
+                             "rope_parameters": ["full_attention": ["rope_type": "linear", "factor": 8.0, "rope_theta": 1e6],
+                                                 "sliding_attention": ["rope_type": "default", "rope_theta": 1e4]]])
+        XCTAssertEqual(new.rope, old.rope)
+        XCTAssertEqual(new.localRope, old.localRope)
+        // Written back (merged export) and read again: the same configuration.
+        XCTAssertEqual(try HFConfig.parse(HFConfig.json(new), file: "config.json"), new)
+        XCTAssertEqual(try HFConfig.parse(HFConfig.json(try parse(["model_type": "gemma2", "hidden_act": nil,
+                                                                    "sliding_window": 64])), file: "config.json").finalLogitSoftcap, 30)
+        assertError(["model_type": "gemma3", "text_config": [String: Any]()], field: "model_type")
+        assertError(["model_type": "gemma3_text", "hidden_act": nil, "sliding_window": 512,
+                     "rope_parameters": ["full_attention": ["rope_type": "yarn", "factor": 8.0],
+                                         "sliding_attention": ["rope_type": "default"]]],
+                    field: "rope_parameters.full_attention.rope_type")
+    }
+
+    /// Whole-number float fields are written as floats (transformers' strict configs reject 30 for 30.0),
+    /// at any depth; other integers stay integers.
+    func testSerializedConfigSpellsFloatFieldsAsFloats() throws {
+        let text = String(decoding: try HFConfig.serialized(["final_logit_softcapping": 30.0, "num_hidden_layers": 42,
+                                                             "attn_logit_softcapping": 50.5, "rms_norm_eps": 1e-6,
+                                                             "quantization_config": ["llm_int8_threshold": 6.0]]),
+                          as: UTF8.self)
+        XCTAssertTrue(text.contains("\"final_logit_softcapping\" : 30.0,"), text)
+        XCTAssertTrue(text.contains("\"attn_logit_softcapping\" : 50.5,"), text)
+        XCTAssertTrue(text.contains("\"llm_int8_threshold\" : 6.0\n"), text)
+        XCTAssertTrue(text.contains("\"num_hidden_layers\" : 42,"), text)
+        let back = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        XCTAssertEqual(back["final_logit_softcapping"] as? Double, 30)
     }
 }

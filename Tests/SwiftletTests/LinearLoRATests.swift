@@ -85,8 +85,26 @@ final class LinearLoRATests: XCTestCase {
 /// lower the backend's peak memory below the previous one.
 final class GradientCheckpointingTests: XCTestCase {
     func testCheckpointedGradientsAreBitIdenticalAndPeaksFall() throws {
-        let config = LlamaConfig(vocabSize: 64, hiddenSize: 64, intermediateSize: 96, layers: 6, heads: 4, kvHeads: 2,
-                                 rmsNormEps: 1e-5, maxPositionEmbeddings: 64)
+        let llama = LlamaConfig(vocabSize: 64, hiddenSize: 64, intermediateSize: 96, layers: 6, heads: 4, kvHeads: 2,
+                                rmsNormEps: 1e-5, maxPositionEmbeddings: 64)
+        // Gemma's switches: the recomputed layers must get their own window and RoPE again (forLayer).
+        var gemma = llama
+        gemma.modelType = .gemma3Text
+        gemma.activation = .geluTanh
+        gemma.normWeightOffset = 1
+        gemma.scalesEmbeddings = true
+        gemma.sandwichNorms = true
+        gemma.qkNorm = true
+        gemma.attentionSoftcap = 1.5
+        gemma.finalLogitSoftcap = 3
+        gemma.slidingWindow = 8
+        gemma.slidingLayers = [true, false, true, true, false, true]
+        gemma.rope = RoPEScaling(theta: 1e6, kind: .linear(factor: 4))
+        gemma.localRope = RoPEScaling(theta: 1e4)
+        for config in [llama, gemma] { try checkCheckpointing(config) }
+    }
+
+    func checkCheckpointing(_ config: LlamaConfig) throws {
         var results: [[Float]] = []
         var losses: [Double] = []
         var peaks: [Int] = []

@@ -33,7 +33,8 @@ final class MergedExportTests: XCTestCase {
     }
 
     func testF32MergedLogitsMatchBasePlusAdapter() throws {
-        for name in ["llama_gqa", "qwen2_bias", "llama32_tied", "qwen3_qknorm", "phi3_fused", "phi3_longrope"] {
+        for name in ["llama_gqa", "qwen2_bias", "llama32_tied", "qwen3_qknorm", "phi3_fused", "phi3_longrope",
+                     "gemma2_softcap", "gemma3_text"] {
             let (model, directory) = try adapted(name)
             XCTAssertFalse(model.adapters.isEmpty, name)
             let batch = try Batch(huggingFaceFile: directory.appendingPathComponent("batch.json"))

@@ -60,7 +60,7 @@ final class ModelFamilyTests: XCTestCase {
     /// DPO's reference model: adapters switched off on every family (Llama has no qkv_proj, Phi-3
     /// no q_proj: the names a family lacks are skipped).
     func testAdaptersDisabledGiveTheBaseModel() throws {
-        for name in ["llama_gqa", "qwen3_qknorm", "phi3_fused"] {
+        for name in ["llama_gqa", "qwen3_qknorm", "phi3_fused", "gemma2_softcap"] {
             let directory = try fixture(name)
             let batch = try Batch(huggingFaceFile: directory.appendingPathComponent("batch.json"))
             let base = try LlamaModel.load(directory: directory, on: CPUBackend())
@@ -91,9 +91,10 @@ final class ModelFamilyTests: XCTestCase {
     }
 
     /// QLoRA: the 4-bit model computes what the dense model does on the dequantized weights, for
-    /// Phi-3's fused weights and with Qwen3's head norms (which stay 16-bit, as transformers keeps them).
+    /// Phi-3's fused weights and with Qwen3's and Gemma 3's head norms (which stay 16-bit, as transformers
+    /// keeps them), and Gemma 2's four norms per layer.
     func testQLoRAEqualsDenseOnDequantizedWeights() throws {
-        for name in ["phi3_fused", "qwen3_qknorm"] {
+        for name in ["phi3_fused", "qwen3_qknorm", "gemma2_softcap", "gemma3_text"] {
             let directory = try fixture(name)
             let batch = try Batch(huggingFaceFile: directory.appendingPathComponent("batch.json"))
             let quantized = try LlamaModel.load(directory: directory, on: CPUBackend(), loadIn4bit: true)
@@ -140,5 +141,26 @@ final class ModelFamilyTests: XCTestCase {
         let metadata = try GGUFExport.modelMetadata(phi3.config, name: "p", quant: .f16)
         XCTAssertTrue(metadata.contains { $0.0 == "phi3.attention.sliding_window" }, "\(metadata.map(\.0))")
         XCTAssertThrowsError(try GGUFExport.q4KMType("blk.0.attn_qkv.weight", rowLength: 256, layers: 2, hasOutput: true, arch: "phi3"))
+    }
+
+    /// Gemma's LoRA targets are PEFT's seven names; its four norms per layer load by their HF names and
+    /// are written back under them (the pre-MLP norm is pre_feedforward_layernorm, post_attention_layernorm
+    /// the attention output's norm).
+    func testGemmaLoRATargetsAndNormNames() throws {
+        for name in ["gemma2_softcap", "gemma3_text"] {
+            let model = try LlamaModel.load(directory: try fixture(name), on: CPUBackend())
+            try model.addLoRA(LoRAConfig(r: 2, alpha: 4), seed: 1)
+            XCTAssertEqual(model.loraConfig?.targets, [.q, .k, .v, .o, .gate, .up, .down], name)
+            let names = model.namedWeights.map(\.name)
+            for norm in ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"] {
+                XCTAssertTrue(names.contains("model.layers.1.\(norm).weight"), "\(name): \(norm)")
+            }
+            let file = try SafetensorsFile(url: try fixture(name).appendingPathComponent("model.safetensors"))
+            XCTAssertEqual(model.backend.download(model.layers[0].postAttentionNorm),
+                           try file.floats("model.layers.0.pre_feedforward_layernorm.weight"), "the norm before the MLP")
+            XCTAssertEqual(model.backend.download(try XCTUnwrap(model.layers[0].attentionOutputNorm)),
+                           try file.floats("model.layers.0.post_attention_layernorm.weight"), "the attention output's norm")
+            XCTAssertEqual(model.config.parameterCount, try file.names.reduce(0) { $0 + (try file.info($1).shape.count) }, name)
+        }
     }
 }

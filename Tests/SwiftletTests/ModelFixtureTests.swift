@@ -7,7 +7,7 @@ import XCTest
 /// steps continuing from a PEFT-made adapter.
 final class ModelFixtureTests: XCTestCase {
     static let fixtures = ["llama_gqa", "llama_packed", "mistral_window", "qwen2_bias", "llama32_tied", "qwen3_qknorm",
-                           "phi3_fused", "phi3_longrope", "phi3_longrope_short"]
+                           "phi3_fused", "phi3_longrope", "phi3_longrope_short", "gemma2_softcap", "gemma3_text"]
 
     struct Fixture {
         var directory: URL

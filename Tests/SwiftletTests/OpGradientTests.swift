@@ -35,14 +35,19 @@ final class OpGradientTests: XCTestCase {
 
     func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).reduce(0) { $0 + $1.0 * $1.1 } }
 
+    /// Llama's w and Gemma's (1 + w) (offset 1, with w near 0 as Gemma stores it).
     func testRMSNormBackward() {
+        for offset in [0.0, 1.0] { checkRMSNormBackward(offset: offset) }
+    }
+
+    func checkRMSNormBackward(offset: Double) {
         let rows = 3, width = 8
-        let x = random(rows * width), weight = random(width).map { 1 + $0 / 2 }, w = random(rows * width)
+        let x = random(rows * width), weight = random(width).map { 1 - offset + $0 / 2 }, w = random(rows * width)
         func forward(_ x: [Double]) -> [Double] {
             var out = [Double](repeating: 0, count: x.count), rstd = [Double](repeating: 0, count: rows)
             x.withUnsafeBufferPointer { xp in weight.withUnsafeBufferPointer { wp in
                 out.withUnsafeMutableBufferPointer { op in rstd.withUnsafeMutableBufferPointer { rp in
-                    RMSNormKernel.forward(x: xp, weight: wp, eps: 1e-5, out: op, rstd: rp)
+                    RMSNormKernel.forward(x: xp, weight: wp, offset: offset, eps: 1e-5, out: op, rstd: rp)
                 } }
             } }
             return out
@@ -50,13 +55,17 @@ final class OpGradientTests: XCTestCase {
         var rstd = [Double](repeating: 0, count: rows), out = x
         x.withUnsafeBufferPointer { xp in weight.withUnsafeBufferPointer { wp in
             out.withUnsafeMutableBufferPointer { op in rstd.withUnsafeMutableBufferPointer { rp in
-                RMSNormKernel.forward(x: xp, weight: wp, eps: 1e-5, out: op, rstd: rp)
+                RMSNormKernel.forward(x: xp, weight: wp, offset: offset, eps: 1e-5, out: op, rstd: rp)
             } }
         } }
+        if offset == 1 {  // y = (1 + w) ⊙ x·rstd, by hand for row 0
+            let rstd0 = 1 / ((0..<width).map { x[$0] * x[$0] }.reduce(0, +) / Double(width) + 1e-5).squareRoot()
+            XCTAssertEqual(out[1], (1 + weight[1]) * x[1] * rstd0, accuracy: 1e-12)
+        }
         var dX = [Double](repeating: 0, count: x.count)
         w.withUnsafeBufferPointer { dp in x.withUnsafeBufferPointer { xp in weight.withUnsafeBufferPointer { wp in
             rstd.withUnsafeBufferPointer { rp in dX.withUnsafeMutableBufferPointer { dxp in
-                RMSNormKernel.backward(dOut: dp, x: xp, weight: wp, rstd: rp, dX: dxp)
+                RMSNormKernel.backward(dOut: dp, x: xp, weight: wp, offset: offset, rstd: rp, dX: dxp)
             } }
         } } }
         assertClose(dX, numericGradient(x) { dot(w, forward($0)) })
@@ -87,7 +96,17 @@ final class OpGradientTests: XCTestCase {
     }
 
     func testAttentionBackwardWithGQAWindowPackingAndPadding() {
-        let g = AttentionKernel.Geometry(rows: 2, columns: 6, heads: 4, kvHeads: 2, headDim: 4, slidingWindow: 3)
+        checkAttentionBackward(softcap: nil)
+    }
+
+    /// Gemma 2's attention softcapping (a small cap, so tanh is far from linear), forward and backward.
+    func testAttentionBackwardWithSoftcap() {
+        checkAttentionBackward(softcap: 0.7)
+    }
+
+    func checkAttentionBackward(softcap: Float?) {
+        let g = AttentionKernel.Geometry(rows: 2, columns: 6, heads: 4, kvHeads: 2, headDim: 4, slidingWindow: 3,
+                                         softcap: softcap)
         // row 0: two packed sequences; row 1: one sequence then padding
         let ids: [Int32] = [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, -1, -1]
         let n = g.rows * g.columns
@@ -106,6 +125,12 @@ final class OpGradientTests: XCTestCase {
             return (out, lse)
         }
         let (out, lse) = forward(q, k, v)
+        if let cap = softcap {
+            // token 1 (row 0, head 0) sees keys 0 and 1, scores cap·tanh(q·k·scale / cap)
+            let scores = (0..<2).map { j in Double(cap) * Foundation.tanh((0..<4).map { q[16 + $0] * k[j * 8 + $0] }.reduce(0, +) * scale / Double(cap)) }
+            let m = scores.max()!
+            XCTAssertEqual(lse[4], m + Foundation.log(scores.map { Foundation.exp($0 - m) }.reduce(0, +)), accuracy: 1e-12)
+        }
         // Padding queries output zeros; the first token of a sequence copies its own value.
         XCTAssertEqual(Array(out[(10 * 16)...]), [Double](repeating: 0, count: 2 * 16))
         XCTAssertEqual(out[3 * 16], v[3 * 8], accuracy: 1e-12)  // token 3 starts sequence 1, head 0 → kv head 0
@@ -136,38 +161,61 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
-    func testSwiGLUBackward() {
-        let count = 12
-        let gate = random(count, scale: 3), up = random(count), w = random(count)
-        func forward(_ g: [Double], _ u: [Double]) -> [Double] {
-            var out = [Double](repeating: 0, count: count)
-            g.withUnsafeBufferPointer { gp in u.withUnsafeBufferPointer { up in out.withUnsafeMutableBufferPointer { op in
-                SwiGLUKernel.forward(gate: gp, up: up, out: op)
+    /// SwiGLU and GeGLU (tanh): the backward against finite differences, and GELU's values against
+    /// the exact erf GELU it approximates (the tanh form is within 1e-3 of it on [-3, 3]).
+    func testGatedLinearUnitBackward() {
+        for activation in GatedActivation.allCases {
+            let count = 12
+            let gate = random(count, scale: 3), up = random(count), w = random(count)
+            func forward(_ g: [Double], _ u: [Double]) -> [Double] {
+                var out = [Double](repeating: 0, count: count)
+                g.withUnsafeBufferPointer { gp in u.withUnsafeBufferPointer { up in out.withUnsafeMutableBufferPointer { op in
+                    GatedLinearUnitKernel.forward(activation, gate: gp, up: up, out: op)
+                } } }
+                return out
+            }
+            var dGate = [Double](repeating: 0, count: count), dUp = dGate
+            w.withUnsafeBufferPointer { wp in gate.withUnsafeBufferPointer { gp in up.withUnsafeBufferPointer { upp in
+                dGate.withUnsafeMutableBufferPointer { dg in dUp.withUnsafeMutableBufferPointer { du in
+                    GatedLinearUnitKernel.backward(activation, dOut: wp, gate: gp, up: upp, dGate: dg, dUp: du)
+                } }
             } } }
-            return out
+            assertClose(dGate, numericGradient(gate) { dot(w, forward($0, up)) })
+            assertClose(dUp, numericGradient(up) { dot(w, forward(gate, $0)) })
+            let ones = [Double](repeating: 1, count: count)
+            for (g, value) in zip(gate, forward(gate, ones)) {
+                let exact = activation == .silu ? g / (1 + Foundation.exp(-g)) : 0.5 * g * (1 + erf(g / 2.0.squareRoot()))
+                XCTAssertEqual(value, exact, accuracy: activation == .silu ? 1e-12 : 1e-3, "\(activation) at \(g)")
+            }
         }
-        var dGate = [Double](repeating: 0, count: count), dUp = dGate
-        w.withUnsafeBufferPointer { wp in gate.withUnsafeBufferPointer { gp in up.withUnsafeBufferPointer { upp in
-            dGate.withUnsafeMutableBufferPointer { dg in dUp.withUnsafeMutableBufferPointer { du in
-                SwiGLUKernel.backward(dOut: wp, gate: gp, up: upp, dGate: dg, dUp: du)
-            } }
-        } } }
-        assertClose(dGate, numericGradient(gate) { dot(w, forward($0, up)) })
-        assertClose(dUp, numericGradient(up) { dot(w, forward(gate, $0)) })
+    }
 
-        // In place (what the decoder layer does): the gradients land in gate's and up's storage, the same bits.
-        let backend = CPUBackend()
-        let tensors = [gate, up, w].map { values in try! backend.upload(values.map(Float.init), [count], .f32) }
-        let (g, u, d) = (tensors[0], tensors[1], tensors[2])
-        let separate = (try! backend.empty([count], .f32), try! backend.empty([count], .f32))
-        backend.swigluBackward(dOut: d, gate: g, up: u, dGate: separate.0, dUp: separate.1)
-        backend.swigluBackward(dOut: d, gate: g, up: u, dGate: g, dUp: u)
-        XCTAssertEqual(backend.download(g), backend.download(separate.0))
-        XCTAssertEqual(backend.download(u), backend.download(separate.1))
-        XCTAssertNotEqual(backend.download(g), gate.map(Float.init), "the gate was overwritten in place")
+    /// In place (what the decoder layer does): the gradients land in gate's and up's storage, the same bits.
+    func testGatedLinearUnitBackwardInPlace() throws {
+        let backend = CPUBackend(), count = 12
+        for activation in GatedActivation.allCases {
+            let gate = random(count, scale: 3), up = random(count), w = random(count)
+            let tensors = try [gate, up, w].map { values in try backend.upload(values.map(Float.init), [count], .f32) }
+            let (g, u, d) = (tensors[0], tensors[1], tensors[2])
+            let separate = (try backend.empty([count], .f32), try backend.empty([count], .f32))
+            backend.gatedLinearUnitBackward(activation, dOut: d, gate: g, up: u, dGate: separate.0, dUp: separate.1)
+            backend.gatedLinearUnitBackward(activation, dOut: d, gate: g, up: u, dGate: g, dUp: u)
+            XCTAssertEqual(backend.download(g), backend.download(separate.0), "\(activation)")
+            XCTAssertEqual(backend.download(u), backend.download(separate.1), "\(activation)")
+            XCTAssertNotEqual(backend.download(g), gate.map(Float.init), "the gate was overwritten in place")
+        }
     }
 
     func testCrossEntropyGradientAndIgnoreIndex() {
+        checkCrossEntropy(softcap: nil)
+    }
+
+    /// Gemma 2's final logit softcapping inside the loss: loss of cap·tanh(z / cap), gradient through it.
+    func testCrossEntropyWithLogitSoftcap() {
+        checkCrossEntropy(softcap: 1.5)
+    }
+
+    func checkCrossEntropy(softcap: Double?) {
         let rows = 4, vocab = 7
         let logits = random(rows * vocab, scale: 3)
         let labels: [Int32] = [3, -100, 0, 6]
@@ -175,7 +223,8 @@ final class OpGradientTests: XCTestCase {
             var l = l, out = [Double](repeating: 0, count: rows)
             l.withUnsafeMutableBufferPointer { lp in labels.withUnsafeBufferPointer { lab in
                 out.withUnsafeMutableBufferPointer { op in
-                    CrossEntropyKernel.forwardBackward(logits: lp, vocab: vocab, labels: lab, gradScale: gradScale, losses: op)
+                    CrossEntropyKernel.forwardBackward(logits: lp, vocab: vocab, labels: lab, softcap: softcap,
+                                                       gradScale: gradScale, losses: op)
                 }
             } }
             return (out, l)
@@ -183,8 +232,9 @@ final class OpGradientTests: XCTestCase {
         let (rowLosses, grad) = losses(logits, gradScale: 0.5)
         XCTAssertEqual(rowLosses[1], 0)
         XCTAssertEqual(Array(grad[vocab..<(2 * vocab)]), [Double](repeating: 0, count: vocab))
-        // row 0 by hand: logsumexp − logit[label]
-        let row0 = Array(logits[0..<vocab])
+        XCTAssertEqual(losses(logits, gradScale: nil).1, logits, "without a gradient the logits stay as they are")
+        // row 0 by hand: logsumexp − logit[label], of the capped logits
+        let row0 = logits[0..<vocab].map { z in softcap.map { $0 * Foundation.tanh(z / $0) } ?? z }
         let m = row0.max()!
         XCTAssertEqual(rowLosses[0], m + Foundation.log(row0.map { Foundation.exp($0 - m) }.reduce(0, +)) - row0[3], accuracy: 1e-12)
         assertClose(grad, numericGradient(logits) { 0.5 * losses($0, gradScale: nil).0.reduce(0, +) })

@@ -3,7 +3,8 @@
 /// Tokens are `rows × columns` (batch rows of equal length, flattened). A query sees a key of
 /// its own row when both carry the same sequence id (packed examples never see each other;
 /// padding has id -1 and is seen by nobody), the key is not later than the query, and, with a
-/// sliding window w, the query is less than w positions after the key (Mistral).
+/// sliding window w, the query is less than w positions after the key (Mistral). Scores are q·k·scale,
+/// then, with a softcap (Gemma 2's attn_logit_softcapping), cap·tanh(score / cap) before the softmax.
 public struct AttentionLayout {
     public var rows: Int
     public var columns: Int
@@ -14,12 +15,14 @@ public struct AttentionLayout {
     public var sequenceIds: Tensor
     public var slidingWindow: Int?
     public var scale: Float
+    public var softcap: Float?
     /// Every row is one whole sequence (no packing, no padding), so the mask is plain causal: what
     /// fused attention libraries (cuDNN) take without a mask tensor. False when not known.
     public var wholeRows: Bool
 
     public init(rows: Int, columns: Int, heads: Int, kvHeads: Int, headDim: Int,
-                sequenceIds: Tensor, slidingWindow: Int?, scale: Float? = nil, wholeRows: Bool = false) {
+                sequenceIds: Tensor, slidingWindow: Int?, scale: Float? = nil, softcap: Float? = nil,
+                wholeRows: Bool = false) {
         precondition(heads % kvHeads == 0, "heads \(heads) not a multiple of kv heads \(kvHeads)")
         self.rows = rows
         self.columns = columns
@@ -29,6 +32,7 @@ public struct AttentionLayout {
         self.sequenceIds = sequenceIds
         self.slidingWindow = slidingWindow
         self.scale = scale ?? 1 / Float(headDim).squareRoot()
+        self.softcap = softcap
         self.wholeRows = wholeRows
     }
 

@@ -91,9 +91,13 @@ public protocol Backend: AnyObject, Sendable {
     func embedding(table: Tensor, ids: Tensor, into out: Tensor)
     func embeddingBackward(dOut: Tensor, ids: Tensor, into dTable: Tensor)
 
-    func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float, into out: Tensor, rstd: Tensor)
+    /// y = (weightOffset + w) ⊙ (x · rstd), rstd = 1/√(mean(x²) + ε), all in f32 and rounded once.
+    /// weightOffset is 0 (Llama) or 1 (Gemma's (1 + w), added in f32 as Gemma does: adding it to a
+    /// bf16 weight at load time would round 1 + w to bf16 and lose most of w's bits).
+    func rmsNorm(_ x: Tensor, weight: Tensor, weightOffset: Float, eps: Float, into out: Tensor, rstd: Tensor)
     /// dX += dL/dx
-    func rmsNormBackward(dOut: Tensor, x: Tensor, weight: Tensor, rstd: Tensor, accumulateInto dX: Tensor)
+    func rmsNormBackward(dOut: Tensor, x: Tensor, weight: Tensor, weightOffset: Float, rstd: Tensor,
+                         accumulateInto dX: Tensor)
 
     /// Rotates `x` ([tokens, heads·headDim]) in place by each token's position, with the
     /// half-split (rotate_half) layout of Hugging Face Llama. `inverse` applies the transpose
@@ -109,17 +113,21 @@ public protocol Backend: AnyObject, Sendable {
     /// [rows·capacity, kvHeads·headDim] (RoPE already applied to both), out like q; exact softmax.
     func cachedAttention(_ q: Tensor, keys: Tensor, values: Tensor, layout: CachedAttentionLayout, into out: Tensor)
 
-    /// out = silu(gate) * up
-    func swiglu(gate: Tensor, up: Tensor, into out: Tensor)
-    /// dGate, dUp overwritten; they may be gate's and up's own storage (each element is read before
-    /// it is written), which the decoder layer uses to keep its peak memory down.
-    func swigluBackward(dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor)
+    /// out = act(gate) * up (SwiGLU, GeGLU)
+    func gatedLinearUnit(_ activation: GatedActivation, gate: Tensor, up: Tensor, into out: Tensor)
+    /// dGate = dOut·up·act'(gate), dUp = dOut·act(gate), both overwritten; they may be gate's and up's
+    /// own storage (each element is read before it is written), which the decoder layer uses to keep
+    /// its peak memory down.
+    func gatedLinearUnitBackward(_ activation: GatedActivation, dOut: Tensor, gate: Tensor, up: Tensor,
+                                 dGate: Tensor, dUp: Tensor)
 
     /// For each row of `logits` ([n, vocab]) with target `labels[row]` (-100 = ignored): writes the
     /// row's loss (0 when ignored) into `losses` ([n] f32, left on the backend, so the caller reads
     /// many chunks' losses with one synchronisation), and (when `gradScale` is given) overwrites
-    /// `logits` with gradScale · (softmax - onehot) (zero on ignored rows).
-    func crossEntropy(logits: Tensor, labels: Tensor, gradScale: Float?, losses: Tensor)
+    /// `logits` with gradScale · (softmax - onehot) (zero on ignored rows). With `softcap` (Gemma 2's
+    /// final_logit_softcapping) the loss is of c = cap·tanh(z / cap), and the gradient written is
+    /// dL/dz = dL/dc · (1 − tanh²(z / cap)).
+    func crossEntropy(logits: Tensor, labels: Tensor, softcap: Float?, gradScale: Float?, losses: Tensor)
 
     /// x[i] = uniform(-bound, bound) drawn from (seed, i) by a counter-based hash, so every
     /// backend fills the same values (random weights for the demo and benchmarks).
@@ -142,6 +150,29 @@ public protocol Backend: AnyObject, Sendable {
     /// `AdamW8bitState.zeros(for:)` chose for it.
     func adamw8bit(parameters: [Tensor], gradients: [Tensor], states: [AdamW8bitState],
                    gradientMultiplier: GradientMultiplier, step: Int, hyper: AdamWHyper)
+}
+
+/// The forms without Gemma's options, for the families (and tests) that have none.
+extension Backend {
+    public func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float, into out: Tensor, rstd: Tensor) {
+        rmsNorm(x, weight: weight, weightOffset: 0, eps: eps, into: out, rstd: rstd)
+    }
+
+    public func rmsNormBackward(dOut: Tensor, x: Tensor, weight: Tensor, rstd: Tensor, accumulateInto dX: Tensor) {
+        rmsNormBackward(dOut: dOut, x: x, weight: weight, weightOffset: 0, rstd: rstd, accumulateInto: dX)
+    }
+
+    public func swiglu(gate: Tensor, up: Tensor, into out: Tensor) {
+        gatedLinearUnit(.silu, gate: gate, up: up, into: out)
+    }
+
+    public func swigluBackward(dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tensor, dUp: Tensor) {
+        gatedLinearUnitBackward(.silu, dOut: dOut, gate: gate, up: up, dGate: dGate, dUp: dUp)
+    }
+
+    public func crossEntropy(logits: Tensor, labels: Tensor, gradScale: Float?, losses: Tensor) {
+        crossEntropy(logits: logits, labels: labels, softcap: nil, gradScale: gradScale, losses: losses)
+    }
 }
 
 /// Current and peak bytes allocated on a backend.

@@ -2,9 +2,9 @@
 /// these): a list of one, no gradient multiplier.
 extension Backend {
     /// Σ loss over the counted rows of `crossEntropy`, read back at once (one synchronisation).
-    public func crossEntropy(logits: Tensor, labels: Tensor, gradScale: Float?) -> Double {
+    public func crossEntropy(logits: Tensor, labels: Tensor, softcap: Float? = nil, gradScale: Float?) -> Double {
         let losses = try! zeros([labels.count], .f32)
-        crossEntropy(logits: logits, labels: labels, gradScale: gradScale, losses: losses)
+        crossEntropy(logits: logits, labels: labels, softcap: softcap, gradScale: gradScale, losses: losses)
         return download(losses).reduce(0.0) { $0 + Double($1) }
     }
 

@@ -7,6 +7,8 @@ enum AttentionKernel {
     struct Geometry {
         var rows, columns, heads, kvHeads, headDim: Int
         var slidingWindow: Int?
+        /// Gemma 2's attn_logit_softcapping: scores become cap·tanh(score / cap).
+        var softcap: Float? = nil
         var groupSize: Int { heads / kvHeads }
     }
 
@@ -44,7 +46,7 @@ enum AttentionKernel {
                         let kOff = (row * g.columns + j) * kvWidth + kvh * d
                         var dot: T = 0
                         for c in 0..<d { dot += q[qOff + c] * k[kOff + c] }
-                        scores[slot] = dot * scale
+                        scores[slot] = g.softcap.map { LogitSoftcap.apply(dot * scale, cap: T($0)) } ?? dot * scale
                         maxScore = Swift.max(maxScore, scores[slot])
                     }
                     var total: T = 0
@@ -64,7 +66,8 @@ enum AttentionKernel {
         }
     }
 
-    /// dS = P ⊙ (dO·Vᵀ − rowsum(dO ⊙ O)); dQ = scale·dS·K, dK = scale·dSᵀ·Q, dV = Pᵀ·dO.
+    /// dS = P ⊙ (dO·Vᵀ − rowsum(dO ⊙ O)); dQ = scale·dS·K, dK = scale·dSᵀ·Q, dV = Pᵀ·dO; with a
+    /// softcap, dS is also multiplied by 1 − tanh² of the capped score (the chain through the cap).
     /// Work is split by (row, kv head) so the query heads sharing a kv head accumulate into their
     /// dK and dV in a fixed order: deterministic without atomics.
     static func backward<T: Real & BinaryFloatingPoint>(
@@ -93,8 +96,13 @@ enum AttentionKernel {
                                 s += q[qOff + c] * k[kvOff + c]
                                 dp += dOut[qOff + c] * v[kvOff + c]
                             }
-                            let p = T.exp(s * scale - lse)
-                            let ds = p * (dp - rowDot) * scale
+                            var score = s * scale, capSlope: T = 1
+                            if let cap = g.softcap {
+                                score = LogitSoftcap.apply(score, cap: T(cap))
+                                capSlope = LogitSoftcap.derivative(capped: score, cap: T(cap))
+                            }
+                            let p = T.exp(score - lse)
+                            let ds = p * (dp - rowDot) * capSlope * scale
                             for c in 0..<d {
                                 dQ[qOff + c] += ds * k[kvOff + c]
                                 dK[kvOff + c] += ds * q[qOff + c]
@@ -111,7 +119,7 @@ enum AttentionKernel {
 extension AttentionLayout {
     var geometry: AttentionKernel.Geometry {
         .init(rows: rows, columns: columns, heads: heads, kvHeads: kvHeads, headDim: headDim,
-              slidingWindow: slidingWindow)
+              slidingWindow: slidingWindow, softcap: softcap)
     }
 }
 

@@ -29,7 +29,7 @@ enum CachedAttentionKernel {
                         let kOff = (row * g.capacity + keys[slot]) * kvWidth + kvh * d
                         var dot: T = 0
                         for c in 0..<d { dot += q[qOff + c] * k[kOff + c] }
-                        scores[slot] = dot * scale
+                        scores[slot] = g.softcap.map { LogitSoftcap.apply(dot * scale, cap: T($0)) } ?? dot * scale
                         maxScore = Swift.max(maxScore, scores[slot])
                     }
                     var total: T = 0

@@ -1,7 +1,7 @@
 import Foundation
 
 /// The whole training step on the GPU against the CPU engine on the reference fixtures (tiny
-/// Llama / Mistral / Qwen2 / Qwen3 / Phi-3 models with PEFT adapters): loss, and every LoRA gradient by cosine
+/// Llama / Mistral / Qwen2 / Qwen3 / Phi-3 / Gemma 2 / Gemma 3 models with PEFT adapters): loss, and every LoRA gradient by cosine
 /// similarity and relative error. The CPU engine itself matches PyTorch + PEFT in fp32 (the
 /// tests), so this ties the GPU to PyTorch too.
 public enum CUDAModelSelfTest {
@@ -68,7 +68,8 @@ public enum CUDAModelSelfTest {
     static func roundWeights(_ model: LlamaModel, on cpu: CPUBackend, to storage: DType) {
         var tensors = [model.embedding, model.finalNorm, model.lmHead]
         for layer in model.layers {
-            tensors += [layer.inputNorm, layer.postAttentionNorm] + [layer.qNorm, layer.kNorm].compactMap { $0 }
+            tensors += [layer.inputNorm, layer.postAttentionNorm]
+                + [layer.qNorm, layer.kNorm, layer.attentionOutputNorm, layer.mlpOutputNorm].compactMap { $0 }
             for linear in layer.linears {
                 if case let .dense(w) = linear.weight { tensors.append(w) }
                 tensors += linear.bias.map { [$0] } ?? []

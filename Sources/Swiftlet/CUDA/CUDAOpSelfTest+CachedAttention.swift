@@ -1,7 +1,8 @@
 /// The doctor's check of generation's attention (CUDA/Kernels/CachedAttentionKernels.swift) against
 /// CPU/CachedAttention.swift: decode (one query, with and without key splits over blocks), prefill
 /// from an empty cache, a chat turn's prefill on top of a filled cache, left padding, sliding
-/// windows, GQA groups of 1 to 16 heads and head dims 64 to 256.
+/// windows, GQA groups of 1 to 16 heads and head dims 64 to 256, and Gemma 2's softcapped scores
+/// (the _softcap kernels; a cap of 1.5 keeps tanh far from linear, 50 is Gemma 2's own).
 extension CUDAOpSelfTest {
     mutating func cachedAttention() throws {
         try cachedAttentionCase("decode 1×1 at 1500, 32/4 heads, d 64 (tinyllama)", rows: 1, queries: 1, start: 1500,
@@ -18,13 +19,22 @@ extension CUDAOpSelfTest {
                                 capacity: 300, heads: 12, kvHeads: 2, headDim: 64, window: 64)
         try cachedAttentionCase("prefill 1×512, 32/4 heads, d 64 (tinyllama)", rows: 1, queries: 512, start: 0,
                                 capacity: 1024, heads: 32, kvHeads: 4, headDim: 64, timed: true)
+        try cachedAttentionCase("decode 2×1 at 300, 16/8 heads, d 256, window 128, softcap 1.5", rows: 2, queries: 1,
+                                start: 300, capacity: 400, heads: 16, kvHeads: 8, headDim: 256, window: 128,
+                                padding: [0, 9], softcap: 1.5, scale: 1.0 / 16)
+        try cachedAttentionCase("decode 1×1 at 1500, 8/4 heads, d 256, softcap 50 (gemma 2)", rows: 1, queries: 1,
+                                start: 1500, capacity: 2048, heads: 8, kvHeads: 4, headDim: 256, softcap: 50, scale: 1.0 / 16)
+        try cachedAttentionCase("prefill 2×150, left padding, 16/8 heads, d 256, window 64, softcap 1.5", rows: 2,
+                                queries: 150, start: 0, capacity: 200, heads: 16, kvHeads: 8, headDim: 256, window: 64,
+                                padding: [0, 40], softcap: 1.5, scale: 1.0 / 16)
     }
 
     /// One geometry: random q and cache, `padding[r]` invalid columns at the start of row r, and
     /// random flags past the new tokens (never written yet, so never to be read).
     mutating func cachedAttentionCase(_ label: String, rows: Int, queries: Int, start: Int, capacity: Int,
                                       heads: Int, kvHeads: Int, headDim: Int, window: Int = 0,
-                                      padding: [Int]? = nil, timed: Bool = false) throws {
+                                      padding: [Int]? = nil, softcap: Float? = nil, scale: Float? = nil,
+                                      timed: Bool = false) throws {
         say("cached attention \(label):")
         var valid = [Int32](repeating: 0, count: rows * capacity)
         for r in 0..<rows {
@@ -37,7 +47,7 @@ extension CUDAOpSelfTest {
         func layout(_ flags: Tensor) -> CachedAttentionLayout {
             CachedAttentionLayout(rows: rows, queries: queries, start: start, capacity: capacity, heads: heads,
                                   kvHeads: kvHeads, headDim: headDim, keyValid: flags,
-                                  slidingWindow: window == 0 ? nil : window)
+                                  slidingWindow: window == 0 ? nil : window, scale: scale, softcap: softcap)
         }
         let layouts = (layout(keyValid.cpu), layout(keyValid.gpu))
         let q = try pair([rows * queries, heads * headDim], storage, in: -2...2)

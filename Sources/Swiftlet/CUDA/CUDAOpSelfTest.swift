@@ -236,28 +236,33 @@ struct CUDAOpSelfTest {
         check("aᵀ·bᵀ 53×29×37 f32", c)
     }
 
-    /// RMSNorm at 2048×4096 (the eight-wide kernels) and at an odd width (the scalar ones).
+    /// Llama's w and Gemma's (1 + w) (weight offset 1, w near 0 as Gemma stores it; 3584 wide as
+    /// gemma-2-9b), on the eight-wide kernels, and an odd width on the scalar ones.
     mutating func norms() throws {
-        for (tokens, hidden) in [(2048, 4096), (64, 1004)] {
-            say("RMSNorm \(tokens)×\(hidden)\(hidden % 8 == 0 ? "" : " (scalar kernels)"):")
-            let x = try pair([tokens, hidden], storage, in: -2...2), w = try pair([hidden], storage, in: 0.5...1.5)
+        for (offset, tokens, hidden) in [(Float(0), 2048, 4096), (1, 2048, 3584), (0, 64, 1004)] {
+            say("RMSNorm \(tokens)×\(hidden)\(offset == 0 ? "" : ", weight (1 + w) (gemma)")\(hidden % 8 == 0 ? "" : " (scalar kernels)"):")
+            let x = try pair([tokens, hidden], storage, in: -2...2)
+            let w = try pair([hidden], storage, in: (0.5 - offset)...(1.5 - offset))
             let y = try output([tokens, hidden], storage), rstd = try output([tokens], .f32)
-            cpu.rmsNorm(x.cpu, weight: w.cpu, eps: 1e-5, into: y.cpu, rstd: rstd.cpu)
-            gpu.rmsNorm(x.gpu, weight: w.gpu, eps: 1e-5, into: y.gpu, rstd: rstd.gpu)
+            cpu.rmsNorm(x.cpu, weight: w.cpu, weightOffset: offset, eps: 1e-5, into: y.cpu, rstd: rstd.cpu)
+            gpu.rmsNorm(x.gpu, weight: w.gpu, weightOffset: offset, eps: 1e-5, into: y.gpu, rstd: rstd.gpu)
             check("forward y", y)
             check("forward rstd (f32)", rstd)
-            if hidden % 8 == 0 {
-                time("forward", bytes: Double(tokens * hidden * 4)) { gpu.rmsNorm(x.gpu, weight: w.gpu, eps: 1e-5, into: y.gpu, rstd: rstd.gpu) }
+            let timed = offset == 0 && hidden % 8 == 0
+            if timed {
+                time("forward", bytes: Double(tokens * hidden * 4)) {
+                    gpu.rmsNorm(x.gpu, weight: w.gpu, eps: 1e-5, into: y.gpu, rstd: rstd.gpu)
+                }
             }
             let dy = try pair([tokens, hidden], storage), dx = try pair([tokens, hidden], storage)
-            cpu.rmsNormBackward(dOut: dy.cpu, x: x.cpu, weight: w.cpu, rstd: rstd.cpu, accumulateInto: dx.cpu)
-            gpu.rmsNormBackward(dOut: dy.gpu, x: x.gpu, weight: w.gpu, rstd: rstd.gpu, accumulateInto: dx.gpu)
+            cpu.rmsNormBackward(dOut: dy.cpu, x: x.cpu, weight: w.cpu, weightOffset: offset, rstd: rstd.cpu, accumulateInto: dx.cpu)
+            gpu.rmsNormBackward(dOut: dy.gpu, x: x.gpu, weight: w.gpu, weightOffset: offset, rstd: rstd.gpu, accumulateInto: dx.gpu)
             check("backward dX (accumulated, \(storage))", dx)
             let dx32 = try pair([tokens, hidden], .f32)
-            cpu.rmsNormBackward(dOut: dy.cpu, x: x.cpu, weight: w.cpu, rstd: rstd.cpu, accumulateInto: dx32.cpu)
-            gpu.rmsNormBackward(dOut: dy.gpu, x: x.gpu, weight: w.gpu, rstd: rstd.gpu, accumulateInto: dx32.gpu)
+            cpu.rmsNormBackward(dOut: dy.cpu, x: x.cpu, weight: w.cpu, weightOffset: offset, rstd: rstd.cpu, accumulateInto: dx32.cpu)
+            gpu.rmsNormBackward(dOut: dy.gpu, x: x.gpu, weight: w.gpu, weightOffset: offset, rstd: rstd.gpu, accumulateInto: dx32.gpu)
             check("backward dX (accumulated, f32)", dx32)
-            if hidden % 8 == 0 {
+            if timed {
                 time("backward", bytes: Double(tokens * hidden * 8)) {
                     gpu.rmsNormBackward(dOut: dy.gpu, x: x.gpu, weight: w.gpu, rstd: rstd.gpu, accumulateInto: dx.gpu)
                 }
@@ -308,6 +313,17 @@ struct CUDAOpSelfTest {
                       headDim: 64, packed: (70, 150))
         try attention("d 96 (simple kernels), 1×200, 8/2 heads", rows: 1, columns: 200, heads: 8, kvHeads: 2, headDim: 96,
                       packed: (90, 170))
+        // Gemma 2's softcapped scores, on both kernel families (the _softcap specialisations): a cap of
+        // 1.5 keeps tanh far from linear; Gemma 2's own shape (d 256, scale 1/16, cap 50) runs on the
+        // simple kernels.
+        try attention("softcap 1.5, causal GQA 1×512, 16/8 heads, d 128", rows: 1, columns: 512, heads: 16, kvHeads: 8,
+                      headDim: 128, softcap: 1.5)
+        try attention("softcap 1.5, packed + padding + window 64, 2×300, 8/4 heads, d 64", rows: 2, columns: 300,
+                      heads: 8, kvHeads: 4, headDim: 64, window: 64, packed: (100, 250), softcap: 1.5)
+        try attention("softcap 1.5, window 128, 2×300, 8/4 heads, d 256, scale 1/16", rows: 2, columns: 300, heads: 8,
+                      kvHeads: 4, headDim: 256, window: 128, packed: (120, 280), softcap: 1.5, scale: 1.0 / 16)
+        try attention("gemma 2: softcap 50, 1×1024, 16/8 heads, d 256, scale 1/16", rows: 1, columns: 1024, heads: 16,
+                      kvHeads: 8, headDim: 256, softcap: 50, scale: 1.0 / 16, timed: true)
     }
 
     /// One attention geometry, forward and backward against the CPU, on each kernel family that
@@ -315,7 +331,8 @@ struct CUDAOpSelfTest {
     /// columns below a are sequence 0, below b sequence 1, the rest padding. Timed cases also time
     /// each family.
     mutating func attention(_ label: String, rows: Int, columns: Int, heads: Int, kvHeads: Int, headDim: Int,
-                            window: Int = 0, packed: (Int, Int)? = nil, timed: Bool = false) throws {
+                            window: Int = 0, packed: (Int, Int)? = nil, softcap: Float? = nil, scale: Float? = nil,
+                            timed: Bool = false) throws {
         var ids = [Int32](repeating: 0, count: rows * columns)
         if let (a, b) = packed {
             for n in ids.indices { let c = n % columns; ids[n] = c < a ? 0 : c < b ? 1 : -1 }
@@ -324,9 +341,11 @@ struct CUDAOpSelfTest {
         let n = rows * columns
         let whole = AttentionLayout.rowsAreWhole(ids, columns: columns)
         let layouts = (AttentionLayout(rows: rows, columns: columns, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                                       sequenceIds: seq.cpu, slidingWindow: window == 0 ? nil : window, wholeRows: whole),
+                                       sequenceIds: seq.cpu, slidingWindow: window == 0 ? nil : window,
+                                       scale: scale, softcap: softcap, wholeRows: whole),
                        AttentionLayout(rows: rows, columns: columns, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                                       sequenceIds: seq.gpu, slidingWindow: window == 0 ? nil : window, wholeRows: whole))
+                                       sequenceIds: seq.gpu, slidingWindow: window == 0 ? nil : window,
+                                       scale: scale, softcap: softcap, wholeRows: whole))
         let q = try pair([n, heads * headDim], storage, in: -2...2), k = try pair([n, kvHeads * headDim], storage, in: -2...2)
         let v = try pair([n, kvHeads * headDim], storage)
         let out = try output([n, heads * headDim], storage), lse = try output([n, heads], .f32)
@@ -375,28 +394,30 @@ struct CUDAOpSelfTest {
         }
     }
 
-    /// SwiGLU at 2048×11008 (the eight-wide kernels) and at an odd size (the scalar ones).
+    /// The gated linear unit with each activation: SwiGLU (Llama's shape) and GeGLU with tanh
+    /// (gemma-2-9b's) on the eight-wide kernels, and an odd size on the scalar ones.
     mutating func mlp() throws {
-        for shape: Shape in [[2048, 11008], [3, 1001]] {
-            say("SwiGLU \(shape[0])×\(shape[1])\(shape.count % 8 == 0 ? "" : " (scalar kernels)"):")
+        for (activation, shape) in [(GatedActivation.silu, [2048, 11008] as Shape), (.geluTanh, [2048, 14336]),
+                                    (.silu, [3, 1001]), (.geluTanh, [3, 1001])] {
+            say("\(activation == .silu ? "SwiGLU" : "GeGLU (tanh)") \(shape[0])×\(shape[1])\(shape.count % 8 == 0 ? "" : " (scalar kernels)"):")
             let g = try pair(shape, storage, in: -4...4), u = try pair(shape, storage), out = try output(shape, storage)
-            cpu.swiglu(gate: g.cpu, up: u.cpu, into: out.cpu)
-            gpu.swiglu(gate: g.gpu, up: u.gpu, into: out.gpu)
+            cpu.gatedLinearUnit(activation, gate: g.cpu, up: u.cpu, into: out.cpu)
+            gpu.gatedLinearUnit(activation, gate: g.gpu, up: u.gpu, into: out.gpu)
             check("forward", out)
             let d = try pair(shape, storage), dg = try output(shape, storage), du = try output(shape, storage)
-            cpu.swigluBackward(dOut: d.cpu, gate: g.cpu, up: u.cpu, dGate: dg.cpu, dUp: du.cpu)
-            gpu.swigluBackward(dOut: d.gpu, gate: g.gpu, up: u.gpu, dGate: dg.gpu, dUp: du.gpu)
+            cpu.gatedLinearUnitBackward(activation, dOut: d.cpu, gate: g.cpu, up: u.cpu, dGate: dg.cpu, dUp: du.cpu)
+            gpu.gatedLinearUnitBackward(activation, dOut: d.gpu, gate: g.gpu, up: u.gpu, dGate: dg.gpu, dUp: du.gpu)
             check("backward dGate", dg)
             check("backward dUp", du)
             // in place (the decoder layer's use): the same bits as separate outputs
-            gpu.swigluBackward(dOut: d.gpu, gate: g.gpu, up: u.gpu, dGate: g.gpu, dUp: u.gpu)
+            gpu.gatedLinearUnitBackward(activation, dOut: d.gpu, gate: g.gpu, up: u.gpu, dGate: g.gpu, dUp: u.gpu)
             let same = gpu.download(g.gpu) == gpu.download(dg.gpu) && gpu.download(u.gpu) == gpu.download(du.gpu)
             passed = passed && same
             say("  \(same ? "PASS" : "FAIL")  \("backward in place = separate outputs".padding(toLength: 40, withPad: " ", startingAt: 0))")
             guard shape.count % 8 == 0 else { continue }
-            time("forward", bytes: Double(shape.count * 6)) { gpu.swiglu(gate: g.gpu, up: u.gpu, into: out.gpu) }
+            time("forward", bytes: Double(shape.count * 6)) { gpu.gatedLinearUnit(activation, gate: g.gpu, up: u.gpu, into: out.gpu) }
             time("backward", bytes: Double(shape.count * 10)) {
-                gpu.swigluBackward(dOut: d.gpu, gate: g.gpu, up: u.gpu, dGate: dg.gpu, dUp: du.gpu)
+                gpu.gatedLinearUnitBackward(activation, dOut: d.gpu, gate: g.gpu, up: u.gpu, dGate: dg.gpu, dUp: du.gpu)
             }
         }
     }
@@ -411,6 +432,12 @@ struct CUDAOpSelfTest {
         let lossGPU = gpu.crossEntropy(logits: logits.gpu, labels: l.gpu, gradScale: 0.25)
         checkScalar("loss sum", gpu: lossGPU, cpu: lossCPU, bound: 1e-5)
         check("gradient (in place, \(storage))", logits)
+        // Gemma 2's final logit softcapping inside the loss (cap 3: far from linear on logits in [-8, 8]).
+        let capped = try pair([rows, vocab], storage, in: -8...8)
+        let cappedCPU = cpu.crossEntropy(logits: capped.cpu, labels: l.cpu, softcap: 3, gradScale: 0.25)
+        let cappedGPU = gpu.crossEntropy(logits: capped.gpu, labels: l.gpu, softcap: 3, gradScale: 0.25)
+        checkScalar("loss sum, logit softcap 3", gpu: cappedGPU, cpu: cappedCPU, bound: 1e-5)
+        check("gradient through the softcap (\(storage))", capped)
         let table = try pair([vocab, 4096], storage)
         let ids = try ints((0..<rows).map { _ in Int32(generator.next() % UInt64(vocab)) })
         let e = try output([rows, 4096], storage)

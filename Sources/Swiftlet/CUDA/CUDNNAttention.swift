@@ -18,7 +18,8 @@ import Glibc
 /// dQ (SWIFTLET_ATTENTION=swiftlet keeps our deterministic kernels).
 ///
 /// Used where the layout is plain causal attention over whole rows (every row one sequence: no
-/// packing, no padding; a multiple of 128 long; a sliding window at least as long as the row),
+/// packing, no padding; a multiple of 128 long; a sliding window at least as long as the row; no
+/// logit softcapping),
 /// head dim 64 or 128, compute capability 8.0+, and cuDNN 9 loaded; everything else runs on our
 /// kernels.
 enum CUDNNAttention {
@@ -191,7 +192,7 @@ extension CUDABackend {
     func usesCUDNNAttention(_ layout: AttentionLayout, _ tensors: [Tensor]) -> Bool {
         guard attentionKernels == .cudnn, let cudnn = cudnnLibrary, CUDNNAttention.supports(version: cudnn.version),
               device.computeCapability.major >= 8, CUDNNAttention.headDims.contains(layout.headDim),
-              layout.wholeRows, layout.columns % 128 == 0, layout.slidingWindow.map({ $0 >= layout.columns }) ?? true,
+              layout.wholeRows, layout.columns % 128 == 0, layout.softcap == nil, layout.slidingWindow.map({ $0 >= layout.columns }) ?? true,
               tensors.allSatisfy({ $0.device % 16 == 0 }) else { return false }
         return !cudnnFailedKeys.contains(cudnnKey(layout, backward: false))
     }

@@ -75,12 +75,8 @@ public enum BnbNF4Export {
         }
         config["quantization_config"] = BnbQuantizationConfig(doubleQuant: doubleQuant, computeDType: computeDType).json
         // JSONSerialization writes 6.0 as 6, and transformers' BitsAndBytesConfig rejects an integer
-        // llm_int8_threshold: spell that one number as a float.
-        var text = String(decoding: try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self)
-        for end in [",", "\n"] {
-            text = text.replacingOccurrences(of: "\"llm_int8_threshold\" : 6" + end, with: "\"llm_int8_threshold\" : 6.0" + end)
-        }
-        try AtomicFile.write(Data((text + "\n").utf8), to: directory.appendingPathComponent("config.json"))
+        // llm_int8_threshold (as Gemma2Config does integer softcaps): `serialized` spells those as floats.
+        try AtomicFile.write(try HFConfig.serialized(config) + Data("\n".utf8), to: directory.appendingPathComponent("config.json"))
         for file in MergedExport.tokenizerFiles + ["generation_config.json"] {
             if let data = try? Data(contentsOf: source.appendingPathComponent(file)) {
                 try AtomicFile.write(data, to: directory.appendingPathComponent(file))

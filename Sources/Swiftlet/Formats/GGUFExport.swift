@@ -6,7 +6,10 @@ import Foundation
 ///
 /// - architecture "llama" for Llama and Mistral (llama.cpp runs both as llama), "qwen2" for Qwen2,
 ///   "qwen3" for Qwen3 (with `attn_q_norm` / `attn_k_norm`), "phi3" for Phi-3 (the fused qkv_proj and
-///   gate_up_proj as `attn_qkv` and `ffn_up`, which llama.cpp splits itself; `attention.sliding_window`);
+///   gate_up_proj as `attn_qkv` and `ffn_up`, which llama.cpp splits itself; `attention.sliding_window`),
+///   "gemma2" / "gemma3" for Gemma (its four norms as `attn_norm`, `post_attention_norm`, `ffn_norm`,
+///   `post_ffw_norm`, every norm weight written as 1 + w as the converter does, the softcaps and the
+///   sliding window in the metadata);
 /// - `token_embd`, `blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate,
 ///   ffn_up, ffn_down}`, `output_norm`, `output` (absent when the embeddings are tied), the
 ///   q/k/v/o biases where the model has them, and `rope_freqs` for Llama 3.1 rope scaling;
@@ -38,13 +41,21 @@ public enum GGUFExport {
     }
 
     /// The GGUF tensor name of a Hugging Face weight name, nil for one GGUF has no place for.
-    public static func tensorName(_ hf: String) -> String? {
+    /// `sandwichNorms` (Gemma): post_attention_layernorm is the attention output's norm
+    /// (`post_attention_norm`), pre_feedforward_layernorm the MLP's input norm (`ffn_norm`).
+    public static func tensorName(_ hf: String, sandwichNorms: Bool = false) -> String? {
         let fixed = ["model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
                      "lm_head.weight": "output.weight"]
         if let n = fixed[hf] { return n }
         let parts = hf.split(separator: ".")
         guard parts.count >= 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]) else { return nil }
         let rest = parts[3...].joined(separator: ".")
+        if sandwichNorms {
+            let gemma = ["post_attention_layernorm.weight": "post_attention_norm.weight",
+                         "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+                         "post_feedforward_layernorm.weight": "post_ffw_norm.weight"]
+            if let n = gemma[rest] { return "blk.\(layer).\(n)" }
+        }
         let map = ["input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
                    "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
                    "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
@@ -64,6 +75,8 @@ public enum GGUFExport {
         case .qwen2: return "qwen2"
         case .qwen3: return "qwen3"
         case .phi3: return "phi3"
+        case .gemma2: return "gemma2"
+        case .gemma3Text: return "gemma3"
         }
     }
 
@@ -189,10 +202,49 @@ public enum GGUFExport {
             kv += [("\(arch).rope.scaling.original_context_length", .uint32(UInt32(original))),
                    ("\(arch).attention.sliding_window", .uint32(UInt32(config.slidingWindow ?? 0)))]
         }
+        if config.modelType == .gemma2 || config.modelType == .gemma3Text { kv += try gemmaMetadata(config, arch: arch) }
         if config.modelType == .llama, config.oBias != config.qkvBias {
             throw GGUFError.unsupported(field: "config.json attention_bias", value: "\(config.oBias)",
                                         reason: "mixed q/k/v and o biases have no GGUF layout")
         }
+        return kv
+    }
+
+    /// Gemma's keys, as convert_hf_to_gguf.py's Gemma2Model / Gemma3Model write them. llama.cpp fixes
+    /// what config.json can vary here (which layers slide: every other one from layer 0 for gemma2,
+    /// five of every six for gemma3; the sliding layers' RoPE base 10000 for gemma3; the attention
+    /// scale, head_dim^-½ or, for the 27B models it knows by their layer count (46, 62),
+    /// (hidden/heads)^-½, whatever query_pre_attn_scalar says) and Gemma 3 has no attention softcap
+    /// there, so other configurations are refused rather than run wrongly.
+    static func gemmaMetadata(_ config: LlamaConfig, arch: String) throws -> [(String, GGUFValue)] {
+        let is27B = config.layers == (config.modelType == .gemma2 ? 46 : 62)
+        let llamaCppScalar = is27B ? config.hiddenSize / config.heads : config.headDim
+        if let scalar = config.queryPreAttentionScalar, scalar != Float(llamaCppScalar) {
+            throw GGUFError.unsupported(field: "config.json query_pre_attn_scalar", value: "\(scalar)",
+                                        reason: "llama.cpp's \(arch) scales attention by \(llamaCppScalar)^-1/2 for this "
+                                            + "shape; export --format merged instead")
+        }
+        let pattern = config.modelType == .gemma2 ? 2 : 6
+        let llamaCppLayers = (0..<config.layers).map { ($0 + 1) % pattern != 0 }
+        if (0..<config.layers).map({ config.isSliding(layer: $0) }) != llamaCppLayers {
+            throw GGUFError.unsupported(field: "config.json layer_types", value: "\(config.slidingLayers ?? [])",
+                                        reason: "llama.cpp's \(arch) slides on \(pattern - 1) of every \(pattern) layers "
+                                            + "from layer 0, whatever the file says; export --format merged instead")
+        }
+        if let local = config.localRope, local != RoPEScaling(theta: 10_000) {
+            throw GGUFError.unsupported(field: "config.json rope_local_base_freq", value: "\(local.theta)",
+                                        reason: "llama.cpp's gemma3 uses 10000 (unscaled) on its sliding layers")
+        }
+        var kv: [(String, GGUFValue)] = []
+        if let cap = config.attentionSoftcap {
+            guard config.modelType == .gemma2 else {
+                throw GGUFError.unsupported(field: "config.json attn_logit_softcapping", value: "\(cap)",
+                                            reason: "llama.cpp's gemma3 has no attention softcapping")
+            }
+            kv.append(("\(arch).attn_logit_softcapping", .float32(cap)))
+        }
+        if let cap = config.finalLogitSoftcap { kv.append(("\(arch).final_logit_softcapping", .float32(cap))) }
+        if let window = config.slidingWindow { kv.append(("\(arch).attention.sliding_window", .uint32(UInt32(window)))) }
         return kv
     }
 
@@ -230,9 +282,9 @@ public enum GGUFExport {
             infos.append(.init(name: tensor.name, dims: [tensor.values.count], type: .f32))
             sources.append((tensor.name, nil))
         }
-        let ggufNames = Set(model.namedWeights.compactMap { tensorName($0.0) })
+        let ggufNames = Set(model.namedWeights.compactMap { tensorName($0.0, sandwichNorms: config.sandwichNorms) })
         for (hf, weight) in model.namedWeights {
-            guard let gguf = tensorName(hf) else {
+            guard let gguf = tensorName(hf, sandwichNorms: config.sandwichNorms) else {
                 throw GGUFError.invalidTensor(name: hf, reason: "has no GGUF name")
             }
             let dims = Array(weight.shape.dims.reversed())
@@ -255,6 +307,10 @@ public enum GGUFExport {
             let adapter = adapters[hf]
             if adapter != nil { merged += 1 }
             var floats = try MergedExport.mergedWeight(weight, adapter: adapter)
+            // Gemma: llama.cpp multiplies by the norm weight itself, so the converter stores 1 + w (f32).
+            if config.normWeightOffset != 0, hf.hasSuffix("norm.weight") {
+                floats = floats.map { $0 + config.normWeightOffset }
+            }
             if arch == "llama" {
                 let rowLength = info.dims.count == 2 ? info.dims[0] : 1
                 if hf.contains("self_attn.q_proj.") {

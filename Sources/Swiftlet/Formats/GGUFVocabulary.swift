@@ -9,7 +9,9 @@ import Foundation
 /// - SentencePiece-style BPE (▁ for spaces, byte fallback): `tokenizer.ggml.model = "llama"`, the
 ///   tokens, token types and scores. There is no tokenizer.model to take scores from, so a token
 ///   made by the merge of rank r scores −r and every other token −(merges + id): llama.cpp's SPM
-///   tokenizer merges the highest-scoring pair first, which then replays the BPE merge order.
+///   tokenizer merges the highest-scoring pair first, which then replays the BPE merge order. A
+///   tokenizer that puts no ▁ before the first word (Gemma's) gets `tokenizer.ggml.add_space_prefix`
+///   false, as the converter writes for Gemma; llama.cpp's default (true) is Llama's.
 ///
 /// Ids the tokenizer does not use, up to the model's vocab size, become `[PAD<id>]` tokens of
 /// type UNUSED, as the converter pads them. A tokenizer with more ids than the model is refused.
@@ -25,6 +27,8 @@ public struct GGUFVocabulary {
     public var merges: [String]?
     public var bosId: Int?, eosId: Int?, unkId: Int?, padId: Int?
     public var addBos: Bool?, addEos: Bool?
+    /// SentencePiece-style only: whether a ▁ is put before the text's first word.
+    public var addSpacePrefix: Bool?
     public var chatTemplate: String?
 
     /// Reads `tokenizer.json` (and `tokenizer_config.json`, `chat_template.jinja` when present)
@@ -106,6 +110,10 @@ public struct GGUFVocabulary {
         let framed = tokenizer.encode("a", addSpecialTokens: true)
         addBos = config.addBosToken ?? (bosId != nil && framed.first.map(Int.init) == bosId)
         addEos = config.addEosToken ?? (eosId != nil && framed.last.map(Int.init) == eosId)
+        // Seen on the tokenizer itself: the first piece of "a" is "▁a" where a space is prefixed.
+        if !byteLevel, let first = tokenizer.encode("a", addSpecialTokens: false).first {
+            addSpacePrefix = tokenizer.idToToken(first)?.hasPrefix("\u{2581}") ?? true
+        }
         let jinja = directory.appendingPathComponent("chat_template.jinja")
         chatTemplate = config.chatTemplate ?? (try? String(contentsOf: jinja, encoding: .utf8))
     }
@@ -122,6 +130,8 @@ public struct GGUFVocabulary {
         }
         if let addBos { kv.append(("tokenizer.ggml.add_bos_token", .bool(addBos))) }
         if let addEos { kv.append(("tokenizer.ggml.add_eos_token", .bool(addEos))) }
+        // Only where it differs from llama.cpp's default (true), so Llama exports stay as they were.
+        if addSpacePrefix == false { kv.append(("tokenizer.ggml.add_space_prefix", .bool(false))) }
         if let chatTemplate { kv.append(("tokenizer.chat_template", .string(chatTemplate))) }
         return kv
     }

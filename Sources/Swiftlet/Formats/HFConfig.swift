@@ -17,6 +17,13 @@ public enum HFConfig {
     public static func parse(_ json: [String: Any], file: String) throws -> LlamaConfig {
         let fields = Fields(json: json, file: file)
         let typeName: String = try fields.required("model_type")
+        if typeName == "gemma3" {
+            // Gemma3ForConditionalGeneration: its text weights live under model.language_model.* beside a
+            // vision tower; only the text-only checkpoints (Gemma 3 1B, or a text model saved from it) load.
+            throw fields.error("model_type", "'gemma3' (the multimodal Gemma3ForConditionalGeneration) is not supported; "
+                + "use a text-only checkpoint (model_type gemma3_text, Gemma3ForCausalLM, e.g. gemma-3-1b), "
+                + "whose fields are what this config's text_config holds")
+        }
         guard let modelType = LlamaConfig.ModelType(rawValue: typeName) else {
             throw fields.error("model_type", "'\(typeName)' is not supported; supported: "
                 + LlamaConfig.ModelType.allCases.map(\.rawValue).joined(separator: ", "))
@@ -31,8 +38,14 @@ public enum HFConfig {
         let headDim: Int = try fields.optional("head_dim") ?? hidden / heads
         guard headDim > 0, headDim % 2 == 0 else { throw fields.error("head_dim", "\(headDim) must be a positive even number") }
 
-        let activation: String = try fields.optional("hidden_act") ?? "silu"
-        guard activation == "silu" else { throw fields.error("hidden_act", "'\(activation)' is not supported (only silu)") }
+        let isGemma = modelType == .gemma2 || modelType == .gemma3Text
+        // Gemma names its activation hidden_activation (gelu_pytorch_tanh); the others hidden_act (silu).
+        let activationField = isGemma ? "hidden_activation" : "hidden_act"
+        let activationName: String = try fields.optional(activationField) ?? (isGemma ? "gelu_pytorch_tanh" : "silu")
+        guard let activation = GatedActivation(rawValue: activationName),
+              isGemma ? activation == .geluTanh : activation == .silu else {
+            throw fields.error(activationField, "'\(activationName)' is not supported (only \(isGemma ? "gelu_pytorch_tanh" : "silu"))")
+        }
         if let dropout: Double = try fields.optional("attention_dropout"), dropout != 0 {
             throw fields.error("attention_dropout", "\(dropout) is not supported (only 0)")
         }
@@ -43,7 +56,7 @@ public enum HFConfig {
         var qkvBias = false, oBias = false
         switch modelType {
         case .qwen2: qkvBias = true
-        case .llama, .mistral, .qwen3:
+        case .llama, .mistral, .qwen3, .gemma2, .gemma3Text:
             let bias: Bool = try fields.optional("attention_bias") ?? false
             qkvBias = bias; oBias = bias
         case .phi3: break  // Phi-3's linears have no biases
@@ -61,8 +74,11 @@ public enum HFConfig {
                 throw fields.error("layer_types", "'\(other)' layers are not supported (only full_attention)")
             }
         case .llama: break
+        case .gemma2, .gemma3Text: slidingWindow = try fields.optional("sliding_window")
         }
         if let w = slidingWindow, w <= 0 { throw fields.error("sliding_window", "\(w) must be positive") }
+        let layerCount: Int = try fields.required("num_hidden_layers")
+        let gemma = isGemma ? try gemmaFields(fields, modelType: modelType, layers: layerCount, slidingWindow: slidingWindow) : nil
 
         if modelType == .phi3 {
             // Dropout on the residual branches and the embeddings would change the training loss.
@@ -81,21 +97,108 @@ public enum HFConfig {
         }
 
         let maxPositions: Int = try fields.optional("max_position_embeddings") ?? 2048
-        return LlamaConfig(
+        var config = LlamaConfig(
             modelType: modelType,
             vocabSize: try fields.required("vocab_size"),
             hiddenSize: hidden,
             intermediateSize: try fields.required("intermediate_size"),
-            layers: try fields.required("num_hidden_layers"),
+            layers: layerCount,
             heads: heads, kvHeads: kvHeads, headDim: headDim,
             rmsNormEps: Float(try fields.optional("rms_norm_eps") ?? 1e-6 as Double),
-            rope: try rope(fields, maxPositions: maxPositions, headDim: headDim),
+            rope: try gemma?.rope ?? rope(fields, maxPositions: maxPositions, headDim: headDim),
             maxPositionEmbeddings: maxPositions,
-            tieWordEmbeddings: try fields.optional("tie_word_embeddings") ?? false,
+            // Gemma ties its embeddings unless config.json says otherwise (Gemma2Config's default is True).
+            tieWordEmbeddings: try fields.optional("tie_word_embeddings") ?? isGemma,
             qkvBias: qkvBias, oBias: oBias, slidingWindow: slidingWindow,
-            qkNorm: modelType == .qwen3, fusedProjections: modelType == .phi3,
+            qkNorm: modelType == .qwen3 || modelType == .gemma3Text, fusedProjections: modelType == .phi3,
             bosTokenId: try fields.optional("bos_token_id"),
             eosTokenId: try fields.firstInt("eos_token_id"))
+        config.activation = activation
+        if let gemma {
+            config.normWeightOffset = 1
+            config.scalesEmbeddings = true
+            config.sandwichNorms = true
+            config.queryPreAttentionScalar = gemma.queryPreAttentionScalar
+            config.attentionSoftcap = gemma.attentionSoftcap
+            config.finalLogitSoftcap = gemma.finalLogitSoftcap
+            config.slidingLayers = gemma.slidingLayers
+            config.localRope = gemma.localRope
+        }
+        return config
+    }
+
+    /// What Gemma 2 and Gemma 3 (text) add, as transformers 5's Gemma2Config / Gemma3TextConfig read it:
+    /// layer_types (default: Gemma 2 alternates sliding, full, ...; Gemma 3 has 5 sliding layers then a
+    /// full one, `sliding_window_pattern` 6), query_pre_attn_scalar, the two softcaps (Gemma 2's
+    /// defaults 50 and 30 when absent; Gemma 3 has none by default), and Gemma 3's two RoPEs: the
+    /// global layers' (rope_theta, default 1e6, with rope_scaling) and the sliding layers'
+    /// (rope_local_base_freq, default 10000), or transformers 5's rope_parameters per layer type.
+    private static func gemmaFields(_ fields: Fields, modelType: LlamaConfig.ModelType, layers: Int,
+                                    slidingWindow: Int?) throws
+        -> (queryPreAttentionScalar: Float, attentionSoftcap: Float?, finalLogitSoftcap: Float?,
+            slidingLayers: [Bool], rope: RoPEScaling, localRope: RoPEScaling?) {
+        let isGemma2 = modelType == .gemma2
+        if let bidirectional: Bool = try fields.optional("use_bidirectional_attention"), bidirectional {
+            throw fields.error("use_bidirectional_attention", "true (an embedding model's attention) is not supported")
+        }
+        let types: [String]
+        if let given: [String] = try fields.optional("layer_types") {
+            types = given
+        } else {
+            let pattern: Int = try fields.optional("sliding_window_pattern") ?? (isGemma2 ? 2 : 6)
+            guard pattern > 0 else { throw fields.error("sliding_window_pattern", "\(pattern) must be positive") }
+            types = (0..<layers).map { ($0 + 1) % pattern != 0 ? "sliding_attention" : "full_attention" }
+        }
+        guard types.count == layers else {
+            throw fields.error("layer_types", "has \(types.count) entries for num_hidden_layers \(layers)")
+        }
+        if let other = types.first(where: { $0 != "sliding_attention" && $0 != "full_attention" }) {
+            throw fields.error("layer_types", "'\(other)' is not supported (only sliding_attention, full_attention)")
+        }
+        let slidingLayers = types.map { $0 == "sliding_attention" }
+        if slidingLayers.contains(true) && slidingWindow == nil {
+            throw fields.error("sliding_window", "is missing (layer_types has sliding_attention layers)")
+        }
+        // Absent from config.json means the config class's default; present as null means none.
+        func softcap(_ name: String, default value: Double?) throws -> Float? {
+            let cap: Double? = fields.json.keys.contains(name) ? try fields.optional(name) : value
+            if let cap, !(cap > 0) { throw fields.error(name, "\(cap) must be positive") }
+            return cap.map(Float.init)
+        }
+        let scalar: Double = try fields.optional("query_pre_attn_scalar") ?? 256
+        guard scalar > 0 else { throw fields.error("query_pre_attn_scalar", "\(scalar) must be positive") }
+
+        var rope: RoPEScaling, localRope: RoPEScaling?
+        if isGemma2 {
+            rope = try Self.rope(fields, maxPositions: 0, headDim: 0)
+        } else if let perType = fields.json["rope_parameters"] as? [String: Any], perType["full_attention"] != nil {
+            // transformers 5: {"full_attention": {...}, "sliding_attention": {...}}, each a rope_parameters.
+            func typed(_ name: String, theta: Double) throws -> RoPEScaling {
+                let sub: [String: Any] = try Fields(json: perType, file: fields.file, prefix: "rope_parameters.").optional(name) ?? [:]
+                let inner = Fields(json: ["rope_parameters": sub.merging(["rope_theta": sub["rope_theta"] ?? theta]) { a, _ in a }],
+                                   file: fields.file)
+                do { return try Self.rope(inner, maxPositions: 0, headDim: 0) } catch var error as ConfigError {
+                    // name the layer type's entry: rope_parameters.full_attention.rope_type
+                    error.field = error.field.map { "rope_parameters.\(name)." + $0.dropFirst("rope_parameters.".count) }
+                    throw error
+                }
+            }
+            rope = try typed("full_attention", theta: 1_000_000)
+            localRope = try typed("sliding_attention", theta: 10_000)
+        } else {
+            // transformers 4's fields: rope_theta (+ rope_scaling) for global layers, rope_local_base_freq.
+            var global = fields
+            if fields.json["rope_theta"] == nil { global.json["rope_theta"] = 1_000_000.0 }
+            rope = try Self.rope(global, maxPositions: 0, headDim: 0)
+            localRope = RoPEScaling(theta: Float(try fields.optional("rope_local_base_freq") ?? 10_000 as Double))
+        }
+        for r in [rope] + (localRope.map { [$0] } ?? []) {
+            if case .longrope = r.kind { throw fields.error("rope_parameters", "longrope is not supported for Gemma") }
+        }
+        return (Float(scalar),
+                try softcap("attn_logit_softcapping", default: isGemma2 ? 50 : nil),
+                try softcap("final_logit_softcapping", default: isGemma2 ? 30 : nil),
+                slidingLayers, rope, localRope)
     }
 
     /// transformers 4 writes `rope_theta` + `rope_scaling`; transformers 5 writes

@@ -138,7 +138,7 @@ public enum MergedExport {
         var config = HFConfig.json(model.config)
         config["torch_dtype"] = torchName(dtype)
         config["dtype"] = torchName(dtype)
-        try writeJSON(config, to: directory.appendingPathComponent("config.json"))
+        try AtomicFile.write(try HFConfig.serialized(config) + Data("\n".utf8), to: directory.appendingPathComponent("config.json"))
 
         let sourceGeneration = sourceDirectory?.appendingPathComponent("generation_config.json")
         if let sourceGeneration, let data = try? Data(contentsOf: sourceGeneration) {

@@ -13,8 +13,9 @@ public final class KVCache {
     public internal(set) var length = 0
     /// [rows·capacity], 1 for a real token, 0 for padding or not yet written.
     var keyValid: [Int32]
-    /// The RoPE table of the cache's positions and the inverse frequencies it was made with.
-    var rope: (frequencies: [Float], table: RoPETable)?
+    /// The RoPE table of the cache's positions and the inverse frequencies it was made with (and
+    /// Gemma 3's table of its sliding layers, made with them).
+    var rope: (frequencies: [Float], table: RoPETable, sliding: RoPETable?)?
     /// [rows·capacity] token ids and RoPE positions of the columns written, so that the cache can
     /// be filled again from scratch (Phi-3 longrope crossing its original context).
     var tokenIds: [Int32]

@@ -30,24 +30,32 @@ extension LlamaModel {
         // cached keys keep theirs. The table is made again only when they change.
         let longest = Int(positions.max() ?? 0) + 1
         let frequencies = RoPEFrequencies.inverse(config, sequenceLength: longest)
+            + (config.localRope.map { RoPEFrequencies.inverse(config, rope: $0, sequenceLength: longest) } ?? [])
         if cache.rope?.frequencies != frequencies {
-            cache.rope = (frequencies, try RoPEFrequencies.table(config, positions: cache.capacity, sequenceLength: longest,
-                                                                 on: backend))
+            func table(_ rope: RoPEScaling) throws -> RoPETable {
+                try RoPEFrequencies.table(config, rope: rope, positions: cache.capacity, sequenceLength: longest, on: backend)
+            }
+            cache.rope = (frequencies, try table(config.rope), try config.localRope.map(table))
         }
-        let rope = cache.rope!.table
-        let layout = CachedAttentionLayout(rows: rows, queries: queries, start: cache.length, capacity: cache.capacity,
-                                           heads: config.heads, kvHeads: config.kvHeads, headDim: config.headDim,
-                                           keyValid: try backend.upload(cache.keyValid, [rows * cache.capacity]),
-                                           slidingWindow: config.slidingWindow)
+        let keyValid = try backend.upload(cache.keyValid, [rows * cache.capacity])
+        func layout(window: Int?) -> CachedAttentionLayout {
+            CachedAttentionLayout(rows: rows, queries: queries, start: cache.length, capacity: cache.capacity,
+                                  heads: config.heads, kvHeads: config.kvHeads, headDim: config.headDim,
+                                  keyValid: keyValid, slidingWindow: window, scale: config.attentionScale,
+                                  softcap: config.attentionSoftcap)
+        }
+        // Gemma's global layers see the whole cache, its sliding layers their window.
+        let global = layout(window: config.slidingLayers == nil ? config.slidingWindow : nil)
+        let sliding = layout(window: config.slidingWindow)
         // The training layout is unused by the cached layer; it only fills StepContext.
         let unused = AttentionLayout(rows: rows, columns: queries, heads: config.heads, kvHeads: config.kvHeads,
-                                     headDim: config.headDim, sequenceIds: layout.keyValid, slidingWindow: nil)
+                                     headDim: config.headDim, sequenceIds: keyValid, slidingWindow: nil)
         let step = StepContext(config: config, positions: try backend.upload(positions, [tokens.count]),
-                               rope: rope, layout: unused, layerSeed: nil)
-        var h = try backend.empty([tokens.count, config.hiddenSize], backend.computeType)
-        backend.embedding(table: embedding, ids: try backend.upload(tokens, [tokens.count]), into: h)
+                               rope: cache.rope!.table, layout: unused, layerSeed: nil, slidingRope: cache.rope!.sliding)
+        var h = try embed(ids: try backend.upload(tokens, [tokens.count]))
         for (i, layer) in layers.enumerated() {
-            h = try layer.forwardCached(h, step, keys: cache.keys[i], values: cache.values[i], cache: cache, layout: layout)
+            h = try layer.forwardCached(h, step.forLayer(i), keys: cache.keys[i], values: cache.values[i], cache: cache,
+                                        layout: config.isSliding(layer: i) ? sliding : global)
         }
         cache.length += queries
 
@@ -57,12 +65,7 @@ extension LlamaModel {
             let n = r * queries + queries - 1
             backend.copy(h.rows(n..<(n + 1)), into: last.rows(r..<(r + 1)))
         }
-        let normed = try backend.empty(last.shape, backend.computeType)
-        let rstd = try backend.empty([rows], .f32)
-        backend.rmsNorm(last, weight: finalNorm, eps: config.rmsNormEps, into: normed, rstd: rstd)
-        let logits = try backend.empty([rows, config.vocabSize], backend.computeType)
-        backend.matmul(normed, transposeA: false, lmHead, transposeB: true, into: logits, alpha: 1, beta: 0)
-        return backend.download(logits)
+        return try outputLogits(last)
     }
 
     /// Phi-3 with longrope: transformers' Phi3ForCausalLM.prepare_inputs_for_generation drops the

@@ -1,17 +1,23 @@
 /// One Llama-family decoder layer, forward and hand-written backward:
 ///
-///     h2 = h  + o_proj(attention(rope(norm_q(q)), rope(norm_k(k)), v))    q, k, v = qkv(n1), n1 = rmsnorm(h)
-///     h3 = h2 + down_proj(silu(gate) ⊙ up)                                gate, up = gateUp(n2), n2 = rmsnorm(h2)
+///     h2 = h  + norm_a(o_proj(attention(rope(norm_q(q)), rope(norm_k(k)), v)))   q, k, v = qkv(n1), n1 = rmsnorm(h)
+///     h3 = h2 + norm_m(down_proj(act(gate) ⊙ up))                                gate, up = gateUp(n2), n2 = rmsnorm(h2)
 ///
 /// The families are configurations of this one layer: q, k, v (and gate, up) are separate linears
-/// (Llama, Mistral, Qwen2, Qwen3) or one fused linear each (Phi-3's qkv_proj, gate_up_proj; see
-/// `ProjectionGroup`); norm_q and norm_k are Qwen3's per-head RMSNorms (identity elsewhere).
+/// (Llama, Mistral, Qwen2, Qwen3, Gemma) or one fused linear each (Phi-3's qkv_proj, gate_up_proj; see
+/// `ProjectionGroup`); norm_q and norm_k are Qwen3's and Gemma 3's per-head RMSNorms, norm_a and norm_m
+/// Gemma's norms of the sublayers' outputs (identity elsewhere); act is SiLU or Gemma's GELU (tanh), and
+/// every norm scales by (config.normWeightOffset + w).
 /// The backward returns dL/dh and accumulates the LoRA gradients; frozen weights get none.
 public struct DecoderLayer {
     public var inputNorm: Tensor
+    /// The norm before the MLP: post_attention_layernorm in Llama's naming, Gemma's pre_feedforward_layernorm.
     public var postAttentionNorm: Tensor
-    /// Qwen3's q_norm and k_norm: RMSNorm weights [headDim] applied to every head of q and of k
-    /// before RoPE; nil for the other families.
+    /// Gemma: the norms of the attention output (its post_attention_layernorm) and of the MLP output
+    /// (post_feedforward_layernorm), applied before each residual add; nil for the other families.
+    public var attentionOutputNorm, mlpOutputNorm: Tensor?
+    /// Qwen3's and Gemma 3's q_norm and k_norm: RMSNorm weights [headDim] applied to every head of q
+    /// and of k before RoPE; nil for the other families.
     public var qNorm, kNorm: Tensor?
     /// q_proj, k_proj, v_proj, or Phi-3's qkv_proj.
     public var qkvProjections: ProjectionGroup
@@ -27,10 +33,13 @@ public struct DecoderLayer {
                   qkvProjections: .separate([q, k, v]), o: o, gateUpProjections: .separate([gate, up]), down: down)
     }
 
-    public init(inputNorm: Tensor, postAttentionNorm: Tensor, qNorm: Tensor? = nil, kNorm: Tensor? = nil,
+    public init(inputNorm: Tensor, postAttentionNorm: Tensor, attentionOutputNorm: Tensor? = nil,
+                mlpOutputNorm: Tensor? = nil, qNorm: Tensor? = nil, kNorm: Tensor? = nil,
                 qkvProjections: ProjectionGroup, o: Linear, gateUpProjections: ProjectionGroup, down: Linear) {
         self.inputNorm = inputNorm
         self.postAttentionNorm = postAttentionNorm
+        self.attentionOutputNorm = attentionOutputNorm
+        self.mlpOutputNorm = mlpOutputNorm
         self.qNorm = qNorm
         self.kNorm = kNorm
         self.qkvProjections = qkvProjections
@@ -81,6 +90,8 @@ public struct DecoderLayer {
         var oSaved: Linear.Saved
         /// Qwen3: q and k before their head norms, and the norms' rstd.
         var headNorms: (q: Tensor, qRstd: Tensor, k: Tensor, kRstd: Tensor)?
+        /// Gemma: the attention's and the MLP's outputs before their norms, and the norms' rstd.
+        var attentionOutput, mlpOutput: (x: Tensor, rstd: Tensor)?
         var residual, postRstd, mlpInput: Tensor
         var gate, up: Tensor
         var gateUpSaved: ProjectionGroup.Saved
@@ -105,9 +116,10 @@ public struct DecoderLayer {
     func forward(_ h: Tensor, _ step: StepContext,
                  attend: (_ q: Tensor, _ k: Tensor, _ v: Tensor) throws -> (Tensor, logSumExp: Tensor)) throws -> (Tensor, Saved) {
         let backend = h.backend, tokens = h.shape[0], config = step.config
+        let offset = config.normWeightOffset
         let rstd1 = try backend.empty([tokens], .f32)
         let n1 = try backend.empty(h.shape, backend.computeType)
-        backend.rmsNorm(h, weight: inputNorm, eps: config.rmsNormEps, into: n1, rstd: rstd1)
+        backend.rmsNorm(h, weight: inputNorm, weightOffset: offset, eps: config.rmsNormEps, into: n1, rstd: rstd1)
 
         // Dropout seeds 0, 1, 2 for q, k, v (the fused qkv_proj takes 0).
         let (qkv, qkvSaved) = try qkvProjections.forward(n1) { step.dropoutSeed(UInt64($0)) }
@@ -125,43 +137,49 @@ public struct DecoderLayer {
         backend.rope(kOut, positions: step.positions, table: step.rope, heads: config.kvHeads, inverse: false)
         let (attention, lse) = try attend(qOut, kOut, vOut)
         let (oOut, oSaved) = try o.forward(attention, dropoutSeed: step.dropoutSeed(3))
-        backend.add(h, into: oOut, alpha: 1)
-        let h2 = oOut
+        let (h2, attentionOutput) = try Self.outputNorm(oOut, weight: attentionOutputNorm, config)
+        backend.add(h, into: h2, alpha: 1)
 
         let rstd2 = try backend.empty([tokens], .f32)
         let n2 = try backend.empty(h.shape, backend.computeType)
-        backend.rmsNorm(h2, weight: postAttentionNorm, eps: config.rmsNormEps, into: n2, rstd: rstd2)
+        backend.rmsNorm(h2, weight: postAttentionNorm, weightOffset: offset, eps: config.rmsNormEps, into: n2, rstd: rstd2)
         // Dropout seeds 4, 5 for gate, up (the fused gate_up_proj takes 4).
         let (gateUp, gateUpSaved) = try gateUpProjections.forward(n2) { step.dropoutSeed(4 + UInt64($0)) }
         let (g, u) = (gateUp[0], gateUp[1])
         let m = try backend.empty(g.shape, backend.computeType)
-        backend.swiglu(gate: g, up: u, into: m)
+        backend.gatedLinearUnit(config.activation, gate: g, up: u, into: m)
         let (d, downSaved) = try down.forward(m, dropoutSeed: step.dropoutSeed(6))
-        backend.add(h2, into: d, alpha: 1)
+        let (h3, mlpOutput) = try Self.outputNorm(d, weight: mlpOutputNorm, config)
+        backend.add(h2, into: h3, alpha: 1)
 
         let saved = Saved(input: h, inputRstd: rstd1, attentionInput: n1,
                           q: qOut, k: kOut, v: vOut, attentionOut: attention, logSumExp: lse,
                           qkvSaved: qkvSaved, oSaved: oSaved, headNorms: headNorms,
+                          attentionOutput: attentionOutput, mlpOutput: mlpOutput,
                           residual: h2, postRstd: rstd2, mlpInput: n2, gate: g, up: u,
                           gateUpSaved: gateUpSaved, downSaved: downSaved)
-        return (d, saved)
+        return (h3, saved)
     }
 
     public func backward(_ dOut: Tensor, saved s: Saved, _ step: StepContext) throws -> Tensor {
         let backend = dOut.backend, tokens = dOut.shape[0], config = step.config
-        // MLP: dOut flows to the residual h2 unchanged and through down_proj.
-        // dL/dm takes m's storage (m, the SwiGLU output, is only down_proj's input).
-        let dM = try down.backward(dOut, saved: s.downSaved, accumulateInto: nil, overwritingInput: true)
+        let offset = config.normWeightOffset
+        // MLP: dOut flows to the residual h2 unchanged and through (the output norm and) down_proj.
+        let dD = try Self.outputNormBackward(dOut, weight: mlpOutputNorm, saved: s.mlpOutput, config)
+        // dL/dm takes m's storage (m, the gated unit's output, is only down_proj's input).
+        let dM = try down.backward(dD, saved: s.downSaved, accumulateInto: nil, overwritingInput: true)
         // In place: gate and up are dead after this op, and every backend reads an element before
         // writing it; the layer's peak memory is two [tokens, intermediate] tensors lower.
         let (dGate, dUp) = (s.gate, s.up)
-        backend.swigluBackward(dOut: dM, gate: s.gate, up: s.up, dGate: dGate, dUp: dUp)
+        backend.gatedLinearUnitBackward(config.activation, dOut: dM, gate: s.gate, up: s.up, dGate: dGate, dUp: dUp)
         let dN2 = try gateUpProjections.backward([dGate, dUp], saved: s.gateUpSaved)
         let dH2 = dOut  // the residual; the norm's gradient is added to it
-        backend.rmsNormBackward(dOut: dN2, x: s.residual, weight: postAttentionNorm, rstd: s.postRstd, accumulateInto: dH2)
+        backend.rmsNormBackward(dOut: dN2, x: s.residual, weight: postAttentionNorm, weightOffset: offset, rstd: s.postRstd,
+                                accumulateInto: dH2)
 
         // Attention.
-        let dAttention = try o.backward(dH2, saved: s.oSaved, accumulateInto: nil)
+        let dO = try Self.outputNormBackward(dH2, weight: attentionOutputNorm, saved: s.attentionOutput, config)
+        let dAttention = try o.backward(dO, saved: s.oSaved, accumulateInto: nil)
         var dQ = try backend.empty([tokens, config.qWidth], backend.computeType)
         var dK = try backend.empty([tokens, config.kvWidth], backend.computeType)
         let dV = try backend.empty([tokens, config.kvWidth], backend.computeType)
@@ -170,32 +188,55 @@ public struct DecoderLayer {
         backend.rope(dQ, positions: step.positions, table: step.rope, heads: config.heads, inverse: true)
         backend.rope(dK, positions: step.positions, table: step.rope, heads: config.kvHeads, inverse: true)
         if let norms = s.headNorms, let qNorm, let kNorm {
-            dQ = try Self.headNormBackward(dQ, x: norms.q, weight: qNorm, rstd: norms.qRstd, heads: config.heads)
-            dK = try Self.headNormBackward(dK, x: norms.k, weight: kNorm, rstd: norms.kRstd, heads: config.kvHeads)
+            dQ = try Self.headNormBackward(dQ, x: norms.q, weight: qNorm, rstd: norms.qRstd, heads: config.heads, config)
+            dK = try Self.headNormBackward(dK, x: norms.k, weight: kNorm, rstd: norms.kRstd, heads: config.kvHeads, config)
         }
         let dN1 = try qkvProjections.backward([dQ, dK, dV], saved: s.qkvSaved)
         let dH = dH2
-        backend.rmsNormBackward(dOut: dN1, x: s.input, weight: inputNorm, rstd: s.inputRstd, accumulateInto: dH)
+        backend.rmsNormBackward(dOut: dN1, x: s.input, weight: inputNorm, weightOffset: offset, rstd: s.inputRstd,
+                                accumulateInto: dH)
         return dH
     }
 
-    /// Qwen3's per-head RMSNorm: x [tokens, heads·headDim] seen as [tokens·heads, headDim] rows, so
+    /// Gemma's norm of a sublayer's output (a fresh tensor, the residual is added to it later), with
+    /// what its backward needs; x itself (nothing saved) where the family has no such norm.
+    static func outputNorm(_ x: Tensor, weight: Tensor?, _ config: LlamaConfig) throws -> (Tensor, saved: (x: Tensor, rstd: Tensor)?) {
+        guard let weight else { return (x, nil) }
+        let backend = x.backend
+        let out = try backend.empty(x.shape, x.dtype)
+        let rstd = try backend.empty([x.shape[0]], .f32)
+        backend.rmsNorm(x, weight: weight, weightOffset: config.normWeightOffset, eps: config.rmsNormEps, into: out, rstd: rstd)
+        return (out, (x, rstd))
+    }
+
+    /// dL/dx of `outputNorm` (dOut itself without the norm).
+    static func outputNormBackward(_ dOut: Tensor, weight: Tensor?, saved: (x: Tensor, rstd: Tensor)?,
+                                   _ config: LlamaConfig) throws -> Tensor {
+        guard let weight, let saved else { return dOut }
+        let dX = try dOut.backend.zeros(dOut.shape, dOut.dtype)
+        dOut.backend.rmsNormBackward(dOut: dOut, x: saved.x, weight: weight, weightOffset: config.normWeightOffset,
+                                     rstd: saved.rstd, accumulateInto: dX)
+        return dX
+    }
+
+    /// Qwen3's and Gemma 3's per-head RMSNorm: x [tokens, heads·headDim] seen as [tokens·heads, headDim] rows, so
     /// the model's RMSNorm op (every backend's) normalises each head on its own.
     static func headNorm(_ x: Tensor, weight: Tensor, heads: Int, _ config: LlamaConfig) throws -> (Tensor, rstd: Tensor) {
         let backend = x.backend, rows = x.shape[0] * heads
         let out = try backend.empty(x.shape, x.dtype)
         let rstd = try backend.empty([rows], .f32)
-        backend.rmsNorm(x.reshaped([rows, config.headDim]), weight: weight, eps: config.rmsNormEps,
+        backend.rmsNorm(x.reshaped([rows, config.headDim]), weight: weight, weightOffset: config.normWeightOffset, eps: config.rmsNormEps,
                         into: out.reshaped([rows, config.headDim]), rstd: rstd)
         return (out, rstd)
     }
 
     /// dL/dx of `headNorm` (a fresh tensor: the op accumulates into zeros).
-    static func headNormBackward(_ dOut: Tensor, x: Tensor, weight: Tensor, rstd: Tensor, heads: Int) throws -> Tensor {
+    static func headNormBackward(_ dOut: Tensor, x: Tensor, weight: Tensor, rstd: Tensor, heads: Int,
+                                 _ config: LlamaConfig) throws -> Tensor {
         let backend = x.backend, rows = x.shape[0] * heads, headDim = weight.count
         let dX = try backend.zeros(x.shape, x.dtype)
         backend.rmsNormBackward(dOut: dOut.reshaped([rows, headDim]), x: x.reshaped([rows, headDim]), weight: weight,
-                                rstd: rstd, accumulateInto: dX.reshaped([rows, headDim]))
+                                weightOffset: config.normWeightOffset, rstd: rstd, accumulateInto: dX.reshaped([rows, headDim]))
         return dX
     }
 }
@@ -212,6 +253,19 @@ public struct StepContext {
     public var layout: AttentionLayout
     /// Training with LoRA dropout: the seed for this layer's masks; nil disables dropout.
     public var layerSeed: UInt64?
+    /// Gemma 2/3: the sliding layers' layout (their window), and Gemma 3's local RoPE table, which
+    /// `forLayer` puts in place of `layout` and `rope` on those layers.
+    public var slidingLayout: AttentionLayout? = nil
+    public var slidingRope: RoPETable? = nil
+
+    /// The context of layer i: its own window and RoPE where the family varies them by layer.
+    public func forLayer(_ i: Int) -> StepContext {
+        guard config.isSliding(layer: i) else { return self }
+        var context = self
+        if let slidingLayout { context.layout = slidingLayout }
+        if let slidingRope { context.rope = slidingRope }
+        return context
+    }
 
     func dropoutSeed(_ module: UInt64) -> UInt64? {
         layerSeed.map { $0 &* 31 &+ module &* 0x9E37_79B9 }

@@ -1,6 +1,7 @@
 /// Model shapes by name, the same as the baseline script ../shared/bench/hf_peft.py uses.
 extension LlamaConfig {
-    public static let presetNames = ["tiny", "tinyllama", "llama2-7b", "mistral-7b", "llama3-8b", "qwen3-8b", "phi3-mini"]
+    public static let presetNames = ["tiny", "tinyllama", "llama2-7b", "mistral-7b", "llama3-8b", "qwen3-8b", "phi3-mini",
+                                     "gemma2-9b"]
 
     public static func preset(_ name: String) throws -> LlamaConfig {
         switch name {
@@ -27,6 +28,20 @@ extension LlamaConfig {
             return LlamaConfig(modelType: .phi3, vocabSize: 32064, hiddenSize: 3072, intermediateSize: 8192, layers: 32,
                                heads: 32, kvHeads: 32, rmsNormEps: 1e-5, maxPositionEmbeddings: 4096, slidingWindow: 2047,
                                fusedProjections: true)
+        case "gemma2-9b":  // google/gemma-2-9b: GeGLU, (1 + w) sandwich norms, head dim 256 (q 4096 wide from hidden
+                           // 3584), every other layer a 4096 window, softcaps 50 / 30, tied 256k embeddings
+            var c = LlamaConfig(modelType: .gemma2, vocabSize: 256_000, hiddenSize: 3584, intermediateSize: 14336, layers: 42,
+                                heads: 16, kvHeads: 8, headDim: 256, rmsNormEps: 1e-6, maxPositionEmbeddings: 8192,
+                                tieWordEmbeddings: true, slidingWindow: 4096, bosTokenId: 2, eosTokenId: 1)
+            c.activation = .geluTanh
+            c.normWeightOffset = 1
+            c.scalesEmbeddings = true
+            c.sandwichNorms = true
+            c.queryPreAttentionScalar = 256
+            c.attentionSoftcap = 50
+            c.finalLogitSoftcap = 30
+            c.slidingLayers = (0..<42).map { $0 % 2 == 0 }
+            return c
         default:
             throw ConfigError(file: "--arch", field: nil,
                               problem: "'\(name)' is not a known shape; choose from " + presetNames.joined(separator: ", "))

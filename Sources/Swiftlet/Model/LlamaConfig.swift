@@ -1,9 +1,14 @@
-/// The shape and numerics of a Llama-family decoder. Llama, Mistral, Qwen2, Qwen3 and Phi-3 are
-/// variations of it (GQA, sliding window, q/k/v biases, tied embeddings, per-head q/k norms, fused
-/// projections), not separate models.
+import Foundation
+
+/// The shape and numerics of a Llama-family decoder. Llama, Mistral, Qwen2, Qwen3, Phi-3, Gemma 2 and
+/// Gemma 3 are variations of it (GQA, sliding window, q/k/v biases, tied embeddings, per-head q/k norms,
+/// fused projections, GeGLU, (1 + w) norms around both sublayers, softcapping), not separate models.
 public struct LlamaConfig: Equatable, Sendable {
     /// config.json's `model_type` values Swiftlet runs.
-    public enum ModelType: String, CaseIterable, Sendable { case llama, mistral, qwen2, qwen3, phi3 }
+    public enum ModelType: String, CaseIterable, Sendable {
+        case llama, mistral, qwen2, qwen3, phi3, gemma2
+        case gemma3Text = "gemma3_text"
+    }
 
     public var modelType: ModelType
     public var vocabSize: Int
@@ -28,6 +33,28 @@ public struct LlamaConfig: Equatable, Sendable {
     public var fusedProjections: Bool
     public var bosTokenId: Int?
     public var eosTokenId: Int?
+
+    /// The MLP's gate activation: SiLU (SwiGLU) or Gemma's tanh-approximated GELU (GeGLU).
+    public var activation: GatedActivation = .silu
+    /// Gemma: every RMSNorm scales by (offset + w) = (1 + w), added in f32 inside the op.
+    public var normWeightOffset: Float = 0
+    /// Gemma: the embeddings are multiplied by √hidden, rounded to the compute type first (as
+    /// transformers casts the normalizer to the hidden states' dtype).
+    public var scalesEmbeddings = false
+    /// Gemma: RMSNorms on the attention output and on the MLP output, before each residual add
+    /// (post_attention_layernorm and post_feedforward_layernorm; the pre-MLP norm is then
+    /// pre_feedforward_layernorm).
+    public var sandwichNorms = false
+    /// Gemma: query_pre_attn_scalar; attention scores are scaled by its −½ power instead of head_dim's.
+    public var queryPreAttentionScalar: Float?
+    /// Gemma 2: attention scores become cap·tanh(s / cap) before the mask and softmax.
+    public var attentionSoftcap: Float?
+    /// Gemma 2: logits become cap·tanh(z / cap) before the loss and sampling.
+    public var finalLogitSoftcap: Float?
+    /// Gemma 2/3 (`layer_types`): which layers use `slidingWindow`; nil: every layer does.
+    public var slidingLayers: [Bool]?
+    /// Gemma 3: the sliding layers' own RoPE (rope_local_base_freq); nil: every layer uses `rope`.
+    public var localRope: RoPEScaling?
 
     public init(modelType: ModelType = .llama, vocabSize: Int, hiddenSize: Int, intermediateSize: Int,
                 layers: Int, heads: Int, kvHeads: Int? = nil, headDim: Int? = nil,
@@ -57,6 +84,35 @@ public struct LlamaConfig: Equatable, Sendable {
         self.eosTokenId = eosTokenId
     }
 
+    /// Whether layer `i` attends within `slidingWindow` (every layer when `slidingLayers` is nil).
+    public func isSliding(layer i: Int) -> Bool {
+        slidingWindow != nil && (slidingLayers?[i] ?? true)
+    }
+
+    /// The RoPE of layer `i`: Gemma 3's local one on sliding layers, else `rope`.
+    public func rope(layer i: Int) -> RoPEScaling {
+        if let localRope, isSliding(layer: i) { return localRope }
+        return rope
+    }
+
+    /// The factor of q·k before the softmax: head_dim^−½, or Gemma's query_pre_attn_scalar^−½
+    /// (taken in Double and rounded once, as Python's `x**-0.5` then torch's f32 multiply).
+    public var attentionScale: Float {
+        guard let scalar = queryPreAttentionScalar else { return 1 / Float(headDim).squareRoot() }
+        return Float(Foundation.pow(Double(scalar), -0.5))
+    }
+
+    /// Gemma's embedding normalizer √hidden, rounded to the activations' type (transformers casts
+    /// it to the embedding dtype: 2304^½ = 48 exactly, but 3584^½ becomes 59.75 in bf16, not 59.866).
+    public func embeddingScale(_ dtype: DType) -> Float {
+        let scale = Float(Double(hiddenSize).squareRoot())
+        switch dtype {
+        case .bf16: return BFloat16.round(scale)
+        case .f16: return Half.float(Half.bits(scale))
+        default: return scale
+        }
+    }
+
     public var qWidth: Int { heads * headDim }
     public var kvWidth: Int { kvHeads * headDim }
 
@@ -65,7 +121,8 @@ public struct LlamaConfig: Equatable, Sendable {
         let attention = hiddenSize * qWidth * 2 + hiddenSize * kvWidth * 2
         let biases = (qkvBias ? qWidth + 2 * kvWidth : 0) + (oBias ? hiddenSize : 0)
         let mlp = 3 * hiddenSize * intermediateSize
-        let perLayer = attention + biases + mlp + 2 * hiddenSize + (qkNorm ? 2 * headDim : 0)
+        let norms = (sandwichNorms ? 4 : 2) * hiddenSize + (qkNorm ? 2 * headDim : 0)
+        let perLayer = attention + biases + mlp + norms
         return layers * perLayer + vocabSize * hiddenSize * (tieWordEmbeddings ? 1 : 2) + hiddenSize
     }
 }

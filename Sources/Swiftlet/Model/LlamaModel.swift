@@ -116,7 +116,7 @@ public final class LlamaModel {
         var inputs: [Tensor] = []
         var offloaded: [OffloadedTensor] = []
         for (i, layer) in layers.enumerated() {
-            var layerContext = context
+            var layerContext = context.forLayer(i)
             layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
             let before = backend.memory.current
             let (next, s) = try layer.forward(h, layerContext)
@@ -135,7 +135,7 @@ public final class LlamaModel {
         let (result, gradient) = try head(h, targets)
         guard training, var dH = gradient else { return result }
         for i in layers.indices.reversed() {
-            var layerContext = context
+            var layerContext = context.forLayer(i)
             layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
             if gradientCheckpointing.recomputes && !keepsWhole(i) {
                 // Recompute this layer's activations from its input (same dropout seed: same masks).
@@ -154,13 +154,23 @@ public final class LlamaModel {
     public func logits(_ batch: Batch) throws -> [Float] {
         let context = try stepContext(batch)
         var h = try embed(batch, context)
-        for layer in layers { h = try layer.forward(h, context).0 }
+        for (i, layer) in layers.enumerated() { h = try layer.forward(h, context.forLayer(i)).0 }
+        return try outputLogits(h)
+    }
+
+    /// The final norm and LM head of every row of h, downloaded, softcapped where the family caps
+    /// its logits (Gemma 2): the logits transformers returns.
+    func outputLogits(_ h: Tensor) throws -> [Float] {
+        let rows = h.shape[0]
         let normed = try backend.empty(h.shape, backend.computeType)
-        let rstd = try backend.empty([batch.tokenCount], .f32)
-        backend.rmsNorm(h, weight: finalNorm, eps: config.rmsNormEps, into: normed, rstd: rstd)
-        let logits = try backend.empty([batch.tokenCount, config.vocabSize], backend.computeType)
+        let rstd = try backend.empty([rows], .f32)
+        backend.rmsNorm(h, weight: finalNorm, weightOffset: config.normWeightOffset, eps: config.rmsNormEps,
+                        into: normed, rstd: rstd)
+        let logits = try backend.empty([rows, config.vocabSize], backend.computeType)
         backend.matmul(normed, transposeA: false, lmHead, transposeB: true, into: logits, alpha: 1, beta: 0)
-        return backend.download(logits)
+        var values = backend.download(logits)
+        LogitSoftcap.apply(&values, cap: config.finalLogitSoftcap)
+        return values
     }
 
     private func stepContext(_ batch: Batch) throws -> StepContext {
@@ -168,20 +178,34 @@ public final class LlamaModel {
             throw ModelError.tokenOutOfRange(id: Int(id), index: n, vocabSize: config.vocabSize)
         }
         let longest = Int(batch.positions.max() ?? 0) + 1
-        let rope = try RoPEFrequencies.table(config, positions: longest, sequenceLength: longest, on: backend)
-        let layout = AttentionLayout(rows: batch.rows, columns: batch.columns, heads: config.heads,
-                                     kvHeads: config.kvHeads, headDim: config.headDim,
-                                     sequenceIds: try backend.upload(batch.sequenceIds, [batch.tokenCount]),
-                                     slidingWindow: config.slidingWindow,
-                                     wholeRows: AttentionLayout.rowsAreWhole(batch.sequenceIds, columns: batch.columns))
+        let sequenceIds = try backend.upload(batch.sequenceIds, [batch.tokenCount])
+        let wholeRows = AttentionLayout.rowsAreWhole(batch.sequenceIds, columns: batch.columns)
+        func layout(window: Int?) -> AttentionLayout {
+            AttentionLayout(rows: batch.rows, columns: batch.columns, heads: config.heads, kvHeads: config.kvHeads,
+                            headDim: config.headDim, sequenceIds: sequenceIds, slidingWindow: window,
+                            scale: config.attentionScale, softcap: config.attentionSoftcap, wholeRows: wholeRows)
+        }
+        func table(_ rope: RoPEScaling) throws -> RoPETable {
+            try RoPEFrequencies.table(config, rope: rope, positions: longest, sequenceLength: longest, on: backend)
+        }
+        // Per-layer windows (Gemma): the main layout is the global layers', the sliding one apart.
+        let perLayer = config.slidingLayers != nil
         return StepContext(config: config, positions: try backend.upload(batch.positions, [batch.tokenCount]),
-                           rope: rope, layout: layout, layerSeed: nil)
+                           rope: try table(config.rope), layout: layout(window: perLayer ? nil : config.slidingWindow),
+                           layerSeed: nil,
+                           slidingLayout: perLayer ? layout(window: config.slidingWindow) : nil,
+                           slidingRope: try config.localRope.map(table))
     }
 
     private func embed(_ batch: Batch, _ context: StepContext) throws -> Tensor {
-        let ids = try backend.upload(batch.tokens, [batch.tokenCount])
-        let h = try backend.empty([batch.tokenCount, config.hiddenSize], backend.computeType)
+        try embed(ids: try backend.upload(batch.tokens, [batch.tokenCount]))
+    }
+
+    /// The embeddings of `ids` ([tokens] i32), times Gemma's √hidden where the family scales them.
+    func embed(ids: Tensor) throws -> Tensor {
+        let h = try backend.empty([ids.count, config.hiddenSize], backend.computeType)
         backend.embedding(table: embedding, ids: ids, into: h)
+        if config.scalesEmbeddings { backend.scale(h, by: config.embeddingScale(backend.computeType)) }
         return h
     }
 
@@ -206,7 +230,8 @@ public final class LlamaModel {
                      "the spans cover the batch's tokens in order")
         let normed = try backend.empty(h.shape, backend.computeType)
         let rstd = try backend.empty([tokens], .f32)
-        backend.rmsNorm(h, weight: finalNorm, eps: config.rmsNormEps, into: normed, rstd: rstd)
+        backend.rmsNorm(h, weight: finalNorm, weightOffset: config.normWeightOffset, eps: config.rmsNormEps,
+                        into: normed, rstd: rstd)
         var training = true
         if case .none = gradient { training = false }
         // Every row of dNormed is written by a GEMM with beta 0, chunk by chunk.
@@ -232,8 +257,8 @@ public final class LlamaModel {
                 let chunkLogits = logits.rows(0..<rows.count)
                 backend.matmul(normed.rows(rows), transposeA: false, lmHead, transposeB: true,
                                into: chunkLogits, alpha: 1, beta: 0)
-                backend.crossEntropy(logits: chunkLogits, labels: targets.rows(rows), gradScale: scale,
-                                     losses: tokenLosses.rows(rows))
+                backend.crossEntropy(logits: chunkLogits, labels: targets.rows(rows), softcap: config.finalLogitSoftcap,
+                                     gradScale: scale, losses: tokenLosses.rows(rows))
                 if let dNormed {
                     backend.matmul(chunkLogits, transposeA: false, lmHead, transposeB: false,
                                    into: dNormed.rows(rows), alpha: 1, beta: 0)
@@ -249,7 +274,8 @@ public final class LlamaModel {
         }
         guard let dNormed else { return (losses, nil) }
         let dH = try backend.zeros(h.shape, backend.computeType)   // the norm's backward accumulates
-        backend.rmsNormBackward(dOut: dNormed, x: h, weight: finalNorm, rstd: rstd, accumulateInto: dH)
+        backend.rmsNormBackward(dOut: dNormed, x: h, weight: finalNorm, weightOffset: config.normWeightOffset, rstd: rstd,
+                                accumulateInto: dH)
         return (losses, dH)
     }
 }

@@ -43,14 +43,15 @@ extension LlamaModel {
     }
 
     /// A model of `config`'s shape with seeded random weights, uniform with standard deviation
-    /// `std` (0.02 is transformers' Llama initialiser), norms at 1. Filled on the backend itself, so
-    /// a 7B model needs no host copy.
+    /// `std` (0.02 is transformers' Llama initialiser), norms scaling by 1 (Gemma's stored w at 0).
+    /// Filled on the backend itself, so a 7B model needs no host copy.
     public static func random(config: LlamaConfig, seed: UInt64, std: Float = 0.02,
                               on backend: any Backend) throws -> LlamaModel {
         var tensors = 0
         return try assemble(config: config, on: backend) { name, shape in
             if name.hasSuffix("norm.weight") {
-                return try backend.upload([Float](repeating: 1, count: shape.count), shape, backend.computeType)
+                return try backend.upload([Float](repeating: 1 - config.normWeightOffset, count: shape.count), shape,
+                                          backend.computeType)
             }
             tensors += 1
             let t = try backend.zeros(shape, backend.computeType)
@@ -89,9 +90,12 @@ extension LlamaModel {
                          widths: [c.intermediateSize, c.intermediateSize])
                 : .separate([try linear("mlp.gate_proj", out: c.intermediateSize, in: c.hiddenSize, bias: false),
                              try linear("mlp.up_proj", out: c.intermediateSize, in: c.hiddenSize, bias: false)])
+            let norms = c.layerNormNames
             layers.append(DecoderLayer(
                 inputNorm: try tensor(p + "input_layernorm.weight", [c.hiddenSize]),
-                postAttentionNorm: try tensor(p + "post_attention_layernorm.weight", [c.hiddenSize]),
+                postAttentionNorm: try tensor(p + norms.preMLP, [c.hiddenSize]),
+                attentionOutputNorm: try norms.attentionOutput.map { try tensor(p + $0, [c.hiddenSize]) },
+                mlpOutputNorm: try norms.mlpOutput.map { try tensor(p + $0, [c.hiddenSize]) },
                 qNorm: c.qkNorm ? try tensor(p + "self_attn.q_norm.weight", [c.headDim]) : nil,
                 kNorm: c.qkNorm ? try tensor(p + "self_attn.k_norm.weight", [c.headDim]) : nil,
                 qkvProjections: qkv,
@@ -103,5 +107,17 @@ extension LlamaModel {
         let lmHead = c.tieWordEmbeddings ? embedding : try tensor("lm_head.weight", [c.vocabSize, c.hiddenSize])
         return LlamaModel(config: c, backend: backend, embedding: embedding, layers: layers,
                           finalNorm: finalNorm, lmHead: lmHead)
+    }
+}
+
+extension LlamaConfig {
+    /// The Hugging Face names (under model.layers.N.) of a layer's norms around the MLP and the
+    /// sublayer outputs: Llama's post_attention_layernorm is the norm before the MLP; Gemma calls
+    /// that one pre_feedforward_layernorm and uses post_attention_layernorm (and
+    /// post_feedforward_layernorm) for the norms of the attention (and MLP) outputs.
+    var layerNormNames: (preMLP: String, attentionOutput: String?, mlpOutput: String?) {
+        sandwichNorms
+            ? ("pre_feedforward_layernorm.weight", "post_attention_layernorm.weight", "post_feedforward_layernorm.weight")
+            : ("post_attention_layernorm.weight", nil, nil)
     }
 }

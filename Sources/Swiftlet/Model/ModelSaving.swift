@@ -8,8 +8,11 @@ extension LlamaModel {
         var weights: [(String, FrozenWeight)] = [("model.embed_tokens.weight", .dense(embedding))]
         for (i, layer) in layers.enumerated() {
             let p = "model.layers.\(i)."
+            let norms = config.layerNormNames
             weights += [(p + "input_layernorm.weight", .dense(layer.inputNorm)),
-                        (p + "post_attention_layernorm.weight", .dense(layer.postAttentionNorm))]
+                        (p + norms.preMLP, .dense(layer.postAttentionNorm))]
+            if let name = norms.attentionOutput, let norm = layer.attentionOutputNorm { weights.append((p + name, .dense(norm))) }
+            if let name = norms.mlpOutput, let norm = layer.mlpOutputNorm { weights.append((p + name, .dense(norm))) }
             if let qNorm = layer.qNorm { weights.append((p + "self_attn.q_norm.weight", .dense(qNorm))) }
             if let kNorm = layer.kNorm { weights.append((p + "self_attn.k_norm.weight", .dense(kNorm))) }
             for target in LoRAConfig.Target.allCases {
@@ -28,7 +31,7 @@ extension LlamaModel {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let entries = try namedWeights.map { SafetensorsWriter.Entry(name: $0.name, floats: try $0.weight.floats(), shape: $0.weight.shape) }
         try SafetensorsWriter.write(entries, metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))
-        let json = try JSONSerialization.data(withJSONObject: HFConfig.json(config), options: [.prettyPrinted, .sortedKeys])
+        let json = try HFConfig.serialized(HFConfig.json(config))
         try AtomicFile.write(json, to: directory.appendingPathComponent("config.json"))
     }
 }
@@ -36,22 +39,7 @@ extension LlamaModel {
 extension HFConfig {
     /// config.json for a `LlamaConfig`, in transformers' keys.
     public static func json(_ c: LlamaConfig) -> [String: Any] {
-        var rope: [String: Any] = ["rope_theta": Double(c.rope.theta)]
-        switch c.rope.kind {
-        case .none: rope["rope_type"] = "default"
-        case let .linear(f): rope["rope_type"] = "linear"; rope["factor"] = Double(f)
-        case let .dynamic(f): rope["rope_type"] = "dynamic"; rope["factor"] = Double(f)
-        case let .llama3(f, low, high, original):
-            rope.merge(["rope_type": "llama3", "factor": Double(f), "low_freq_factor": Double(low),
-                        "high_freq_factor": Double(high), "original_max_position_embeddings": original]) { $1 }        case let .longrope(l):
-            // Written as read: factor and attention_factor only where config.json had them ("su" is
-            // written as transformers 5 does, "longrope").
-            rope.merge(["rope_type": "longrope", "short_factor": l.shortFactor,
-                        "long_factor": l.longFactor,
-                        "original_max_position_embeddings": l.originalMaxPositions]) { $1 }
-            if let f = l.factor { rope["factor"] = f }
-            if let a = l.attentionFactor { rope["attention_factor"] = a }
-        }
+        var rope = ropeParameters(c.rope)
         var json: [String: Any] = [
             "model_type": c.modelType.rawValue, "architectures": [Self.architecture(c.modelType)],
             "vocab_size": c.vocabSize, "hidden_size": c.hiddenSize, "intermediate_size": c.intermediateSize,
@@ -63,6 +51,21 @@ extension HFConfig {
         switch c.modelType {
         case .qwen2: break
         case .llama, .mistral, .qwen3: json["attention_bias"] = c.oBias
+        case .gemma2, .gemma3Text:
+            json["attention_bias"] = c.oBias
+            json.removeValue(forKey: "hidden_act")
+            json["hidden_activation"] = c.activation.rawValue
+            json["query_pre_attn_scalar"] = c.queryPreAttentionScalar.map(Double.init) ?? Double(c.headDim)
+            // null, not absent: absent would mean Gemma 2's defaults (50, 30).
+            json["attn_logit_softcapping"] = c.attentionSoftcap.map { Double($0) as Any } ?? NSNull()
+            json["final_logit_softcapping"] = c.finalLogitSoftcap.map { Double($0) as Any } ?? NSNull()
+            json["layer_types"] = (0..<c.layers).map { c.isSliding(layer: $0) ? "sliding_attention" : "full_attention" }
+            if c.modelType == .gemma3Text {
+                // transformers 5's Gemma 3 form: one rope_parameters per layer type.
+                json.removeValue(forKey: "rope_theta")
+                json["rope_parameters"] = ["full_attention": rope,
+                                           "sliding_attention": ropeParameters(c.localRope ?? c.rope)]
+            }
         case .phi3:
             // Phi-3 reads rope from rope_parameters with its partial_rotary_factor (always 1 here).
             rope["partial_rotary_factor"] = 1.0
@@ -88,6 +91,44 @@ extension HFConfig {
         return json
     }
 
+    /// Fields that transformers' strict config classes type as float: a whole number must be written
+    /// as 3.0, not 3 (Gemma2Config rejects final_logit_softcapping 3 as an int, BitsAndBytesConfig an
+    /// llm_int8_threshold of 6). Matched at any depth of the JSON text.
+    static let floatFields = ["attn_logit_softcapping", "final_logit_softcapping", "rms_norm_eps", "llm_int8_threshold"]
+
+    /// config.json's bytes (pretty, sorted keys), with `floatFields` that hold whole numbers written
+    /// with a ".0" (JSONSerialization writes 3.0 as 3).
+    public static func serialized(_ json: [String: Any]) throws -> Data {
+        var text = String(decoding: try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]),
+                          as: UTF8.self)
+        for field in floatFields {
+            text = text.replacingOccurrences(of: "(\"\(field)\" : -?[0-9]+)(?=[,\n])", with: "$1.0", options: .regularExpression)
+        }
+        return Data(text.utf8)
+    }
+
+    /// transformers 5's rope_parameters of one RoPE.
+    static func ropeParameters(_ r: RoPEScaling) -> [String: Any] {
+        var rope: [String: Any] = ["rope_theta": Double(r.theta)]
+        switch r.kind {
+        case .none: rope["rope_type"] = "default"
+        case let .linear(f): rope["rope_type"] = "linear"; rope["factor"] = Double(f)
+        case let .dynamic(f): rope["rope_type"] = "dynamic"; rope["factor"] = Double(f)
+        case let .llama3(f, low, high, original):
+            rope.merge(["rope_type": "llama3", "factor": Double(f), "low_freq_factor": Double(low),
+                        "high_freq_factor": Double(high), "original_max_position_embeddings": original]) { $1 }
+        case let .longrope(l):
+            // Written as read: factor and attention_factor only where config.json had them ("su" is
+            // written as transformers 5 does, "longrope").
+            rope.merge(["rope_type": "longrope", "short_factor": l.shortFactor,
+                        "long_factor": l.longFactor,
+                        "original_max_position_embeddings": l.originalMaxPositions]) { $1 }
+            if let f = l.factor { rope["factor"] = f }
+            if let a = l.attentionFactor { rope["attention_factor"] = a }
+        }
+        return rope
+    }
+
     static func architecture(_ type: LlamaConfig.ModelType) -> String {
         switch type {
         case .llama: return "LlamaForCausalLM"
@@ -95,6 +136,8 @@ extension HFConfig {
         case .qwen2: return "Qwen2ForCausalLM"
         case .qwen3: return "Qwen3ForCausalLM"
         case .phi3: return "Phi3ForCausalLM"
+        case .gemma2: return "Gemma2ForCausalLM"
+        case .gemma3Text: return "Gemma3ForCausalLM"
         }
     }
 }

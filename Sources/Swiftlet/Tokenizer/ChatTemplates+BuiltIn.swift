@@ -7,7 +7,7 @@ extension ChatTemplate {
     public static var builtInNames: [String] { BuiltInChatTemplates.aliases.keys.sorted() }
 
     /// A built-in template by name: llama-2, llama-3, llama-3.1, llama-3.2, mistral (v0.1), mistral-v0.2,
-    /// mistral-v0.3, chatml, qwen2, qwen2.5, yi, zephyr, tinyllama, alpaca, vicuna.
+    /// mistral-v0.3, chatml, qwen2, qwen2.5, yi, zephyr, tinyllama, alpaca, vicuna, gemma (Gemma 2's), gemma-3.
     public static func named(_ name: String) throws -> ChatTemplate {
         guard let source = builtInSource(name) else {
             throw ChatTemplateError(.unknownTemplate,
@@ -36,6 +36,8 @@ enum BuiltInChatTemplates {
         "zephyr": "zephyr", "tinyllama": "zephyr",
         "alpaca": "alpaca",
         "vicuna": "vicuna",
+        "gemma": "gemma", "gemma-2": "gemma", "gemma2": "gemma",
+        "gemma-3": "gemma-3", "gemma3": "gemma-3",
     ]
 
     static let sources: [String: String] = [
@@ -53,6 +55,8 @@ enum BuiltInChatTemplates {
         "zephyr": zephyr,
         "alpaca": alpaca,
         "vicuna": vicuna,
+        "gemma": gemma2,
+        "gemma-3": gemma3,
     ]
 
     /// meta-llama/Llama-2-7b-chat-hf (bos '<s>', eos '</s>')
@@ -514,4 +518,55 @@ You are a helpful assistant.<|im_end|>
     static let vicuna = #"""
 {% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'].strip() + '\n\n' %}{% else %}{% set loop_messages = messages %}{% set system_message = 'A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\'s questions.\n\n' %}{% endif %}{{ bos_token + system_message }}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ 'USER: ' + message['content'].strip() + '\n' }}{% elif message['role'] == 'assistant' %}{{ 'ASSISTANT: ' + message['content'].strip() + eos_token + '\n' }}{% endif %}{% if loop.last and message['role'] == 'user' and add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}{% endfor %}
 """#
+
+    /// google/gemma-2-9b-it (bos '<bos>'; written out from memory of the model's tokenizer_config.json):
+    /// no system role, the assistant's turns are "model" turns.
+    static let gemma2 = #"""
+    {{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}
+    """#
+
+    /// google/gemma-3-1b-it (from memory too): a system message is prefixed to the first user turn.
+    static let gemma3 = #"""
+    {{ bos_token }}
+    {%- if messages[0]['role'] == 'system' -%}
+        {%- if messages[0]['content'] is string -%}
+            {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+        {%- else -%}
+            {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}
+        {%- endif -%}
+        {%- set loop_messages = messages[1:] -%}
+    {%- else -%}
+        {%- set first_user_prefix = "" -%}
+        {%- set loop_messages = messages -%}
+    {%- endif -%}
+    {%- for message in loop_messages -%}
+        {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+            {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+        {%- endif -%}
+        {%- if (message['role'] == 'assistant') -%}
+            {%- set role = "model" -%}
+        {%- else -%}
+            {%- set role = message['role'] -%}
+        {%- endif -%}
+        {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+        {%- if message['content'] is string -%}
+            {{ message['content'] | trim }}
+        {%- elif message['content'] is iterable -%}
+            {%- for item in message['content'] -%}
+                {%- if item['type'] == 'image' -%}
+                    {{ '<start_of_image>' }}
+                {%- elif item['type'] == 'text' -%}
+                    {{ item['text'] | trim }}
+                {%- endif -%}
+            {%- endfor -%}
+        {%- else -%}
+            {{ raise_exception("Invalid content type") }}
+        {%- endif -%}
+        {{ '<end_of_turn>\n' }}
+    {%- endfor -%}
+    {%- if add_generation_prompt -%}
+        {{'<start_of_turn>model\n'}}
+    {%- endif -%}
+
+    """#
 }

@@ -11,12 +11,24 @@ enum CUDAAttention {
     // recomputes probabilities from the saved log-sum-exp (O(T) memory): one kernel for dQ (which
     // also writes D = rowsum(dO*O)), one for dK and dV per key (no atomics, deterministic).
     // A query i sees key j of its row when seq[j] == seq[i] >= 0, j <= i, and i - j < window.
+    // SOFTCAP (Gemma 2, a template parameter: the plain kernels compile as without it): scores are
+    // cap·tanh(score / cap) before the softmax, and dS carries the factor 1 − tanh².
     #define MAXD 8  // headDim / 32 rounded up, at most 256 / 32
-    
-    extern "C" __global__ void attention_forward(
+
+    // The capped score and d capped / d score (1 without a cap).
+    template <bool SOFTCAP>
+    __device__ __forceinline__ float attention_cap(float score, float softcap, float* slope) {
+        if (!SOFTCAP) { *slope = 1.f; return score; }
+        const float c = tanhf(score / softcap) * softcap, t = c / softcap;
+        *slope = 1.f - t * t;
+        return c;
+    }
+
+    template <bool SOFTCAP>
+    __device__ __forceinline__ void attention_forward_body(
         const storage_t* __restrict__ q, const storage_t* __restrict__ k, const storage_t* __restrict__ v,
         const int* __restrict__ seq, storage_t* __restrict__ out, float* __restrict__ lse,
-        int rows, int columns, int heads, int kvHeads, int headDim, int window, float scale)
+        int rows, int columns, int heads, int kvHeads, int headDim, int window, float scale, float softcap)
     {
         int warpsPerBlock = blockDim.x >> 5, lane = threadIdx.x & 31;
         int i = blockIdx.x * warpsPerBlock + (threadIdx.x >> 5);
@@ -44,6 +56,7 @@ enum CUDAAttention {
                 #pragma unroll
                 for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) s += qr[t] * to_f32(kp[c]); }
                 s = warp_sum(s);
+                if (SOFTCAP) { float slope; s = attention_cap<true>(s, softcap, &slope); }
                 float mNew = fmaxf(m, s);
                 float correction = __expf(m - mNew), p = __expf(s - mNew);
                 l = l * correction + p;
@@ -59,12 +72,13 @@ enum CUDAAttention {
         for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) op[c] = to_storage(acc[t] * inv); }
         if (lane == 0) lse[n * heads + h] = l > 0.f ? m + __logf(l) : NEG_INF;
     }
-    
-    extern "C" __global__ void attention_backward_dq(
+
+    template <bool SOFTCAP>
+    __device__ __forceinline__ void attention_backward_dq_body(
         const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,
         const storage_t* __restrict__ v, const storage_t* __restrict__ out, const float* __restrict__ lse,
         const int* __restrict__ seq, storage_t* __restrict__ dQ, float* __restrict__ rowDot,
-        int rows, int columns, int heads, int kvHeads, int headDim, int window, float scale)
+        int rows, int columns, int heads, int kvHeads, int headDim, int window, float scale, float softcap)
     {
         int warpsPerBlock = blockDim.x >> 5, lane = threadIdx.x & 31;
         int i = blockIdx.x * warpsPerBlock + (threadIdx.x >> 5);
@@ -100,8 +114,10 @@ enum CUDAAttention {
                     if (c < headDim) { s += qr[t] * to_f32(k[kvOff + c]); dp += dor[t] * to_f32(v[kvOff + c]); }
                 }
                 s = warp_sum(s); dp = warp_sum(dp);
-                float p = __expf(s * scale - L);
-                float ds = p * (dp - d) * scale;
+                float slope;
+                const float z = attention_cap<SOFTCAP>(s * scale, softcap, &slope);
+                float p = __expf(z - L);
+                float ds = SOFTCAP ? p * (dp - d) * slope * scale : p * (dp - d) * scale;
                 #pragma unroll
                 for (int t = 0; t < MAXD; t++) { int c = lane + 32 * t; if (c < headDim) dq[t] += ds * to_f32(k[kvOff + c]); }
             }
@@ -111,11 +127,12 @@ enum CUDAAttention {
     }
     
     // One warp per (key j, kv head g): loops over the query heads of the group and the queries that see j.
-    extern "C" __global__ void attention_backward_dkdv(
+    template <bool SOFTCAP>
+    __device__ __forceinline__ void attention_backward_dkdv_body(
         const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,
         const storage_t* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ rowDot,
         const int* __restrict__ seq, storage_t* __restrict__ dK, storage_t* __restrict__ dV,
-        int rows, int columns, int heads, int kvHeads, int headDim, int window, float scale)
+        int rows, int columns, int heads, int kvHeads, int headDim, int window, float scale, float softcap)
     {
         int warpsPerBlock = blockDim.x >> 5, lane = threadIdx.x & 31;
         int j = blockIdx.x * warpsPerBlock + (threadIdx.x >> 5);
@@ -147,8 +164,11 @@ enum CUDAAttention {
                         if (c < headDim) { s += to_f32(q[qOff + c]) * kr[t]; dp += to_f32(dOut[qOff + c]) * vr[t]; }
                     }
                     s = warp_sum(s); dp = warp_sum(dp);
-                    float p = __expf(s * scale - lse[n * heads + h]);
-                    float ds = p * (dp - rowDot[n * heads + h]) * scale;
+                    float slope;
+                    const float z = attention_cap<SOFTCAP>(s * scale, softcap, &slope);
+                    float p = __expf(z - lse[n * heads + h]);
+                    float ds = SOFTCAP ? p * (dp - rowDot[n * heads + h]) * slope * scale
+                                       : p * (dp - rowDot[n * heads + h]) * scale;
                     #pragma unroll
                     for (int t = 0; t < MAXD; t++) {
                         int c = lane + 32 * t;
@@ -163,15 +183,44 @@ enum CUDAAttention {
             if (c < headDim) { dK[kvOff + c] = to_storage(dk[t]); dV[kvOff + c] = to_storage(dv[t]); }
         }
     }
+
+    // The kernels: plain (as before softcapping existed) and softcapped (one more argument).
+    #define ATTENTION_ARGS int rows, int columns, int heads, int kvHeads, int headDim, int window, float scale
+    #define ATTENTION_PASS rows, columns, heads, kvHeads, headDim, window, scale
+    #define ATTENTION_KERNELS(SUFFIX, SOFTCAP, CAP_PARAM, CAP)                                                       \\
+    extern "C" __global__ void attention_forward##SUFFIX(                                                            \\
+        const storage_t* __restrict__ q, const storage_t* __restrict__ k, const storage_t* __restrict__ v,           \\
+        const int* __restrict__ seq, storage_t* __restrict__ out, float* __restrict__ lse, ATTENTION_ARGS CAP_PARAM) \\
+    { attention_forward_body<SOFTCAP>(q, k, v, seq, out, lse, ATTENTION_PASS, CAP); }                                \\
+    extern "C" __global__ void attention_backward_dq##SUFFIX(                                                        \\
+        const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,        \\
+        const storage_t* __restrict__ v, const storage_t* __restrict__ out, const float* __restrict__ lse,           \\
+        const int* __restrict__ seq, storage_t* __restrict__ dQ, float* __restrict__ rowDot, ATTENTION_ARGS CAP_PARAM) \\
+    { attention_backward_dq_body<SOFTCAP>(dOut, q, k, v, out, lse, seq, dQ, rowDot, ATTENTION_PASS, CAP); }          \\
+    extern "C" __global__ void attention_backward_dkdv##SUFFIX(                                                      \\
+        const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,        \\
+        const storage_t* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ rowDot,            \\
+        const int* __restrict__ seq, storage_t* __restrict__ dK, storage_t* __restrict__ dV, ATTENTION_ARGS CAP_PARAM) \\
+    { attention_backward_dkdv_body<SOFTCAP>(dOut, q, k, v, lse, rowDot, seq, dK, dV, ATTENTION_PASS, CAP); }
+    #define ATTENTION_NO_PARAM
+    #define ATTENTION_CAP_PARAM , float softcap
+    ATTENTION_KERNELS(, false, ATTENTION_NO_PARAM, 0.f)
+    ATTENTION_KERNELS(_softcap, true, ATTENTION_CAP_PARAM, softcap)
     """
     static let warpsPerBlock = 4
 }
 
 extension CUDABackend {
+    /// The geometry arguments, and the cap where the softcapped kernels run.
     private func attentionArguments(_ layout: AttentionLayout) -> [KernelArgument] {
         [.int32(Int32(layout.rows)), .int32(Int32(layout.columns)), .int32(Int32(layout.heads)),
          .int32(Int32(layout.kvHeads)), .int32(Int32(layout.headDim)), .int32(Int32(layout.slidingWindow ?? 0)),
-         .float(layout.scale)]
+         .float(layout.scale)] + (layout.softcap.map { [.float($0)] } ?? [])
+    }
+
+    /// A kernel's name for this layout: the softcapped specialisation when it caps.
+    func attentionKernel(_ name: String, _ layout: AttentionLayout) -> String {
+        layout.softcap == nil ? name : name + "_softcap"
     }
 
     private func attentionGrid(_ layout: AttentionLayout, heads: Int) -> (Int, Int, Int) {
@@ -189,7 +238,7 @@ extension CUDABackend {
             return flashAttention(q, k, v, layout: layout, into: out, logSumExp: logSumExp)
         }
         run {
-            try kernels.launch(try function("attention_forward", CUDAAttention.source),
+            try kernels.launch(try function(attentionKernel("attention_forward", layout), CUDAAttention.source),
                                grid: attentionGrid(layout, heads: layout.heads), block: (32 * CUDAAttention.warpsPerBlock, 1, 1),
                                arguments: [.pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(layout.sequenceIds.device), .pointer(out.device),
@@ -209,13 +258,13 @@ extension CUDABackend {
         }
         let rowDot = try! empty([q.shape[0], layout.heads], .f32)   // written for every (token, head)
         run {
-            try kernels.launch(try function("attention_backward_dq", CUDAAttention.source),
+            try kernels.launch(try function(attentionKernel("attention_backward_dq", layout), CUDAAttention.source),
                                grid: attentionGrid(layout, heads: layout.heads), block: (32 * CUDAAttention.warpsPerBlock, 1, 1),
                                arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(out.device), .pointer(logSumExp.device),
                                            .pointer(layout.sequenceIds.device), .pointer(dQ.device),
                                            .pointer(rowDot.device)] + attentionArguments(layout))
-            try kernels.launch(try function("attention_backward_dkdv", CUDAAttention.source),
+            try kernels.launch(try function(attentionKernel("attention_backward_dkdv", layout), CUDAAttention.source),
                                grid: attentionGrid(layout, heads: layout.kvHeads), block: (32 * CUDAAttention.warpsPerBlock, 1, 1),
                                arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(logSumExp.device), .pointer(rowDot.device),

@@ -86,7 +86,7 @@ extension CUDAKernelSource {
     static let families: [(name: String, source: String)] = [
         ("elementwise", CUDAElementwise.source), ("rmsnorm", CUDARMSNorm.source), ("rope", CUDARoPE.source),
         ("attention", CUDAAttention.source), ("cached_attention", CUDACachedAttention.source),
-        ("flash_attention", CUDAFlashAttention.source), ("swiglu", CUDASwiGLU.source),
+        ("flash_attention", CUDAFlashAttention.source), ("gated_linear_unit", CUDAGatedLinearUnit.source),
         ("cross_entropy", CUDACrossEntropy.source), ("optimizer", CUDAOptimizer.source),
         ("adamw8bit", CUDAAdamW8bit.source), ("multi_tensor", CUDAMultiTensor.source),
         ("nf4", CUDANF4.source), ("lora", CUDALoRA.source), ("split_bf16", CUDASplitBF16.source),

@@ -21,12 +21,13 @@ enum CUDACachedAttention {
 
     // D: head dim / 32 rounded up to 2, 4 or 8 (head dims up to 256).
     // Grid (queries, rows * kvHeads * headPasses, splits); block 32 * CA_WARPS threads.
-    template <int D>
+    // SOFTCAP (Gemma 2): scores are cap·tanh(score / cap) before the softmax (the _softcap kernels).
+    template <int D, bool SOFTCAP>
     __device__ __forceinline__ void cached_attention_body(
         const storage_t* __restrict__ q, const storage_t* __restrict__ k, const storage_t* __restrict__ v,
         const int* __restrict__ keyValid, storage_t* __restrict__ out,
         float* __restrict__ partialMax, float* __restrict__ partialSum, float* __restrict__ partialOut,
-        int queries, int start, int capacity, int heads, int kvHeads, int headDim, int window, float scale)
+        int queries, int start, int capacity, int heads, int kvHeads, int headDim, int window, float scale, float softcap)
     {
         __shared__ float shMax[CA_WARPS][CA_HEADS], shSum[CA_WARPS][CA_HEADS];
         __shared__ float shOut[CA_WARPS][CA_HEADS][32 * D];
@@ -73,6 +74,7 @@ enum CUDACachedAttention {
                 #pragma unroll
                 for (int t = 0; t < D; t++) s += qr[x][t] * kr[t];
                 s = warp_sum(s);
+                if (SOFTCAP) s = tanhf(s / softcap) * softcap;
                 float mNew = fmaxf(m[x], s);
                 float correction = __expf(m[x] - mNew), p = __expf(s - mNew);
                 l[x] = l[x] * correction + p;
@@ -113,19 +115,24 @@ enum CUDACachedAttention {
         }
     }
 
-    #define CACHED_ATTENTION(D) \\
-    extern "C" __global__ void __launch_bounds__(32 * CA_WARPS) cached_attention_##D( \\
+    #define CA_NO_CAP_PARAM
+    #define CA_CAP_PARAM , float softcap
+    #define CACHED_ATTENTION(D, SUFFIX, SOFTCAP, CAP_PARAM, CAP) \\
+    extern "C" __global__ void __launch_bounds__(32 * CA_WARPS) cached_attention_##D##SUFFIX( \\
         const storage_t* __restrict__ q, const storage_t* __restrict__ k, const storage_t* __restrict__ v, \\
         const int* __restrict__ keyValid, storage_t* __restrict__ out, \\
         float* __restrict__ partialMax, float* __restrict__ partialSum, float* __restrict__ partialOut, \\
-        int queries, int start, int capacity, int heads, int kvHeads, int headDim, int window, float scale) \\
+        int queries, int start, int capacity, int heads, int kvHeads, int headDim, int window, float scale CAP_PARAM) \\
     { \\
-        cached_attention_body<D>(q, k, v, keyValid, out, partialMax, partialSum, partialOut, \\
-                                 queries, start, capacity, heads, kvHeads, headDim, window, scale); \\
+        cached_attention_body<D, SOFTCAP>(q, k, v, keyValid, out, partialMax, partialSum, partialOut, \\
+                                          queries, start, capacity, heads, kvHeads, headDim, window, scale, CAP); \\
     }
-    CACHED_ATTENTION(2)
-    CACHED_ATTENTION(4)
-    CACHED_ATTENTION(8)
+    CACHED_ATTENTION(2, , false, CA_NO_CAP_PARAM, 0.f)
+    CACHED_ATTENTION(4, , false, CA_NO_CAP_PARAM, 0.f)
+    CACHED_ATTENTION(8, , false, CA_NO_CAP_PARAM, 0.f)
+    CACHED_ATTENTION(2, _softcap, true, CA_CAP_PARAM, softcap)
+    CACHED_ATTENTION(4, _softcap, true, CA_CAP_PARAM, softcap)
+    CACHED_ATTENTION(8, _softcap, true, CA_CAP_PARAM, softcap)
 
     // A prefill row's training-attention sequence ids: 0 for a real token, -1 for (left) padding.
     extern "C" __global__ void cached_attention_sequence_ids(const int* __restrict__ keyValid, int* __restrict__ seq, int n)
@@ -197,7 +204,8 @@ extension CUDABackend {
                out: try! empty([outputs * splits * layout.headDim], .f32))
             : (max: out, sum: out, out: out)
         run {
-            try kernels.launch(try function("cached_attention_\(d)", CUDACachedAttention.source),
+            try kernels.launch(try function("cached_attention_\(d)" + (layout.softcap == nil ? "" : "_softcap"),
+                                            CUDACachedAttention.source),
                                grid: (layout.queries, layout.rows * layout.kvHeads * passes, splits),
                                block: (32 * CUDACachedAttention.warps, 1, 1),
                                arguments: [.pointer(q.device), .pointer(keys.device), .pointer(values.device),
@@ -207,7 +215,8 @@ extension CUDABackend {
                                            .int32(Int32(layout.queries)), .int32(Int32(layout.start)),
                                            .int32(Int32(layout.capacity)), .int32(Int32(layout.heads)),
                                            .int32(Int32(layout.kvHeads)), .int32(Int32(layout.headDim)),
-                                           .int32(Int32(layout.slidingWindow ?? 0)), .float(layout.scale)])
+                                           .int32(Int32(layout.slidingWindow ?? 0)), .float(layout.scale)]
+                                           + (layout.softcap.map { [.float($0)] } ?? []))
             guard splits > 1 else { return }
             try kernels.launch(try function("cached_attention_merge", CUDACachedAttention.source),
                                grid: (outputs, 1, 1), block: (Swift.min(128, (layout.headDim + 31) / 32 * 32), 1, 1),
@@ -227,7 +236,7 @@ extension CUDABackend {
         let sequenceIds = try! empty([n], .i32), logSumExp = try! empty([n, layout.heads], .f32)
         let training = AttentionLayout(rows: 1, columns: n, heads: layout.heads, kvHeads: layout.kvHeads,
                                        headDim: layout.headDim, sequenceIds: sequenceIds,
-                                       slidingWindow: layout.slidingWindow, scale: layout.scale)
+                                       slidingWindow: layout.slidingWindow, scale: layout.scale, softcap: layout.softcap)
         for r in 0..<layout.rows {
             run {
                 try kernels.launch(try function("cached_attention_sequence_ids", CUDACachedAttention.source),

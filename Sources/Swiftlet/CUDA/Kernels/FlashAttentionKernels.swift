@@ -22,6 +22,8 @@ enum CUDAFlashAttention {
     // Masking is per element from sequence ids (query i sees key j iff j <= i, seq[j] == seq[i] >= 0,
     // i - j < window); key tiles wholly outside the causal band or the window are skipped. Every
     // reduction has a fixed order and nothing is atomic: reruns are bit-identical.
+    // SOFTCAP (Gemma 2's attn_logit_softcapping) is a template parameter: scores become
+    // cap·tanh(score / cap) before the mask, dS carries 1 − tanh²; without it the code is as before.
     #define FA_PAD 8  // shared rows padded by 16 bytes: ldmatrix's 8 row reads hit distinct banks
 
     __device__ __forceinline__ unsigned int fa_smem(const void* p) {
@@ -160,6 +162,15 @@ enum CUDAFlashAttention {
         return v + __shfl_xor_sync(0xffffffffu, v, 2);
     }
 
+    // A scaled score, capped where SOFTCAP; `slope` gets d capped / d score.
+    template <bool SOFTCAP>
+    __device__ __forceinline__ float fa_cap(float score, float softcap, float* slope) {
+        if (!SOFTCAP) { *slope = 1.f; return score; }
+        const float c = tanhf(score / softcap) * softcap, t = c / softcap;
+        *slope = 1.f - t * t;
+        return c;
+    }
+
     __device__ __forceinline__ bool fa_visible(int i, int j, int querySeq, int keySeq, int window) {
         return j <= i && querySeq >= 0 && keySeq == querySeq && (window <= 0 || i - j < window);
     }
@@ -197,11 +208,11 @@ enum CUDAFlashAttention {
     // Forward: a block per (64 queries, row, head); key tiles of 64 through shared memory. The loads
     // interleave with the products (FlashAttention-2's order): V(j) streams in during S = Q K(j)^T and
     // K(j+1) during O += P V(j), in the two buffers a single-stage loop needs anyway.
-    template <int D>
+    template <int D, bool SOFTCAP>
     __device__ __forceinline__ void fa_forward(
         const storage_t* __restrict__ q, const storage_t* __restrict__ k, const storage_t* __restrict__ v,
         const int* __restrict__ seq, storage_t* __restrict__ out, float* __restrict__ lse,
-        int columns, int heads, int kvHeads, int window, float scale)
+        int columns, int heads, int kvHeads, int window, float scale, float softcap)
     {
     #if __CUDA_ARCH__ >= 800
         constexpr int S = D + FA_PAD, BK = 64;
@@ -253,7 +264,9 @@ enum CUDAFlashAttention {
                 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int r = e >> 1, j = 8 * n + 2 * t + (e & 1);
-                    s[n][e] = full || fa_visible(qi[r], k0 + j, qseq[r], tileSeq[j], window) ? s[n][e] * scale : NEG_INF;
+                    float slope;
+                    s[n][e] = full || fa_visible(qi[r], k0 + j, qseq[r], tileSeq[j], window)
+                        ? fa_cap<SOFTCAP>(s[n][e] * scale, softcap, &slope) : NEG_INF;
                     mx[r] = fmaxf(mx[r], s[n][e]);
                 }
             }
@@ -309,12 +322,12 @@ enum CUDAFlashAttention {
     // Backward, step 2: dQ = scale * dS K, a block per (64 queries, row, head), key tiles of BK,
     // double-buffered: tile j+1 streams in while the warps work on tile j.
     // P = exp(scale * q.k - lse) is recomputed; dS = P * (dO.v - D).
-    template <int D, int BK>
+    template <int D, int BK, bool SOFTCAP>
     __device__ __forceinline__ void fa_backward_dq(
         const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,
         const storage_t* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ rowDot,
         const int* __restrict__ seq, storage_t* __restrict__ dQ,
-        int columns, int heads, int kvHeads, int window, float scale)
+        int columns, int heads, int kvHeads, int window, float scale, float softcap)
     {
     #if __CUDA_ARCH__ >= 800
         constexpr int S = D + FA_PAD;
@@ -379,8 +392,11 @@ enum CUDAFlashAttention {
                 for (int e = 0; e < 4; e++) {
                     const int r = e >> 1, j = 8 * n + 2 * t + (e & 1);
                     // a select, not a product: exp of a masked score may be inf (padding rows have lse -inf)
-                    const float p = full || fa_visible(qi[r], k0 + j, qseq[r], tileSeq[j], window) ? __expf(s[n][e] * scale - L[r]) : 0.f;
-                    s[n][e] = p * (dp[n][e] - Dr[r]);
+                    // (the cap inside the select keeps the plain kernel's instruction order)
+                    float slope = 1.f;
+                    const float p = full || fa_visible(qi[r], k0 + j, qseq[r], tileSeq[j], window)
+                        ? __expf(fa_cap<SOFTCAP>(s[n][e] * scale, softcap, &slope) - L[r]) : 0.f;
+                    s[n][e] = SOFTCAP ? p * (dp[n][e] - Dr[r]) * slope : p * (dp[n][e] - Dr[r]);
                 }
             }
             fa_mma_ab<D, BK, SWIFTLET_BF16 == 1>(dq, s, ks);
@@ -402,13 +418,13 @@ enum CUDAFlashAttention {
     // each head writes its f32 share to dKPart/dVPart [tokens, heads, D] and flash_attention_group_sum
     // adds the group in head order; without one (MHA) the block writes dK and dV itself. K lives in
     // registers (A fragments), V in shared memory.
-    template <int D, int BQ, int STAGES>
+    template <int D, int BQ, int STAGES, bool SOFTCAP>
     __device__ __forceinline__ void fa_backward_dkdv(
         const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,
         const storage_t* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ rowDot,
         const int* __restrict__ seq, storage_t* __restrict__ dK, storage_t* __restrict__ dV,
         float* __restrict__ dKPart, float* __restrict__ dVPart,
-        int columns, int heads, int kvHeads, int window, float scale)
+        int columns, int heads, int kvHeads, int window, float scale, float softcap)
     {
     #if __CUDA_ARCH__ >= 800
         constexpr int S = D + FA_PAD;
@@ -477,10 +493,11 @@ enum CUDAFlashAttention {
                 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int r = e >> 1, i = 8 * n + 2 * t + (e & 1);
+                    float slope = 1.f;
                     const float p = full || fa_visible(i0 + i, kj[r], tileSeq[i], kseq[r], window)
-                        ? __expf(s[n][e] * scale - tileLse[i]) : 0.f;
+                        ? __expf(fa_cap<SOFTCAP>(s[n][e] * scale, softcap, &slope) - tileLse[i]) : 0.f;
                     s[n][e] = p;
-                    dp[n][e] = p * (dp[n][e] - tileDot[i]);
+                    dp[n][e] = SOFTCAP ? p * (dp[n][e] - tileDot[i]) * slope : p * (dp[n][e] - tileDot[i]);
                 }
             }
             fa_mma_ab<D, BQ, false>(dv, s, dOs[stage]);
@@ -527,27 +544,33 @@ enum CUDAFlashAttention {
         }
     }
 
-    // The kernels per head dim. Backward inner tiles are 32 wide at d 128 to stay within 255
-    // registers, and single-buffered there to stay within 48 KiB of static shared memory.
-    #define FA_KERNELS(D, BWD, STAGES)                                                                             \\
-    extern "C" __global__ void __launch_bounds__(128) flash_attention_forward_d##D(                                \\
+    // The kernels per head dim, plain and softcapped (the _softcap ones take the cap as a last argument).
+    // Backward inner tiles are 32 wide at d 128 to stay within 255 registers, and single-buffered
+    // there to stay within 48 KiB of static shared memory.
+    #define FA_NO_CAP_PARAM
+    #define FA_CAP_PARAM , float softcap
+    #define FA_KERNELS(D, BWD, STAGES, SUFFIX, SOFTCAP, CAP_PARAM, CAP)                                            \\
+    extern "C" __global__ void __launch_bounds__(128) flash_attention_forward_d##D##SUFFIX(                        \\
         const storage_t* q, const storage_t* k, const storage_t* v, const int* seq, storage_t* out, float* lse,    \\
-        int columns, int heads, int kvHeads, int window, float scale)                                              \\
-    { fa_forward<D>(q, k, v, seq, out, lse, columns, heads, kvHeads, window, scale); }                             \\
-    extern "C" __global__ void __launch_bounds__(128) flash_attention_backward_dq_d##D(                            \\
+        int columns, int heads, int kvHeads, int window, float scale CAP_PARAM)                                    \\
+    { fa_forward<D, SOFTCAP>(q, k, v, seq, out, lse, columns, heads, kvHeads, window, scale, CAP); }               \\
+    extern "C" __global__ void __launch_bounds__(128) flash_attention_backward_dq_d##D##SUFFIX(                    \\
         const storage_t* dOut, const storage_t* q, const storage_t* k, const storage_t* v, const float* lse,       \\
         const float* rowDot, const int* seq, storage_t* dQ, int columns, int heads, int kvHeads, int window,       \\
-        float scale)                                                                                               \\
-    { fa_backward_dq<D, BWD>(dOut, q, k, v, lse, rowDot, seq, dQ, columns, heads, kvHeads, window, scale); }       \\
-    extern "C" __global__ void __launch_bounds__(128) flash_attention_backward_dkdv_d##D(                          \\
+        float scale CAP_PARAM)                                                                                     \\
+    { fa_backward_dq<D, BWD, SOFTCAP>(dOut, q, k, v, lse, rowDot, seq, dQ, columns, heads, kvHeads, window, scale, \\
+                                      CAP); }                                                                      \\
+    extern "C" __global__ void __launch_bounds__(128) flash_attention_backward_dkdv_d##D##SUFFIX(                  \\
         const storage_t* dOut, const storage_t* q, const storage_t* k, const storage_t* v, const float* lse,       \\
         const float* rowDot, const int* seq, storage_t* dK, storage_t* dV, float* dKPart, float* dVPart,           \\
-        int columns, int heads, int kvHeads, int window, float scale)                                              \\
-    { fa_backward_dkdv<D, BWD, STAGES>(dOut, q, k, v, lse, rowDot, seq, dK, dV, dKPart, dVPart, columns, heads,    \\
-                                       kvHeads, window, scale); }
+        int columns, int heads, int kvHeads, int window, float scale CAP_PARAM)                                    \\
+    { fa_backward_dkdv<D, BWD, STAGES, SOFTCAP>(dOut, q, k, v, lse, rowDot, seq, dK, dV, dKPart, dVPart, columns, \\
+                                                heads, kvHeads, window, scale, CAP); }
 
-    FA_KERNELS(64, 64, 2)
-    FA_KERNELS(128, 32, 1)
+    FA_KERNELS(64, 64, 2, , false, FA_NO_CAP_PARAM, 0.f)
+    FA_KERNELS(128, 32, 1, , false, FA_NO_CAP_PARAM, 0.f)
+    FA_KERNELS(64, 64, 2, _softcap, true, FA_CAP_PARAM, softcap)
+    FA_KERNELS(128, 32, 1, _softcap, true, FA_CAP_PARAM, softcap)
     """
 }
 
@@ -559,9 +582,10 @@ extension CUDABackend {
             && tensors.allSatisfy { $0.device % 16 == 0 }
     }
 
+    /// The geometry arguments, and the cap where the softcapped kernels run (`attentionKernel`'s names).
     private func flashArguments(_ layout: AttentionLayout) -> [KernelArgument] {
         [.int32(Int32(layout.columns)), .int32(Int32(layout.heads)), .int32(Int32(layout.kvHeads)),
-         .int32(Int32(layout.slidingWindow ?? 0)), .float(layout.scale)]
+         .int32(Int32(layout.slidingWindow ?? 0)), .float(layout.scale)] + (layout.softcap.map { [.float($0)] } ?? [])
     }
 
     /// (column tiles, rows × heads): one block per tile of 64 queries (or keys) of one row and head.
@@ -572,7 +596,8 @@ extension CUDABackend {
     func flashAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, layout: AttentionLayout,
                         into out: Tensor, logSumExp: Tensor) {
         run {
-            try kernels.launch(try function("flash_attention_forward_d\(layout.headDim)", CUDAFlashAttention.source),
+            try kernels.launch(try function(attentionKernel("flash_attention_forward_d\(layout.headDim)", layout),
+                                            CUDAFlashAttention.source),
                                grid: flashGrid(layout, heads: layout.heads), block: (CUDAFlashAttention.threads, 1, 1),
                                arguments: [.pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(layout.sequenceIds.device), .pointer(out.device),
@@ -595,12 +620,13 @@ extension CUDABackend {
                                grid: ((tokensTimesHeads + warps - 1) / warps, 1, 1), block: (32 * warps, 1, 1),
                                arguments: [.pointer(dOut.device), .pointer(out.device), .pointer(rowDot.device),
                                            .int32(Int32(tokensTimesHeads)), .int32(Int32(d))])
-            try kernels.launch(try function("flash_attention_backward_dq_d\(d)", CUDAFlashAttention.source),
+            try kernels.launch(try function(attentionKernel("flash_attention_backward_dq_d\(d)", layout), CUDAFlashAttention.source),
                                grid: flashGrid(layout, heads: layout.heads), block: (CUDAFlashAttention.threads, 1, 1),
                                arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(logSumExp.device), .pointer(rowDot.device),
                                            .pointer(layout.sequenceIds.device), .pointer(dQ.device)] + flashArguments(layout))
-            try kernels.launch(try function("flash_attention_backward_dkdv_d\(d)", CUDAFlashAttention.source),
+            try kernels.launch(try function(attentionKernel("flash_attention_backward_dkdv_d\(d)", layout),
+                                            CUDAFlashAttention.source),
                                grid: flashGrid(layout, heads: layout.heads), block: (CUDAFlashAttention.threads, 1, 1),
                                arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(logSumExp.device), .pointer(rowDot.device),

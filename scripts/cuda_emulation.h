@@ -1,0 +1,54 @@
+// Runs CUDA kernel source on the CPU, for checking kernels on a machine without a GPU: one std::thread
+// per CUDA thread, blocks one after another, warp shuffles and __syncthreads through barriers. Include it
+// after defining nothing; it includes "kernel.inc" (the prelude and one kernel family's source, which the
+// emulate_cuda_*.sh scripts extract from the Swift files). Used by emulate_cuda_cached_attention.cpp and
+// emulate_cuda_attention.cpp.
+#pragma once
+#include <barrier>
+#include <thread>
+#include <vector>
+#include <cmath>
+#include <cstring>
+#include <cstdio>
+#include <random>
+#include <algorithm>
+using std::min; using std::max;
+struct D3 { int x = 0, y = 0, z = 0; };
+thread_local D3 threadIdx, blockIdx;
+D3 blockDim, gridDim;
+std::barrier<>* blockBarrier;
+std::barrier<>* warpBarrier[32];
+float shuffleSlots[32][32];
+static inline float __shfl_xor_sync(unsigned, float v, int o) {
+    int w = threadIdx.x >> 5, l = threadIdx.x & 31;
+    shuffleSlots[w][l] = v; warpBarrier[w]->arrive_and_wait();
+    float r = shuffleSlots[w][l ^ o]; warpBarrier[w]->arrive_and_wait();
+    return r;
+}
+static inline void __syncthreads() { blockBarrier->arrive_and_wait(); }
+static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+static inline float __int_as_float(long long i) { unsigned u = (unsigned)i; float f; memcpy(&f, &u, 4); return f; }
+static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
+#define __expf expf
+#define __logf logf
+#define __device__
+#define __global__
+#define __forceinline__ inline
+#define __shared__ static
+#define __launch_bounds__(x)
+#include "kernel.inc"
+
+template <class F> void launch(D3 grid, int threads, F body) {
+    gridDim = grid; blockDim = {threads, 1, 1};
+    for (int z = 0; z < grid.z; z++) for (int y = 0; y < grid.y; y++) for (int x = 0; x < grid.x; x++) {
+        std::barrier<> bb(threads); blockBarrier = &bb;
+        std::vector<std::barrier<>*> wb;
+        for (int w = 0; w < threads / 32; w++) { warpBarrier[w] = new std::barrier<>(32); }
+        std::vector<std::thread> ts;
+        for (int t = 0; t < threads; t++) ts.emplace_back([=] { threadIdx = {t, 0, 0}; blockIdx = {x, y, z}; body(); });
+        for (auto& t : ts) t.join();
+        for (int w = 0; w < threads / 32; w++) delete warpBarrier[w];
+    }
+}
+
+static float bf(float f) { return to_f32(to_storage(f)); }
