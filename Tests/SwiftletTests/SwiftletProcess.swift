@@ -59,7 +59,9 @@ extension XCTestCase {
             XCTFail("swiftlet \(process.arguments ?? []) did not finish within \(timeout) s:\n\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
         }
         process.waitUntilExit()
-        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        // Decoded leniently: the launcher and its workers write to one shared log, and two processes'
+        // writes can interleave inside a multi-byte character (a strict decode would return nothing).
+        let output = (try? Data(contentsOf: log)).map { String(decoding: $0, as: UTF8.self) } ?? ""
         try? FileManager.default.removeItem(at: log)
         return (process.terminationStatus, output)
     }
