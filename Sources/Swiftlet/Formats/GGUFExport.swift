@@ -64,6 +64,10 @@ public enum GGUFExport {
         case .qwen2: return "qwen2"
         case .qwen3: return "qwen3"
         case .phi3: return "phi3"
+        case .mixtral, .qwen3Moe:
+            // llama.cpp's expert tensors (ffn_gate_exps, ...) are not written yet.
+            throw GGUFError.unsupported(field: "config.json model_type", value: config.modelType.rawValue,
+                                        reason: "GGUF export of a mixture of experts is not built yet (use --format merged)")
         }
     }
 

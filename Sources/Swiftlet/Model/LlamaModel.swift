@@ -96,9 +96,7 @@ public final class LlamaModel {
     /// by detaching the adapters and putting them back: no copy of any weight.
     public func withAdaptersDisabled<R>(_ body: () throws -> R) rethrows -> R {
         let saved = layers
-        for i in layers.indices {
-            for target in LoRAConfig.Target.allCases { layers[i][target]?.lora = nil }
-        }
+        for i in layers.indices { layers[i].updateLinears { $0.lora = nil } }
         defer { layers = saved }
         return try body()
     }
@@ -257,6 +255,7 @@ public enum ModelError: Error, CustomStringConvertible {
     case tokenOutOfRange(id: Int, index: Int, vocabSize: Int)
     case missingTensor(name: String, source: String)
     case shapeMismatch(name: String, source: String, expected: Shape, found: Shape)
+    case mixedExpertQuantization(gate: String, up: String)
 
     public var description: String {
         switch self {
@@ -266,6 +265,8 @@ public enum ModelError: Error, CustomStringConvertible {
             return "\(source): tensor '\(name)' is missing"
         case let .shapeMismatch(name, source, expected, found):
             return "\(source): tensor '\(name)' has shape \(found), expected \(expected) from config.json"
+        case let .mixedExpertQuantization(gate, up):
+            return "expert weights '\(gate)' and '\(up)' must both be 4-bit or both 16-bit (they are fused into one linear)"
         }
     }
 }
