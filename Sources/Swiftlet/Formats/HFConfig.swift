@@ -103,10 +103,13 @@ public enum HFConfig {
     /// computes differently is refused: router jitter (training noise), and Qwen3-MoE's dense layers
     /// between sparse ones (`mlp_only_layers`, `decoder_sparse_step` other than 1).
     private static func mixtureOfExperts(_ fields: Fields, modelType: LlamaConfig.ModelType) throws -> MixtureOfExpertsConfig? {
-        let expertsField: String, intermediateField: String
+        var expertsField: String, intermediateField: String
         switch modelType {
         case .mixtral: (expertsField, intermediateField) = ("num_local_experts", "intermediate_size")
-        case .qwen3Moe: (expertsField, intermediateField) = ("num_experts", "moe_intermediate_size")
+        // Qwen3-MoE's own files say num_experts; transformers 5 writes it as num_local_experts.
+        case .qwen3Moe:
+            (expertsField, intermediateField) = ("num_experts", "moe_intermediate_size")
+            if fields.json["num_experts"] == nil && fields.json["num_local_experts"] != nil { expertsField = "num_local_experts" }
         default: return nil
         }
         let experts: Int = try fields.required(expertsField)
