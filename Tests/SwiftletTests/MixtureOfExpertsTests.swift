@@ -278,4 +278,20 @@ final class MixtureOfExpertsTests: XCTestCase {
         // per layer: 4 attention + router + 4 experts × (gate_up, down)
         XCTAssertEqual(model.adapters.count, model.config.layers * (4 + 1 + 2 * 4))
     }
+
+    /// The bench presets have the real models' parameter counts (transformers' own count of
+    /// MixtralForCausalLM / Qwen3MoeForCausalLM built on the meta device with these configs).
+    func testPresetsHaveTheModelsParameterCounts() throws {
+        XCTAssertEqual(try LlamaConfig.preset("mixtral-8x7b").parameterCount, 46_702_792_704)
+        XCTAssertEqual(try LlamaConfig.preset("qwen3-30b-a3b").parameterCount, 30_532_122_624)
+        // FLOPs count the top-k experts a token runs through, not all of them.
+        let mixtral = try LlamaConfig.preset("mixtral-8x7b")
+        var dense = mixtral
+        dense.moe = nil
+        let sparse = TrainingFLOPs(config: mixtral, rows: 1, rowLength: 1024, rank: 0, recompute: false).model
+        let allDense = TrainingFLOPs(config: dense, rows: 1, rowLength: 1024, rank: 0, recompute: false).model
+        // without adapters each frozen weight costs 4 FLOPs per token (forward, input gradient)
+        let (h, i) = (4096.0, 14336.0)
+        XCTAssertEqual(sparse - allDense, 32 * 1024 * 4 * (2 * 3 * h * i + h * 8 - 3 * h * i), accuracy: 1)
+    }
 }
