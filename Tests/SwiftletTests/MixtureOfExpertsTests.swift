@@ -294,4 +294,38 @@ final class MixtureOfExpertsTests: XCTestCase {
         let (h, i) = (4096.0, 14336.0)
         XCTAssertEqual(sparse - allDense, 32 * 1024 * 4 * (2 * 3 * h * i + h * 8 - 3 * h * i), accuracy: 1)
     }
+
+    /// A pre-quantized bitsandbytes checkpoint (`swiftlet quantize`, transformers 4's per-expert
+    /// layout: w1 w3 w2 each NF4, the router 16-bit) loads as the 4-bit model `--load-in-4bit` makes.
+    func testPreQuantizedCheckpointLoads() throws {
+        let directory = try fixture("mixtral_moe")
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("moe-bnb-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let summary = try BnbNF4Export.write(from: directory, to: out)
+        // per layer: q k v o, and w1 w3 w2 of 4 experts
+        XCTAssertEqual(summary.quantized, 2 * (4 + 3 * 4))
+        let batch = try Batch(huggingFaceFile: directory.appendingPathComponent("batch.json"))
+        let loaded = try LlamaModel.load(directory: out, on: CPUBackend())
+        XCTAssertTrue(loaded.isQuantized4bit)
+        XCTAssertFalse(try XCTUnwrap(loaded.layers[0].mixture).router.weight.isQuantized)
+        XCTAssertEqual(try loaded.logits(batch), try LlamaModel.load(directory: directory, on: CPUBackend(), loadIn4bit: true).logits(batch))
+    }
+
+    /// Merged export folds the experts' and router's adapters in under the checkpoint's names: the
+    /// exported folder loads (no adapter) with the adapted model's logits.
+    func testMergedExportFoldsExpertAdapters() throws {
+        for name in Self.fixtures {
+            let directory = try fixture(name)
+            let batch = try Batch(huggingFaceFile: directory.appendingPathComponent("batch.json"))
+            let model = try LlamaModel.load(directory: directory, on: CPUBackend())
+            try PEFTAdapter.load(directory: directory.appendingPathComponent("adapter"), into: model)
+            let out = FileManager.default.temporaryDirectory.appendingPathComponent("moe-export-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: out) }
+            let summary = try MergedExport.write(model: model, to: out, dtype: .f32, sourceDirectory: directory)
+            // Mixtral: 4 attention + router + 4 experts × (w1, w3, w2); Qwen3-MoE: q, o + 8 × 3
+            XCTAssertEqual(summary.mergedModules, name == "mixtral_moe" ? 2 * (5 + 12) : 2 * (2 + 24), name)
+            let exported = try LlamaModel.load(directory: out, on: CPUBackend())
+            XCTAssertLessThan(relativeError(try exported.logits(batch), try model.logits(batch)), 1e-5, name)
+        }
+    }
 }

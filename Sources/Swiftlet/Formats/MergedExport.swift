@@ -101,7 +101,8 @@ public enum MergedExport {
 
         let weights = model.namedWeights
         var adapters: [String: LoRAAdapter] = [:]
-        for adapter in model.adapters { adapters[adapter.module + ".weight"] = adapter }
+        for adapter in model.adapters where adapter.expert == nil { adapters[adapter.module + ".weight"] = adapter }
+        let expertParts = model.expertLinearParts
         let sizes = weights.map { $0.weight.shape.count * dtype.size }
         let shards = planShards(sizes: sizes, maxBytes: maxShardBytes)
         let fileNames = shards.count == 1 ? [Checkpoint.singleFileName]
@@ -113,9 +114,20 @@ public enum MergedExport {
             var entries: [SafetensorsWriter.Entry] = []
             for i in shard {
                 let (name, weight) = weights[i]
-                let adapter = adapters[name]
-                if adapter != nil { merged += 1 }
-                let floats = try mergedWeight(weight, adapter: adapter)
+                var floats: [Float]
+                if let part = expertParts[name] {
+                    // A mixture's linear (checkpoint names differ from the adapters' modules).
+                    if part.adapter != nil { merged += 1 }
+                    floats = try mergedWeight(part.weight, adapter: part.adapter)
+                    if let rows = part.rows {
+                        let columns = part.weight.shape[1]
+                        floats = Array(floats[(rows.lowerBound * columns)..<(rows.upperBound * columns)])
+                    }
+                } else {
+                    let adapter = adapters[name]
+                    if adapter != nil { merged += 1 }
+                    floats = try mergedWeight(weight, adapter: adapter)
+                }
                 entries.append(.init(name: name, floats: floats, shape: weight.shape, dtype: dtype))
                 weightMap[name] = fileNames[s]
             }

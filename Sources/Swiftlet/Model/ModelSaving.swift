@@ -48,6 +48,25 @@ extension LlamaModel {
         return weights
     }
 
+    /// For merged export: each checkpoint name of a mixture's router and experts with the whole
+    /// linear it belongs to, that linear's adapter, and its rows in it (gate and up are halves of one
+    /// fused gate_up, so the adapter is merged into the whole and the half taken after).
+    var expertLinearParts: [String: (weight: FrozenWeight, adapter: LoRAAdapter?, rows: Range<Int>?)] {
+        var parts: [String: (weight: FrozenWeight, adapter: LoRAAdapter?, rows: Range<Int>?)] = [:]
+        for (i, layer) in layers.enumerated() {
+            guard let moe = layer.mixture else { continue }
+            let names = Self.expertNames(config, layer: i), width = moe.config.intermediateSize
+            parts[names.router] = (moe.router.weight, moe.router.lora, nil)
+            for (e, expert) in moe.experts.enumerated() {
+                let n = names.expert(e), gateUp = expert.gateUp.linears[0]
+                parts[n.gate] = (gateUp.weight, gateUp.lora, 0..<width)
+                parts[n.up] = (gateUp.weight, gateUp.lora, width..<(2 * width))
+                parts[n.down] = (expert.down.weight, expert.down.lora, nil)
+            }
+        }
+        return parts
+    }
+
     public func save(directory: URL) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let entries = try namedWeights.map { SafetensorsWriter.Entry(name: $0.name, floats: try $0.weight.floats(), shape: $0.weight.shape) }
@@ -108,12 +127,14 @@ extension HFConfig {
         }
         if let moe = c.moe {
             json["num_experts_per_tok"] = moe.topK
-            json["router_aux_loss_coef"] = Double(moe.auxLossCoefficient)
+            // (an integral coefficient would be written as an int, which transformers' float field refuses)
+            if moe.auxLossCoefficient != moe.auxLossCoefficient.rounded() {
+                json["router_aux_loss_coef"] = Double(moe.auxLossCoefficient)
+            }
             json["output_router_logits"] = moe.auxLossEnabled
             if c.modelType == .mixtral {
                 json["num_local_experts"] = moe.experts
                 json["intermediate_size"] = moe.intermediateSize
-                json["router_jitter_noise"] = 0.0
             } else {
                 json["num_experts"] = moe.experts
                 json["moe_intermediate_size"] = moe.intermediateSize
