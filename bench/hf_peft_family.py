@@ -4,7 +4,7 @@
 # so `swiftlet bench --arch qwen3-8b|phi3-mini|mixtral-8x7b|qwen3-30b-a3b` compares with it side by side.
 #   python3 bench/hf_peft_family.py --arch qwen3-8b --steps 8 [--fourbit 1] [--gc 0]
 # Mixtures of experts: transformers 5 holds the experts as 3-D parameters, which bitsandbytes does not
-# quantize (only nn.Linear), so HF's "4-bit" Mixtral has NF4 attention and bf16 experts (~87 GiB): it is
+# quantize (only nn.Linear), so HF's "4-bit" Mixtral has NF4 attention and bf16 experts (~84 GiB): it is
 # quantized in place here (no save/reload: 94 GB would not fit the disk) and not passed through
 # prepare_model_for_kbit_training (which would widen those experts to fp32). LoRA targets are PEFT's
 # transformers-4 names (w1 w2 w3 / gate_proj up_proj down_proj and the router "gate"), which PEFT turns

@@ -328,4 +328,32 @@ final class MixtureOfExpertsTests: XCTestCase {
             XCTAssertLessThan(relativeError(try exported.logits(batch), try model.logits(batch)), 1e-5, name)
         }
     }
+
+    /// Gradient checkpointing recomputes the routing as it was (same experts, same bits), and greedy
+    /// generation through the KV cache picks each step's argmax of the full recompute's logits.
+    func testCheckpointingAndGeneration() throws {
+        let directory = try fixture("qwen3_moe")
+        let batch = try Batch(huggingFaceFile: directory.appendingPathComponent("batch.json"))
+        var results: [[Float]] = []
+        for checkpointing in [GradientCheckpointing.off, .on] {
+            let model = try LlamaModel.load(directory: directory, on: CPUBackend())
+            try PEFTAdapter.load(directory: directory.appendingPathComponent("adapter"), into: model)
+            model.gradientCheckpointing = checkpointing
+            _ = try model.step(batch, gradScale: 1 / Float(batch.targetCount), routerAuxScale: 1)
+            results.append(model.adapters.flatMap { model.backend.download($0.gradA) + model.backend.download($0.gradB) })
+        }
+        XCTAssertEqual(results[0], results[1])
+
+        let model = try LlamaModel.load(directory: directory, on: CPUBackend())
+        try PEFTAdapter.load(directory: directory.appendingPathComponent("adapter"), into: model)
+        let prompt: [Int32] = [5, 17, 99, 3, 42]
+        let generated = try Generator(model: model, eosTokenIds: []).generate(prompts: [prompt], maxNewTokens: 5).tokens[0]
+        var sequence = prompt
+        for token in generated {
+            let logits = try model.logits(Batch(examples: [Example(inputIds: sequence)]))
+            let last = Array(logits.suffix(model.config.vocabSize))
+            XCTAssertEqual(Int32(last.indices.max { last[$0] < last[$1] }!), token)
+            sequence.append(token)
+        }
+    }
 }
