@@ -356,4 +356,47 @@ final class MixtureOfExpertsTests: XCTestCase {
             sequence.append(token)
         }
     }
+
+    /// GGUF as convert_hf_to_gguf.py lays a mixture out: Mixtral as `llama` and Qwen3-MoE as `qwen3moe`,
+    /// the router as `ffn_gate_inp`, every expert of a layer stacked into `ffn_{gate,up,down}_exps`
+    /// ([experts, out, in]; ggml dims reversed), expert counts in the metadata; adapters merged.
+    func testGGUFExportStacksTheExperts() throws {
+        let directory = try fixture("mixtral_moe")
+        let model = try LlamaModel.load(directory: directory, on: CPUBackend())
+        try PEFTAdapter.load(directory: directory.appendingPathComponent("adapter"), into: model)
+        let c = model.config, moe = try XCTUnwrap(c.moe)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("moe-\(UUID().uuidString).gguf")
+        defer { try? FileManager.default.removeItem(at: url) }
+        for quant in [GGUFExport.Quant.f16, .q8_0] {
+            try GGUFExport.write(model: model, to: url, quant: quant, name: "mixtral_moe", tokenizerDirectory: nil)
+            let g = try GGUFExportTests.Parsed(Data(contentsOf: url))
+            XCTAssertEqual(g.metadata["general.architecture"] as? String, "llama")
+            XCTAssertEqual(g.metadata["llama.expert_count"] as? UInt32, UInt32(moe.experts))
+            XCTAssertEqual(g.metadata["llama.expert_used_count"] as? UInt32, UInt32(moe.topK))
+            // embeddings, output norm, output + per layer: 2 norms, q k v o, router, 3 expert stacks
+            XCTAssertEqual(g.tensors.count, 3 + c.layers * 10)
+            let up = try XCTUnwrap(g.tensors.first { $0.name == "blk.1.ffn_up_exps.weight" })
+            XCTAssertEqual(up.dims, [c.hiddenSize, moe.intermediateSize, moe.experts])
+            XCTAssertEqual(g.tensors.first { $0.name == "blk.1.ffn_down_exps.weight" }?.dims, [moe.intermediateSize, c.hiddenSize, moe.experts])
+            XCTAssertEqual(g.tensors.first { $0.name == "blk.0.ffn_gate_inp.weight" }?.dims, [c.hiddenSize, moe.experts])
+            // Expert 2's up rows: the second half of its merged gate_up (w3 + the adapter's up part).
+            let expert = try XCTUnwrap(model.layers[1].mixture).experts[2].gateUp.linears[0]
+            let merged = try MergedExport.mergedWeight(expert.weight, adapter: expert.lora)
+            let block = moe.intermediateSize * c.hiddenSize
+            let want = Array(merged[block..<(2 * block)])
+            let got = Array(g.floats("blk.1.ffn_up_exps.weight")[(2 * block)..<(3 * block)])
+            XCTAssertEqual(got, quant == .f16 ? want.map { Half.float(Half.bits($0)) } : GGMLQ8_0.dequantize(GGMLQ8_0.quantize(want)))
+        }
+        XCTAssertThrowsError(try GGUFExport.write(model: model, to: url, quant: .q4_k_m, name: "m", tokenizerDirectory: nil))
+        // Qwen3-MoE: llama.cpp renormalises always, so norm_topk_prob false is refused.
+        let qwen = try LlamaModel.load(directory: try fixture("qwen3_moe"), on: CPUBackend())
+        XCTAssertThrowsError(try GGUFExport.write(model: qwen, to: url, name: "q", tokenizerDirectory: nil)) {
+            XCTAssertTrue("\($0)".contains("norm_topk_prob"), "\($0)")
+        }
+        var config = qwen.config
+        config.moe?.normalizeTopK = true
+        let metadata = try GGUFExport.modelMetadata(config, name: "q", quant: .f16)
+        XCTAssertEqual(metadata.first?.1, .string("qwen3moe"))
+        XCTAssertTrue(metadata.contains { $0.0 == "qwen3moe.expert_feed_forward_length" && $0.1 == .uint32(24) })
+    }
 }
