@@ -1,11 +1,18 @@
 # The HF + PEFT baseline of ../shared/bench/hf_peft.py for the model families that are not LlamaForCausalLM:
 # the same random-init model (the family's own transformers class), LoRA r 16 on every linear the family
 # has (PEFT's names: Phi-3's fused qkv_proj and gate_up_proj), SDPA, the same timed loop and RESULT keys,
-# so `swiftlet bench --arch qwen3-8b|phi3-mini|gemma2-9b` compares with it side by side. Gemma 2 runs eager
-# attention by default: its softcapping is not in SDPA (transformers refuses SDPA for Gemma 2).
+# so `swiftlet bench --arch qwen3-8b|phi3-mini|gemma2-9b|mixtral-8x7b|qwen3-30b-a3b` compares with it side by
+# side. Gemma 2 runs eager attention by default: its softcapping is not in SDPA (transformers refuses SDPA
+# for Gemma 2).
 #   python3 bench/hf_peft_family.py --arch qwen3-8b --steps 8 [--fourbit 1] [--gc 0]
+# Mixtures of experts: transformers 5 holds the experts as 3-D parameters, which bitsandbytes does not
+# quantize (only nn.Linear), so HF's "4-bit" Mixtral has NF4 attention and bf16 experts (~84 GiB): it is
+# quantized in place here (no save/reload: 94 GB would not fit the disk) and not passed through
+# prepare_model_for_kbit_training (which would widen those experts to fp32). LoRA targets are PEFT's
+# transformers-4 names (w1 w2 w3 / gate_proj up_proj down_proj and the router "gate"), which PEFT turns
+# into target_parameters on the expert tensors, as `swiftlet bench` attaches them.
 import argparse, json, tempfile, time, torch
-from transformers import AutoModelForCausalLM, Qwen3Config, Phi3Config, Gemma2Config
+from transformers import AutoModelForCausalLM, Qwen3Config, Phi3Config, Gemma2Config, MixtralConfig, Qwen3MoeConfig
 p = argparse.ArgumentParser()
 p.add_argument("--arch", default="qwen3-8b"); p.add_argument("--bsz", type=int, default=2)
 p.add_argument("--seq", type=int, default=2048); p.add_argument("--steps", type=int, default=8)
@@ -28,14 +35,37 @@ families = {
                                attn_logit_softcapping=50.0, final_logit_softcapping=30.0, tie_word_embeddings=True,
                                hidden_activation="gelu_pytorch_tanh"),
                   ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    "mixtral-8x7b": (MixtralConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                                   num_attention_heads=32, num_key_value_heads=8, rms_norm_eps=1e-5, rope_theta=1000000.0,
+                                   max_position_embeddings=32768, num_local_experts=8, num_experts_per_tok=2,
+                                   router_aux_loss_coef=0.02, output_router_logits=False),
+                     ["q_proj", "k_proj", "v_proj", "o_proj", "w1", "w2", "w3", "gate"]),
+    "qwen3-30b-a3b": (Qwen3MoeConfig(vocab_size=151936, hidden_size=2048, intermediate_size=6144, moe_intermediate_size=768,
+                                     num_hidden_layers=48, num_attention_heads=32, num_key_value_heads=4, head_dim=128,
+                                     rms_norm_eps=1e-6, rope_theta=1000000.0, max_position_embeddings=40960, num_experts=128,
+                                     num_experts_per_tok=8, norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[],
+                                     output_router_logits=False, tie_word_embeddings=False),
+                      ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "gate"]),
 }
+moe = a.arch in ("mixtral-8x7b", "qwen3-30b-a3b")
 c, targets = families[a.arch]
 a.attn = a.attn or ("eager" if a.arch.startswith("gemma2") else "sdpa")
 c._attn_implementation = a.attn
 torch.manual_seed(0)
 with torch.device("cuda"):
     model = AutoModelForCausalLM.from_config(c).to(torch.bfloat16)
-if a.fourbit:
+if a.fourbit and moe:
+    import bitsandbytes as bnb
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.Linear) and name != "lm_head":
+                q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                                      compute_dtype=torch.bfloat16, quant_type="nf4", compress_statistics=True)
+                q.weight = bnb.nn.Params4bit(child.weight.data.cpu(), requires_grad=False, quant_type="nf4",
+                                             compress_statistics=True).cuda()
+                setattr(module, name, q)
+    torch.cuda.empty_cache()
+elif a.fourbit:
     from transformers import BitsAndBytesConfig
     from peft import prepare_model_for_kbit_training
     d = tempfile.mkdtemp(); model.save_pretrained(d); del model; torch.cuda.empty_cache()

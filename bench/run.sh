@@ -60,7 +60,7 @@ four=(); [ "$fourbit" = 1 ] && four=(--load-in-4bit)
 for arch in ${ARCHS:-tinyllama}; do
   for rep in $(seq ${REPEATS:-2}); do
     # families that are not LlamaForCausalLM have their own baseline (the same loop and keys)
-    base=$baseline; case $arch in qwen3-*|phi3-*|gemma2-*) base=bench/hf_peft_family.py ;; esac
+    base=$baseline; case $arch in qwen3-*|phi3-*|gemma2-*|mixtral-*) base=bench/hf_peft_family.py ;; esac
     timeout 300 python3 $base --arch "$arch" --steps ${STEPS:-8} --gc 1 --fourbit $fourbit 2>/dev/null | grep RESULT
     timeout 300 python3 $base --arch "$arch" --steps ${STEPS:-8} --gc 0 --fourbit $fourbit 2>/dev/null | grep RESULT
     timeout 300 $swiftlet bench --arch "$arch" --steps ${STEPS:-8} --device cuda "${four[@]}" --profile > "$out/swiftlet-$arch-$rep.log" 2>&1

@@ -2,12 +2,15 @@
 # Trains an adapter with swiftlet on a fixture model, then checks that Python's PEFT loads it and
 # gives the same eval loss as `swiftlet eval --json` (within 1e-5 relative).
 # Usage: scripts/check_peft_roundtrip.sh [PYTHON] [SWIFTLET]   (PYTHON needs torch transformers peft)
+# MODEL and TARGETS pick another fixture, e.g. a mixture of experts (experts and router as PEFT's
+# target_parameters):  MODEL=Tests/SwiftletTests/Fixtures/mixtral_moe TARGETS=q_proj,k_proj,v_proj,o_proj,w1,w2,w3,gate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${1:-python3}
 swiftlet=${2:-.build/release/swiftlet}
 work=$(mktemp -d)
-model=Tests/SwiftletTests/Fixtures/mistral_window
+model=${MODEL:-Tests/SwiftletTests/Fixtures/mistral_window}
+targets=${TARGETS:-q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj}
 # 24 rows of random tokens (vocab 128) of varying length, some with masked prompts and padding.
 "$python" - "$work/data.jsonl" <<'PY'
 import json, random, sys
@@ -27,7 +30,7 @@ with open(sys.argv[1], "w") as f:
         f.write(json.dumps(row) + "\n")
 PY
 "$swiftlet" train --model "$model" --data "$work/data.jsonl" --output "$work/adapter" \
-    --max-steps 10 --lr 1e-2 --lora-r 4 --lora-alpha 8 --target-modules q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj \
+    --max-steps 10 --lr 1e-2 --lora-r 4 --lora-alpha 8 --target-modules "$targets" \
     --batch-size 4 --device cpu | tail -2
 ours=$("$swiftlet" eval --model "$model" --adapter "$work/adapter" --data "$work/data.jsonl" --json --device cpu)
 theirs=$("$python" scripts/peft_eval.py --model "$model" --adapter "$work/adapter" --data "$work/data.jsonl")

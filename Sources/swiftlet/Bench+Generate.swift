@@ -8,8 +8,8 @@ extension Bench {
     func runGeneration(on backend: any Backend) throws {
         let rows = batchSize ?? 1, prompt = seq ?? 512
         let config = try LlamaConfig.preset(arch)
-        let model = try LlamaModel.random(config: config, seed: 0, on: backend)
-        if loadIn4bit { try model.quantizeLinearsToNF4() }
+        // 4-bit: each linear quantized as it is filled (a random Mixtral 8x7B never exists in 16-bit).
+        let model = try LlamaModel.random(config: config, seed: 0, loadIn4bit: loadIn4bit, on: backend)
         let generator = Generator(model: model, eosTokenIds: [])
         var random = SplitMix64(seed: 1)
         func prompts() -> [[Int32]] {

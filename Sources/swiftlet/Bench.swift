@@ -58,8 +58,8 @@ struct Bench: ParsableCommand {
         if generate { return try runGeneration(on: backend) }
         let batchSize = self.batchSize ?? 2, seq = self.seq ?? 2048
         let config = try LlamaConfig.preset(arch)
-        let model = try LlamaModel.random(config: config, seed: 0, on: backend)
-        if loadIn4bit { try model.quantizeLinearsToNF4() }
+        // 4-bit: each linear quantized as it is filled (a random Mixtral 8x7B never exists in 16-bit).
+        let model = try LlamaModel.random(config: config, seed: 0, loadIn4bit: loadIn4bit, on: backend)
         try model.addLoRA(LoRAConfig(r: r, alpha: Float(r)), seed: 0)
         model.gradientCheckpointing = gradientCheckpointing
         var arguments = TrainingArguments()

@@ -121,6 +121,35 @@ public protocol Backend: AnyObject, Sendable {
     func gatedLinearUnitBackward(_ activation: GatedActivation, dOut: Tensor, gate: Tensor, up: Tensor,
                                  dGate: Tensor, dUp: Tensor)
 
+    // MARK: Mixture of experts (Model/MixtureOfExperts.swift; CPU twin CPU/ExpertRouting.swift)
+    /// The router: probabilities [T, E] f32 = softmax(logits [T, E]) computed in f32; experts [T, k]
+    /// i32 = the k most probable, in descending order (the lower index first on ties); weights [T, k]
+    /// f32 = their probabilities, divided by their sum when `normalize` (Mixtral; Qwen3-MoE's
+    /// norm_topk_prob).
+    func moeRoute(logits: Tensor, topK: Int, normalize: Bool, probabilities: Tensor, experts: Tensor, weights: Tensor)
+    /// dLogits (overwritten, the logits' dtype) from dWeights [T, k] f32 through the renormalisation
+    /// and the softmax; with `auxGradient` [E] f32, dL/dp[t, e] += auxGradient[e] for every token whose
+    /// sequenceIds[t] ≥ 0 (the load-balancing loss).
+    func moeRouteBackward(dWeights: Tensor, probabilities: Tensor, experts: Tensor, normalize: Bool,
+                          auxGradient: Tensor?, sequenceIds: Tensor?, into dLogits: Tensor)
+    /// statistics [2, E] f32: row 0 counts the top-k choices of each expert, row 1 sums each expert's
+    /// probability, over the tokens whose sequenceIds ≥ 0 (all tokens when nil).
+    func moeRouterStatistics(probabilities: Tensor, experts: Tensor, sequenceIds: Tensor?, into statistics: Tensor)
+    /// A stable counting sort of the (token, slot) assignments by expert: counts [E] i32, and rows
+    /// [T·k] i32, each assignment's row in the order sorted by expert (tokens in order within one), so
+    /// every expert's tokens form one contiguous block of rows.
+    func moeSort(experts: Tensor, expertCount: Int, counts: Tensor, rows: Tensor)
+    /// sorted[rows[t·k + j]] = x[t]: each token copied to the rows of its k experts (every row written
+    /// once).
+    func moeGather(_ x: Tensor, rows: Tensor, into sorted: Tensor)
+    /// out[t] = Σ_j weights[t, j] · sorted[rows[t·k + j]] (weights nil: 1), summed in f32 in ascending
+    /// row order (expert order, as transformers adds the experts' outputs) and rounded once. A gather
+    /// per token, so no atomics: deterministic. With nil weights it is the backward of `moeGather`.
+    func moeCombine(_ sorted: Tensor, rows: Tensor, weights: Tensor?, into out: Tensor)
+    /// The backward of `moeCombine`: dSorted[rows[t·k + j]] = weights[t, j] · dOut[t] (overwritten) and
+    /// dWeights[t, j] = Σ_h dOut[t, h] · sorted[rows[t·k + j], h] (f32, overwritten).
+    func moeCombineBackward(dOut: Tensor, sorted: Tensor, rows: Tensor, weights: Tensor, dSorted: Tensor, dWeights: Tensor)
+
     /// For each row of `logits` ([n, vocab]) with target `labels[row]` (-100 = ignored): writes the
     /// row's loss (0 when ignored) into `losses` ([n] f32, left on the backend, so the caller reads
     /// many chunks' losses with one synchronisation), and (when `gradScale` is given) overwrites

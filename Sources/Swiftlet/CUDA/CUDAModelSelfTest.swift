@@ -1,7 +1,7 @@
 import Foundation
 
 /// The whole training step on the GPU against the CPU engine on the reference fixtures (tiny
-/// Llama / Mistral / Qwen2 / Qwen3 / Phi-3 / Gemma 2 / Gemma 3 models with PEFT adapters): loss, and every LoRA gradient by cosine
+/// Llama / Mistral / Qwen2 / Qwen3 / Phi-3 / Gemma 2 / Gemma 3 / Mixtral / Qwen3-MoE models with PEFT adapters): loss, and every LoRA gradient by cosine
 /// similarity and relative error. The CPU engine itself matches PyTorch + PEFT in fp32 (the
 /// tests), so this ties the GPU to PyTorch too.
 public enum CUDAModelSelfTest {
@@ -27,7 +27,8 @@ public enum CUDAModelSelfTest {
                 if let cpu = backend as? CPUBackend { roundWeights(model, on: cpu, to: gpu.computeType) }
                 try PEFTAdapter.load(directory: directory.appendingPathComponent("adapter"), into: model)
                 let n = batch.targetCount
-                let loss = try model.step(batch, gradScale: 1 / Float(n)) / Double(n)
+                // A mixture's load-balancing loss on (its fixtures set output_router_logits).
+                let loss = try model.step(batch, gradScale: 1 / Float(n), routerAuxScale: 1) / Double(n)
                 results.append((loss, model.adapters.flatMap { [backend.download($0.gradA), backend.download($0.gradB)] }))
             }
             let (cpu, cuda) = (results[0], results[1])

@@ -79,6 +79,7 @@ struct CUDAOpSelfTest {
         try ropeAndAttention()
         try cachedAttention()
         try mlp()
+        try mixtureOfExperts()
         try head()
         try elementwise()
         try optimizers()

@@ -12,10 +12,13 @@ public enum BnbNF4Export {
         public var bytes: Int
     }
 
-    /// The linear weights transformers quantizes in a Llama (every nn.Linear but lm_head).
+    /// The linear weights transformers quantizes in a Llama (every nn.Linear but lm_head), and every
+    /// expert's (Mixtral's w1 w2 w3, Qwen3-MoE's per-expert projections, as transformers 4 stored and
+    /// quantized them); a mixture's router stays 16-bit, as `--load-in-4bit` leaves it.
     public static func isQuantizable(_ name: String) -> Bool {
-        guard name.hasPrefix("model.layers."), name.hasSuffix(".weight") else { return false }
+        guard name.hasPrefix("model.layers."), name.hasSuffix(".weight"), !LlamaModel.isRouter(name) else { return false }
         return LoRAConfig.Target.allCases.contains { name.hasSuffix(".\($0.rawValue).weight") }
+            || LoRAConfig.Target.mixtralAliases.keys.contains { name.hasSuffix(".\($0).weight") && name.contains(".experts.") }
     }
 
     /// bitsandbytes' tensors for one quantized weight `name`; `dtype` is the source's dtype

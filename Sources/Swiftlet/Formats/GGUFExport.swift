@@ -4,7 +4,9 @@ import Foundation
 /// f32, an NF4 base dequantized first) as one GGUF v3 file that llama.cpp loads, named and laid
 /// out as `convert_hf_to_gguf.py` writes it:
 ///
-/// - architecture "llama" for Llama and Mistral (llama.cpp runs both as llama), "qwen2" for Qwen2,
+/// - architecture "llama" for Llama, Mistral and Mixtral (llama.cpp runs them as llama), "qwen2" for Qwen2,
+///   "qwen3moe" for Qwen3-MoE (a mixture's router as `ffn_gate_inp`, its experts stacked per layer into
+///   `ffn_gate_exps`, `ffn_up_exps`, `ffn_down_exps` [experts, out, in]),
 ///   "qwen3" for Qwen3 (with `attn_q_norm` / `attn_k_norm`), "phi3" for Phi-3 (the fused qkv_proj and
 ///   gate_up_proj as `attn_qkv` and `ffn_up`, which llama.cpp splits itself; `attention.sliding_window`),
 ///   "gemma2" / "gemma3" for Gemma (its four norms as `attn_norm`, `post_attention_norm`, `ffn_norm`,
@@ -64,8 +66,21 @@ public enum GGUFExport {
                    "self_attn.v_proj.bias": "attn_v.bias", "self_attn.o_proj.bias": "attn_output.bias",
                    "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
                    "mlp.down_proj.weight": "ffn_down.weight",
-                   "self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight"]
-        return map[rest].map { "blk.\(layer).\($0)" }
+                   "self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight",
+                   "mlp.gate.weight": "ffn_gate_inp.weight", "block_sparse_moe.gate.weight": "ffn_gate_inp.weight"]
+        return map[rest].map { "blk.\(layer).\($0)" } ?? expertTensor(hf)?.name
+    }
+
+    /// A mixture's per-expert weight (Mixtral's block_sparse_moe.experts.E.w1/w3/w2, Qwen3-MoE's
+    /// mlp.experts.E.gate_proj/up_proj/down_proj): the GGUF tensor that stacks every expert's
+    /// (`blk.N.ffn_{gate,up,down}_exps`, [experts, out, in]) and its expert index.
+    static func expertTensor(_ hf: String) -> (name: String, expert: Int)? {
+        let parts = hf.split(separator: ".")
+        guard parts.count == 8, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]),
+              parts[3] == "block_sparse_moe" || parts[3] == "mlp", parts[4] == "experts", let expert = Int(parts[5]),
+              parts[7] == "weight" else { return nil }
+        let kinds = ["w1": "gate", "gate_proj": "gate", "w3": "up", "up_proj": "up", "w2": "down", "down_proj": "down"]
+        return kinds[String(parts[6])].map { ("blk.\(layer).ffn_\($0)_exps.weight", expert) }
     }
 
     /// The architecture name llama.cpp knows the model type by.
@@ -77,6 +92,13 @@ public enum GGUFExport {
         case .phi3: return "phi3"
         case .gemma2: return "gemma2"
         case .gemma3Text: return "gemma3"
+        case .mixtral: return "llama"  // llama.cpp runs Mixtral as llama with expert tensors
+        case .qwen3Moe:
+            guard config.moe?.normalizeTopK == true else {
+                throw GGUFError.unsupported(field: "config.json norm_topk_prob", value: "false",
+                                            reason: "llama.cpp's qwen3moe always renormalises the top-k weights; export --format merged instead")
+            }
+            return "qwen3moe"
         }
     }
 
@@ -203,6 +225,17 @@ public enum GGUFExport {
                    ("\(arch).attention.sliding_window", .uint32(UInt32(config.slidingWindow ?? 0)))]
         }
         if config.modelType == .gemma2 || config.modelType == .gemma3Text { kv += try gemmaMetadata(config, arch: arch) }
+        if let moe = config.moe {
+            kv += [("\(arch).expert_count", .uint32(UInt32(moe.experts))),
+                   ("\(arch).expert_used_count", .uint32(UInt32(moe.topK)))]
+            if config.modelType == .qwen3Moe {
+                kv.append(("\(arch).expert_feed_forward_length", .uint32(UInt32(moe.intermediateSize))))
+            }
+            if quant == .q4_k_m {
+                throw GGUFError.unsupported(field: "--quant", value: "q4_k_m",
+                                            reason: "llama.cpp's Q4_K_M choices for expert tensors are not built; use q8_0 or f16")
+            }
+        }
         if config.modelType == .llama, config.oBias != config.qkvBias {
             throw GGUFError.unsupported(field: "config.json attention_bias", value: "\(config.oBias)",
                                         reason: "mixed q/k/v and o biases have no GGUF layout")
@@ -262,8 +295,7 @@ public enum GGUFExport {
             hasTokenizer = true
         }
 
-        var adapters: [String: LoRAAdapter] = [:]
-        for adapter in model.adapters { adapters[adapter.module + ".weight"] = adapter }
+        let adapters = MergedExport.AdapterLookup(model)
         let arch = try architecture(config)
         typealias Source = (hf: String, weight: FrozenWeight?)
         var sources: [Source] = []
@@ -283,9 +315,25 @@ public enum GGUFExport {
             sources.append((tensor.name, nil))
         }
         let ggufNames = Set(model.namedWeights.compactMap { tensorName($0.0, sandwichNorms: config.sandwichNorms) })
+        // A mixture's experts: one 3-D tensor per layer and projection, every expert's weight in order.
+        var experts: [Int: [(hf: String, weight: FrozenWeight)]] = [:], expertInfo: [String: Int] = [:]
         for (hf, weight) in model.namedWeights {
             guard let gguf = tensorName(hf, sandwichNorms: config.sandwichNorms) else {
                 throw GGUFError.invalidTensor(name: hf, reason: "has no GGUF name")
+            }
+            if let (_, e) = expertTensor(hf) {
+                if let i = expertInfo[gguf] {
+                    precondition(experts[i]!.count == e, "experts of \(gguf) out of order")
+                    experts[i]!.append((hf, weight))
+                    continue
+                }
+                let count = config.moe!.experts
+                let dims = Array(weight.shape.dims.reversed()) + [count]
+                expertInfo[gguf] = infos.count
+                experts[infos.count] = [(hf, weight)]
+                infos.append(.init(name: gguf, dims: dims, type: quant == .q8_0 && dims[0] % GGMLQ8_0.blockSize == 0 ? .q8_0 : .f16))
+                sources.append((gguf, nil))
+                continue
             }
             let dims = Array(weight.shape.dims.reversed())
             let type: GGMLType
@@ -302,11 +350,19 @@ public enum GGUFExport {
         var merged = 0
         try GGUFWriter.write(metadata: metadata, tensors: infos, to: url) { i in
             let info = infos[i]
+            if let parts = experts[i] {
+                var floats: [Float] = []
+                for (hf, weight) in parts {
+                    let (values, adapted) = try adapters.merged(hf, weight)
+                    if adapted { merged += 1 }
+                    floats += values
+                }
+                return encode(floats, as: info.type)
+            }
             guard let weight = sources[i].weight else { return encode(ropeTensors[i].values, as: .f32) }
             let hf = sources[i].hf
-            let adapter = adapters[hf]
-            if adapter != nil { merged += 1 }
-            var floats = try MergedExport.mergedWeight(weight, adapter: adapter)
+            var (floats, adapted) = try adapters.merged(hf, weight)
+            if adapted { merged += 1 }
             // Gemma: llama.cpp multiplies by the norm weight itself, so the converter stores 1 + w (f32).
             if config.normWeightOffset != 0, hf.hasSuffix("norm.weight") {
                 floats = floats.map { $0 + config.normWeightOffset }

@@ -56,16 +56,16 @@ public enum HFConfig {
         var qkvBias = false, oBias = false
         switch modelType {
         case .qwen2: qkvBias = true
-        case .llama, .mistral, .qwen3, .gemma2, .gemma3Text:
+        case .llama, .mistral, .qwen3, .gemma2, .gemma3Text, .qwen3Moe:
             let bias: Bool = try fields.optional("attention_bias") ?? false
             qkvBias = bias; oBias = bias
-        case .phi3: break  // Phi-3's linears have no biases
+        case .phi3, .mixtral: break  // no biases on their linears
         }
 
         var slidingWindow: Int?
         switch modelType {
-        case .mistral, .phi3: slidingWindow = try fields.optional("sliding_window")
-        case .qwen2, .qwen3:
+        case .mistral, .phi3, .mixtral: slidingWindow = try fields.optional("sliding_window")
+        case .qwen2, .qwen3, .qwen3Moe:
             if let use: Bool = try fields.optional("use_sliding_window"), use {
                 throw fields.error("use_sliding_window", "\(typeName)'s per-layer sliding window is not supported yet")
             }
@@ -96,6 +96,7 @@ public enum HFConfig {
             throw fields.error("partial_rotary_factor", "\(rotaryFraction) is not supported (only 1: RoPE over the whole head)")
         }
 
+        let moe = try mixtureOfExperts(fields, modelType: modelType)
         let maxPositions: Int = try fields.optional("max_position_embeddings") ?? 2048
         var config = LlamaConfig(
             modelType: modelType,
@@ -110,7 +111,8 @@ public enum HFConfig {
             // Gemma ties its embeddings unless config.json says otherwise (Gemma2Config's default is True).
             tieWordEmbeddings: try fields.optional("tie_word_embeddings") ?? isGemma,
             qkvBias: qkvBias, oBias: oBias, slidingWindow: slidingWindow,
-            qkNorm: modelType == .qwen3 || modelType == .gemma3Text, fusedProjections: modelType == .phi3,
+            qkNorm: modelType == .qwen3 || modelType == .gemma3Text || modelType == .qwen3Moe,
+            fusedProjections: modelType == .phi3, moe: moe,
             bosTokenId: try fields.optional("bos_token_id"),
             eosTokenId: try fields.firstInt("eos_token_id"))
         config.activation = activation
@@ -199,6 +201,45 @@ public enum HFConfig {
                 try softcap("attn_logit_softcapping", default: isGemma2 ? 50 : nil),
                 try softcap("final_logit_softcapping", default: isGemma2 ? 30 : nil),
                 slidingLayers, rope, localRope)
+    }
+
+    /// Mixtral's and Qwen3-MoE's experts and router (nil for the dense families). What transformers
+    /// computes differently is refused: router jitter (training noise), and Qwen3-MoE's dense layers
+    /// between sparse ones (`mlp_only_layers`, `decoder_sparse_step` other than 1).
+    private static func mixtureOfExperts(_ fields: Fields, modelType: LlamaConfig.ModelType) throws -> MixtureOfExpertsConfig? {
+        var expertsField: String, intermediateField: String
+        switch modelType {
+        case .mixtral: (expertsField, intermediateField) = ("num_local_experts", "intermediate_size")
+        // Qwen3-MoE's own files say num_experts; transformers 5 writes it as num_local_experts.
+        case .qwen3Moe:
+            (expertsField, intermediateField) = ("num_experts", "moe_intermediate_size")
+            if fields.json["num_experts"] == nil && fields.json["num_local_experts"] != nil { expertsField = "num_local_experts" }
+        default: return nil
+        }
+        let experts: Int = try fields.required(expertsField)
+        let topK: Int = try fields.required("num_experts_per_tok")
+        guard experts > 0 else { throw fields.error(expertsField, "\(experts) must be positive") }
+        guard topK > 0, topK <= experts else {
+            throw fields.error("num_experts_per_tok", "\(topK) must be between 1 and \(expertsField) (\(experts))")
+        }
+        let intermediate: Int = try fields.required(intermediateField)
+        guard intermediate > 0 else { throw fields.error(intermediateField, "\(intermediate) must be positive") }
+        if let jitter: Double = try fields.optional("router_jitter_noise"), jitter != 0 {
+            throw fields.error("router_jitter_noise", "\(jitter) is not supported (only 0: no noise on the router input)")
+        }
+        if modelType == .qwen3Moe {
+            if let step: Int = try fields.optional("decoder_sparse_step"), step != 1 {
+                throw fields.error("decoder_sparse_step", "\(step) is not supported (only 1: every layer sparse)")
+            }
+            if let dense: [Int] = try fields.optional("mlp_only_layers"), !dense.isEmpty {
+                throw fields.error("mlp_only_layers", "dense layers among the sparse ones are not supported")
+            }
+        }
+        return MixtureOfExpertsConfig(
+            experts: experts, topK: topK, intermediateSize: intermediate,
+            normalizeTopK: modelType == .mixtral ? true : try fields.optional("norm_topk_prob") ?? false,
+            auxLossEnabled: try fields.optional("output_router_logits") ?? false,
+            auxLossCoefficient: Float(try fields.optional("router_aux_loss_coef") ?? 0.001 as Double))
     }
 
     /// transformers 4 writes `rope_theta` + `rope_scaling`; transformers 5 writes

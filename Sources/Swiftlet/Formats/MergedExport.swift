@@ -64,6 +64,33 @@ public enum MergedExport {
         return w
     }
 
+    /// Which adapter belongs to each exported weight: by module for the plain linears, by checkpoint
+    /// name for a mixture's router and experts (whose names differ from the adapters' modules; gate
+    /// and up are the two row halves of one fused gate_up, merged whole and then cut).
+    struct AdapterLookup {
+        var byWeightName: [String: LoRAAdapter] = [:]
+        var expertParts: [String: (weight: FrozenWeight, adapter: LoRAAdapter?, rows: Range<Int>?)]
+
+        init(_ model: LlamaModel) {
+            for adapter in model.adapters where adapter.expert == nil { byWeightName[adapter.module + ".weight"] = adapter }
+            expertParts = model.expertLinearParts
+        }
+
+        /// `name`'s weight with its adapter folded in, and whether there was one.
+        func merged(_ name: String, _ weight: FrozenWeight) throws -> (floats: [Float], adapted: Bool) {
+            guard let part = expertParts[name] else {
+                let adapter = byWeightName[name]
+                return (try mergedWeight(weight, adapter: adapter), adapter != nil)
+            }
+            var floats = try mergedWeight(part.weight, adapter: part.adapter)
+            if let rows = part.rows {
+                let columns = part.weight.shape[1]
+                floats = Array(floats[(rows.lowerBound * columns)..<(rows.upperBound * columns)])
+            }
+            return (floats, part.adapter != nil)
+        }
+    }
+
     /// Splits tensors of `sizes` bytes, in order, into shards of at most `maxBytes` (a single
     /// tensor larger than that gets a shard of its own), as transformers' `save_pretrained` does.
     public static func planShards(sizes: [Int], maxBytes: Int) -> [[Int]] {
@@ -100,8 +127,7 @@ public enum MergedExport {
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
 
         let weights = model.namedWeights
-        var adapters: [String: LoRAAdapter] = [:]
-        for adapter in model.adapters { adapters[adapter.module + ".weight"] = adapter }
+        let adapters = AdapterLookup(model)
         let sizes = weights.map { $0.weight.shape.count * dtype.size }
         let shards = planShards(sizes: sizes, maxBytes: maxShardBytes)
         let fileNames = shards.count == 1 ? [Checkpoint.singleFileName]
@@ -113,9 +139,8 @@ public enum MergedExport {
             var entries: [SafetensorsWriter.Entry] = []
             for i in shard {
                 let (name, weight) = weights[i]
-                let adapter = adapters[name]
-                if adapter != nil { merged += 1 }
-                let floats = try mergedWeight(weight, adapter: adapter)
+                let (floats, adapted) = try adapters.merged(name, weight)
+                if adapted { merged += 1 }
                 entries.append(.init(name: name, floats: floats, shape: weight.shape, dtype: dtype))
                 weightMap[name] = fileNames[s]
             }

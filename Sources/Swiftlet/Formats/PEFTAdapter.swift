@@ -29,9 +29,16 @@ public enum PEFTAdapter {
         if json["use_dora"] as? Bool == true { throw fail("use_dora", "DoRA is not supported") }
         if let bias = json["bias"] as? String, bias != "none" { throw fail("bias", "'\(bias)' is not supported (only none)") }
         if json["fan_in_fan_out"] as? Bool == true { throw fail("fan_in_fan_out", "true is not supported") }
+        // PEFT's one per-module pattern we honour: a mixture's fused expert gate_up with rank 2r and
+        // alpha 2α, which PEFT writes when gate_proj + up_proj (w1 + w3) are targeted.
+        let gateUpPattern = #".*\.gate_up_proj"#
+        let expected: [String: Double] = ["rank_pattern": Double(r), "alpha_pattern": Double(alpha)]
         for field in ["rank_pattern", "alpha_pattern"] {
-            if let pattern = json[field] as? [String: Any], !pattern.isEmpty {
-                throw fail(field, "per-module ranks or alphas are not supported")
+            guard let pattern = json[field] as? [String: Any], !pattern.isEmpty else { continue }
+            let doubled = pattern.count == 1 && (pattern[gateUpPattern] as? NSNumber)?.doubleValue == 2 * expected[field]!
+            if !doubled {
+                throw fail(field, "per-module ranks or alphas are not supported (only PEFT's doubled rank and alpha "
+                           + "of a mixture's gate_up_proj)")
             }
         }
         for field in ["modules_to_save", "layers_to_transform"] {
@@ -40,16 +47,34 @@ public enum PEFTAdapter {
                 throw fail(field, "is not supported")
             }
         }
-        let targets: Set<LoRAConfig.Target>
+        var targets = Set<LoRAConfig.Target>()
+        let parameters = json["target_parameters"] as? [String] ?? []
         if let list = json["target_modules"] as? [String] {
-            targets = try LoRAConfig.targets(parsing: list.joined(separator: ","))
+            if !list.isEmpty { targets = try LoRAConfig.targets(parsing: list.joined(separator: ",")) }
         } else if let single = json["target_modules"] as? String {
             do { targets = try LoRAConfig.targets(parsing: single) } catch {
                 throw fail("target_modules", "'\(single)' (a regular expression) is not supported; list module names")
             }
-        } else {
+        } else if parameters.isEmpty {
             throw fail("target_modules", "is missing")
         }
+        // transformers 5's 3-D expert tensors and the router, as PEFT names them in target_parameters.
+        for name in parameters {
+            var key = name
+            for prefix in ["mlp.", "experts."] where key.hasPrefix(prefix) { key.removeFirst(prefix.count) }
+            switch key {
+            case "gate_up_proj":
+                guard (json["rank_pattern"] as? [String: Any])?[gateUpPattern] != nil else {
+                    throw fail("target_parameters", "gate_up_proj without PEFT's doubled rank (rank_pattern \(gateUpPattern): "
+                               + "\(2 * r)) is not supported")
+                }
+                targets.formUnion([.gate, .up])
+            case "down_proj": targets.insert(.down)
+            case "gate.weight": targets.insert(.router)
+            default: throw fail("target_parameters", "'\(name)' is not supported (experts.gate_up_proj, experts.down_proj, gate.weight)")
+            }
+        }
+        guard !targets.isEmpty else { throw fail("target_modules", "names no module") }
         return LoRAConfig(r: r, alpha: alpha, dropout: dropout, targets: targets, useRSLoRA: rslora)
     }
 
@@ -60,20 +85,33 @@ public enum PEFTAdapter {
         let config = try config(directory: directory)
         let file = try SafetensorsFile(url: directory.appendingPathComponent(weightsFile))
         var unused = Set(file.names)
-        try model.attachLoRA(config) { module, inFeatures, outFeatures in
-            func tensor(_ name: String, _ shape: Shape) throws -> Tensor {
+        var expertTensors: [String: [Float]] = [:]   // a 3-D parameter's pair, read once for all its experts
+        try model.attachLoRA(config) { site in
+            func values(_ name: String, _ shape: Shape) throws -> [Float] {
+                if let cached = expertTensors[name] { return cached }
                 guard unused.remove(name) != nil else { throw ModelError.missingTensor(name: name, source: file.url.path) }
                 let found = try file.info(name).shape
                 guard found == shape else {
                     throw ModelError.shapeMismatch(name: name, source: file.url.path, expected: shape, found: found)
                 }
-                return try model.backend.upload(file.floats(name), shape, .f32)
+                return try file.floats(name)
             }
-            let prefix = "base_model.model.\(module)"
-            return try LoRAAdapter(module: module,
-                                   a: tensor(prefix + ".lora_A.weight", [config.r, inFeatures]),
-                                   b: tensor(prefix + ".lora_B.weight", [outFeatures, config.r]),
-                                   scaling: config.scaling, dropout: config.dropout)
+            let prefix = "base_model.model.\(site.module)"
+            let (r, inF, outF) = (site.rank, site.inFeatures, site.outFeatures)
+            guard let (e, count) = site.expert else {
+                return try LoRAAdapter(module: site.module,
+                                       a: model.backend.upload(values(prefix + ".lora_A.weight", [r, inF]), [r, inF], .f32),
+                                       b: model.backend.upload(values(prefix + ".lora_B.weight", [outF, r]), [outF, r], .f32),
+                                       scaling: site.scaling, dropout: config.dropout)
+            }
+            let nameA = prefix + ".lora_A.weight", nameB = prefix + ".lora_B.weight"
+            let a = try values(nameA, [r * count, inF]), b = try values(nameB, [outF, r * count])
+            expertTensors[nameA] = a
+            expertTensors[nameB] = b
+            let (expertA, expertB) = ExpertLoRALayout.split(a: a, b: b, expert: e, experts: count, rank: r, outFeatures: outF)
+            return try LoRAAdapter(module: site.module, a: model.backend.upload(expertA, [r, inF], .f32),
+                                   b: model.backend.upload(expertB, [outF, r], .f32),
+                                   scaling: site.scaling, dropout: config.dropout, expert: site.expert)
         }
         if let stray = unused.sorted().first {
             throw LoRAError.invalid("\(file.url.path): tensor '\(stray)' matches no LoRA module of the model "
@@ -87,25 +125,82 @@ public enum PEFTAdapter {
                             baseModel: String? = nil) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var entries: [SafetensorsWriter.Entry] = []
+        var experts: [String: [LoRAAdapter]] = [:], expertOrder: [String] = []
         for adapter in model.adapters {
+            guard adapter.expert == nil else {
+                if experts[adapter.module] == nil { expertOrder.append(adapter.module) }
+                experts[adapter.module, default: []].append(adapter)
+                continue
+            }
             entries.append(.init(name: adapter.peftNameA, floats: model.backend.download(adapter.a), shape: adapter.a.shape, dtype: .f32))
             entries.append(.init(name: adapter.peftNameB, floats: model.backend.download(adapter.b), shape: adapter.b.shape, dtype: .f32))
         }
+        for module in expertOrder {
+            let parts = experts[module]!.sorted { $0.expert!.index < $1.expert!.index }
+            let (a, b) = ExpertLoRALayout.join(parts.map { (model.backend.download($0.a), model.backend.download($0.b)) },
+                                               rank: parts[0].rank, outFeatures: parts[0].outFeatures)
+            entries.append(.init(name: parts[0].peftNameA, floats: a, shape: [parts[0].rank * parts.count, parts[0].inFeatures], dtype: .f32))
+            entries.append(.init(name: parts[0].peftNameB, floats: b, shape: [parts[0].outFeatures, parts[0].rank * parts.count], dtype: .f32))
+        }
         try SafetensorsWriter.write(entries, metadata: ["format": "pt"], to: directory.appendingPathComponent(weightsFile))
 
-        let json: [String: Any] = [
+        func number(_ x: Float) -> Any { x == x.rounded() ? Int(x) as Any : Double(x) }
+        // The modules the model's adapters are on ("all" resolved to the family's linears). A
+        // mixture's experts and router are PEFT's target_parameters, with gate_up's doubled rank.
+        let targets = model.loraConfig?.targets ?? config.targets
+        var moduleTargets = targets, parameterTargets: [String] = []
+        var rankPattern: [String: Any] = [:], alphaPattern: [String: Any] = [:]
+        if model.config.moe != nil {
+            moduleTargets.subtract([.gate, .up, .down, .router])
+            if targets.contains(.down) { parameterTargets.append("down_proj") }
+            if targets.contains(.gate) {
+                parameterTargets.append("gate_up_proj")
+                rankPattern[#".*\.gate_up_proj"#] = 2 * config.r
+                alphaPattern[#".*\.gate_up_proj"#] = number(2 * config.alpha)
+            }
+            if targets.contains(.router) { parameterTargets.append("gate.weight") }
+        }
+        var json: [String: Any] = [
             "peft_type": "LORA", "task_type": "CAUSAL_LM",
             "base_model_name_or_path": baseModel.map { $0 as Any } ?? NSNull(),
-            "r": config.r, "lora_alpha": config.alpha == config.alpha.rounded() ? Int(config.alpha) as Any : Double(config.alpha), "lora_dropout": Double(config.dropout),
-            // The modules the model's adapters are on ("all" resolved to the family's linears).
-            "target_modules": (model.loraConfig?.targets ?? config.targets).sorted().map(\.rawValue),
+            "r": config.r, "lora_alpha": number(config.alpha), "lora_dropout": Double(config.dropout),
+            "target_modules": moduleTargets.sorted().map(\.rawValue),
             "use_rslora": config.useRSLoRA, "use_dora": false, "bias": "none",
             "fan_in_fan_out": false, "inference_mode": true, "init_lora_weights": true,
             "modules_to_save": NSNull(), "layers_to_transform": NSNull(), "layers_pattern": NSNull(),
-            "rank_pattern": [String: Any](), "alpha_pattern": [String: Any](), "revision": NSNull(),
+            "rank_pattern": rankPattern, "alpha_pattern": alphaPattern, "revision": NSNull(),
         ]
+        if !parameterTargets.isEmpty { json["target_parameters"] = parameterTargets }
         let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
         try AtomicFile.write(data, to: directory.appendingPathComponent(configFile))
+    }
+}
+
+/// PEFT's layout of one LoRA pair over a 3-D expert parameter [E, out, in] (its ParamWrapper):
+/// A [r·E, in] holds expert e's A in rows e·r ..< (e+1)·r; B [out, r·E] holds expert e's B[o, j] in
+/// column j·E + e (`lora_B.weight.reshape(out, r, E)`).
+enum ExpertLoRALayout {
+    /// Expert e's A [r, in] and B [out, r] out of the whole pair.
+    static func split(a: [Float], b: [Float], expert e: Int, experts: Int, rank r: Int, outFeatures: Int) -> ([Float], [Float]) {
+        let inF = a.count / (r * experts)
+        let expertA = Array(a[(e * r * inF)..<((e + 1) * r * inF)])
+        var expertB = [Float](repeating: 0, count: outFeatures * r)
+        for o in 0..<outFeatures {
+            for j in 0..<r { expertB[o * r + j] = b[o * r * experts + j * experts + e] }
+        }
+        return (expertA, expertB)
+    }
+
+    /// The whole pair from every expert's (A, B), in expert order.
+    static func join(_ parts: [([Float], [Float])], rank r: Int, outFeatures: Int) -> (a: [Float], b: [Float]) {
+        let experts = parts.count
+        var b = [Float](repeating: 0, count: outFeatures * r * experts)
+        for (e, part) in parts.enumerated() {
+            for o in 0..<outFeatures {
+                for j in 0..<r { b[o * r * experts + j * experts + e] = part.1[o * r + j] }
+            }
+        }
+        return (parts.flatMap(\.0), b)
     }
 }
 

@@ -4,10 +4,16 @@ import Foundation
 public struct LoRAConfig: Equatable, Sendable {
     /// The linear layers LoRA may wrap, by their Hugging Face module names. A model has some of
     /// them: q k v o gate up down (Llama, Mistral, Qwen2, Qwen3) or qkv o gate_up down (Phi-3's
-    /// fused projections, as PEFT names them).
+    /// fused projections, as PEFT names them). In a mixture of experts gate, up and down name the
+    /// experts' projections (Mixtral's w1, w3, w2 parse to them) and `router` the router, which PEFT
+    /// calls `gate` (not gate_proj).
     public enum Target: String, CaseIterable, Sendable, Codable, Comparable {
         case q = "q_proj", k = "k_proj", v = "v_proj", qkv = "qkv_proj", o = "o_proj"
         case gate = "gate_proj", up = "up_proj", gateUp = "gate_up_proj", down = "down_proj"
+        case router = "gate"
+
+        /// Mixtral's expert names, as PEFT's target_modules take them.
+        static let mixtralAliases: [String: Target] = ["w1": .gate, "w3": .up, "w2": .down]
         public static func < (a: Target, b: Target) -> Bool {
             allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
         }
@@ -35,7 +41,7 @@ public struct LoRAConfig: Equatable, Sendable {
         if list == "all" || list == "all-linear" { return Set(Target.allCases) }
         var result = Set<Target>()
         for name in list.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
-            guard let t = Target(rawValue: name) else {
+            guard let t = Target(rawValue: name) ?? Target.mixtralAliases[name] else {
                 throw LoRAError.unknownTarget(name)
             }
             result.insert(t)

@@ -4,11 +4,11 @@ extension LlamaModel {
     /// export writes it. An NF4 base weight is dequantized first and stays dense.
     public func mergeAdapters() throws {
         for i in layers.indices {
-            for target in LoRAConfig.Target.allCases {
-                guard let linear = layers[i][target], let adapter = linear.lora else { continue }
+            try layers[i].updateLinears { linear in
+                guard let adapter = linear.lora else { return }
                 let merged = try MergedExport.mergedWeight(linear.weight, adapter: adapter)
-                layers[i][target]!.weight = .dense(try backend.upload(merged, linear.weight.shape, backend.computeType))
-                layers[i][target]!.lora = nil
+                linear.weight = .dense(try backend.upload(merged, linear.weight.shape, backend.computeType))
+                linear.lora = nil
             }
         }
         loraConfig = nil

@@ -7,7 +7,8 @@
 /// (Llama, Mistral, Qwen2, Qwen3, Gemma) or one fused linear each (Phi-3's qkv_proj, gate_up_proj; see
 /// `ProjectionGroup`); norm_q and norm_k are Qwen3's and Gemma 3's per-head RMSNorms, norm_a and norm_m
 /// Gemma's norms of the sublayers' outputs (identity elsewhere); act is SiLU or Gemma's GELU (tanh), and
-/// every norm scales by (config.normWeightOffset + w).
+/// every norm scales by (config.normWeightOffset + w). The MLP is dense or a routed mixture of experts
+/// (Mixtral, Qwen3-MoE; `FeedForward`).
 /// The backward returns dL/dh and accumulates the LoRA gradients; frozen weights get none.
 public struct DecoderLayer {
     public var inputNorm: Tensor
@@ -22,9 +23,8 @@ public struct DecoderLayer {
     /// q_proj, k_proj, v_proj, or Phi-3's qkv_proj.
     public var qkvProjections: ProjectionGroup
     public var o: Linear
-    /// gate_proj, up_proj, or Phi-3's gate_up_proj.
-    public var gateUpProjections: ProjectionGroup
-    public var down: Linear
+    /// The dense SwiGLU MLP (gate_proj, up_proj or Phi-3's gate_up_proj; down_proj), or the experts.
+    public var feedForward: FeedForward
 
     /// A layer with separate q, k, v, gate and up linears.
     public init(inputNorm: Tensor, postAttentionNorm: Tensor, qNorm: Tensor? = nil, kNorm: Tensor? = nil,
@@ -36,6 +36,14 @@ public struct DecoderLayer {
     public init(inputNorm: Tensor, postAttentionNorm: Tensor, attentionOutputNorm: Tensor? = nil,
                 mlpOutputNorm: Tensor? = nil, qNorm: Tensor? = nil, kNorm: Tensor? = nil,
                 qkvProjections: ProjectionGroup, o: Linear, gateUpProjections: ProjectionGroup, down: Linear) {
+        self.init(inputNorm: inputNorm, postAttentionNorm: postAttentionNorm, attentionOutputNorm: attentionOutputNorm,
+                  mlpOutputNorm: mlpOutputNorm, qNorm: qNorm, kNorm: kNorm, qkvProjections: qkvProjections, o: o,
+                  feedForward: .dense(GatedMLP(gateUp: gateUpProjections, down: down)))
+    }
+
+    public init(inputNorm: Tensor, postAttentionNorm: Tensor, attentionOutputNorm: Tensor? = nil,
+                mlpOutputNorm: Tensor? = nil, qNorm: Tensor? = nil, kNorm: Tensor? = nil,
+                qkvProjections: ProjectionGroup, o: Linear, feedForward: FeedForward) {
         self.inputNorm = inputNorm
         self.postAttentionNorm = postAttentionNorm
         self.attentionOutputNorm = attentionOutputNorm
@@ -44,25 +52,52 @@ public struct DecoderLayer {
         self.kNorm = kNorm
         self.qkvProjections = qkvProjections
         self.o = o
-        self.gateUpProjections = gateUpProjections
-        self.down = down
+        self.feedForward = feedForward
     }
 
-    /// Every linear, in LoRA target order (q k v o gate up down, or qkv o gate_up down).
-    public var linears: [Linear] { qkvProjections.linears + [o] + gateUpProjections.linears + [down] }
+    /// Every linear, in LoRA target order (q k v o gate up down, or qkv o gate_up down; a mixture's
+    /// router, then each expert's gate_up and down).
+    public var linears: [Linear] { qkvProjections.linears + [o] + feedForward.linears }
+
+    /// Applies `body` to every linear of the layer, the experts' included.
+    public mutating func updateLinears(_ body: (inout Linear) throws -> Void) rethrows {
+        try qkvProjections.updateLinears(body)
+        try body(&o)
+        try feedForward.updateLinears(body)
+    }
+
+    /// The experts, when the MLP is a mixture.
+    public var mixture: MixtureOfExperts? {
+        if case let .mixture(moe) = feedForward { return moe }
+        return nil
+    }
+
+    /// The LoRA targets this layer has: the linears `subscript` finds, and for a mixture the experts'
+    /// gate and up (one fused adapter per expert, as PEFT's target_parameters gate_up_proj) and down.
+    public var loraTargets: Set<LoRAConfig.Target> {
+        var targets = Set(LoRAConfig.Target.allCases.filter { self[$0] != nil })
+        if mixture != nil { targets.formUnion([.gate, .up, .down]) }
+        return targets
+    }
 
     static let qkvNames: [LoRAConfig.Target] = [.q, .k, .v]
     static let gateUpNames: [LoRAConfig.Target] = [.gate, .up]
 
     /// The linear a LoRA target names, nil when this layer has none by that name (q_proj of a
-    /// Phi-3 layer, qkv_proj of a Llama layer). Setting it replaces that linear.
+    /// Phi-3 layer, qkv_proj of a Llama layer, gate_proj of a mixture, whose experts are many linears;
+    /// `router` only in a mixture). Setting it replaces that linear.
     public subscript(_ target: LoRAConfig.Target) -> Linear? {
         get {
-            switch target {
-            case .o: return o
-            case .down: return down
-            case .q, .k, .v, .qkv: return qkvProjections.linear(target, names: Self.qkvNames, fusedName: .qkv)
-            case .gate, .up, .gateUp: return gateUpProjections.linear(target, names: Self.gateUpNames, fusedName: .gateUp)
+            switch (target, feedForward) {
+            case (.o, _): return o
+            case (.q, _), (.k, _), (.v, _), (.qkv, _):
+                return qkvProjections.linear(target, names: Self.qkvNames, fusedName: .qkv)
+            case let (.down, .dense(mlp)): return mlp.down
+            case let (.gate, .dense(mlp)), let (.up, .dense(mlp)), let (.gateUp, .dense(mlp)):
+                return mlp.gateUp.linear(target, names: Self.gateUpNames, fusedName: .gateUp)
+            case let (.router, .mixture(moe)): return moe.router
+            case (.router, .dense), (.gate, .mixture), (.up, .mixture), (.gateUp, .mixture), (.down, .mixture):
+                return nil
             }
         }
         set {
@@ -72,12 +107,17 @@ public struct DecoderLayer {
                 precondition(self[target] == nil, "a layer's \(target.rawValue) cannot be removed")
                 return
             }
-            switch target {
-            case .o: o = new
-            case .down: down = new
-            case .q, .k, .v, .qkv: qkvProjections.setLinear(target, names: Self.qkvNames, fusedName: .qkv, to: new)
-            case .gate, .up, .gateUp:
-                gateUpProjections.setLinear(target, names: Self.gateUpNames, fusedName: .gateUp, to: new)
+            switch (target, feedForward) {
+            case (.o, _): o = new
+            case (.q, _), (.k, _), (.v, _), (.qkv, _):
+                qkvProjections.setLinear(target, names: Self.qkvNames, fusedName: .qkv, to: new)
+            case (.down, .dense(var mlp)): mlp.down = new; feedForward = .dense(mlp)
+            case (.gate, .dense(var mlp)), (.up, .dense(var mlp)), (.gateUp, .dense(var mlp)):
+                mlp.gateUp.setLinear(target, names: Self.gateUpNames, fusedName: .gateUp, to: new)
+                feedForward = .dense(mlp)
+            case (.router, .mixture(var moe)): moe.router = new; feedForward = .mixture(moe)
+            case (.router, .dense), (.gate, .mixture), (.up, .mixture), (.gateUp, .mixture), (.down, .mixture):
+                return
             }
         }
     }
@@ -93,9 +133,12 @@ public struct DecoderLayer {
         /// Gemma: the attention's and the MLP's outputs before their norms, and the norms' rstd.
         var attentionOutput, mlpOutput: (x: Tensor, rstd: Tensor)?
         var residual, postRstd, mlpInput: Tensor
-        var gate, up: Tensor
-        var gateUpSaved: ProjectionGroup.Saved
-        var downSaved: Linear.Saved
+        var feedForwardSaved: FeedForward.Saved
+        /// A mixture's [2, experts] load-balancing statistics (nil for a dense MLP).
+        public var routerStatistics: Tensor? {
+            if case let .mixture(s) = feedForwardSaved { return s.statistics }
+            return nil
+        }
     }
 
     // Outputs that an op writes completely (norms, attention, SwiGLU, and the attention backward,
@@ -143,12 +186,8 @@ public struct DecoderLayer {
         let rstd2 = try backend.empty([tokens], .f32)
         let n2 = try backend.empty(h.shape, backend.computeType)
         backend.rmsNorm(h2, weight: postAttentionNorm, weightOffset: offset, eps: config.rmsNormEps, into: n2, rstd: rstd2)
-        // Dropout seeds 4, 5 for gate, up (the fused gate_up_proj takes 4).
-        let (gateUp, gateUpSaved) = try gateUpProjections.forward(n2) { step.dropoutSeed(4 + UInt64($0)) }
-        let (g, u) = (gateUp[0], gateUp[1])
-        let m = try backend.empty(g.shape, backend.computeType)
-        backend.gatedLinearUnit(config.activation, gate: g, up: u, into: m)
-        let (d, downSaved) = try down.forward(m, dropoutSeed: step.dropoutSeed(6))
+        // Dropout seeds 4, 5, 6 for gate, up, down (the fused gate_up_proj takes 4).
+        let (d, feedForwardSaved) = try feedForward.forward(n2, step)
         let (h3, mlpOutput) = try Self.outputNorm(d, weight: mlpOutputNorm, config)
         backend.add(h2, into: h3, alpha: 1)
 
@@ -156,23 +195,16 @@ public struct DecoderLayer {
                           q: qOut, k: kOut, v: vOut, attentionOut: attention, logSumExp: lse,
                           qkvSaved: qkvSaved, oSaved: oSaved, headNorms: headNorms,
                           attentionOutput: attentionOutput, mlpOutput: mlpOutput,
-                          residual: h2, postRstd: rstd2, mlpInput: n2, gate: g, up: u,
-                          gateUpSaved: gateUpSaved, downSaved: downSaved)
+                          residual: h2, postRstd: rstd2, mlpInput: n2, feedForwardSaved: feedForwardSaved)
         return (h3, saved)
     }
 
     public func backward(_ dOut: Tensor, saved s: Saved, _ step: StepContext) throws -> Tensor {
         let backend = dOut.backend, tokens = dOut.shape[0], config = step.config
         let offset = config.normWeightOffset
-        // MLP: dOut flows to the residual h2 unchanged and through (the output norm and) down_proj.
+        // MLP: dOut flows to the residual h2 unchanged and through (the output norm and) the MLP.
         let dD = try Self.outputNormBackward(dOut, weight: mlpOutputNorm, saved: s.mlpOutput, config)
-        // dL/dm takes m's storage (m, the gated unit's output, is only down_proj's input).
-        let dM = try down.backward(dD, saved: s.downSaved, accumulateInto: nil, overwritingInput: true)
-        // In place: gate and up are dead after this op, and every backend reads an element before
-        // writing it; the layer's peak memory is two [tokens, intermediate] tensors lower.
-        let (dGate, dUp) = (s.gate, s.up)
-        backend.gatedLinearUnitBackward(config.activation, dOut: dM, gate: s.gate, up: s.up, dGate: dGate, dUp: dUp)
-        let dN2 = try gateUpProjections.backward([dGate, dUp], saved: s.gateUpSaved)
+        let dN2 = try feedForward.backward(dD, saved: s.feedForwardSaved, step)
         let dH2 = dOut  // the residual; the norm's gradient is added to it
         backend.rmsNormBackward(dOut: dN2, x: s.residual, weight: postAttentionNorm, weightOffset: offset, rstd: s.postRstd,
                                 accumulateInto: dH2)
@@ -257,6 +289,9 @@ public struct StepContext {
     /// `forLayer` puts in place of `layout` and `rope` on those layers.
     public var slidingLayout: AttentionLayout? = nil
     public var slidingRope: RoPETable? = nil
+    /// [experts] f32: dL/dp[t, e] that the load-balancing loss adds to every (unpadded) token's router
+    /// probabilities in the backward; nil when the loss is off (LlamaModel computes it after the forward).
+    public var routerAuxGradient: Tensor? = nil
 
     /// The context of layer i: its own window and RoPE where the family varies them by layer.
     public func forLayer(_ i: Int) -> StepContext {

@@ -3,11 +3,16 @@
 public enum FrozenWeight {
     case dense(Tensor)
     case nf4(NF4Weight)
+    /// NF4 weights stacked by rows, each quantized on its own: an expert's fused gate_up from a
+    /// checkpoint that stores (and bitsandbytes quantizes) w1 and w3 apart. Dequantized into the
+    /// row blocks of one scratch tensor.
+    case nf4Rows([NF4Weight])
 
     public var shape: Shape {
         switch self {
         case let .dense(t): return t.shape
         case let .nf4(w): return w.shape
+        case let .nf4Rows(parts): return [parts.reduce(0) { $0 + $1.shape[0] }, parts[0].shape[1]]
         }
     }
 
@@ -15,10 +20,11 @@ public enum FrozenWeight {
         switch self {
         case let .dense(t): return t.backend
         case let .nf4(w): return w.backend
+        case let .nf4Rows(parts): return parts[0].backend
         }
     }
 
-    public var isQuantized: Bool { if case .nf4 = self { return true } else { return false } }
+    public var isQuantized: Bool { if case .dense = self { return false } else { return true } }
 
     /// The weight as a compute-type tensor for one GEMM: the tensor itself when dense; for NF4 a
     /// freshly dequantized scratch tensor, freed as soon as the caller drops it (the caching
@@ -27,6 +33,14 @@ public enum FrozenWeight {
         switch self {
         case let .dense(t): return t
         case let .nf4(w): return try w.dequantized()
+        case let .nf4Rows(parts):
+            let out = try backend.empty(shape, backend.computeType)
+            var row = 0
+            for part in parts {
+                backend.dequantizeNF4(part, into: out.rows(row..<(row + part.shape[0])))
+                row += part.shape[0]
+            }
+            return out
         }
     }
 

@@ -1,7 +1,7 @@
 /// Model shapes by name, the same as the baseline script ../shared/bench/hf_peft.py uses.
 extension LlamaConfig {
     public static let presetNames = ["tiny", "tinyllama", "llama2-7b", "mistral-7b", "llama3-8b", "qwen3-8b", "phi3-mini",
-                                     "gemma2-9b"]
+                                     "gemma2-9b", "mixtral-8x7b", "qwen3-30b-a3b"]
 
     public static func preset(_ name: String) throws -> LlamaConfig {
         switch name {
@@ -42,6 +42,18 @@ extension LlamaConfig {
             c.finalLogitSoftcap = 30
             c.slidingLayers = (0..<42).map { $0 % 2 == 0 }
             return c
+        case "mixtral-8x7b":  // mistralai/Mixtral-8x7B-v0.1: 8 experts, top-2 (47B parameters, 13B active)
+            return LlamaConfig(modelType: .mixtral, vocabSize: 32000, hiddenSize: 4096, intermediateSize: 14336, layers: 32,
+                               heads: 32, kvHeads: 8, rmsNormEps: 1e-5, rope: RoPEScaling(theta: 1_000_000),
+                               maxPositionEmbeddings: 32768,
+                               moe: MixtureOfExpertsConfig(experts: 8, topK: 2, intermediateSize: 14336, normalizeTopK: true,
+                                                           auxLossEnabled: false, auxLossCoefficient: 0.02))
+        case "qwen3-30b-a3b":  // Qwen/Qwen3-30B-A3B: 128 experts of 768, top-8 renormalised (norm_topk_prob true)
+            return LlamaConfig(modelType: .qwen3Moe, vocabSize: 151_936, hiddenSize: 2048, intermediateSize: 6144, layers: 48,
+                               heads: 32, kvHeads: 4, headDim: 128, rmsNormEps: 1e-6, rope: RoPEScaling(theta: 1_000_000),
+                               maxPositionEmbeddings: 40960, qkNorm: true,
+                               moe: MixtureOfExpertsConfig(experts: 128, topK: 8, intermediateSize: 768, normalizeTopK: true,
+                                                           auxLossEnabled: false, auxLossCoefficient: 0.001))
         default:
             throw ConfigError(file: "--arch", field: nil,
                               problem: "'\(name)' is not a known shape; choose from " + presetNames.joined(separator: ", "))

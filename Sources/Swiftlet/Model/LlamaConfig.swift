@@ -1,13 +1,16 @@
 import Foundation
 
-/// The shape and numerics of a Llama-family decoder. Llama, Mistral, Qwen2, Qwen3, Phi-3, Gemma 2 and
-/// Gemma 3 are variations of it (GQA, sliding window, q/k/v biases, tied embeddings, per-head q/k norms,
-/// fused projections, GeGLU, (1 + w) norms around both sublayers, softcapping), not separate models.
+/// The shape and numerics of a Llama-family decoder. Llama, Mistral, Qwen2, Qwen3, Phi-3, Gemma 2,
+/// Gemma 3, Mixtral and Qwen3-MoE are variations of it (GQA, sliding window, q/k/v biases, tied
+/// embeddings, per-head q/k norms, fused projections, GeGLU, (1 + w) norms around both sublayers,
+/// softcapping, a mixture of experts in place of the MLP), not separate models.
 public struct LlamaConfig: Equatable, Sendable {
     /// config.json's `model_type` values Swiftlet runs.
     public enum ModelType: String, CaseIterable, Sendable {
         case llama, mistral, qwen2, qwen3, phi3, gemma2
         case gemma3Text = "gemma3_text"
+        case mixtral
+        case qwen3Moe = "qwen3_moe"
     }
 
     public var modelType: ModelType
@@ -31,6 +34,8 @@ public struct LlamaConfig: Equatable, Sendable {
     public var qkNorm: Bool
     /// Phi-3: q, k, v in one linear (qkv_proj) and gate, up in one (gate_up_proj).
     public var fusedProjections: Bool
+    /// Mixtral, Qwen3-MoE: every layer's MLP is a routed mixture of experts.
+    public var moe: MixtureOfExpertsConfig?
     public var bosTokenId: Int?
     public var eosTokenId: Int?
 
@@ -61,7 +66,7 @@ public struct LlamaConfig: Equatable, Sendable {
                 rmsNormEps: Float = 1e-5, rope: RoPEScaling = RoPEScaling(theta: 10000),
                 maxPositionEmbeddings: Int = 2048, tieWordEmbeddings: Bool = false,
                 qkvBias: Bool = false, oBias: Bool = false, slidingWindow: Int? = nil,
-                qkNorm: Bool = false, fusedProjections: Bool = false,
+                qkNorm: Bool = false, fusedProjections: Bool = false, moe: MixtureOfExpertsConfig? = nil,
                 bosTokenId: Int? = 1, eosTokenId: Int? = 2) {
         self.modelType = modelType
         self.vocabSize = vocabSize
@@ -80,6 +85,7 @@ public struct LlamaConfig: Equatable, Sendable {
         self.slidingWindow = slidingWindow
         self.qkNorm = qkNorm
         self.fusedProjections = fusedProjections
+        self.moe = moe
         self.bosTokenId = bosTokenId
         self.eosTokenId = eosTokenId
     }
@@ -120,7 +126,7 @@ public struct LlamaConfig: Equatable, Sendable {
     public var parameterCount: Int {
         let attention = hiddenSize * qWidth * 2 + hiddenSize * kvWidth * 2
         let biases = (qkvBias ? qWidth + 2 * kvWidth : 0) + (oBias ? hiddenSize : 0)
-        let mlp = 3 * hiddenSize * intermediateSize
+        let mlp = moe?.parameterCount(hidden: hiddenSize) ?? 3 * hiddenSize * intermediateSize
         let norms = (sandwichNorms ? 4 : 2) * hiddenSize + (qkNorm ? 2 * headDim : 0)
         let perLayer = attention + biases + mlp + norms
         return layers * perLayer + vocabSize * hiddenSize * (tieWordEmbeddings ? 1 : 2) + hiddenSize

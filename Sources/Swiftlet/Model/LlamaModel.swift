@@ -34,6 +34,10 @@ public final class LlamaModel {
     /// The longest sequence the user asked to train on (FastLanguageModel's maxSeqLength).
     public var maxSeqLength: Int?
 
+    /// The load-balancing loss of the last training forward of a mixture of experts (transformers'
+    /// `aux_loss`, before router_aux_loss_coef); nil for dense models.
+    public private(set) var lastRouterAuxLoss: Double?
+
     /// The LoRA settings of the attached adapters (nil: none attached).
     public internal(set) var loraConfig: LoRAConfig?
 
@@ -47,8 +51,16 @@ public final class LlamaModel {
 
     /// Σ loss over the batch's targets; with `gradScale`, also accumulates gradScale·dΣloss/dθ
     /// into the LoRA gradients (pass 1/N for the mean over N targets of the accumulated batch).
-    public func step(_ batch: Batch, gradScale: Float?, dropoutSeed: UInt64? = nil) throws -> Double {
-        try run(batch, training: gradScale != nil, dropoutSeed: dropoutSeed) { h, targets in
+    ///
+    /// A mixture of experts with config.json's `output_router_logits` adds the load-balancing loss
+    /// as transformers does, `router_aux_loss_coef · aux` per forward, when `routerAuxScale` is
+    /// given: its gradient enters scaled by routerAuxScale · coef (1, or the fp16 loss scale; the
+    /// HF Trainer adds each micro-batch's aux term unnormalised). The returned Σ loss is the
+    /// cross-entropy only; `lastRouterAuxLoss` holds aux.
+    public func step(_ batch: Batch, gradScale: Float?, dropoutSeed: UInt64? = nil, routerAuxScale: Float? = nil) throws -> Double {
+        let auxWeight = config.moe.flatMap { moe in
+            moe.auxLossEnabled && gradScale != nil ? routerAuxScale.map { $0 * moe.auxLossCoefficient } : nil }
+        return try run(batch, training: gradScale != nil, dropoutSeed: dropoutSeed, routerAuxWeight: auxWeight) { h, targets in
             let (losses, dH) = try self.head(h, targets: targets, gradient: gradScale.map { .uniform($0) } ?? .none,
                                              spans: [0..<batch.tokenCount])
             return (losses[0], dH)
@@ -96,9 +108,7 @@ public final class LlamaModel {
     /// by detaching the adapters and putting them back: no copy of any weight.
     public func withAdaptersDisabled<R>(_ body: () throws -> R) rethrows -> R {
         let saved = layers
-        for i in layers.indices {
-            for target in LoRAConfig.Target.allCases { layers[i][target]?.lora = nil }
-        }
+        for i in layers.indices { layers[i].updateLinears { $0.lora = nil } }
         defer { layers = saved }
         return try body()
     }
@@ -108,9 +118,10 @@ public final class LlamaModel {
 
     /// Forward (keeping what the backward needs when training), `head` (the loss and dL/dh of the
     /// last layer), and the backward through the layers when `head` returns a gradient.
-    private func run<R>(_ batch: Batch, training: Bool, dropoutSeed: UInt64?,
+    private func run<R>(_ batch: Batch, training: Bool, dropoutSeed: UInt64?, routerAuxWeight: Float? = nil,
                         head: (Tensor, Tensor) throws -> (R, Tensor?)) throws -> R {
-        let context = try stepContext(batch)
+        var context = try stepContext(batch)
+        var routerStatistics: [Tensor] = []
         var h = try embed(batch, context)
         var saved: [DecoderLayer.Saved] = []
         var inputs: [Tensor] = []
@@ -120,6 +131,7 @@ public final class LlamaModel {
             layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
             let before = backend.memory.current
             let (next, s) = try layer.forward(h, layerContext)
+            if let statistics = s.routerStatistics { routerStatistics.append(statistics) }
             if training {
                 // what the layer's saved activations hold beyond its input (already counted) and output
                 if i == 0 { layerActivationBytes = Swift.max(0, backend.memory.current - before - next.byteCount) }
@@ -130,6 +142,15 @@ public final class LlamaModel {
                 }
             }
             h = next
+        }
+        if !routerStatistics.isEmpty, let moe = config.moe {
+            let (aux, gradient) = RouterLoadBalancing.loss(statistics: routerStatistics.map { backend.download($0) },
+                                                           experts: moe.experts,
+                                                           tokens: batch.sequenceIds.filter { $0 >= 0 }.count)
+            lastRouterAuxLoss = aux
+            if let weight = routerAuxWeight {
+                context.routerAuxGradient = try backend.upload(gradient.map { Float(Double(weight) * $0) }, [moe.experts], .f32)
+            }
         }
         let targets = try backend.upload(batch.targets, [batch.tokenCount])
         let (result, gradient) = try head(h, targets)
@@ -284,6 +305,7 @@ public enum ModelError: Error, CustomStringConvertible {
     case tokenOutOfRange(id: Int, index: Int, vocabSize: Int)
     case missingTensor(name: String, source: String)
     case shapeMismatch(name: String, source: String, expected: Shape, found: Shape)
+    case mixedExpertQuantization(gate: String, up: String)
 
     public var description: String {
         switch self {
@@ -293,6 +315,8 @@ public enum ModelError: Error, CustomStringConvertible {
             return "\(source): tensor '\(name)' is missing"
         case let .shapeMismatch(name, source, expected, found):
             return "\(source): tensor '\(name)' has shape \(found), expected \(expected) from config.json"
+        case let .mixedExpertQuantization(gate, up):
+            return "expert weights '\(gate)' and '\(up)' must both be 4-bit or both 16-bit (they are fused into one linear)"
         }
     }
 }

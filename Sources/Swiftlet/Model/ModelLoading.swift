@@ -33,7 +33,7 @@ extension LlamaModel {
             if BnbNF4Layout.isQuantized(name, in: checkpoint) {
                 return .nf4(try NF4Weight(BnbNF4Layout.read(name, from: checkpoint, expectedShape: shape), on: backend))
             }
-            if loadIn4bit {
+            if loadIn4bit && !isRouter(name) {
                 return .nf4(try NF4Weight(quantizing: checkedValues(name, shape), shape: shape,
                                           doubleQuant: doubleQuant, on: backend))
             }
@@ -45,10 +45,15 @@ extension LlamaModel {
     /// A model of `config`'s shape with seeded random weights, uniform with standard deviation
     /// `std` (0.02 is transformers' Llama initialiser), norms scaling by 1 (Gemma's stored w at 0).
     /// Filled on the backend itself, so a 7B model needs no host copy.
-    public static func random(config: LlamaConfig, seed: UInt64, std: Float = 0.02,
+    ///
+    /// With `loadIn4bit` each linear weight (not a mixture's router) is quantized to NF4 as soon as it
+    /// is filled and its 16-bit form dropped, so a model far larger than device memory in 16-bit
+    /// (Mixtral 8x7B: 47B parameters) is built within its 4-bit size; the values are those of
+    /// `random(...)` followed by `quantizeLinearsToNF4`.
+    public static func random(config: LlamaConfig, seed: UInt64, std: Float = 0.02, loadIn4bit: Bool = false,
                               on backend: any Backend) throws -> LlamaModel {
         var tensors = 0
-        return try assemble(config: config, on: backend) { name, shape in
+        func tensor(_ name: String, _ shape: Shape) throws -> Tensor {
             if name.hasSuffix("norm.weight") {
                 return try backend.upload([Float](repeating: 1 - config.normWeightOffset, count: shape.count), shape,
                                           backend.computeType)
@@ -58,7 +63,15 @@ extension LlamaModel {
             backend.fillUniform(t, seed: seed &+ UInt64(tensors) &* 0x9E37_79B9, bound: std * Float(3).squareRoot())
             return t
         }
+        return try assemble(config: config, on: backend, tensor: tensor) { name, shape in
+            let dense = try tensor(name, shape)
+            guard loadIn4bit && !isRouter(name) else { return .dense(dense) }
+            return .nf4(try NF4Weight(quantizing: backend.download(dense), shape: shape, doubleQuant: true, on: backend))
+        }
     }
+
+    /// A mixture's router (`mlp.gate` / `block_sparse_moe.gate`): left in 16-bit by 4-bit loading.
+    static func isRouter(_ name: String) -> Bool { name.hasSuffix(".gate.weight") }
 
     /// Hugging Face tensor names and shapes of each part of the model.
     static func assemble(config c: LlamaConfig, on backend: any Backend,
@@ -85,6 +98,16 @@ extension LlamaModel {
                              try linear("self_attn.k_proj", out: c.kvWidth, in: c.hiddenSize, bias: c.qkvBias),
                              try linear("self_attn.v_proj", out: c.kvWidth, in: c.hiddenSize, bias: c.qkvBias)])
             let o = try linear("self_attn.o_proj", out: c.hiddenSize, in: c.qWidth, bias: c.oBias)
+            if let moe = c.moe {
+                layers.append(DecoderLayer(
+                    inputNorm: try tensor(p + "input_layernorm.weight", [c.hiddenSize]),
+                    postAttentionNorm: try tensor(p + "post_attention_layernorm.weight", [c.hiddenSize]),
+                    qNorm: c.qkNorm ? try tensor(p + "self_attn.q_norm.weight", [c.headDim]) : nil,
+                    kNorm: c.qkNorm ? try tensor(p + "self_attn.k_norm.weight", [c.headDim]) : nil,
+                    qkvProjections: qkv, o: o,
+                    feedForward: .mixture(try mixtureOfExperts(c, moe, layer: i, tensor: tensor, linearWeight: linearWeightOrDense))))
+                continue
+            }
             let gateUp: ProjectionGroup = c.fusedProjections
                 ? .fused(try linear("mlp.gate_up_proj", out: 2 * c.intermediateSize, in: c.hiddenSize, bias: false),
                          widths: [c.intermediateSize, c.intermediateSize])
@@ -107,6 +130,56 @@ extension LlamaModel {
         let lmHead = c.tieWordEmbeddings ? embedding : try tensor("lm_head.weight", [c.vocabSize, c.hiddenSize])
         return LlamaModel(config: c, backend: backend, embedding: embedding, layers: layers,
                           finalNorm: finalNorm, lmHead: lmHead)
+    }
+
+    /// The checkpoint names of a mixture's router and experts, as transformers' save_pretrained writes
+    /// them (transformers 4's layout, which 5 converts on load): Mixtral's
+    /// `block_sparse_moe.{gate, experts.E.w1, w3, w2}`, Qwen3-MoE's `mlp.{gate, experts.E.gate_proj,
+    /// up_proj, down_proj}`.
+    static func expertNames(_ c: LlamaConfig, layer i: Int) -> (router: String, expert: (Int) -> (gate: String, up: String, down: String)) {
+        let p = "model.layers.\(i)."
+        if c.modelType == .mixtral {
+            return (p + "block_sparse_moe.gate.weight", { e in
+                let x = p + "block_sparse_moe.experts.\(e)."
+                return (x + "w1.weight", x + "w3.weight", x + "w2.weight")
+            })
+        }
+        return (p + "mlp.gate.weight", { e in
+            let x = p + "mlp.experts.\(e)."
+            return (x + "gate_proj.weight", x + "up_proj.weight", x + "down_proj.weight")
+        })
+    }
+
+    /// One layer's router and experts. Each expert's gate and up become one fused [2I, hidden]
+    /// linear (transformers 5's gate_up_proj[e]): dense parts are copied into one tensor, NF4 parts
+    /// (quantized apart, as bitsandbytes quantizes w1 and w3) kept as stacked row blocks.
+    static func mixtureOfExperts(_ c: LlamaConfig, _ moe: MixtureOfExpertsConfig, layer i: Int,
+                                 tensor: (String, Shape) throws -> Tensor,
+                                 linearWeight: (String, Shape) throws -> FrozenWeight) throws -> MixtureOfExperts {
+        let names = expertNames(c, layer: i)
+        let hidden = c.hiddenSize, width = moe.intermediateSize
+        // The router stays in the compute type (transformers + bitsandbytes do not quantize it)
+        // unless the checkpoint holds it quantized.
+        let router = Linear(weight: try linearWeight(names.router, [moe.experts, hidden]))
+        var experts: [GatedMLP] = []
+        for e in 0..<moe.experts {
+            let n = names.expert(e)
+            let gate = try linearWeight(n.gate, [width, hidden]), up = try linearWeight(n.up, [width, hidden])
+            let fused: FrozenWeight
+            switch (gate, up) {
+            case let (.dense(g), .dense(u)):
+                let both = try g.backend.empty([2 * width, hidden], g.dtype)
+                g.backend.copy(g, into: both.rows(0..<width))
+                g.backend.copy(u, into: both.rows(width..<(2 * width)))
+                fused = .dense(both)
+            case let (.nf4(g), .nf4(u)): fused = .nf4Rows([g, u])
+            default:
+                throw ModelError.mixedExpertQuantization(gate: n.gate, up: n.up)
+            }
+            experts.append(GatedMLP(gateUp: .fused(Linear(weight: fused), widths: [width, width]),
+                                    down: Linear(weight: try linearWeight(n.down, [hidden, width]))))
+        }
+        return MixtureOfExperts(router: router, experts: experts, config: moe)
     }
 }
 

@@ -15,16 +15,59 @@ extension LlamaModel {
             if let name = norms.mlpOutput, let norm = layer.mlpOutputNorm { weights.append((p + name, .dense(norm))) }
             if let qNorm = layer.qNorm { weights.append((p + "self_attn.q_norm.weight", .dense(qNorm))) }
             if let kNorm = layer.kNorm { weights.append((p + "self_attn.k_norm.weight", .dense(kNorm))) }
-            for target in LoRAConfig.Target.allCases {
+            for target in LoRAConfig.Target.allCases where target != .router {
                 guard let linear = layer[target] else { continue }
                 let module = Self.modulePath(layer: i, target)
                 weights.append((module + ".weight", linear.weight))
                 if let bias = linear.bias { weights.append((module + ".bias", .dense(bias))) }
             }
+            if let moe = layer.mixture { weights += Self.expertWeights(moe, config, layer: i) }
         }
         weights.append(("model.norm.weight", .dense(finalNorm)))
         if !config.tieWordEmbeddings { weights.append(("lm_head.weight", .dense(lmHead))) }
         return weights
+    }
+
+    /// A mixture's router and experts under their checkpoint names, each expert's fused gate_up
+    /// split back into its gate and up rows (views, or the NF4 parts as loaded).
+    static func expertWeights(_ moe: MixtureOfExperts, _ c: LlamaConfig, layer i: Int) -> [(name: String, weight: FrozenWeight)] {
+        let names = expertNames(c, layer: i), width = moe.config.intermediateSize
+        var weights: [(name: String, weight: FrozenWeight)] = [(names.router, moe.router.weight)]
+        for (e, expert) in moe.experts.enumerated() {
+            let n = names.expert(e)
+            let gateUp = expert.gateUp.linears[0].weight
+            switch gateUp {
+            case let .dense(t):
+                weights += [(n.gate, .dense(t.rows(0..<width))), (n.up, .dense(t.rows(width..<(2 * width))))]
+            case let .nf4Rows(parts):
+                weights += [(n.gate, .nf4(parts[0])), (n.up, .nf4(parts[1]))]
+            case .nf4:
+                // quantizeLinearsToNF4 quantized the fused tensor whole; its halves are read dequantized.
+                let t = try! gateUp.materialized()
+                weights += [(n.gate, .dense(t.rows(0..<width))), (n.up, .dense(t.rows(width..<(2 * width))))]
+            }
+            weights.append((n.down, expert.down.weight))
+        }
+        return weights
+    }
+
+    /// For merged export: each checkpoint name of a mixture's router and experts with the whole
+    /// linear it belongs to, that linear's adapter, and its rows in it (gate and up are halves of one
+    /// fused gate_up, so the adapter is merged into the whole and the half taken after).
+    var expertLinearParts: [String: (weight: FrozenWeight, adapter: LoRAAdapter?, rows: Range<Int>?)] {
+        var parts: [String: (weight: FrozenWeight, adapter: LoRAAdapter?, rows: Range<Int>?)] = [:]
+        for (i, layer) in layers.enumerated() {
+            guard let moe = layer.mixture else { continue }
+            let names = Self.expertNames(config, layer: i), width = moe.config.intermediateSize
+            parts[names.router] = (moe.router.weight, moe.router.lora, nil)
+            for (e, expert) in moe.experts.enumerated() {
+                let n = names.expert(e), gateUp = expert.gateUp.linears[0]
+                parts[n.gate] = (gateUp.weight, gateUp.lora, 0..<width)
+                parts[n.up] = (gateUp.weight, gateUp.lora, width..<(2 * width))
+                parts[n.down] = (expert.down.weight, expert.down.lora, nil)
+            }
+        }
+        return parts
     }
 
     public func save(directory: URL) throws {
@@ -49,8 +92,8 @@ extension HFConfig {
             "rope_theta": Double(c.rope.theta), "torch_dtype": "float32",
         ]
         switch c.modelType {
-        case .qwen2: break
-        case .llama, .mistral, .qwen3: json["attention_bias"] = c.oBias
+        case .qwen2, .mixtral: break
+        case .llama, .mistral, .qwen3, .qwen3Moe: json["attention_bias"] = c.oBias
         case .gemma2, .gemma3Text:
             json["attention_bias"] = c.oBias
             json.removeValue(forKey: "hidden_act")
@@ -84,6 +127,25 @@ extension HFConfig {
         if c.modelType == .qwen3 {
             json["use_sliding_window"] = false
             json["layer_types"] = Array(repeating: "full_attention", count: c.layers)
+        }
+        if let moe = c.moe {
+            json["num_experts_per_tok"] = moe.topK
+            // (an integral coefficient would be written as an int, which transformers' float field refuses)
+            if moe.auxLossCoefficient != moe.auxLossCoefficient.rounded() {
+                json["router_aux_loss_coef"] = Double(moe.auxLossCoefficient)
+            }
+            json["output_router_logits"] = moe.auxLossEnabled
+            if c.modelType == .mixtral {
+                json["num_local_experts"] = moe.experts
+                json["intermediate_size"] = moe.intermediateSize
+            } else {
+                json["num_experts"] = moe.experts
+                json["moe_intermediate_size"] = moe.intermediateSize
+                json["norm_topk_prob"] = moe.normalizeTopK
+                json["decoder_sparse_step"] = 1
+                json["mlp_only_layers"] = [Int]()
+                json["use_sliding_window"] = false
+            }
         }
         if let w = c.slidingWindow { json["sliding_window"] = w }
         if let b = c.bosTokenId { json["bos_token_id"] = b }
@@ -138,6 +200,8 @@ extension HFConfig {
         case .phi3: return "Phi3ForCausalLM"
         case .gemma2: return "Gemma2ForCausalLM"
         case .gemma3Text: return "Gemma3ForCausalLM"
+        case .mixtral: return "MixtralForCausalLM"
+        case .qwen3Moe: return "Qwen3MoeForCausalLM"
         }
     }
 }

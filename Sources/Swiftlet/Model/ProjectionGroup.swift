@@ -95,3 +95,17 @@ public enum ProjectionGroup {
         }
     }
 }
+
+extension ProjectionGroup {
+    /// Applies `body` to every linear of the group.
+    mutating func updateLinears(_ body: (inout Linear) throws -> Void) rethrows {
+        switch self {
+        case var .separate(parts):
+            for i in parts.indices { try body(&parts[i]) }
+            self = .separate(parts)
+        case .fused(var linear, let widths):
+            try body(&linear)
+            self = .fused(linear, widths: widths)
+        }
+    }
+}

@@ -17,9 +17,16 @@ public struct TrainingFLOPs: Equatable, Sendable {
         let tokens = Double(rows * rowLength), h = Double(c.hiddenSize)
         let q = Double(c.qWidth), kv = Double(c.kvWidth), i = Double(c.intermediateSize)
         // (in, out) of the seven projections
-        let projections: [(Double, Double)] = [(h, q), (h, kv), (h, kv), (q, h), (h, i), (h, i), (i, h)]
-        let frozen = projections.reduce(0) { $0 + $1.0 * $1.1 }
-        let adapter = projections.reduce(0) { $0 + Double(rank) * ($1.0 + $1.1) }
+        let attention: [(Double, Double)] = [(h, q), (h, kv), (h, kv), (q, h)]
+        let projections = attention + [(h, i), (h, i), (i, h)]
+        var frozen = projections.reduce(0) { $0 + $1.0 * $1.1 }
+        var adapter = projections.reduce(0) { $0 + Double(rank) * ($1.0 + $1.1) }
+        if let moe = c.moe {
+            // A mixture: the router, and per token its top-k experts (gate_up's adapter has rank 2r).
+            let ie = Double(moe.intermediateSize), k = Double(moe.topK), e = Double(moe.experts), r = Double(rank)
+            frozen = attention.reduce(0) { $0 + $1.0 * $1.1 } + h * e + k * 3 * h * ie
+            adapter = attention.reduce(0) { $0 + r * ($1.0 + $1.1) } + r * (h + e) + k * (2 * r * (h + 2 * ie) + r * (ie + h))
+        }
         // per token: base forward 2·W, input gradient 2·W; adapter forward 2·r(in+out), backward
         // dz, dB, dA, dX 4·r(in+out)
         let linearForward = 2 * (frozen + adapter) * tokens

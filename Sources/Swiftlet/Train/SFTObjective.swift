@@ -47,11 +47,16 @@ public final class SFTObjective: TrainingObjective {
         let batches = microBatches.map { batch($0.map { rows[$0] }) }
         let local = batches.reduce(0) { $0 + $1.targetCount }
         let targets = try totalTargets(local)
-        var lossSum = 0.0
+        var lossSum = 0.0, auxSum = 0.0
         for (batch, seed) in zip(batches, dropoutSeeds) {
-            lossSum += try model.step(batch, gradScale: lossScale / Float(Swift.max(targets, 1)), dropoutSeed: seed)
+            lossSum += try model.step(batch, gradScale: lossScale / Float(Swift.max(targets, 1)), dropoutSeed: seed,
+                                      routerAuxScale: lossScale)
+            // A mixture's load-balancing term, added per micro-batch as the HF Trainer adds it.
+            if let moe = model.config.moe, moe.auxLossEnabled, let aux = model.lastRouterAuxLoss {
+                auxSum += Double(moe.auxLossCoefficient) * aux
+            }
         }
-        return ObjectiveStep(loss: lossSum / Double(Swift.max(targets, 1)), tokens: batches.reduce(0) { $0 + $1.tokenCount },
+        return ObjectiveStep(loss: lossSum / Double(Swift.max(targets, 1)) + auxSum, tokens: batches.reduce(0) { $0 + $1.tokenCount },
                              targetTokens: local, metrics: nil)   // this rank's term; the trainer sums the ranks
     }
 

@@ -1,0 +1,124 @@
+/// Mixtral's and Qwen3-MoE's sparse MLP, as transformers 5 computes it:
+///
+///     p = softmax(router(x)) (f32)     chosen, w = top-k of p (w renormalised to sum 1 if asked)
+///     y[t] = Σ_j w[t, j] · expert_{chosen[t, j]}(x[t])
+///
+/// Not a loop over tokens: the (token, slot) assignments are sorted by expert (`moeSort`), the
+/// tokens gathered into one buffer where each expert's rows are contiguous (`moeGather`), each
+/// expert runs its GEMMs once on its block of rows (the existing Linear ops, LoRA included, on a row
+/// slice), and `moeCombine` adds each token's k results back with their weights (a per-token
+/// gather: deterministic, no atomics). The per-expert row counts are read back to the host once per
+/// layer, to size the slices.
+///
+/// The backward runs the same blocks in reverse and also carries the gradient through the routing
+/// weights into the router's input: the router's weight is frozen (unless LoRA targets it, as PEFT's
+/// `gate`), but x still gets router.backward(dLogits). With the load-balancing loss on, dL/dp of every
+/// token adds the loss's gradient (StepContext.routerAuxGradient).
+public struct MixtureOfExperts {
+    /// [experts, hidden]: the logits' linear (transformers' `mlp.gate`).
+    public var router: Linear
+    public var experts: [GatedMLP]
+    public var config: MixtureOfExpertsConfig
+
+    public init(router: Linear, experts: [GatedMLP], config: MixtureOfExpertsConfig) {
+        precondition(router.outFeatures == experts.count && experts.count == config.experts,
+                     "router of \(router.outFeatures) outputs for \(experts.count) experts")
+        self.router = router
+        self.experts = experts
+        self.config = config
+    }
+
+    /// The router, then each expert's gate_up and down.
+    public var linears: [Linear] { [router] + experts.flatMap(\.linears) }
+
+    mutating func updateLinears(_ body: (inout Linear) throws -> Void) rethrows {
+        try body(&router)
+        for e in experts.indices {
+            try experts[e].gateUp.updateLinears(body)
+            try body(&experts[e].down)
+        }
+    }
+
+    struct Saved {
+        var routerSaved: Linear.Saved
+        var probabilities, chosen, weights, rows: Tensor
+        /// Rows per expert (on the host).
+        var counts: [Int]
+        var expertSaved: [GatedMLP.Saved?]
+        /// The experts' outputs in sorted order, before weighting: dL/dweights needs them.
+        var sortedOutput: Tensor
+        /// [2, experts] f32: the layer's load-balancing counts and probability sums (training only).
+        var statistics: Tensor?
+    }
+
+    func forward(_ x: Tensor, _ step: StepContext) throws -> (Tensor, Saved) {
+        let backend = x.backend, tokens = x.shape[0], hidden = x.shape[1]
+        let k = config.topK, e = config.experts
+        let (logits, routerSaved) = try router.forward(x)
+        let probabilities = try backend.empty([tokens, e], .f32)
+        let chosen = try backend.empty([tokens, k], .i32)
+        let weights = try backend.empty([tokens, k], .f32)
+        backend.moeRoute(logits: logits, topK: k, normalize: config.normalizeTopK, probabilities: probabilities,
+                         experts: chosen, weights: weights)
+        // In training the layout's sequence ids mark each token's padding; generation's layout holds
+        // the cache's validity instead, and generation needs no statistics.
+        var statistics: Tensor?
+        if step.layout.sequenceIds.count == tokens {
+            let s = try backend.empty([2, e], .f32)
+            backend.moeRouterStatistics(probabilities: probabilities, experts: chosen,
+                                        sequenceIds: step.layout.sequenceIds, into: s)
+            statistics = s
+        }
+
+        let countsTensor = try backend.empty([e], .i32)
+        let rows = try backend.empty([tokens * k], .i32)
+        backend.moeSort(experts: chosen, expertCount: e, counts: countsTensor, rows: rows)
+        let sorted = try backend.empty([tokens * k, hidden], backend.computeType)
+        backend.moeGather(x, rows: rows, into: sorted)
+        let counts = backend.downloadInts(countsTensor).map(Int.init)   // the one read-back of the layer
+
+        let sortedOutput = try backend.empty([tokens * k, hidden], backend.computeType)
+        var expertSaved: [GatedMLP.Saved?] = Array(repeating: nil, count: e)
+        var start = 0
+        for (i, count) in counts.enumerated() {
+            defer { start += count }
+            guard count > 0 else { continue }
+            let block = start..<(start + count)
+            // PEFT refuses dropout on expert parameters (ParamWrapper), so no seeds here.
+            let (y, s) = try experts[i].forward(sorted.rows(block), activation: step.config.activation) { _ in nil }
+            backend.copy(y, into: sortedOutput.rows(block))
+            expertSaved[i] = s
+        }
+        let out = try backend.empty([tokens, hidden], backend.computeType)
+        backend.moeCombine(sortedOutput, rows: rows, weights: weights, into: out)
+        return (out, Saved(routerSaved: routerSaved, probabilities: probabilities, chosen: chosen, weights: weights,
+                           rows: rows, counts: counts, expertSaved: expertSaved, sortedOutput: sortedOutput,
+                           statistics: statistics))
+    }
+
+    /// dL/dx (a fresh tensor): through the experts and through the routing weights and the router.
+    func backward(_ dOut: Tensor, saved s: Saved, _ step: StepContext) throws -> Tensor {
+        let backend = dOut.backend, tokens = dOut.shape[0], hidden = dOut.shape[1], k = config.topK
+        let dSorted = try backend.empty([tokens * k, hidden], backend.computeType)
+        let dWeights = try backend.empty([tokens, k], .f32)
+        backend.moeCombineBackward(dOut: dOut, sorted: s.sortedOutput, rows: s.rows, weights: s.weights,
+                                   dSorted: dSorted, dWeights: dWeights)
+        let dInputSorted = try backend.empty([tokens * k, hidden], backend.computeType)
+        var start = 0
+        for (i, count) in s.counts.enumerated() {
+            defer { start += count }
+            guard count > 0, let saved = s.expertSaved[i] else { continue }
+            let block = start..<(start + count)
+            let dX = try experts[i].backward(dSorted.rows(block), saved: saved, activation: step.config.activation)
+            backend.copy(dX, into: dInputSorted.rows(block))
+        }
+        let dX = try backend.empty([tokens, hidden], backend.computeType)
+        backend.moeCombine(dInputSorted, rows: s.rows, weights: nil, into: dX)
+        let dLogits = try backend.empty([tokens, config.experts], backend.computeType)
+        backend.moeRouteBackward(dWeights: dWeights, probabilities: s.probabilities, experts: s.chosen,
+                                 normalize: config.normalizeTopK, auxGradient: step.routerAuxGradient,
+                                 sequenceIds: step.routerAuxGradient == nil ? nil : step.layout.sequenceIds, into: dLogits)
+        try router.backward(dLogits, saved: s.routerSaved, accumulateInto: dX)
+        return dX
+    }
+}
