@@ -86,14 +86,7 @@ final class CUDATests: XCTestCase {
 
     func testDoctorWithoutGPUExitsOneWithOneLine() throws {
         if case .success = CUDALibraries.shared { throw XCTSkip("CUDA is installed here") }
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        while dir.path.hasSuffix(".xctest") || dir.lastPathComponent == "Contents" || dir.lastPathComponent == "MacOS" {
-            dir = dir.deletingLastPathComponent()
-        }
-        let binary = dir.appendingPathComponent("swiftlet")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw XCTSkip("swiftlet binary not built next to the tests (\(binary.path))")
-        }
+        let binary = try swiftletBinary
         let process = Process()
         process.executableURL = binary
         process.arguments = ["doctor"]

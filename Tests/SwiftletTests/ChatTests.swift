@@ -58,14 +58,7 @@ final class ChatTests: XCTestCase {
     }
 
     func testChatCommandThroughAPipe() throws {
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        while dir.path.hasSuffix(".xctest") || dir.lastPathComponent == "Contents" || dir.lastPathComponent == "MacOS" {
-            dir = dir.deletingLastPathComponent()
-        }
-        let binary = dir.appendingPathComponent("swiftlet")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw XCTSkip("swiftlet binary not built next to the tests (\(binary.path))")
-        }
+        let binary = try swiftletBinary
         let folder = try demoFolder()
         let expected = try libraryReplies(folder, maxNewTokens: 12)
         let process = Process()

@@ -205,6 +205,15 @@ extension CUDABackend {
 
     static func pointer(_ t: Tensor) -> UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt(t.device)) }
 
+    /// Host pointers to `values` for the graph's by-value scalars (cuDNN reads them when the plan is
+    /// enqueued, inside `body`).
+    static func withScalars(_ values: [Float], _ body: ([UnsafeMutableRawPointer?]) throws -> Void) rethrows {
+        var values = values
+        try values.withUnsafeMutableBufferPointer { buffer in
+            try body((0..<buffer.count).map { UnsafeMutableRawPointer(buffer.baseAddress! + $0) })
+        }
+    }
+
     /// The forward on cuDNN; false (nothing run) where cuDNN has no engine for this geometry, which
     /// is remembered so the caller's fallback runs from then on.
     func cudnnAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, layout: AttentionLayout,
@@ -221,18 +230,14 @@ extension CUDABackend {
             }
             cudnnForwardGraphs[key] = graph
         }
-        var scale = layout.scale, negativeInfinity = -Float.infinity
         run {
             let workspace = try empty([Swift.max(graph.plan.workspaceBytes, 1)], .u8)
-            try withUnsafeMutablePointer(to: &scale) { scale in
-                try withUnsafeMutablePointer(to: &negativeInfinity) { negativeInfinity in
-                    try cudnn.execute(graph.plan, pointers: [
-                        (graph.q, Self.pointer(q)), (graph.kT, Self.pointer(k)), (graph.v, Self.pointer(v)),
-                        (graph.out, Self.pointer(out)), (graph.stats, Self.pointer(logSumExp)),
-                        (graph.scale, UnsafeMutableRawPointer(scale)),
-                        (graph.negativeInfinity, UnsafeMutableRawPointer(negativeInfinity)),
-                    ], workspace: Self.pointer(workspace))
-                }
+            try Self.withScalars([layout.scale, -Float.infinity]) { scalars in
+                try cudnn.execute(graph.plan, pointers: [
+                    (graph.q, Self.pointer(q)), (graph.kT, Self.pointer(k)), (graph.v, Self.pointer(v)),
+                    (graph.out, Self.pointer(out)), (graph.stats, Self.pointer(logSumExp)),
+                    (graph.scale, scalars[0]), (graph.negativeInfinity, scalars[1]),
+                ], workspace: Self.pointer(workspace))
             }
         }
         return true
@@ -253,7 +258,6 @@ extension CUDABackend {
             }
             cudnnBackwardGraphs[key] = graph
         }
-        var scale = layout.scale, one: Float = 1, negativeInfinity = -Float.infinity
         let tokens = q.shape[0]
         run {
             let rowSum = try empty([tokens, layout.heads], .f32)
@@ -261,20 +265,15 @@ extension CUDABackend {
             // cuDNN zeroes dQ's accumulator itself from 9.6 on.
             if cudnn.version < 90600 { zero([accumulator]) }
             let workspace = try empty([Swift.max(graph.plan.workspaceBytes, 1)], .u8)
-            try withUnsafeMutablePointer(to: &scale) { scale in
-                try withUnsafeMutablePointer(to: &one) { one in
-                    try withUnsafeMutablePointer(to: &negativeInfinity) { negativeInfinity in
-                        try cudnn.execute(graph.plan, pointers: [
-                            (graph.q, Self.pointer(q)), (graph.kT, Self.pointer(k)), (graph.vT, Self.pointer(v)),
-                            (graph.out, Self.pointer(out)), (graph.dOut, Self.pointer(dOut)),
-                            (graph.stats, Self.pointer(logSumExp)), (graph.dQ, Self.pointer(dQ)),
-                            (graph.dK, Self.pointer(dK)), (graph.dV, Self.pointer(dV)),
-                            (graph.scale, UnsafeMutableRawPointer(scale)), (graph.one, UnsafeMutableRawPointer(one)),
-                            (graph.negativeInfinity, UnsafeMutableRawPointer(negativeInfinity)),
-                            (graph.rowSum, Self.pointer(rowSum)), (graph.dQAccumulator, Self.pointer(accumulator)),
-                        ], workspace: Self.pointer(workspace))
-                    }
-                }
+            try Self.withScalars([layout.scale, 1, -Float.infinity]) { scalars in
+                try cudnn.execute(graph.plan, pointers: [
+                    (graph.q, Self.pointer(q)), (graph.kT, Self.pointer(k)), (graph.vT, Self.pointer(v)),
+                    (graph.out, Self.pointer(out)), (graph.dOut, Self.pointer(dOut)),
+                    (graph.stats, Self.pointer(logSumExp)), (graph.dQ, Self.pointer(dQ)),
+                    (graph.dK, Self.pointer(dK)), (graph.dV, Self.pointer(dV)),
+                    (graph.scale, scalars[0]), (graph.one, scalars[1]), (graph.negativeInfinity, scalars[2]),
+                    (graph.rowSum, Self.pointer(rowSum)), (graph.dQAccumulator, Self.pointer(accumulator)),
+                ], workspace: Self.pointer(workspace))
             }
         }
         return true

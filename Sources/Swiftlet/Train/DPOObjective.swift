@@ -3,7 +3,7 @@
 /// adapters off, the loss a mean over the micro-batch's pairs, divided by the accumulation steps
 /// (the HF Trainer's rule for a loss that is not token-normalised). Metrics are means over the
 /// step's micro-batches, as TRL averages what it collected since the last log.
-public final class DPOObjective: TrainingObjective {
+public final class DPOObjective: MicroBatchMeanObjective {
     public let pairs: [PreferencePair]
     public let loss: DPOLoss
     /// Prompt+completion longer than this is truncated by `truncation` (TRL's max_length).
@@ -58,20 +58,9 @@ public final class DPOObjective: TrainingObjective {
         PreferenceBatch(pairs: rows.map { pairs[$0] }, maxLength: maxLength, truncation: truncation)
     }
 
-    public func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float) throws -> ObjectiveStep {
-        try accumulate(model: model, microBatches: microBatches, dropoutSeeds: dropoutSeeds, lossScale: lossScale,
-                       totalMicroBatches: Double(microBatches.count))
-    }
-
     /// Data parallel: the loss and metrics are means over every rank's micro-batches.
     public func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
-                           group: any Collective) throws -> ObjectiveStep {
-        try accumulate(model: model, microBatches: microBatches, dropoutSeeds: dropoutSeeds, lossScale: lossScale,
-                       totalMicroBatches: try group.sum(Double(microBatches.count)))
-    }
-
-    private func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
-                            totalMicroBatches k: Double) throws -> ObjectiveStep {
+                           totalMicroBatches k: Double) throws -> ObjectiveStep {
         var step = ObjectiveStep(loss: 0, tokens: 0, targetTokens: 0, metrics: [:])
         for (rows, seed) in zip(microBatches, dropoutSeeds) {
             let batch = batch(rows)

@@ -3,7 +3,7 @@
 /// the micro-batch (`ORPOLoss`) divided by the accumulation steps (the HF Trainer's rule for a loss that
 /// is not token-normalised across micro-batches). Metrics are means over the step's micro-batches.
 /// The pairs come tokenized and truncated as TRL's ORPO does (`PreferenceDataset` with `.orpo`).
-public final class ORPOObjective: TrainingObjective {
+public final class ORPOObjective: MicroBatchMeanObjective {
     public let pairs: [PreferencePair]
     public let loss: ORPOLoss
 
@@ -38,22 +38,11 @@ public final class ORPOObjective: TrainingObjective {
         PreferenceBatch(pairs: pairs, chosenPromptIsTarget: true)
     }
 
-    public func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float) throws -> ObjectiveStep {
-        try accumulate(model: model, microBatches: microBatches, dropoutSeeds: dropoutSeeds, lossScale: lossScale,
-                       totalMicroBatches: Double(microBatches.count))
-    }
-
     /// Data parallel: each micro-batch's loss (its NLL normalised by its own chosen tokens, as TRL
     /// computes it per batch) is divided by the micro-batches of every rank, as one process with
     /// N× the accumulation divides by its own.
     public func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
-                           group: any Collective) throws -> ObjectiveStep {
-        try accumulate(model: model, microBatches: microBatches, dropoutSeeds: dropoutSeeds, lossScale: lossScale,
-                       totalMicroBatches: try group.sum(Double(microBatches.count)))
-    }
-
-    private func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
-                            totalMicroBatches k: Double) throws -> ObjectiveStep {
+                           totalMicroBatches k: Double) throws -> ObjectiveStep {
         var step = ObjectiveStep(loss: 0, tokens: 0, targetTokens: 0, metrics: [:])
         for (rows, seed) in zip(microBatches, dropoutSeeds) {
             let batch = batch(rows)

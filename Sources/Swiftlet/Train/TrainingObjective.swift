@@ -30,6 +30,28 @@ extension TrainingObjective {
     }
 }
 
+/// An objective whose loss is a mean over the step's micro-batches (DPO, ORPO): one process divides by
+/// its micro-batch count, data parallel by every rank's, so N ranks equal one process with N× the
+/// accumulation.
+public protocol MicroBatchMeanObjective: TrainingObjective {
+    /// The step's terms with each micro-batch's loss divided by `totalMicroBatches`.
+    func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
+                    totalMicroBatches: Double) throws -> ObjectiveStep
+}
+
+extension MicroBatchMeanObjective {
+    public func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float) throws -> ObjectiveStep {
+        try accumulate(model: model, microBatches: microBatches, dropoutSeeds: dropoutSeeds, lossScale: lossScale,
+                       totalMicroBatches: Double(microBatches.count))
+    }
+
+    public func accumulate(model: LlamaModel, microBatches: [[Int]], dropoutSeeds: [UInt64], lossScale: Float,
+                           group: any Collective) throws -> ObjectiveStep {
+        try accumulate(model: model, microBatches: microBatches, dropoutSeeds: dropoutSeeds, lossScale: lossScale,
+                       totalMicroBatches: try group.sum(Double(microBatches.count)))
+    }
+}
+
 /// One step's result, as the objective reports it.
 public struct ObjectiveStep {
     public var loss: Double
