@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Issue 11's real-size lines: each family's preset beside its HF + PEFT baseline in the same call
+# (random weights, 2 × 2048, LoRA r 16, checkpointing on; the mixtures in 4-bit). ARCHS picks them
+# (default: every family preset); STEPS (4) the timed steps. Carry bench/bin and bench/carry (hf_peft.py,
+# bnb). Prints RESULT lines; logs go to $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/swiftlet-families}
+mkdir -p "$out"
+swiftlet=bench/bin/swiftlet
+[ -x $swiftlet ] || python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('$swiftlet.xz'), open('$swiftlet', 'wb'))"
+chmod +x $swiftlet
+[ -d bench/carry/bnb/site ] && export PYTHONPATH="$PWD/bench/carry/bnb/site${PYTHONPATH:+:$PYTHONPATH}"
+steps=${STEPS:-4}
+for arch in ${ARCHS:-llama3-8b qwen3-8b phi3-mini gemma2-9b mixtral-8x7b qwen3-30b-a3b}; do
+  echo "== $arch ($(date +%T))"
+  base=bench/carry/hf_peft.py; case $arch in qwen3-*|phi3-*|gemma2-*|mixtral-*) base=bench/hf_peft_family.py ;; esac
+  four=0; case $arch in mixtral-*|qwen3-30b-*) four=1 ;; esac
+  flag=(); [ $four = 1 ] && flag=(--load-in-4bit)
+  timeout 400 python3 $base --arch "$arch" --steps $steps --gc 1 --fourbit $four 2>"$out/hf-$arch.err" | grep RESULT
+  timeout 400 $swiftlet bench --arch "$arch" --steps $steps --device cuda --gradient-checkpointing on "${flag[@]}" 2>&1 \
+      | tee "$out/swiftlet-$arch.log" | grep -E "RESULT|rror"
+done 2>&1 | tee "$out/families.log"
