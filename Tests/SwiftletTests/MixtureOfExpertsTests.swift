@@ -279,6 +279,37 @@ final class MixtureOfExpertsTests: XCTestCase {
         XCTAssertEqual(model.adapters.count, model.config.layers * (4 + 1 + 2 * 4))
     }
 
+    /// DPO and ORPO do not add the load-balancing loss yet: with output_router_logits set they refuse,
+    /// naming the field, instead of training a loss other than TRL's; without it they build.
+    func testPreferenceTrainersRefuseTheRouterAuxLoss() throws {
+        let source = try fixture("mixtral_moe")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swiftlet-moe-aux-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: source, to: dir)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let configURL = dir.appendingPathComponent("config.json")
+        var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any])
+        let pairs = PreferenceTrainingData(train: [PreferencePair(promptIds: [1, 2], chosenIds: [3, 4], rejectedIds: [5])])
+        var arguments = TrainingArguments()
+        arguments.maxSteps = 1
+        for enabled in [true, false] {
+            json["output_router_logits"] = enabled
+            try JSONSerialization.data(withJSONObject: json).write(to: configURL)
+            let model = try LlamaModel.load(directory: dir, on: CPUBackend())
+            try model.addLoRA(LoRAConfig(r: 2), seed: 1)
+            if enabled {
+                XCTAssertThrowsError(try DPOTrainer(model: model, data: pairs, arguments: arguments)) {
+                    XCTAssertTrue("\($0)".contains("output_router_logits"), "\($0)")
+                }
+                XCTAssertThrowsError(try ORPOTrainer(model: model, data: pairs, arguments: arguments)) {
+                    XCTAssertTrue("\($0)".contains("output_router_logits"), "\($0)")
+                }
+            } else {
+                XCTAssertNoThrow(try DPOTrainer(model: model, data: pairs, arguments: arguments))
+                XCTAssertNoThrow(try ORPOTrainer(model: model, data: pairs, arguments: arguments))
+            }
+        }
+    }
+
     /// The bench presets have the real models' parameter counts (transformers' own count of
     /// MixtralForCausalLM / Qwen3MoeForCausalLM built on the meta device with these configs).
     func testPresetsHaveTheModelsParameterCounts() throws {

@@ -35,6 +35,7 @@ public final class DPOTrainer {
                 lossType: DPOLoss.Kind = .sigmoid, labelSmoothing: Double = 0, truncation: TruncationMode = .keepStart,
                 collective: (any Collective)? = nil) throws {
         guard !arguments.packing else { throw TrainingError.invalid("DPO does not pack: each pair's rows are whole sequences") }
+        try model.requireNoRouterAuxLoss("DPO")
         evalPairs = data.eval
         droppedLongPrompts = data.droppedLongPrompts
         objective = DPOObjective(pairs: data.train, loss: DPOLoss(kind: lossType, beta: beta, labelSmoothing: labelSmoothing),

@@ -31,6 +31,7 @@ public final class ORPOTrainer {
     public init(model: LlamaModel, data: PreferenceTrainingData, arguments: TrainingArguments, beta: Double = 0.1,
                 collective: (any Collective)? = nil) throws {
         guard !arguments.packing else { throw TrainingError.invalid("ORPO does not pack: each pair's rows are whole sequences") }
+        try model.requireNoRouterAuxLoss("ORPO")
         evalPairs = data.eval
         droppedLongPrompts = data.droppedLongPrompts
         objective = try ORPOObjective(pairs: data.train, loss: ORPOLoss(beta: beta))

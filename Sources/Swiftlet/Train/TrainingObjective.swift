@@ -52,6 +52,17 @@ extension MicroBatchMeanObjective {
     }
 }
 
+extension LlamaModel {
+    /// Preference objectives (DPO, ORPO) do not add a mixture's load-balancing loss yet, which TRL adds
+    /// when the config sets `output_router_logits`: a clear error instead of a silently different loss.
+    func requireNoRouterAuxLoss(_ objective: String) throws {
+        guard let moe = config.moe, moe.auxLossEnabled else { return }
+        throw TrainingError.invalid("\(objective) does not add the router's load-balancing loss yet, and config.json sets "
+                                    + "output_router_logits true (TRL would add router_aux_loss_coef · aux); "
+                                    + "set it false in config.json to train without it")
+    }
+}
+
 /// One step's result, as the objective reports it.
 public struct ObjectiveStep {
     public var loss: Double
