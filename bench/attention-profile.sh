@@ -7,9 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-attention}
 mkdir -p "$out"
-swiftlet=bench/bin/swiftlet
-[ -x $swiftlet ] || python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('$swiftlet.xz'), open('$swiftlet', 'wb'))"
-chmod +x $swiftlet
+. bench/binary.sh
 timeout 180 python3 bench/attention_baseline.py 2>&1 | tee "$out/attention-baseline.log" | grep RESULT
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 [ -n "$ncu" ] || { echo "no ncu"; exit 0; }

@@ -6,9 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-smoke}
 mkdir -p "$out"
-swiftlet=bench/bin/swiftlet
-[ -x $swiftlet ] || python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('$swiftlet.xz'), open('$swiftlet', 'wb'))"
-chmod +x $swiftlet
+. bench/binary.sh
 work=$(mktemp -d)
 $swiftlet train --device cuda --max-steps 60 --output "$work/sft" | tail -3
 python3 - "$work" <<'PY'

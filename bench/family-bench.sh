@@ -7,10 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-families}
 mkdir -p "$out"
-swiftlet=bench/bin/swiftlet
-[ -x $swiftlet ] || python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('$swiftlet.xz'), open('$swiftlet', 'wb'))"
-chmod +x $swiftlet
-[ -d bench/carry/bnb/site ] && export PYTHONPATH="$PWD/bench/carry/bnb/site${PYTHONPATH:+:$PYTHONPATH}"
+. bench/binary.sh
 steps=${STEPS:-4}
 for arch in ${ARCHS:-llama3-8b qwen3-8b phi3-mini gemma2-9b mixtral-8x7b qwen3-30b-a3b}; do
   echo "== $arch ($(date +%T))"

@@ -8,9 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-generate}
 mkdir -p "$out"
-swiftlet=bench/bin/swiftlet
-[ -x $swiftlet ] || python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('$swiftlet.xz'), open('$swiftlet', 'wb'))"
-chmod +x $swiftlet
+. bench/binary.sh
 arch=${ARCH:-tinyllama}; prompt=${PROMPT:-512}; new=${NEW:-128}; runs=${RUNS:-5}
 {
   for p in $prompt 2048; do

@@ -7,10 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-gpu-checks}
 mkdir -p "$out"
-swiftlet=bench/bin/swiftlet
-[ -x $swiftlet ] || python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('$swiftlet.xz'), open('$swiftlet', 'wb'))"
-chmod +x $swiftlet
-[ -d bench/carry/bnb/site ] && export PYTHONPATH="$PWD/bench/carry/bnb/site${PYTHONPATH:+:$PYTHONPATH}"
+. bench/binary.sh
 section() { echo "== $1 ($(date +%T))"; }
 section doctor
 timeout 240 $swiftlet doctor --fixtures Tests/SwiftletTests/Fixtures > "$out/doctor.log" 2>&1

@@ -7,10 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-issue7}
 mkdir -p "$out"
-swiftlet=bench/bin/swiftlet
-[ -x $swiftlet ] || python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('$swiftlet.xz'), open('$swiftlet', 'wb'))"
-chmod +x $swiftlet
-[ -d bench/carry/bnb/site ] && export PYTHONPATH="$PWD/bench/carry/bnb/site${PYTHONPATH:+:$PYTHONPATH}"
+. bench/binary.sh
 steps=${STEPS:-6}
 hf() { timeout 300 python3 bench/carry/hf_peft.py --steps $steps "$@" 2>/dev/null | grep RESULT; }
 sw() { timeout 300 $swiftlet bench --steps $steps --device cuda "$@" 2>&1 | grep -E "RESULT|rror"; }

@@ -8,10 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-longest}
 mkdir -p "$out"
-swiftlet=bench/bin/swiftlet
-[ -x $swiftlet ] || python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('$swiftlet.xz'), open('$swiftlet', 'wb'))"
-chmod +x $swiftlet
-[ -d bench/carry/bnb/site ] && export PYTHONPATH="$PWD/bench/carry/bnb/site${PYTHONPATH:+:$PYTHONPATH}"
+. bench/binary.sh
 budget=${BUDGET:-16}; arch=${ARCH:-llama2-7b}
 PYTHONUNBUFFERED=1 timeout 400 python3 bench/longest_seq_hf.py --arch $arch --fourbit 1 --budget-gib $budget \
     --seqs ${HF_SEQS:-8192,12288,16384,20480,24576} 2>&1 | grep -E "^(SEQ|RESULT)" | tee "$out/longest-hf.log"

@@ -12,15 +12,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-bench}
 mkdir -p "$out"
-swiftlet=bench/bin/swiftlet
-[ -x $swiftlet ] || python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('$swiftlet.xz'), open('$swiftlet', 'wb'))"
-chmod +x $swiftlet
+. bench/binary.sh
 baseline=bench/carry/hf_peft.py
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader | tee "$out/gpu.txt"
 stages=" ${STAGES:-doctor compare train bench} "
 has() { [[ "$stages" == *" $1 "* ]]; }
-# bitsandbytes for the QLoRA and 8-bit optimizer checks (../shared/bench/get-bitsandbytes.sh bench/carry/bnb)
-[ -d bench/carry/bnb/site ] && export PYTHONPATH="$PWD/bench/carry/bnb/site${PYTHONPATH:+:$PYTHONPATH}"
 if has adamw8bit; then
 echo "== 8-bit AdamW against bitsandbytes' CUDA kernel"
 (cd scripts && timeout 300 python3 check_adamw8bit_bnb.py ../$swiftlet --fixture /tmp/adamw8bit_cuda.safetensors) 2>&1 | grep -v Warning | tee "$out/adamw8bit.log"
