@@ -28,14 +28,21 @@ static int report(const char* what, std::initializer_list<std::pair<const char*,
     return ok;
 }
 
-int glu(bool gelu) {
+// v8: the eight-wide kernels (n % 8 == 0; std::vector's storage is 16-byte aligned).
+int glu(bool gelu, bool v8) {
     const int n = 3000;
     auto g = randoms(n, -4, 4), u = randoms(n, -1, 1), dy = randoms(n, -1, 1);
     std::vector<storage_t> out(n, 0xFFFF), dg(n, 0xFFFF), du(n, 0xFFFF);
-    launch({3, 1, 1}, 64, [&] { (gelu ? swiftlet_geglu_tanh_forward : swiftlet_swiglu_forward)(g.data(), u.data(), out.data(), n); });
-    launch({3, 1, 1}, 64, [&] {
-        (gelu ? swiftlet_geglu_tanh_backward : swiftlet_swiglu_backward)(dy.data(), g.data(), u.data(), dg.data(), du.data(), n);
-    });
+    auto forward = gelu ? (v8 ? swiftlet_geglu_tanh_forward_v8 : swiftlet_geglu_tanh_forward)
+                        : (v8 ? swiftlet_swiglu_forward_v8 : swiftlet_swiglu_forward);
+    auto backward = gelu ? (v8 ? swiftlet_geglu_tanh_backward_v8 : swiftlet_geglu_tanh_backward)
+                         : (v8 ? swiftlet_swiglu_backward_v8 : swiftlet_swiglu_backward);
+    launch({3, 1, 1}, 64, [&] { forward(g.data(), u.data(), out.data(), n); });
+    launch({3, 1, 1}, 64, [&] { backward(dy.data(), g.data(), u.data(), dg.data(), du.data(), n); });
+    // in place (the decoder's use): the same bits as separate outputs
+    auto gi = g, ui = u;
+    launch({3, 1, 1}, 64, [&] { backward(dy.data(), gi.data(), ui.data(), gi.data(), ui.data(), n); });
+    const bool inPlace = gi == dg && ui == du;
     Measure mo, mg, mu;
     const double beta = 0.7978845608028654, kappa = 0.044715;
     for (int i = 0; i < n; i++) {
@@ -52,16 +59,24 @@ int glu(bool gelu) {
         mg.add(to_f32(dg[i]), d(dy[i]) * d(u[i]) * der);
         mu.add(to_f32(du[i]), d(dy[i]) * act);
     }
-    return report(gelu ? "GeGLU (tanh) 3000" : "SwiGLU 3000", {{"out", &mo}, {"dGate", &mg}, {"dUp", &mu}}, 1e-2);
+    char label[64];
+    snprintf(label, sizeof label, "%s 3000%s%s", gelu ? "GeGLU (tanh)" : "SwiGLU", v8 ? ", eight-wide" : "",
+             inPlace ? "" : " IN PLACE DIFFERS");
+    return report(label, {{"out", &mo}, {"dGate", &mg}, {"dUp", &mu}}, 1e-2) && inPlace;
 }
 
-int rmsnorm(float offset) {
+int rmsnorm(float offset, bool v8) {
     const int rows = 5, width = 200;
     auto x = randoms(rows * width, -2, 2), w = randoms(width, 0.5f - offset, 1.5f - offset), dy = randoms(rows * width, -1, 1);
     std::vector<storage_t> y(rows * width, 0xFFFF);
     std::vector<float> rstd(rows, NAN), dx(rows * width, 0.25f);
-    launch({rows, 1, 1}, 64, [&] { swiftlet_rmsnorm_forward(x.data(), w.data(), y.data(), rstd.data(), width, 1e-5f, offset); });
-    launch({rows, 1, 1}, 64, [&] { swiftlet_rmsnorm_backward_f32(dy.data(), x.data(), w.data(), rstd.data(), dx.data(), width, offset); });
+    launch({rows, 1, 1}, 64, [&] {
+        (v8 ? swiftlet_rmsnorm_forward_v8 : swiftlet_rmsnorm_forward)(x.data(), w.data(), y.data(), rstd.data(), width, 1e-5f, offset);
+    });
+    launch({rows, 1, 1}, 64, [&] {
+        (v8 ? swiftlet_rmsnorm_backward_f32_v8 : swiftlet_rmsnorm_backward_f32)(dy.data(), x.data(), w.data(), rstd.data(),
+                                                                                 dx.data(), width, offset);
+    });
     Measure my, mr, mdx;
     for (int r = 0; r < rows; r++) {
         double ss = 0; for (int j = 0; j < width; j++) ss += d(x[r * width + j]) * d(x[r * width + j]);
@@ -77,7 +92,7 @@ int rmsnorm(float offset) {
             mdx.add(dx[r * width + j], 0.25 + s * wj * d(dy[r * width + j]) - dot * s * s * s / width * d(x[r * width + j]));
         }
     }
-    char label[64]; snprintf(label, sizeof label, "RMSNorm 5x200, weight offset %g", offset);
+    char label[64]; snprintf(label, sizeof label, "RMSNorm 5x200, weight offset %g%s", offset, v8 ? ", eight-wide" : "");
     return report(label, {{"y", &my}, {"rstd", &mr}, {"dX (f32, +=)", &mdx}}, 1e-2);
 }
 
@@ -119,10 +134,12 @@ int crossEntropy(float softcap) {
 
 int main() {
     int ok = 1;
-    ok &= glu(false);
-    ok &= glu(true);
-    ok &= rmsnorm(0);
-    ok &= rmsnorm(1);
+    for (bool v8 : {false, true}) {
+        ok &= glu(false, v8);
+        ok &= glu(true, v8);
+        ok &= rmsnorm(0, v8);
+        ok &= rmsnorm(1, v8);
+    }
     ok &= crossEntropy(0);
     ok &= crossEntropy(3);
     printf(ok ? "ALL PASS\n" : "FAILURES\n");
