@@ -20,8 +20,21 @@ struct SwiftletCommand: ParsableCommand {
             if let i = given.firstIndex(of: "--config"), i + 1 < given.count, !(error is ExitCode) {
                 FileHandle.standardError.write(Data("(flags were read from \(given[i + 1]) too; its keys are flag names)\n".utf8))
             }
-            exit(withError: error)
+            exitWithOneWrite(error)
         }
+    }
+
+    /// ArgumentParser's `exit(withError:)`, with the message written in one call: the workers of a
+    /// data-parallel run share the launcher's terminal or log, and piecewise writes of two failing
+    /// workers interleaved inside each other's lines (and inside multi-byte characters).
+    static func exitWithOneWrite(_ error: Error) -> Never {
+        let code = exitCode(for: error)
+        let message = fullMessage(for: error)
+        if !message.isEmpty {
+            let handle = code == .success ? FileHandle.standardOutput : FileHandle.standardError
+            handle.write(Data((message.hasSuffix("\n") ? message : message + "\n").utf8))
+        }
+        Foundation.exit(code.rawValue)
     }
 }
 

@@ -261,6 +261,12 @@ final class DistributedTests: XCTestCase {
                                   environment: ["SWIFTLET_RENDEZVOUS_TIMEOUT": "20"], timeout: 90)
         XCTAssertNotEqual(result.status, 0, result.output)
         XCTAssertTrue(result.output.contains("worker rank"), "status \(result.status): \(result.output)")
+        // Each worker writes its error in one call, so two failing workers' lines stay whole (they were
+        // interleaved inside each other, and inside multi-byte characters, in about one run in six).
+        XCTAssertFalse(result.output.contains("\u{FFFD}"), "a line was cut inside a character: \(result.output)")
+        for line in result.output.split(separator: "\n") where line.hasPrefix("Error: ") && line.contains("config.json") {
+            XCTAssertTrue(line.contains(": cannot be read (") && line.hasSuffix(")"), "an interleaved line: \(line)")
+        }
     }
 
     /// SIGTERM to the launcher (a scheduler cancelling the job) stops its workers too.
