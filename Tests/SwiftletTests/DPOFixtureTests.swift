@@ -6,40 +6,8 @@ import XCTest
 /// scripts/make_dpo_fixtures.py on the llama_gqa model and adapter): the collated batch, the
 /// reference log-probs (adapters off), each loss type's loss, metrics and LoRA gradients.
 final class DPOFixtureTests: XCTestCase {
-    struct Fixture {
-        var model: LlamaModel
-        var pairs: [PreferencePair]
-        var expected: [String: Any]
-        var tensors: SafetensorsFile
-
-        init() throws {
-            let root = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
-            let base = root.appendingPathComponent("llama_gqa"), dpo = root.appendingPathComponent("dpo")
-            model = try LlamaModel.load(directory: base, on: CPUBackend())
-            _ = try PEFTAdapter.load(directory: base.appendingPathComponent("adapter"), into: model)
-            let rows = try XCTUnwrap(JSONSerialization.jsonObject(
-                with: Data(contentsOf: dpo.appendingPathComponent("pairs.json"))) as? [[String: [Int]]])
-            pairs = rows.map { row in
-                PreferencePair(promptIds: row["prompt_ids"]!.map(Int32.init), chosenIds: row["chosen_ids"]!.map(Int32.init),
-                               rejectedIds: row["rejected_ids"]!.map(Int32.init))
-            }
-            expected = try XCTUnwrap(JSONSerialization.jsonObject(
-                with: Data(contentsOf: dpo.appendingPathComponent("expected.json"))) as? [String: Any])
-            tensors = try SafetensorsFile(url: dpo.appendingPathComponent("expected.safetensors"))
-        }
-
-        var batch: PreferenceBatch { PreferenceBatch(pairs: pairs, maxLength: expected["max_length"] as? Int) }
-    }
-
-    func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        precondition(a.count == b.count)
-        if a.contains(where: \.isNaN) { return .infinity }
-        let diff = zip(a, b).map { Double(abs($0 - $1)) }.max() ?? 0
-        return diff / max(b.map { Double(abs($0)) }.max() ?? 0, 1e-12)
-    }
-
     func testCollationMatchesTRL() throws {
-        let f = try Fixture()
+        let f = try PreferenceFixture("dpo")
         let b = f.batch
         let ids = try XCTUnwrap(f.expected["input_ids"] as? [[Int]])
         let mask = try XCTUnwrap(f.expected["attention_mask"] as? [[Int]])
@@ -60,7 +28,7 @@ final class DPOFixtureTests: XCTestCase {
     }
 
     func testReferenceLogProbsAreTheBaseModelWithoutAdapters() throws {
-        let f = try Fixture()
+        let f = try PreferenceFixture("dpo")
         let expected = try XCTUnwrap(f.expected["ref_logps"] as? [Double])
         let ref = try DPOStep.referenceLogProbs(model: f.model, batch: f.batch)
         for (a, b) in zip(ref, expected) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b))) }
@@ -73,7 +41,7 @@ final class DPOFixtureTests: XCTestCase {
     }
 
     func testLossMetricsAndGradientsMatchTRL() throws {
-        let f = try Fixture()
+        let f = try PreferenceFixture("dpo")
         let variants = try XCTUnwrap(f.expected["variants"] as? [String: [String: Any]])
         XCTAssertEqual(Set(variants.keys), ["sigmoid", "sigmoid_smoothed", "ipo", "hinge"])
         for (name, v) in variants.sorted(by: { $0.key < $1.key }) {
@@ -104,7 +72,7 @@ final class DPOFixtureTests: XCTestCase {
 
     /// Recomputing layers in the backward (gradient checkpointing) gives the same DPO gradients.
     func testGradientCheckpointingKeepsTheGradients() throws {
-        let f = try Fixture()
+        let f = try PreferenceFixture("dpo")
         let loss = DPOLoss(kind: .sigmoid, beta: 0.1)
         let grads: (GradientCheckpointing) throws -> [Float] = { mode in
             f.model.gradientCheckpointing = mode
@@ -117,7 +85,7 @@ final class DPOFixtureTests: XCTestCase {
 
     /// A few AdamW steps on the fixture's pairs: the DPO loss falls and the chosen rewards overtake.
     func testLossFallsUnderAdamW() throws {
-        let f = try Fixture()
+        let f = try PreferenceFixture("dpo")
         var arguments = TrainingArguments()
         arguments.optimizer = .adamw
         let optimizer = try LoRAOptimizer(adapters: f.model.adapters, arguments: arguments)
@@ -136,4 +104,9 @@ final class DPOFixtureTests: XCTestCase {
         XCTAssertEqual(end.metrics["rewards/accuracies"], 1)
         XCTAssertGreaterThan(end.metrics["rewards/margins"]!, start.metrics["rewards/margins"]!)
     }
+}
+
+private extension PreferenceFixture {
+    /// The pairs collated as TRL's DPO collator does, at the fixture's max_length.
+    var batch: PreferenceBatch { PreferenceBatch(pairs: pairs, maxLength: expected["max_length"] as? Int) }
 }

@@ -24,14 +24,6 @@ final class MergedExportTests: XCTestCase {
         return (model, directory)
     }
 
-    func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        precondition(a.count == b.count)
-        if a.contains(where: { !$0.isFinite }) { return .infinity }
-        let diff = zip(a, b).map { Double(abs($0 - $1)) }.max() ?? 0
-        let scale = b.map { Double(abs($0)) }.max() ?? 0
-        return diff / max(scale, 1e-12)
-    }
-
     func testF32MergedLogitsMatchBasePlusAdapter() throws {
         for name in ["llama_gqa", "qwen2_bias", "llama32_tied", "qwen3_qknorm", "phi3_fused", "phi3_longrope",
                      "gemma2_softcap", "gemma3_text"] {

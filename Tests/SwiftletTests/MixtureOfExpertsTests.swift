@@ -13,13 +13,6 @@ final class MixtureOfExpertsTests: XCTestCase {
         try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil)).appendingPathComponent(name)
     }
 
-    func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        precondition(a.count == b.count, "\(a.count) vs \(b.count)")
-        if a.contains(where: \.isNaN) { return .infinity }
-        let diff = zip(a, b).map { Double(abs($0 - $1)) }.max() ?? 0
-        return diff / max(b.map { Double(abs($0)) }.max() ?? 0, 1e-12)
-    }
-
     /// Every adapter's gradient (or weight) under its PEFT name, the experts' joined as PEFT stores them.
     func byPEFTName(_ model: LlamaModel, _ pick: (LoRAAdapter) -> (Tensor, Tensor)) -> [String: [Float]] {
         var out: [String: [Float]] = [:], experts: [String: [LoRAAdapter]] = [:]

@@ -34,15 +34,6 @@ final class ModelFixtureTests: XCTestCase {
         var loss: Double { expected["loss"] as! Double }
     }
 
-    /// max |a − b| / max |b|: relative to the tensor's scale, so tiny elements don't blow it up.
-    func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        precondition(a.count == b.count)
-        if a.contains(where: \.isNaN) { return .infinity }
-        let diff = zip(a, b).map { Double(abs($0 - $1)) }.max() ?? 0
-        let scale = b.map { Double(abs($0)) }.max() ?? 0
-        return diff / max(scale, 1e-12)
-    }
-
     func testLossLogitsAndGradientsMatchPyTorch() throws {
         for name in Self.fixtures {
             let f = try Fixture(name)

@@ -6,39 +6,8 @@ import XCTest
 /// made by scripts/make_orpo_fixtures.py on the llama_gqa model and adapter): loss, metrics and LoRA
 /// gradients for two betas, on pairs that include one whose rejected prompt differs in its last token.
 final class ORPOFixtureTests: XCTestCase {
-    struct Fixture {
-        var model: LlamaModel
-        var pairs: [PreferencePair]
-        var expected: [String: Any]
-        var tensors: SafetensorsFile
-
-        init() throws {
-            let root = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
-            let base = root.appendingPathComponent("llama_gqa"), orpo = root.appendingPathComponent("orpo")
-            model = try LlamaModel.load(directory: base, on: CPUBackend())
-            _ = try PEFTAdapter.load(directory: base.appendingPathComponent("adapter"), into: model)
-            let rows = try XCTUnwrap(JSONSerialization.jsonObject(
-                with: Data(contentsOf: orpo.appendingPathComponent("pairs.json"))) as? [[String: [Int]]])
-            pairs = rows.map { row in
-                PreferencePair(promptIds: row["prompt_ids"]!.map(Int32.init), chosenIds: row["chosen_ids"]!.map(Int32.init),
-                               rejectedIds: row["rejected_ids"]!.map(Int32.init),
-                               rejectedPromptIds: row["rejected_prompt_ids"]?.map(Int32.init))
-            }
-            expected = try XCTUnwrap(JSONSerialization.jsonObject(
-                with: Data(contentsOf: orpo.appendingPathComponent("expected.json"))) as? [String: Any])
-            tensors = try SafetensorsFile(url: orpo.appendingPathComponent("expected.safetensors"))
-        }
-    }
-
-    func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        precondition(a.count == b.count)
-        if a.contains(where: \.isNaN) { return .infinity }
-        let diff = zip(a, b).map { Double(abs($0 - $1)) }.max() ?? 0
-        return diff / max(b.map { Double(abs($0)) }.max() ?? 0, 1e-12)
-    }
-
     func testLossMetricsAndGradientsMatchTRL() throws {
-        let f = try Fixture()
+        let f = try PreferenceFixture("orpo")
         XCTAssertNotNil(f.pairs[1].rejectedPromptIds, "the fixture covers prompts that differ between the sides")
         let batch = ORPOObjective.batch(f.pairs)
         let variants = try XCTUnwrap(f.expected["variants"] as? [String: [String: Any]])
@@ -109,7 +78,7 @@ final class ORPOFixtureTests: XCTestCase {
 
     /// Recomputing layers in the backward (gradient checkpointing) gives the same ORPO gradients.
     func testGradientCheckpointingKeepsTheGradients() throws {
-        let f = try Fixture()
+        let f = try PreferenceFixture("orpo")
         let batch = ORPOObjective.batch(f.pairs)
         let grads: (GradientCheckpointing) throws -> [Float] = { mode in
             f.model.gradientCheckpointing = mode
