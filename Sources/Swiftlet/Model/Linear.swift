@@ -101,29 +101,25 @@ public struct Linear {
         let tokens = dY.shape[0]
         let fused = lora != nil && saved.lowRank != nil && saved.dropoutMask == nil && Self.usesFusedLoRA(lora!)
         let reusing = overwritingInput && dX == nil && (lora == nil || fused) && saved.input.dtype == backend.computeType
-        var earlyDz: Tensor?
-        if reusing, let lora, let z = saved.lowRank {
+        // The fused path's terms that read the input: dB += s · dYᵀ z ;  dz = s · dY B ;  dA += dzᵀ x  (all f32).
+        func inputTerms(_ lora: LoRAAdapter, _ z: Tensor) throws -> Tensor {
             backend.loraGradient(dY, z, into: lora.gradB, gradientTransposed: false, alpha: lora.scaling)
             let dz = try backend.empty([tokens, lora.rank], .f32)
             backend.loraDown(dY, lora.b, weightTransposed: true, into: dz, alpha: lora.scaling)
             backend.loraGradient(saved.input, dz, into: lora.gradA, gradientTransposed: true, alpha: 1)
-            earlyDz = dz
+            return dz
         }
+        // Overwriting the input: those terms first, before the GEMM takes its storage.
+        var earlyDz: Tensor?
+        if reusing, let lora, let z = saved.lowRank { earlyDz = try inputTerms(lora, z) }
         // A new input gradient is written whole by the GEMM (beta 0); an existing one accumulates.
         let dInput = try dX ?? (reusing ? saved.input : backend.empty([tokens, inFeatures], backend.computeType))
         backend.matmul(dY, transposeA: false, try weight.materialized(), transposeB: false, into: dInput,
                        alpha: 1, beta: dX == nil ? 0 : 1)
-        if let lora, let dz = earlyDz {
-            backend.loraUpAdd(dz, lora.a, weightTransposed: true, scale: 1, into: dInput)
-            return dInput
-        }
         if let lora, let z = saved.lowRank {
             // dB += s · dYᵀ z ;  dz = s · dY B ;  dA += dzᵀ x̃ ;  dx += (dz A) ⊙ mask   (all f32)
             if fused {
-                backend.loraGradient(dY, z, into: lora.gradB, gradientTransposed: false, alpha: lora.scaling)
-                let dz = try backend.empty([tokens, lora.rank], .f32)
-                backend.loraDown(dY, lora.b, weightTransposed: true, into: dz, alpha: lora.scaling)
-                backend.loraGradient(saved.input, dz, into: lora.gradA, gradientTransposed: true, alpha: 1)
+                let dz = try earlyDz ?? inputTerms(lora, z)
                 backend.loraUpAdd(dz, lora.a, weightTransposed: true, scale: 1, into: dInput)
                 return dInput
             }
