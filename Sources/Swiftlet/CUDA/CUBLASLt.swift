@@ -170,7 +170,8 @@ extension CUDABackend {
                      "matmul \(a.shape)\(transposeA ? "ᵀ" : "") × \(b.shape)\(transposeB ? "ᵀ" : "") into \(c.shape)")
         if m == 0 || n == 0 { return }
         if k == 0 { scale(c, by: beta); return }
-        run {
+        // The profile tells the thin products (the LoRA path's, N or K of a few ranks) from the rest.
+        run(Swift.min(m, n, k) <= CUDASplitBF16.thinWidth ? "matmul, thin" : "matmul") {
             try blas.matmul(a: a.device, transA: transposeA, lda: a.shape[1], b: b.device, transB: transposeB,
                             ldb: b.shape[1], c: c.device, ldc: c.shape[1], m: m, n: n, k: k,
                             inputType: a.dtype, outputType: c.dtype, alpha: alpha, beta: beta)

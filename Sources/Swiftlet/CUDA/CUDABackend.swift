@@ -17,6 +17,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// Descriptor tables of the multi-tensor kernels, uploaded once per list of tensors.
     let multiTensorTables = MultiTensorTables()
     private let prelude: String
+    private var functions: [String: [(source: String, kernel: CUDAKernel)]] = [:]
     private let lock = NSLock()
     /// Pinned host blocks for offloaded activations (gradient checkpointing's offload mode).
     let pinnedHost: PinnedHostPool
@@ -102,9 +103,16 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         return lines.joined(separator: "\n")
     }
 
-    /// A kernel of `source`, compiled for this backend's storage type.
+    /// A kernel of `source`, compiled for this backend's storage type. Every launch asks for its
+    /// kernel, so found ones are kept by name: the module cache's key hashes the whole source with
+    /// the prelude (tens of KB), which cost more host time than a small kernel's GPU time. The
+    /// source is kept beside the kernel because two families may name a kernel alike; comparing a
+    /// static source with itself is immediate.
     func function(_ name: String, _ source: String) throws -> CUDAKernel {
-        try kernels.function(name, source: prelude + source)
+        if let found = lock.withLock({ functions[name]?.first(where: { $0.source == source })?.kernel }) { return found }
+        let kernel = try kernels.function(name, source: prelude + source)
+        lock.withLock { functions[name, default: []].append((source, kernel)) }
+        return kernel
     }
 
     func expect(_ t: Tensor, _ dtype: DType, file: StaticString = #file, line: UInt = #line) {

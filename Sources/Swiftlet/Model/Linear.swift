@@ -38,21 +38,26 @@ public struct Linear {
     public func forward(_ x: Tensor, dropoutSeed: UInt64? = nil) throws -> (Tensor, Saved) {
         let backend = x.backend
         let tokens = x.shape[0]
-        // beta 0: the GEMM writes every element of y without reading it.
         let y = try backend.empty([tokens, outFeatures], backend.computeType)
-        backend.matmul(x, transposeA: false, try weight.materialized(), transposeB: true, into: y, alpha: 1, beta: 0)
-        if let bias { backend.addBias(bias, into: y) }
+        func base() throws {
+            // beta 0: the GEMM writes every element of y without reading it.
+            backend.matmul(x, transposeA: false, try weight.materialized(), transposeB: true, into: y, alpha: 1, beta: 0)
+            if let bias { backend.addBias(bias, into: y) }
+        }
         var saved = Saved(input: x)
         if let lora {
             let dropping = dropoutSeed != nil && lora.dropout > 0
             if !dropping && Self.usesFusedLoRA(lora) {
-                // z = x Aᵀ and y += s · z Bᵀ straight from x's storage type: no f32 copy of x.
+                // z = x Aᵀ and y += s · z Bᵀ straight from x's storage type: no f32 copy of x. z
+                // first, so that y is still in the GPU's L2 cache when the up product adds into it.
                 let z = try backend.empty([tokens, lora.rank], .f32)
                 backend.loraDown(x, lora.a, weightTransposed: false, into: z, alpha: 1)
+                try base()
                 backend.loraUpAdd(z, lora.b, weightTransposed: false, scale: lora.scaling, into: y)
                 saved.lowRank = z
                 return (y, saved)
             }
+            try base()
             var mask: Tensor?
             var loraInput = try Self.widened(x, mask: nil)
             if let seed = dropoutSeed, dropping {
@@ -76,6 +81,8 @@ public struct Linear {
             }
             saved.dropoutMask = mask
             saved.lowRank = z
+        } else {
+            try base()
         }
         return (y, saved)
     }
@@ -93,33 +100,32 @@ public struct Linear {
 
     /// Accumulates the LoRA gradients and adds dL/dx into `dX` (or returns a new tensor).
     /// `overwritingInput`: the forward's input is dead after this call (the decoder's down_proj
-    /// input), so a new dL/dx may take its storage: the LoRA terms that read the input run first.
-    /// The same ops on the same values as without it, only reordered: the same bits.
+    /// input), so a new dL/dx may take its storage: the fused LoRA path's terms that read the input
+    /// run before the GEMM in any case.
     @discardableResult
     public func backward(_ dY: Tensor, saved: Saved, accumulateInto dX: Tensor?, overwritingInput: Bool = false) throws -> Tensor {
         let backend = dY.backend
         let tokens = dY.shape[0]
         let fused = lora != nil && saved.lowRank != nil && saved.dropoutMask == nil && Self.usesFusedLoRA(lora!)
         let reusing = overwritingInput && dX == nil && (lora == nil || fused) && saved.input.dtype == backend.computeType
-        // The fused path's terms that read the input: dB += s · dYᵀ z ;  dz = s · dY B ;  dA += dzᵀ x  (all f32).
-        func inputTerms(_ lora: LoRAAdapter, _ z: Tensor) throws -> Tensor {
+        // The fused path's terms that read the input, before the GEMM (which may take the input's
+        // storage) so that the up product adds into dL/dx while the GPU's L2 cache still holds it:
+        // dB += s · dYᵀ z ;  dz = s · dY B ;  dA += dzᵀ x  (all f32).
+        var fusedDz: Tensor?
+        if fused, let lora, let z = saved.lowRank {
             backend.loraGradient(dY, z, into: lora.gradB, gradientTransposed: false, alpha: lora.scaling)
             let dz = try backend.empty([tokens, lora.rank], .f32)
             backend.loraDown(dY, lora.b, weightTransposed: true, into: dz, alpha: lora.scaling)
             backend.loraGradient(saved.input, dz, into: lora.gradA, gradientTransposed: true, alpha: 1)
-            return dz
+            fusedDz = dz
         }
-        // Overwriting the input: those terms first, before the GEMM takes its storage.
-        var earlyDz: Tensor?
-        if reusing, let lora, let z = saved.lowRank { earlyDz = try inputTerms(lora, z) }
         // A new input gradient is written whole by the GEMM (beta 0); an existing one accumulates.
         let dInput = try dX ?? (reusing ? saved.input : backend.empty([tokens, inFeatures], backend.computeType))
         backend.matmul(dY, transposeA: false, try weight.materialized(), transposeB: false, into: dInput,
                        alpha: 1, beta: dX == nil ? 0 : 1)
         if let lora, let z = saved.lowRank {
             // dB += s · dYᵀ z ;  dz = s · dY B ;  dA += dzᵀ x̃ ;  dx += (dz A) ⊙ mask   (all f32)
-            if fused {
-                let dz = try earlyDz ?? inputTerms(lora, z)
+            if let dz = fusedDz {
                 backend.loraUpAdd(dz, lora.a, weightTransposed: true, scale: 1, into: dInput)
                 return dInput
             }

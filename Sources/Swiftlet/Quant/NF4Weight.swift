@@ -51,7 +51,8 @@ public struct NF4Weight {
 
     /// A fresh tensor of the compute type holding the dequantized weight.
     public func dequantized() throws -> Tensor {
-        let out = try backend.zeros(shape, backend.computeType)
+        // Written whole by the dequantization: no zero fill first.
+        let out = try backend.empty(shape, backend.computeType)
         backend.dequantizeNF4(self, into: out)
         return out
     }

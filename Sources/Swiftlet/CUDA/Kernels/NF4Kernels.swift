@@ -1,8 +1,8 @@
 import CCUDA
 import Foundation
 
-/// NF4 dequantization on the GPU: sixteen elements a thread (8 packed bytes in one quantization
-/// block, 16-byte stores) where the sizes and alignments allow, else one thread per packed byte; the
+/// NF4 dequantization on the GPU: four units of eight elements a thread (4 packed bytes in one
+/// quantization block, one 16-byte store) where the sizes and alignments allow, else one thread per packed byte; the
 /// block's scale resolved inline from the double-quantized absmax. Every product and sum is an explicitly
 /// rounded f32 operation (`__fmul_rn`, `__fadd_rn`): NVRTC would otherwise fuse them into an FMA
 /// and differ from bitsandbytes and the CPU backend in the last bit.
@@ -32,52 +32,59 @@ enum CUDANF4 {
             }
         }
     }
-    // Sixteen elements a thread: one 8-byte load, one scale, 16-byte stores, the code book in shared
-    // memory (a __constant__ read with sixteen different indices in a warp is serialised). Needs
-    // n % 16 == 0, block % 16 == 0, packed 8-byte and out 16-byte aligned (the launcher checks).
-    __device__ __forceinline__ void store16(storage_t* out, const float (&v)[16]) {
-        unsigned int w[8];
-        #pragma unroll
-        for (int k = 0; k < 8; k++) w[k] = (unsigned int)to_storage(v[2 * k]) | ((unsigned int)to_storage(v[2 * k + 1]) << 16);
-        ((uint4*)out)[0] = make_uint4(w[0], w[1], w[2], w[3]);
-        ((uint4*)out)[1] = make_uint4(w[4], w[5], w[6], w[7]);
-    }
-    __device__ __forceinline__ void store16(float* out, const float (&v)[16]) {
-        #pragma unroll
-        for (int k = 0; k < 4; k++) ((float4*)out)[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
-    }
+    // Eight elements a unit (one 4-byte load, one scale, one 16-byte store of 16-bit values), so a
+    // warp's loads and stores each cover one contiguous span; four units a thread, their loads all
+    // issued before the first store (units a grid apart), so each thread keeps four loads in flight.
+    // The code book sits in shared memory (a __constant__ read with sixteen different indices in a
+    // warp is serialised). Needs n % 8 == 0, block % 8 == 0, packed 4-byte and out 16-byte aligned
+    // (the launcher checks).
+    #define NF4_UNITS 4
     template <typename T>
-    __device__ void dequantize_nf4_x16(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
-                                       const float* nested, const float* code, float offset, int nested_block,
-                                       int block, T* out, long long n) {
+    __device__ void dequantize_nf4_x8(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
+                                      const float* nested, const float* code, float offset, int nested_block,
+                                      int block, T* out, long long n) {
         __shared__ float book[16];
         if (threadIdx.x < 16) book[threadIdx.x] = nf4_code[threadIdx.x];
         __syncthreads();
-        GRID_STRIDE(t, n / 16) {
-            const uint2 bytes = *(const uint2*)(packed + 8 * t);
-            const long long b = 16 * t / block;
-            const float scale = qabsmax
-                ? __fadd_rn(__fmul_rn(code[qabsmax[b]], nested[b / nested_block]), offset)
-                : absmax[b];
-            float v[16];
+        const long long units = n / 8, stride = (long long)gridDim.x * blockDim.x;
+        for (long long first = blockIdx.x * (long long)blockDim.x + threadIdx.x; first < units; first += NF4_UNITS * stride) {
+            unsigned int bytes[NF4_UNITS];
+            float scale[NF4_UNITS];
             #pragma unroll
-            for (int k = 0; k < 8; k++) {
-                const unsigned int byte = ((k < 4 ? bytes.x : bytes.y) >> (8 * (k & 3))) & 0xffu;  // byte 8t + k
-                v[2 * k] = __fmul_rn(book[byte >> 4], scale);
-                v[2 * k + 1] = __fmul_rn(book[byte & 15u], scale);
+            for (int u = 0; u < NF4_UNITS; u++) {
+                const long long t = first + u * stride;
+                if (t < units) {
+                    bytes[u] = ((const unsigned int*)packed)[t];   // packed bytes 4t .. 4t + 3
+                    const long long b = 8 * t / block;
+                    scale[u] = qabsmax ? __fadd_rn(__fmul_rn(code[qabsmax[b]], nested[b / nested_block]), offset)
+                                       : absmax[b];
+                }
             }
-            store16(out + 16 * t, v);
+            #pragma unroll
+            for (int u = 0; u < NF4_UNITS; u++) {
+                const long long t = first + u * stride;
+                if (t < units) {
+                    float v[8];
+                    #pragma unroll
+                    for (int k = 0; k < 4; k++) {
+                        const unsigned int byte = (bytes[u] >> (8 * k)) & 0xffu;   // elements 8t + 2k, 8t + 2k + 1
+                        v[2 * k] = __fmul_rn(book[byte >> 4], scale[u]);
+                        v[2 * k + 1] = __fmul_rn(book[byte & 15u], scale[u]);
+                    }
+                    store8(out + 8 * t, v);
+                }
+            }
         }
     }
-    extern "C" __global__ void dequantize_nf4_x16_16(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
-                                                     const float* nested, const float* code, float offset, int nested_block,
-                                                     int block, storage_t* out, long long n) {
-        dequantize_nf4_x16(packed, absmax, qabsmax, nested, code, offset, nested_block, block, out, n);
+    extern "C" __global__ void dequantize_nf4_x8_16(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
+                                                    const float* nested, const float* code, float offset, int nested_block,
+                                                    int block, storage_t* out, long long n) {
+        dequantize_nf4_x8(packed, absmax, qabsmax, nested, code, offset, nested_block, block, out, n);
     }
-    extern "C" __global__ void dequantize_nf4_x16_f32(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
-                                                      const float* nested, const float* code, float offset, int nested_block,
-                                                      int block, float* out, long long n) {
-        dequantize_nf4_x16(packed, absmax, qabsmax, nested, code, offset, nested_block, block, out, n);
+    extern "C" __global__ void dequantize_nf4_x8_f32(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
+                                                     const float* nested, const float* code, float offset, int nested_block,
+                                                     int block, float* out, long long n) {
+        dequantize_nf4_x8(packed, absmax, qabsmax, nested, code, offset, nested_block, block, out, n);
     }
     extern "C" __global__ void dequantize_nf4_16(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
                                                  const float* nested, const float* code, float offset, int nested_block,
@@ -108,9 +115,10 @@ extension CUDABackend {
                      .float(offset), .int32(Int32(nestedBlock))]
         }
         args += [.int32(Int32(weight.blockSize)), .pointer(out.device), .int64(Int64(weight.count))]
-        let wide = weight.count % 16 == 0 && weight.blockSize % 16 == 0 && weight.packed.device % 8 == 0 && out.device % 16 == 0
+        let wide = weight.count % 8 == 0 && weight.blockSize % 8 == 0 && weight.packed.device % 4 == 0 && out.device % 16 == 0
         let suffix = out.dtype == .f32 ? "f32" : "16"
-        launchElementwise(wide ? "dequantize_nf4_x16_\(suffix)" : "dequantize_nf4_\(suffix)",
-                          count: wide ? weight.count / 16 : (weight.count + 1) / 2, args, source: CUDANF4.source)
+        // the wide kernel: a thread per NF4_UNITS units of eight
+        launchElementwise(wide ? "dequantize_nf4_x8_\(suffix)" : "dequantize_nf4_\(suffix)",
+                          count: wide ? (weight.count / 8 + 3) / 4 : (weight.count + 1) / 2, args, source: CUDANF4.source)
     }
 }

@@ -89,6 +89,10 @@ enum CUDASplitBF16 {
     /// flips it to time both.
     nonisolated(unsafe) static var forceKernels = CUDALibrarySearch.processEnvironment["SWIFTLET_LORA_KERNELS"] == "1"
 
+    /// The widest side (6 parts of rank 64) that the LoRA path's products have: the profile counts
+    /// GEMMs with a side this thin apart.
+    static let thinWidth = 6 * LoRAShapes.maxRank
+
     /// Part orders of the one-GEMM products (c, d): activation side and weight side, pairwise.
     static let crossLeft = [1, 1, 2, 1, 3, 2], crossRight = [1, 2, 1, 3, 1, 2]
 
