@@ -34,6 +34,8 @@ extension Bench {
             "prefill_tok_s": (Double(rows * prompt) / prefillSeconds * 10).rounded() / 10,
             "decode_tok_s": (Double(rows * (newTokens - 1)) / decodeSeconds * 10).rounded() / 10,
             "peak_gib": (Double(backend.memory.peak) / Double(1 << 30) * 100).rounded() / 100,
+            // as PyTorch's max_memory_allocated counts (each request rounded up to 512 bytes)
+            "peak_requested_gib": (Double(backend.memory.requestedPeak) / Double(1 << 30) * 100).rounded() / 100,
         ]
         let json = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print("RESULT " + String(decoding: json, as: UTF8.self))

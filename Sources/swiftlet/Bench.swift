@@ -134,6 +134,8 @@ struct Bench: ParsableCommand {
             // Tokens of the rows trained (dpo: chosen and rejected rows; its reference forward is extra work).
             "tok_s": (Double(rowsPerStep * seq) / median * 10).rounded() / 10,
             "peak_gib": (Double(backend.memory.peak) / Double(1 << 30) * 100).rounded() / 100,
+            // as PyTorch's max_memory_allocated counts (each request rounded up to 512 bytes)
+            "peak_requested_gib": (Double(backend.memory.requestedPeak) / Double(1 << 30) * 100).rounded() / 100,
             "loss": (loss * 1e4).rounded() / 1e4,
             "model_tflops_per_step": (flops.model / 1e10).rounded() / 100,
             "gemm_tflops": gemm.rounded(), "mfu": utilisation(flops.model), "hfu": utilisation(flops.withRecompute),

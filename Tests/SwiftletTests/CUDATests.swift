@@ -109,6 +109,24 @@ final class CUDATests: XCTestCase {
         XCTAssertEqual(CUDAMemory.binSize(5 << 20), 6 << 20)
     }
 
+    /// The counter keeps the allocator's bins and the requests (rounded to 512 bytes, as PyTorch's
+    /// max_memory_allocated counts) apart, and both peaks survive frees.
+    func testMemoryCounterKeepsBinsAndRequestsApart() {
+        let counter = MemoryCounter()
+        counter.allocated(CUDAMemory.binSize(5 << 20 + 1), requested: 5 << 20 + 1)   // bin 6 MiB, request 5 MiB + 512
+        counter.allocated(CUDAMemory.binSize(600), requested: 600)                   // bin 1 KiB, request 1 KiB
+        XCTAssertEqual(counter.peak, 6 << 20 + 1024)
+        XCTAssertEqual(counter.requestedPeak, 5 << 20 + 512 + 1024)
+        counter.freed(CUDAMemory.binSize(600), requested: 600)
+        counter.allocated(100)                                                       // the same when not told apart
+        XCTAssertEqual(counter.current, 6 << 20 + 100)
+        XCTAssertEqual(counter.requestedCurrent, 5 << 20 + 512 + 512)
+        XCTAssertEqual(counter.requestedPeak, 5 << 20 + 512 + 1024)
+        counter.resetPeak()
+        XCTAssertEqual(counter.requestedPeak, counter.requestedCurrent)
+        XCTAssertEqual(counter.peak, counter.current)
+    }
+
     func testErrorMeasureRejectsNaN() {
         XCTAssertFalse(ErrorMeasure.measure(gpu: [1, .nan], cpu: [1, 2]).passes(maxBound: 1, meanBound: 1))
         XCTAssertTrue(ErrorMeasure.measure(gpu: [1, 2.001], cpu: [1, 2]).passes(maxBound: 1e-3, meanBound: 1e-3))

@@ -204,16 +204,31 @@ extension Backend {
     }
 }
 
-/// Current and peak bytes allocated on a backend.
+/// Current and peak bytes allocated on a backend: as the backend holds them (`current`, `peak`: the
+/// CUDA allocator's bins, powers of two to 1 MiB, then multiples of 2 MiB), and as they were requested,
+/// each rounded up to 512 bytes (`requestedCurrent`, `requestedPeak`): how PyTorch's caching allocator
+/// counts `max_memory_allocated`, the figure the HF + PEFT baseline reports.
 public final class MemoryCounter: @unchecked Sendable {
     public private(set) var current: Int = 0
     public private(set) var peak: Int = 0
+    public private(set) var requestedCurrent: Int = 0
+    public private(set) var requestedPeak: Int = 0
     private let lock = NSLock()
 
     public init() {}
-    public func allocated(_ bytes: Int) {
-        lock.withLock { current += bytes; peak = Swift.max(peak, current) }
+    /// `bytes` held for a request of `requested` bytes (the same when nil).
+    public func allocated(_ bytes: Int, requested: Int? = nil) {
+        let asked = Self.rounded(requested ?? bytes)
+        lock.withLock {
+            current += bytes; peak = Swift.max(peak, current)
+            requestedCurrent += asked; requestedPeak = Swift.max(requestedPeak, requestedCurrent)
+        }
     }
-    public func freed(_ bytes: Int) { lock.withLock { current -= bytes } }
-    public func resetPeak() { lock.withLock { peak = current } }
+    public func freed(_ bytes: Int, requested: Int? = nil) {
+        let asked = Self.rounded(requested ?? bytes)
+        lock.withLock { current -= bytes; requestedCurrent -= asked }
+    }
+    public func resetPeak() { lock.withLock { peak = current; requestedPeak = requestedCurrent } }
+
+    static func rounded(_ bytes: Int) -> Int { (bytes + 511) / 512 * 512 }
 }

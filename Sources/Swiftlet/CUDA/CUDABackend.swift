@@ -136,7 +136,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         let bytes = Swift.max(shape.count * dtype.size, 1)
         let block = try device.memory.allocate(bytes: bytes)
         lock.withLock { blocks[block.pointer] = block }
-        memory.allocated(block.binBytes)
+        memory.allocated(block.binBytes, requested: bytes)
         return Tensor(buffer: Buffer(byteCount: bytes, address: UnsafeMutableRawPointer(bitPattern: UInt(block.pointer))!,
                                      backend: self),
                       dtype: dtype, shape: shape)
@@ -145,7 +145,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     public func release(_ buffer: Buffer) {
         let pointer = UInt64(UInt(bitPattern: buffer.address))
         guard let block = lock.withLock({ blocks.removeValue(forKey: pointer) }) else { return }
-        memory.freed(block.binBytes)
+        memory.freed(block.binBytes, requested: buffer.byteCount)
         device.memory.free(block)
     }
 
