@@ -132,8 +132,12 @@ public struct DecoderLayer {
         var headNorms: (q: Tensor, qRstd: Tensor, k: Tensor, kRstd: Tensor)?
         /// Gemma: the attention's and the MLP's outputs before their norms, and the norms' rstd.
         var attentionOutput, mlpOutput: (x: Tensor, rstd: Tensor)?
-        var residual, postRstd, mlpInput: Tensor
-        var feedForwardSaved: FeedForward.Saved
+        var postRstd: Tensor
+        /// h2, the MLP's residual input (for its norm's backward).
+        var residual: Tensor?
+        /// The MLP's activations; the backward drops them (and `residual`, `mlpOutput`) once the MLP's
+        /// backward is done, so that the attention's backward does not hold them too.
+        var feedForwardSaved: FeedForward.Saved?
         /// A mixture's [2, experts] load-balancing statistics (nil for a dense MLP).
         public var routerStatistics: Tensor? {
             if case let .mixture(s) = feedForwardSaved { return s.statistics }
@@ -195,19 +199,27 @@ public struct DecoderLayer {
                           q: qOut, k: kOut, v: vOut, attentionOut: attention, logSumExp: lse,
                           qkvSaved: qkvSaved, oSaved: oSaved, headNorms: headNorms,
                           attentionOutput: attentionOutput, mlpOutput: mlpOutput,
-                          residual: h2, postRstd: rstd2, mlpInput: n2, feedForwardSaved: feedForwardSaved)
+                          postRstd: rstd2, residual: h2, feedForwardSaved: feedForwardSaved)
         return (h3, saved)
     }
 
-    public func backward(_ dOut: Tensor, saved s: Saved, _ step: StepContext) throws -> Tensor {
+    /// `saved` is consumed: the MLP's activations are freed before the attention's backward (pass
+    /// `consume` of a local, or an array's `removeLast()`, so that the caller holds no copy).
+    public func backward(_ dOut: Tensor, saved s: consuming Saved, _ step: StepContext) throws -> Tensor {
         let backend = dOut.backend, tokens = dOut.shape[0], config = step.config
         let offset = config.normWeightOffset
         // MLP: dOut flows to the residual h2 unchanged and through (the output norm and) the MLP.
-        let dD = try Self.outputNormBackward(dOut, weight: mlpOutputNorm, saved: s.mlpOutput, config)
-        let dN2 = try feedForward.backward(dD, saved: s.feedForwardSaved, step)
         let dH2 = dOut  // the residual; the norm's gradient is added to it
-        backend.rmsNormBackward(dOut: dN2, x: s.residual, weight: postAttentionNorm, weightOffset: offset, rstd: s.postRstd,
-                                accumulateInto: dH2)
+        do {  // a scope of its own, so that nothing here holds the MLP's activations past it
+            guard let feedForwardSaved = s.feedForwardSaved, let residual = s.residual else {
+                preconditionFailure("a layer's saved activations used twice")
+            }
+            let dD = try Self.outputNormBackward(dOut, weight: mlpOutputNorm, saved: s.mlpOutput, config)
+            let dN2 = try feedForward.backward(dD, saved: feedForwardSaved, step)
+            backend.rmsNormBackward(dOut: dN2, x: residual, weight: postAttentionNorm, weightOffset: offset, rstd: s.postRstd,
+                                    accumulateInto: dH2)
+        }
+        (s.feedForwardSaved, s.residual, s.mlpOutput) = (nil, nil, nil)
 
         // Attention.
         let dO = try Self.outputNormBackward(dH2, weight: attentionOutputNorm, saved: s.attentionOutput, config)

@@ -163,7 +163,7 @@ public final class LlamaModel {
                 let input = gradientCheckpointing == .offload ? try backend.reload(offloaded.removeLast())
                                                               : inputs.removeLast()
                 let (_, recomputed) = try layers[i].forward(input, layerContext)
-                dH = try layers[i].backward(dH, saved: recomputed, layerContext)
+                dH = try layers[i].backward(dH, saved: consume recomputed, layerContext)
             } else {
                 dH = try layers[i].backward(dH, saved: saved.removeLast(), layerContext)
             }
