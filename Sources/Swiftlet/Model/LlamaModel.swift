@@ -194,7 +194,7 @@ public final class LlamaModel {
         return values
     }
 
-    private func stepContext(_ batch: Batch) throws -> StepContext {
+    func stepContext(_ batch: Batch) throws -> StepContext {
         for (n, id) in batch.tokens.enumerated() where id < 0 || Int(id) >= config.vocabSize {
             throw ModelError.tokenOutOfRange(id: Int(id), index: n, vocabSize: config.vocabSize)
         }
