@@ -8,7 +8,10 @@ import argparse, json, tempfile, time, torch
 from transformers import LlamaConfig, LlamaForCausalLM
 p = argparse.ArgumentParser()
 p.add_argument("--arch", default="llama2-7b"); p.add_argument("--fourbit", type=int, default=1)
-p.add_argument("--budget-gib", type=float, default=16); p.add_argument("--seqs", default="4096,8192,12288,16384,24576,32768")
+p.add_argument("--budget-gib", type=float, default=16)
+# --cap 0: no per-process cap; a length fits when max_memory_allocated stays within the budget, the rule
+# Swiftlet's side uses (its peak_requested_gib counts requests as torch's allocated bytes do)
+p.add_argument("--cap", type=int, default=1); p.add_argument("--seqs", default="4096,8192,12288,16384,24576,32768")
 p.add_argument("--r", type=int, default=16); p.add_argument("--attn", default="sdpa")
 a = p.parse_args()
 cfgs = {
@@ -35,7 +38,8 @@ model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentran
 model.train()
 opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
 total = torch.cuda.get_device_properties(0).total_memory
-torch.cuda.set_per_process_memory_fraction(min(1.0, a.budget_gib * 2**30 / total))
+if a.cap:  # fail fast at the budget (torch's cap counts reserved memory, fragmentation included)
+    torch.cuda.set_per_process_memory_fraction(min(1.0, a.budget_gib * 2**30 / total))
 longest = 0
 for seq in seqs:
     torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
