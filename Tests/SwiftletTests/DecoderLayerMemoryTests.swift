@@ -2,7 +2,8 @@ import XCTest
 @testable import Swiftlet
 
 /// `DecoderLayer.backward` consumes the layer's saved activations and frees the MLP's (gate, up and the
-/// gated product, 3 × tokens × intermediate) before the attention's backward allocates its gradients.
+/// gated product, 3 × tokens × intermediate) before the attention's backward allocates its gradients;
+/// the forward does not keep the input norm's output.
 final class DecoderLayerMemoryTests: XCTestCase {
     func testTheAttentionBackwardDoesNotHoldTheMLPActivations() throws {
         let config = LlamaConfig(vocabSize: 64, hiddenSize: 64, intermediateSize: 512, layers: 1, heads: 4, kvHeads: 2,
@@ -16,7 +17,11 @@ final class DecoderLayerMemoryTests: XCTestCase {
         let tokens = batch.tokenCount, hidden = config.hiddenSize
         let h = try backend.upload((0..<tokens * hidden).map { _ in Float(g.next() % 1000) / 1000 - 0.5 }, [tokens, hidden], .f32)
         let dOut = try backend.upload((0..<tokens * hidden).map { _ in Float(g.next() % 1000) / 1000 - 0.5 }, [tokens, hidden], .f32)
+        let before = backend.memory.requestedCurrent
         let (_, saved) = try model.layers[0].forward(h, context)
+        // The input norm's output (q, k and v's input) is not held: the backward recomputes it.
+        XCTAssertTrue(saved.qkvSaved.linears.allSatisfy { $0.input == nil })
+        let held = backend.memory.requestedCurrent - before
         let base = backend.memory.requestedCurrent
         backend.memory.resetPeak()
         _ = try model.layers[0].backward(dOut, saved: consume saved, context)
@@ -29,5 +34,6 @@ final class DecoderLayerMemoryTests: XCTestCase {
         XCTAssertLessThan(rise, attentionGradients,
                           "the backward's peak rose \(rise) bytes above the saved activations: the MLP's \(mlpActivations) bytes are held through the attention's backward")
         XCTAssertGreaterThan(rise, 0)
+        XCTAssertGreaterThan(held, mlpActivations)
     }
 }

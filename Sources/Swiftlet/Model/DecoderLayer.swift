@@ -124,7 +124,10 @@ public struct DecoderLayer {
 
     /// Activations the backward needs.
     public struct Saved {
-        var input, inputRstd, attentionInput: Tensor
+        /// The layer's input and its norm's rstd. The norm's output (q, k and v's input) is not kept:
+        /// the backward recomputes it (one RMSNorm) rather than hold [tokens, hidden] through the MLP's
+        /// backward, where a layer's backward peaks.
+        var input, inputRstd: Tensor
         var q, k, v, attentionOut, logSumExp: Tensor
         var qkvSaved: ProjectionGroup.Saved
         var oSaved: Linear.Saved
@@ -165,11 +168,16 @@ public struct DecoderLayer {
         let backend = h.backend, tokens = h.shape[0], config = step.config
         let offset = config.normWeightOffset
         let rstd1 = try backend.empty([tokens], .f32)
-        let n1 = try backend.empty(h.shape, backend.computeType)
-        backend.rmsNorm(h, weight: inputNorm, weightOffset: offset, eps: config.rmsNormEps, into: n1, rstd: rstd1)
-
-        // Dropout seeds 0, 1, 2 for q, k, v (the fused qkv_proj takes 0).
-        let (qkv, qkvSaved) = try qkvProjections.forward(n1) { step.dropoutSeed(UInt64($0)) }
+        let qkv: [Tensor], qkvSaved: ProjectionGroup.Saved
+        do {  // n1 lives only for q, k and v's products: the backward recomputes it
+            let n1 = try backend.empty(h.shape, backend.computeType)
+            backend.rmsNorm(h, weight: inputNorm, weightOffset: offset, eps: config.rmsNormEps, into: n1, rstd: rstd1)
+            // Dropout seeds 0, 1, 2 for q, k, v (the fused qkv_proj takes 0).
+            var saved: ProjectionGroup.Saved
+            (qkv, saved) = try qkvProjections.forward(n1) { step.dropoutSeed(UInt64($0)) }
+            saved.dropInput()
+            qkvSaved = saved
+        }
         var qOut = qkv[0], kOut = qkv[1]
         let vOut = qkv[2]
         var headNorms: Saved.HeadNorms?
@@ -195,7 +203,7 @@ public struct DecoderLayer {
         let (h3, mlpOutput) = try Self.outputNorm(d, weight: mlpOutputNorm, config)
         backend.add(h2, into: h3, alpha: 1)
 
-        let saved = Saved(input: h, inputRstd: rstd1, attentionInput: n1,
+        let saved = Saved(input: h, inputRstd: rstd1,
                           q: qOut, k: kOut, v: vOut, attentionOut: attention, logSumExp: lse,
                           qkvSaved: qkvSaved, oSaved: oSaved, headNorms: headNorms,
                           attentionOutput: attentionOutput, mlpOutput: mlpOutput,
@@ -235,6 +243,10 @@ public struct DecoderLayer {
             dQ = try Self.headNormBackward(dQ, x: norms.q, weight: qNorm, rstd: norms.qRstd, heads: config.heads, config)
             dK = try Self.headNormBackward(dK, x: norms.k, weight: kNorm, rstd: norms.kRstd, heads: config.kvHeads, config)
         }
+        // n1 again: the forward's op on the same input, the same bits.
+        let n1 = try backend.empty(s.input.shape, backend.computeType)
+        backend.rmsNorm(s.input, weight: inputNorm, weightOffset: offset, eps: config.rmsNormEps, into: n1, rstd: s.inputRstd)
+        s.qkvSaved.restoreInput(n1)
         let dN1 = try qkvProjections.backward([dQ, dK, dV], saved: s.qkvSaved)
         let dH = dH2
         backend.rmsNormBackward(dOut: dN1, x: s.input, weight: inputNorm, weightOffset: offset, rstd: s.inputRstd,

@@ -27,7 +27,9 @@ public struct Linear {
 
     /// What the backward needs from the forward.
     public struct Saved {
-        var input: Tensor
+        /// x; nil while the owner holds it elsewhere or recomputes it (the decoder's input norm output,
+        /// `ProjectionGroup.Saved.dropInput`), set again before the backward.
+        var input: Tensor?
         /// f32 dropout mask scaled by 1/(1-p), when dropout is on.
         var dropoutMask: Tensor?
         /// dropout(x) Aᵀ, [tokens, r], f32
@@ -106,8 +108,9 @@ public struct Linear {
     public func backward(_ dY: Tensor, saved: Saved, accumulateInto dX: Tensor?, overwritingInput: Bool = false) throws -> Tensor {
         let backend = dY.backend
         let tokens = dY.shape[0]
+        guard let input = saved.input else { preconditionFailure("Linear.backward: the saved input was dropped and not restored") }
         let fused = lora != nil && saved.lowRank != nil && saved.dropoutMask == nil && Self.usesFusedLoRA(lora!)
-        let reusing = overwritingInput && dX == nil && (lora == nil || fused) && saved.input.dtype == backend.computeType
+        let reusing = overwritingInput && dX == nil && (lora == nil || fused) && input.dtype == backend.computeType
         // The fused path's terms that read the input, before the GEMM (which may take the input's
         // storage) so that the up product adds into dL/dx while the GPU's L2 cache still holds it:
         // dB += s · dYᵀ z ;  dz = s · dY B ;  dA += dzᵀ x  (all f32).
@@ -116,11 +119,11 @@ public struct Linear {
             backend.loraGradient(dY, z, into: lora.gradB, gradientTransposed: false, alpha: lora.scaling)
             let dz = try backend.empty([tokens, lora.rank], .f32)
             backend.loraDown(dY, lora.b, weightTransposed: true, into: dz, alpha: lora.scaling)
-            backend.loraGradient(saved.input, dz, into: lora.gradA, gradientTransposed: true, alpha: 1)
+            backend.loraGradient(input, dz, into: lora.gradA, gradientTransposed: true, alpha: 1)
             fusedDz = dz
         }
         // A new input gradient is written whole by the GEMM (beta 0); an existing one accumulates.
-        let dInput = try dX ?? (reusing ? saved.input : backend.empty([tokens, inFeatures], backend.computeType))
+        let dInput = try dX ?? (reusing ? input : backend.empty([tokens, inFeatures], backend.computeType))
         backend.matmul(dY, transposeA: false, try weight.materialized(), transposeB: false, into: dInput,
                        alpha: 1, beta: dX == nil ? 0 : 1)
         if let lora, let z = saved.lowRank {
@@ -133,7 +136,7 @@ public struct Linear {
             backend.matmul(dYWide, transposeA: true, z, transposeB: false, into: lora.gradB, alpha: lora.scaling, beta: 1)
             let dz = try backend.empty([tokens, lora.rank], .f32)
             backend.matmul(dYWide, transposeA: false, lora.b, transposeB: false, into: dz, alpha: lora.scaling, beta: 0)
-            let loraInput = try Self.widened(saved.input, mask: saved.dropoutMask)
+            let loraInput = try Self.widened(input, mask: saved.dropoutMask)
             backend.matmul(dz, transposeA: true, loraInput, transposeB: false, into: lora.gradA, alpha: 1, beta: 1)
             if dInput.dtype == .f32 && saved.dropoutMask == nil {
                 backend.matmul(dz, transposeA: false, lora.a, transposeB: false, into: dInput, alpha: 1, beta: 1)

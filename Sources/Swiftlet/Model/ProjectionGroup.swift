@@ -20,6 +20,11 @@ public enum ProjectionGroup {
     /// What the backward needs: each linear's saved activations.
     struct Saved {
         var linears: [Linear.Saved]
+
+        /// Lets go of the shared input, for an owner that recomputes it before the backward.
+        mutating func dropInput() { for i in linears.indices { linears[i].input = nil } }
+        /// The input again (the same values as in the forward).
+        mutating func restoreInput(_ x: Tensor) { for i in linears.indices { linears[i].input = x } }
     }
 
     /// The parts' outputs, in order. `dropoutSeed(i)` is part i's dropout seed; a fused linear
