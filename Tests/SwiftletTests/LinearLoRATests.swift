@@ -179,3 +179,51 @@ final class CheckpointPlannerTests: XCTestCase {
         XCTAssertLessThan(planned.peak, off.peak, "the first layers are still checkpointed")
     }
 }
+
+/// Linears sharing their input (q, k, v) run their adapters' products as a group (one read of x on a
+/// GPU): the same outputs and gradients as each linear on its own, within f32 rounding (dL/dx adds
+/// the frozen and the low-rank parts in another order).
+final class ProjectionGroupLoRATests: XCTestCase {
+    func testGroupedAdaptersMatchEachLinearOnItsOwn() throws {
+        let backend = CPUBackend()
+        var g = SplitMix64(seed: 11)
+        func random(_ shape: Shape, _ scale: Float = 1) throws -> Tensor {
+            try backend.upload((0..<shape.count).map { _ in scale * (Float(g.next() % 2001) / 1000 - 1) }, shape, .f32)
+        }
+        let tokens = 37, k = 48
+        let parts = try [(32, 8), (16, 8), (16, 16)].enumerated().map { i, shape in
+            Linear(weight: try random([shape.0, k], 0.2),
+                   lora: try LoRAAdapter(module: "part\(i)", a: try random([shape.1, k], 0.2),
+                                         b: try random([shape.0, shape.1], 0.2), scaling: 1.5, dropout: 0))
+        }
+        let x = try random([tokens, k])
+        let dY = try parts.map { try random([tokens, $0.outFeatures]) }
+        // Grouped.
+        let group = ProjectionGroup.separate(parts)
+        let (ys, saved) = try group.forward(x) { _ in nil }
+        XCTAssertNotNil(ProjectionGroup.fusedAdapters(parts) { _ in nil })
+        let dX = try group.backward(dY, saved: saved)
+        let grouped = (ys.map(backend.download), backend.download(dX),
+                       parts.map { backend.download($0.lora!.gradA) + backend.download($0.lora!.gradB) })
+        for part in parts { backend.zero([part.lora!.gradA, part.lora!.gradB]) }
+        // Each linear on its own.
+        let single = try parts.map { try $0.forward(x) }
+        let dXSingle = try parts[0].backward(dY[0], saved: single[0].1, accumulateInto: nil)
+        for i in 1..<parts.count { try parts[i].backward(dY[i], saved: single[i].1, accumulateInto: dXSingle) }
+        let alone = (single.map { backend.download($0.0) }, backend.download(dXSingle),
+                     parts.map { backend.download($0.lora!.gradA) + backend.download($0.lora!.gradB) })
+        func close(_ a: [Float], _ b: [Float], _ what: String) {
+            XCTAssertEqual(a.count, b.count, what)
+            let scale = b.map(abs).max() ?? 1
+            let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThan(worst, 1e-5 * scale, what)
+            XCTAssertTrue(a.allSatisfy(\.isFinite), what)
+        }
+        for i in parts.indices {
+            close(grouped.0[i], alone.0[i], "output \(i)")
+            close(grouped.2[i], alone.2[i], "LoRA gradients \(i)")
+            XCTAssertTrue(grouped.2[i].contains { $0 != 0 })
+        }
+        close(grouped.1, alone.1, "dL/dx")
+    }
+}

@@ -86,6 +86,13 @@ public protocol Backend: AnyObject, Sendable {
     /// gradient) or, `gradientTransposed`, g[j, o] (g is [r, O]: A's). m [T, O] in the compute
     /// type, z and g in f32. Deterministic: the same inputs give the same bits on every run.
     func loraGradient(_ m: Tensor, _ z: Tensor, into g: Tensor, gradientTransposed: Bool, alpha: Float)
+    /// Several adapters on one input x (q, k and v; gate and up), each as the ops above with alpha 1:
+    /// z_i = x · A_iᵀ (`loraDown`, A_i [r_i, K]); A_i's gradient g_i [r_i, K] += dz_iᵀ · x
+    /// (`loraGradient`, transposed); y += Σ_i dz_i · A_i (`loraUpAdd`, transposed), where a backend
+    /// may add the sum to y and round once. A backend may read x (and write y) once for all of them.
+    func loraDown(_ x: Tensor, _ weights: [Tensor], into zs: [Tensor])
+    func loraGradient(_ x: Tensor, _ zs: [Tensor], intoTransposed gradients: [Tensor])
+    func loraUpAdd(_ zs: [Tensor], _ weights: [Tensor], into y: Tensor)
 
     // MARK: Model ops (forward and backward side by side in each op's file)
     func embedding(table: Tensor, ids: Tensor, into out: Tensor)
@@ -179,6 +186,25 @@ public protocol Backend: AnyObject, Sendable {
     /// `AdamW8bitState.zeros(for:)` chose for it.
     func adamw8bit(parameters: [Tensor], gradients: [Tensor], states: [AdamW8bitState],
                    gradientMultiplier: GradientMultiplier, step: Int, hyper: AdamWHyper)
+}
+
+/// The adapters of one input one at a time: the CPU's way (its GEMM reads x from cache anyway), and
+/// the reference of a backend's grouped products.
+extension Backend {
+    public func loraDown(_ x: Tensor, _ weights: [Tensor], into zs: [Tensor]) {
+        precondition(weights.count == zs.count, "one z per adapter")
+        for (w, z) in zip(weights, zs) { loraDown(x, w, weightTransposed: false, into: z, alpha: 1) }
+    }
+
+    public func loraGradient(_ x: Tensor, _ zs: [Tensor], intoTransposed gradients: [Tensor]) {
+        precondition(zs.count == gradients.count, "one gradient per adapter")
+        for (z, g) in zip(zs, gradients) { loraGradient(x, z, into: g, gradientTransposed: true, alpha: 1) }
+    }
+
+    public func loraUpAdd(_ zs: [Tensor], _ weights: [Tensor], into y: Tensor) {
+        precondition(weights.count == zs.count, "one weight per z")
+        for (z, w) in zip(zs, weights) { loraUpAdd(z, w, weightTransposed: true, scale: 1, into: y) }
+    }
 }
 
 /// The forms without Gemma's options, for the families (and tests) that have none.

@@ -122,6 +122,44 @@ struct CUDAOpSelfTest {
         try loraCase(tokens: 77, inFeatures: 256, outFeatures: 1030, rank: 64)
         try loraCase(tokens: 300, inFeatures: 520, outFeatures: 257, rank: 12)
         try loraCase(tokens: 1000, inFeatures: 1001, outFeatures: 300, rank: 16, kernels: true)
+        try loraGroupCase(tokens: 2048, inFeatures: 2048, ranks: [16, 16, 16], timed: true)
+        try loraGroupCase(tokens: 300, inFeatures: 520, ranks: [8, 24])
+        try loraGroupCase(tokens: 77, inFeatures: 264, ranks: [16, 12])   // r 12: one adapter at a time
+    }
+
+    /// Adapters sharing their input (q, k, v): the grouped down products, A gradients and up-adds into
+    /// dL/dx against the CPU's one-adapter-at-a-time ops; timed beside the three single-adapter calls.
+    mutating func loraGroupCase(tokens: Int, inFeatures k: Int, ranks: [Int], timed: Bool = false) throws {
+        say("LoRA adapters sharing x: \(tokens) tokens, \(k) features, r \(ranks.map(String.init).joined(separator: ", ")):")
+        let x = try pair([tokens, k], storage)
+        let a = try ranks.map { try pair([$0, k], .f32, in: -0.05...0.05) }
+        let z = try ranks.map { try output([tokens, $0], .f32) }
+        cpu.loraDown(x.cpu, a.map(\.cpu), into: z.map(\.cpu))
+        gpu.loraDown(x.gpu, a.map(\.gpu), into: z.map(\.gpu))
+        for (i, zi) in z.enumerated() { check("down z\(i) = x·A\(i)ᵀ (f32)", zi) }
+        let dz = try ranks.map { try pair([tokens, $0], .f32, in: -0.5...0.5) }
+        let gradA = try ranks.map { try pair([$0, k], .f32) }
+        cpu.loraGradient(x.cpu, dz.map(\.cpu), intoTransposed: gradA.map(\.cpu))
+        gpu.loraGradient(x.gpu, dz.map(\.gpu), intoTransposed: gradA.map(\.gpu))
+        for (i, g) in gradA.enumerated() { check("gradient dA\(i) += dz\(i)ᵀ·x (f32)", g) }
+        let dx = try pair([tokens, k], storage)
+        cpu.loraUpAdd(dz.map(\.cpu), a.map(\.cpu), into: dx.cpu)
+        gpu.loraUpAdd(dz.map(\.gpu), a.map(\.gpu), into: dx.gpu)
+        check("up-add dX += Σ dz·A (\(storage))", dx)
+        guard timed else { return }
+        let gpu = self.gpu
+        time("grouped: down products") { gpu.loraDown(x.gpu, a.map(\.gpu), into: z.map(\.gpu)) }
+        time("one at a time: down products") {
+            for (ai, zi) in zip(a, z) { gpu.loraDown(x.gpu, ai.gpu, weightTransposed: false, into: zi.gpu, alpha: 1) }
+        }
+        time("grouped: A gradients") { gpu.loraGradient(x.gpu, dz.map(\.gpu), intoTransposed: gradA.map(\.gpu)) }
+        time("one at a time: A gradients") {
+            for (dzi, gi) in zip(dz, gradA) { gpu.loraGradient(x.gpu, dzi.gpu, into: gi.gpu, gradientTransposed: true, alpha: 1) }
+        }
+        time("grouped: up-adds into dX") { gpu.loraUpAdd(dz.map(\.gpu), a.map(\.gpu), into: dx.gpu) }
+        time("one at a time: up-adds into dX") {
+            for (dzi, ai) in zip(dz, a) { gpu.loraUpAdd(dzi.gpu, ai.gpu, weightTransposed: true, scale: 1, into: dx.gpu) }
+        }
     }
 
     mutating func loraCase(tokens: Int, inFeatures k: Int, outFeatures o: Int, rank r: Int, timed: Bool = false,

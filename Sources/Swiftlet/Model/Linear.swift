@@ -50,14 +50,10 @@ public struct Linear {
         if let lora {
             let dropping = dropoutSeed != nil && lora.dropout > 0
             if !dropping && Self.usesFusedLoRA(lora) {
-                // z = x Aᵀ and y += s · z Bᵀ straight from x's storage type: no f32 copy of x. z
-                // first, so that y is still in the GPU's L2 cache when the up product adds into it.
+                // z = x Aᵀ and y += s · z Bᵀ straight from x's storage type: no f32 copy of x.
                 let z = try backend.empty([tokens, lora.rank], .f32)
                 backend.loraDown(x, lora.a, weightTransposed: false, into: z, alpha: 1)
-                try base()
-                backend.loraUpAdd(z, lora.b, weightTransposed: false, scale: lora.scaling, into: y)
-                saved.lowRank = z
-                return (y, saved)
+                return try forward(x, lowRank: z)
             }
             try base()
             var mask: Tensor?
@@ -89,12 +85,31 @@ public struct Linear {
         return (y, saved)
     }
 
+    /// The fused path's forward with z = x Aᵀ already computed (`ProjectionGroup` computes the z of
+    /// linears sharing x at once): the base GEMM, then y += s · z Bᵀ while y is still in the GPU's
+    /// L2 cache.
+    func forward(_ x: Tensor, lowRank z: Tensor) throws -> (Tensor, Saved) {
+        guard let lora else { preconditionFailure("Linear.forward(lowRank:) without an adapter") }
+        let backend = x.backend
+        let y = try backend.empty([x.shape[0], outFeatures], backend.computeType)
+        backend.matmul(x, transposeA: false, try weight.materialized(), transposeB: true, into: y, alpha: 1, beta: 0)
+        if let bias { backend.addBias(bias, into: y) }
+        backend.loraUpAdd(z, lora.b, weightTransposed: false, scale: lora.scaling, into: y)
+        return (y, Saved(input: x, lowRank: z))
+    }
+
     /// Whether the LoRA path runs on the fused low-rank ops (`Backend.loraDown` / `loraUpAdd` /
     /// `loraGradient`): without a dropout mask and up to their largest rank. Otherwise x and dY are
     /// widened to f32 copies and the products go through the GEMM (the same sums, another order).
     /// `SWIFTLET_LORA=gemm` keeps the GEMM path everywhere (for comparisons).
     static func usesFusedLoRA(_ lora: LoRAAdapter) -> Bool {
         lora.rank <= LoRAShapes.maxRank && !forceGEMMLoRA
+    }
+
+    /// Whether the backward of this forward takes the fused low-rank ops.
+    func runsFused(_ saved: Saved) -> Bool {
+        guard let lora else { return false }
+        return saved.lowRank != nil && saved.dropoutMask == nil && Self.usesFusedLoRA(lora)
     }
 
     /// Set from the environment once; tests flip it to compare the two paths.
@@ -109,23 +124,19 @@ public struct Linear {
         let backend = dY.backend
         let tokens = dY.shape[0]
         guard let input = saved.input else { preconditionFailure("Linear.backward: the saved input was dropped and not restored") }
-        let fused = lora != nil && saved.lowRank != nil && saved.dropoutMask == nil && Self.usesFusedLoRA(lora!)
+        let fused = runsFused(saved)
         let reusing = overwritingInput && dX == nil && (lora == nil || fused) && input.dtype == backend.computeType
         // The fused path's terms that read the input, before the GEMM (which may take the input's
         // storage) so that the up product adds into dL/dx while the GPU's L2 cache still holds it:
         // dB += s · dYᵀ z ;  dz = s · dY B ;  dA += dzᵀ x  (all f32).
         var fusedDz: Tensor?
-        if fused, let lora, let z = saved.lowRank {
-            backend.loraGradient(dY, z, into: lora.gradB, gradientTransposed: false, alpha: lora.scaling)
-            let dz = try backend.empty([tokens, lora.rank], .f32)
-            backend.loraDown(dY, lora.b, weightTransposed: true, into: dz, alpha: lora.scaling)
+        if fused, let lora {
+            let dz = try outputTerms(dY, saved: saved)
             backend.loraGradient(input, dz, into: lora.gradA, gradientTransposed: true, alpha: 1)
             fusedDz = dz
         }
-        // A new input gradient is written whole by the GEMM (beta 0); an existing one accumulates.
-        let dInput = try dX ?? (reusing ? input : backend.empty([tokens, inFeatures], backend.computeType))
-        backend.matmul(dY, transposeA: false, try weight.materialized(), transposeB: false, into: dInput,
-                       alpha: 1, beta: dX == nil ? 0 : 1)
+        // A new input gradient (in the input's storage when reusing) is written whole; an existing one accumulates.
+        let dInput = try baseBackward(dY, into: dX ?? (reusing ? input : nil), accumulate: dX != nil)
         if let lora, let z = saved.lowRank {
             // dB += s · dYᵀ z ;  dz = s · dY B ;  dA += dzᵀ x̃ ;  dx += (dz A) ⊙ mask   (all f32)
             if let dz = fusedDz {
@@ -147,6 +158,26 @@ public struct Linear {
                 backend.add(dLoRAInput, into: dInput, alpha: 1)
             }
         }
+        return dInput
+    }
+
+    /// The fused path's terms that read dY: dB += s · dYᵀ z, and dz = s · dY B (returned), all in f32.
+    func outputTerms(_ dY: Tensor, saved: Saved) throws -> Tensor {
+        guard let lora, let z = saved.lowRank else { preconditionFailure("Linear.outputTerms without a fused adapter") }
+        let backend = dY.backend
+        backend.loraGradient(dY, z, into: lora.gradB, gradientTransposed: false, alpha: lora.scaling)
+        let dz = try backend.empty([dY.shape[0], lora.rank], .f32)
+        backend.loraDown(dY, lora.b, weightTransposed: true, into: dz, alpha: lora.scaling)
+        return dz
+    }
+
+    /// The frozen weight's part of dL/dx, dY W: added into `dX` (`accumulate`) or written over it
+    /// (beta 0: a new tensor when `dX` is nil, or a dead input's storage).
+    func baseBackward(_ dY: Tensor, into dX: Tensor?, accumulate: Bool) throws -> Tensor {
+        let backend = dY.backend
+        let dInput = try dX ?? backend.empty([dY.shape[0], inFeatures], backend.computeType)
+        backend.matmul(dY, transposeA: false, try weight.materialized(), transposeB: false, into: dInput,
+                       alpha: 1, beta: accumulate ? 1 : 0)
         return dInput
     }
 

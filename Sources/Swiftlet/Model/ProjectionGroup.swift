@@ -32,9 +32,16 @@ public enum ProjectionGroup {
     func forward(_ x: Tensor, dropoutSeed: (Int) -> UInt64?) throws -> ([Tensor], Saved) {
         switch self {
         case let .separate(parts):
+            // Adapters on the fused path share x: their down products at once (one read of x on a GPU).
+            var zs: [Tensor]?
+            if let adapters = Self.fusedAdapters(parts, dropoutSeed: dropoutSeed) {
+                let group = try adapters.map { try x.backend.empty([x.shape[0], $0.rank], .f32) }
+                x.backend.loraDown(x, adapters.map(\.a), into: group)
+                zs = group
+            }
             var outputs: [Tensor] = [], saved: [Linear.Saved] = []
             for (i, linear) in parts.enumerated() {
-                let (y, s) = try linear.forward(x, dropoutSeed: dropoutSeed(i))
+                let (y, s) = try zs.map { try linear.forward(x, lowRank: $0[i]) } ?? linear.forward(x, dropoutSeed: dropoutSeed(i))
                 outputs.append(y)
                 saved.append(s)
             }
@@ -58,6 +65,16 @@ public enum ProjectionGroup {
         switch self {
         case let .separate(parts):
             precondition(dParts.count == parts.count, "one gradient per part")
+            if parts.count > 1, zip(parts, saved.linears).allSatisfy({ $0.runsFused($1) }), let x = saved.linears[0].input {
+                // dB_i and dz_i per part (they read dY_i); the A gradients from one read of x; the frozen
+                // weights' dY_i W_i summed into dL/dx, then Σ dz_i A_i added to it at once.
+                let dzs = try zip(parts, zip(dParts, saved.linears)).map { try $0.outputTerms($1.0, saved: $1.1) }
+                x.backend.loraGradient(x, dzs, intoTransposed: parts.map { $0.lora!.gradA })
+                var dX: Tensor?
+                for (part, dY) in zip(parts, dParts) { dX = try part.baseBackward(dY, into: dX, accumulate: dX != nil) }
+                x.backend.loraUpAdd(dzs, parts.map { $0.lora!.a }, into: dX!)
+                return dX!
+            }
             let dX = try parts[0].backward(dParts[0], saved: saved.linears[0], accumulateInto: nil)
             for i in parts.indices.dropFirst() {
                 try parts[i].backward(dParts[i], saved: saved.linears[i], accumulateInto: dX)
@@ -75,6 +92,16 @@ public enum ProjectionGroup {
             }
             return try linear.backward(dY, saved: saved.linears[0], accumulateInto: nil)
         }
+    }
+
+    /// The parts' adapters when every part has one on the fused path (no dropout drawn, a rank the
+    /// fused ops take) and there are several: their products can share x.
+    static func fusedAdapters(_ parts: [Linear], dropoutSeed: (Int) -> UInt64?) -> [LoRAAdapter]? {
+        let adapters = parts.enumerated().compactMap { i, linear -> LoRAAdapter? in
+            guard let lora = linear.lora, Linear.usesFusedLoRA(lora), dropoutSeed(i) == nil || lora.dropout == 0 else { return nil }
+            return lora
+        }
+        return parts.count > 1 && adapters.count == parts.count ? adapters : nil
     }
 
     /// The linear that `target` names in this group, nil when the group has no such linear

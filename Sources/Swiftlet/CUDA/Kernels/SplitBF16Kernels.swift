@@ -31,10 +31,11 @@ enum CUDASplitBF16 {
     }
 
     // src f32 [rows, cols] → n bf16 planes: stacked, plane i is dst[i·rows .. (i+1)·rows) ([n·rows, cols]);
-    // side by side, row r is [plane 0 | plane 1 | ...] ([rows, n·cols]). Plane i holds part
-    // (parts >> 2i) & 3 ∈ {1, 2, 3} of every element. n ≤ 8.
+    // side by side, row r is [plane 0 | plane 1 | ...], rows ld elements apart (ld ≥ n·cols: the planes
+    // may be columns of a wider matrix). Plane i holds part (parts >> 2i) & 3 ∈ {1, 2, 3} of every
+    // element. n ≤ 8.
     extern "C" __global__ void split_bf16(const float* __restrict__ src, unsigned short* __restrict__ dst,
-                                          long long rows, int cols, int n, int parts, int stacked) {
+                                          long long rows, int cols, int n, int parts, int stacked, long long ld) {
         const long long count = rows * cols;
         for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < count;
              e += (long long)gridDim.x * blockDim.x) {
@@ -58,16 +59,18 @@ enum CUDASplitBF16 {
                 const int which = (parts >> (2 * i)) & 3;
                 const float part = which == 1 ? p[0] : which == 2 ? p[1] : p[2];
                 const long long index = stacked ? ((long long)i * rows + row) * cols + col
-                                                : (row * n + i) * cols + col;
+                                                : row * ld + (long long)i * cols + col;
                 dst[index] = (unsigned short)(__float_as_uint(part) >> 16);
             }
         }
     }
 
     // out [rows, cols] (f32) = alpha · ((B3 + B2) + B1), or out += that, where B1..B3 are src's
-    // three column blocks (src [rows, 3·cols]) or, rowBlocks, its three row blocks (src [3·rows, cols]).
+    // three column blocks (src [rows, 3·cols], rows ld elements apart: ld ≥ 3·cols) or, rowBlocks, its
+    // three row blocks (src [3·rows, cols]).
     extern "C" __global__ void sum_blocks3(const float* __restrict__ src, float* __restrict__ out,
-                                           long long rows, int cols, int rowBlocks, float alpha, int accumulate) {
+                                           long long rows, int cols, int rowBlocks, float alpha, int accumulate,
+                                           long long ld) {
         const long long count = rows * cols;
         for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < count;
              e += (long long)gridDim.x * blockDim.x) {
@@ -76,7 +79,7 @@ enum CUDASplitBF16 {
                 b1 = src[e]; b2 = src[count + e]; b3 = src[2 * count + e];
             } else {
                 const long long row = e / cols;
-                const long long base = 2 * row * cols + e;   // row·3·cols + col
+                const long long base = row * ld + (e - row * cols);
                 b1 = src[base]; b2 = src[base + cols]; b3 = src[base + 2 * cols];
             }
             const float s = alpha * ((b3 + b2) + b1);
@@ -135,35 +138,52 @@ extension CUDABackend {
 
     /// f32 `src` [R, C] → bf16 planes of `parts`: stacked [n·R, C] or side by side [R, n·C].
     func splitBF16(_ src: Tensor, parts: [Int], stacked: Bool) throws -> Tensor {
-        expect(src, .f32)
         let rows = src.shape[0], cols = src.shape[1], n = parts.count
         let out = try empty(stacked ? [n * rows, cols] : [rows, n * cols], .bf16)
-        let count = rows * cols
-        guard count > 0 else { return out }
-        let blocks = Swift.max(1, Swift.min((count + 255) / 256, device.multiprocessors * 16))
-        run {
-            try kernels.launch(try function("split_bf16", CUDASplitBF16.source), grid: (blocks, 1, 1), block: (256, 1, 1),
-                               arguments: [.pointer(src.device), .pointer(out.device), .int64(Int64(rows)),
-                                           .int32(Int32(cols)), .int32(Int32(n)), .int32(CUDASplitBF16.code(parts)),
-                                           .int32(stacked ? 1 : 0)])
-        }
+        splitBF16(src, parts: parts, stacked: stacked, into: out.device, rowStride: n * cols)
         return out
+    }
+
+    /// The planes written at `dst`: stacked ([n·R, C] contiguous), or side by side in the first n·C
+    /// columns of a bf16 matrix whose rows are `rowStride` elements apart.
+    func splitBF16(_ src: Tensor, parts: [Int], stacked: Bool, into dst: CUdeviceptr, rowStride: Int) {
+        expect(src, .f32)
+        let rows = src.shape[0], cols = src.shape[1], n = parts.count
+        precondition(stacked || rowStride >= n * cols, "split planes wider than their rows")
+        let count = rows * cols
+        guard count > 0 else { return }
+        let blocks = Swift.max(1, Swift.min((count + 255) / 256, device.multiprocessors * 16))
+        run("splitBF16") {
+            try kernels.launch(try function("split_bf16", CUDASplitBF16.source), grid: (blocks, 1, 1), block: (256, 1, 1),
+                               arguments: [.pointer(src.device), .pointer(dst), .int64(Int64(rows)),
+                                           .int32(Int32(cols)), .int32(Int32(n)), .int32(CUDASplitBF16.code(parts)),
+                                           .int32(stacked ? 1 : 0), .int64(Int64(rowStride))])
+        }
     }
 
     /// out (f32 [R, C]) = alpha · (B3 + B2 + B1), or += that, over `src`'s three column blocks
     /// ([R, 3C]) or row blocks ([3R, C]).
     func sumBlocks3(_ src: Tensor, rowBlocks: Bool, alpha: Float, accumulate: Bool, into out: Tensor) {
-        expect(src, .f32); expect(out, .f32)
+        expect(src, .f32)
         let rows = out.shape[0], cols = out.shape[1]
         precondition(src.shape == (rowBlocks ? [3 * rows, cols] : [rows, 3 * cols]), "sum of blocks \(src) into \(out)")
+        sumBlocks3(src.device, rowStride: 3 * cols, rowBlocks: rowBlocks, alpha: alpha, accumulate: accumulate, into: out)
+    }
+
+    /// The same over blocks at `src`: row blocks contiguous ([3R, C]), or column blocks in the first 3C
+    /// columns of an f32 matrix whose rows are `rowStride` elements apart.
+    func sumBlocks3(_ src: CUdeviceptr, rowStride: Int, rowBlocks: Bool, alpha: Float, accumulate: Bool, into out: Tensor) {
+        expect(out, .f32)
+        let rows = out.shape[0], cols = out.shape[1]
+        precondition(rowBlocks || rowStride >= 3 * cols, "column blocks wider than their rows")
         let count = rows * cols
         guard count > 0 else { return }
         let blocks = Swift.max(1, Swift.min((count + 255) / 256, device.multiprocessors * 16))
-        run {
+        run("sumBlocks3") {
             try kernels.launch(try function("sum_blocks3", CUDASplitBF16.source), grid: (blocks, 1, 1), block: (256, 1, 1),
-                               arguments: [.pointer(src.device), .pointer(out.device), .int64(Int64(rows)),
+                               arguments: [.pointer(src), .pointer(out.device), .int64(Int64(rows)),
                                            .int32(Int32(cols)), .int32(rowBlocks ? 1 : 0), .float(alpha),
-                                           .int32(accumulate ? 1 : 0)])
+                                           .int32(accumulate ? 1 : 0), .int64(Int64(rowStride))])
         }
     }
 
@@ -196,6 +216,96 @@ extension CUDABackend {
             let p = try empty([o, 3 * r], .f32)
             matmul(m, transposeA: true, z3, transposeB: false, into: p, alpha: 1, beta: 0)
             sumBlocks3(p, rowBlocks: false, alpha: alpha, accumulate: true, into: g)
+        }
+    }
+}
+
+/// Adapters that share their input (q, k and v; gate and up) as one split-bf16 GEMM each way instead
+/// of one per adapter: the down products read x once ([Σ 3r_i, K] parts stacked by adapter), the A
+/// gradients read x once ([T, Σ 3r_i] parts side by side), and the up products add into dL/dx once
+/// ([T, Σ 6r_i] · [Σ 6r_i, K], beta 1: the sum over the adapters in f32, rounded once). Each
+/// adapter's parts and block sums are those of its single-adapter op.
+extension CUDABackend {
+    /// Whether every adapter of the group takes the split path (else the ops run one adapter at a time).
+    private func groupsSplitLoRA(_ ranks: [Int], features: Int) -> Bool {
+        ranks.count > 1 && ranks.allSatisfy { usesSplitLoRA(rank: $0, features: features) }
+    }
+
+    public func loraDown(_ x: Tensor, _ weights: [Tensor], into zs: [Tensor]) {
+        precondition(weights.count == zs.count, "one z per adapter")
+        for (w, z) in zip(weights, zs) { LoRAShapes.checkDown(x, w, weightTransposed: false, z); expect(w, .f32); expect(z, .f32) }
+        expect(x, computeType)
+        let tokens = x.shape[0], k = x.shape[1], ranks = zs.map { $0.shape[1] }, width = 3 * ranks.reduce(0, +)
+        guard tokens > 0 else { return }
+        guard groupsSplitLoRA(ranks, features: k) else {
+            for (w, z) in zip(weights, zs) { loraDown(x, w, weightTransposed: false, into: z, alpha: 1) }
+            return
+        }
+        orFatal {
+            let w3 = try empty([width, k], .bf16)   // each adapter's three parts stacked, adapter after adapter
+            var row = 0
+            for (w, r) in zip(weights, ranks) {
+                splitBF16(w, parts: [1, 2, 3], stacked: true, into: w3.device + UInt64(row * k * 2), rowStride: k)
+                row += 3 * r
+            }
+            let z3 = try empty([tokens, width], .f32)
+            matmul(x, transposeA: false, w3, transposeB: true, into: z3, alpha: 1, beta: 0)
+            var column = 0
+            for (z, r) in zip(zs, ranks) {
+                sumBlocks3(z3.device + UInt64(column * 4), rowStride: width, rowBlocks: false, alpha: 1, accumulate: false, into: z)
+                column += 3 * r
+            }
+        }
+    }
+
+    public func loraGradient(_ x: Tensor, _ zs: [Tensor], intoTransposed gradients: [Tensor]) {
+        precondition(zs.count == gradients.count, "one gradient per adapter")
+        for (z, g) in zip(zs, gradients) { LoRAShapes.checkGradient(x, z, g, gradientTransposed: true); expect(z, .f32); expect(g, .f32) }
+        expect(x, computeType)
+        let tokens = x.shape[0], k = x.shape[1], ranks = zs.map { $0.shape[1] }, width = 3 * ranks.reduce(0, +)
+        guard tokens > 0 && k > 0 else { return }
+        guard groupsSplitLoRA(ranks, features: k) else {
+            for (z, g) in zip(zs, gradients) { loraGradient(x, z, into: g, gradientTransposed: true, alpha: 1) }
+            return
+        }
+        orFatal {
+            let z3 = try empty([tokens, width], .bf16)   // each z's three parts side by side, adapter after adapter
+            var column = 0
+            for (z, r) in zip(zs, ranks) {
+                splitBF16(z, parts: [1, 2, 3], stacked: false, into: z3.device + UInt64(column * 2), rowStride: width)
+                column += 3 * r
+            }
+            let p = try empty([width, k], .f32)
+            matmul(z3, transposeA: true, x, transposeB: false, into: p, alpha: 1, beta: 0)
+            var row = 0
+            for (g, r) in zip(gradients, ranks) {
+                sumBlocks3(p.device + UInt64(row * k * 4), rowStride: k, rowBlocks: true, alpha: 1, accumulate: true, into: g)
+                row += 3 * r
+            }
+        }
+    }
+
+    public func loraUpAdd(_ zs: [Tensor], _ weights: [Tensor], into y: Tensor) {
+        precondition(weights.count == zs.count, "one weight per z")
+        for (z, w) in zip(zs, weights) { LoRAShapes.checkUpAdd(z, w, weightTransposed: true, y); expect(z, .f32); expect(w, .f32) }
+        expect(y, computeType)
+        let tokens = y.shape[0], o = y.shape[1], ranks = zs.map { $0.shape[1] }, width = 6 * ranks.reduce(0, +)
+        guard tokens > 0 && o > 0 else { return }
+        guard groupsSplitLoRA(ranks, features: o) else {
+            for (z, w) in zip(zs, weights) { loraUpAdd(z, w, weightTransposed: true, scale: 1, into: y) }
+            return
+        }
+        orFatal {
+            let z6 = try empty([tokens, width], .bf16)   // [T, Σ 6r]: each z's cross-term parts side by side
+            let w6 = try empty([width, o], .bf16)        // [Σ 6r, O]: each A's matching parts stacked
+            var offset = 0
+            for (z, w) in zip(zs, weights) {
+                let r = z.shape[1]
+                splitBF16(z, parts: CUDASplitBF16.crossLeft, stacked: false, into: z6.device + UInt64(offset * 2), rowStride: width)
+                splitBF16(w, parts: CUDASplitBF16.crossRight, stacked: true, into: w6.device + UInt64(offset * o * 2), rowStride: o)
+                offset += 6 * r
+            }
+            matmul(z6, transposeA: false, w6, transposeB: false, into: y, alpha: 1, beta: 1)
         }
     }
 }

@@ -1,0 +1,71 @@
+// The split-bf16 LoRA kernels (SplitBF16Kernels.swift) on the CPU (cuda_emulation.h): split_bf16 writing
+// stacked planes and side-by-side planes into the columns of a wider matrix (a row stride, and an offset as
+// the grouped ops use them), and sum_blocks3 over column blocks of a wider matrix and over row blocks,
+// against plain loops: the parts must sum back to each value within 2^-24 of it, every element outside
+// the written region must stay untouched, and the block sums must equal ((B3 + B2) + B1) in f32.
+// Run scripts/emulate_cuda_split.sh.
+#include "cuda_emulation.h"
+
+static std::mt19937 gen(5);
+static float bf16(unsigned short u) { return __uint_as_float((unsigned)u << 16); }
+
+static bool splitCase(int rows, int cols, bool stacked, int ld, int offset) {
+    std::uniform_real_distribution<float> u(-3, 3);
+    std::vector<float> src(rows * cols);
+    for (auto& v : src) v = u(gen) * std::pow(10.0f, (float)(gen() % 7) - 3);
+    const int parts = 1 | (2 << 2) | (3 << 4), n = 3;   // planes 1, 2, 3
+    const size_t size = stacked ? (size_t)offset + (size_t)n * rows * cols : (size_t)rows * ld;
+    std::vector<unsigned short> dst(size, 0xBEEF);
+    launch({3, 1, 1}, 64, [&] { split_bf16(src.data(), dst.data() + offset, rows, cols, n, parts, stacked, ld); });
+    bool ok = true; long long touched = 0;
+    for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++) {
+        float sum = 0; float p[3];
+        for (int i = 0; i < n; i++) {
+            const size_t at = stacked ? (size_t)offset + ((size_t)i * rows + r) * cols + c : (size_t)r * ld + offset + (size_t)i * cols + c;
+            p[i] = bf16(dst[at]); touched++;
+        }
+        sum = (p[2] + p[1]) + p[0];
+        const float v = src[r * cols + c];
+        if (fabsf(sum - v) > std::ldexp(fabsf(v), -23)) ok = false;
+    }
+    long long untouched = 0;
+    for (auto d : dst) untouched += d == 0xBEEF;
+    ok = ok && untouched == (long long)size - touched;
+    printf("split %-11s %3d×%-3d row stride %-4d offset %-4d  %s\n", stacked ? "stacked" : "side by side", rows, cols, ld, offset,
+           ok ? "PASS" : "FAIL");
+    return ok;
+}
+
+static bool sumCase(int rows, int cols, bool rowBlocks, int ld, int offset) {
+    std::uniform_real_distribution<float> u(-1, 1);
+    const size_t size = rowBlocks ? (size_t)offset + 3 * (size_t)rows * cols : (size_t)rows * ld;
+    std::vector<float> src(size);
+    for (auto& v : src) v = u(gen);
+    std::vector<float> out(rows * cols), expected(rows * cols);
+    for (int e = 0; e < rows * cols; e++) out[e] = expected[e] = u(gen);
+    const float alpha = 0.75f;
+    for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++) {
+        float b[3];
+        for (int i = 0; i < 3; i++)
+            b[i] = rowBlocks ? src[offset + ((size_t)i * rows + r) * cols + c] : src[(size_t)r * ld + offset + (size_t)i * cols + c];
+        expected[r * cols + c] += alpha * ((b[2] + b[1]) + b[0]);
+    }
+    launch({2, 1, 1}, 64, [&] { sum_blocks3(src.data() + offset, out.data(), rows, cols, rowBlocks, alpha, 1, ld); });
+    const bool ok = out == expected;
+    printf("sum   %-11s %3d×%-3d row stride %-4d offset %-4d  %s\n", rowBlocks ? "row blocks" : "col blocks", rows, cols, ld, offset,
+           ok ? "PASS" : "FAIL");
+    return ok;
+}
+
+int main() {
+    bool ok = true;
+    ok &= splitCase(37, 16, true, 16, 0);          // one adapter's parts, as before
+    ok &= splitCase(37, 16, false, 48, 0);         // side by side, a matrix of its own
+    ok &= splitCase(37, 8, false, 72, 24);         // the second adapter's columns in a [T, 72] matrix
+    ok &= splitCase(20, 40, true, 40, 3 * 8 * 40); // the second adapter's rows in a stacked matrix
+    ok &= sumCase(37, 16, false, 48, 0);
+    ok &= sumCase(37, 8, false, 72, 48);           // the third adapter's column blocks
+    ok &= sumCase(21, 40, true, 40, 3 * 16 * 40);  // the second adapter's row blocks
+    printf(ok ? "all split-bf16 emulation checks passed\n" : "SOME SPLIT-BF16 EMULATION CHECKS FAILED\n");
+    return ok ? 0 : 1;
+}
