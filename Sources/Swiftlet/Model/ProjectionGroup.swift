@@ -97,12 +97,16 @@ public enum ProjectionGroup {
     /// The parts' adapters when every part has one on the fused path (no dropout drawn, a rank the
     /// fused ops take) and there are several: their products can share x.
     static func fusedAdapters(_ parts: [Linear], dropoutSeed: (Int) -> UInt64?) -> [LoRAAdapter]? {
+        guard groupsAdapters else { return nil }
         let adapters = parts.enumerated().compactMap { i, linear -> LoRAAdapter? in
             guard let lora = linear.lora, Linear.usesFusedLoRA(lora), dropoutSeed(i) == nil || lora.dropout == 0 else { return nil }
             return lora
         }
         return parts.count > 1 && adapters.count == parts.count ? adapters : nil
     }
+
+    /// `SWIFTLET_LORA_GROUPS=0` runs each linear's adapter on its own (to time the two ways in one binary).
+    nonisolated(unsafe) static var groupsAdapters = CUDALibrarySearch.processEnvironment["SWIFTLET_LORA_GROUPS"] != "0"
 
     /// The linear that `target` names in this group, nil when the group has no such linear
     /// (`names` are the targets of the separate parts, in order; `fusedName` the fused one's).
