@@ -65,7 +65,8 @@ public enum ProjectionGroup {
         switch self {
         case let .separate(parts):
             precondition(dParts.count == parts.count, "one gradient per part")
-            if parts.count > 1, zip(parts, saved.linears).allSatisfy({ $0.runsFused($1) }), let x = saved.linears[0].input {
+            if Self.groupsAdapters, parts.count > 1, zip(parts, saved.linears).allSatisfy({ $0.runsFused($1) }),
+               let x = saved.linears[0].input {
                 // dB_i and dz_i per part (they read dY_i); the A gradients from one read of x; the frozen
                 // weights' dY_i W_i summed into dL/dx, then Σ dz_i A_i added to it at once.
                 let dzs = try zip(parts, zip(dParts, saved.linears)).map { try $0.outputTerms($1.0, saved: $1.1) }
