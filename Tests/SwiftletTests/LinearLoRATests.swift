@@ -227,3 +227,24 @@ final class ProjectionGroupLoRATests: XCTestCase {
         close(grouped.1, alone.1, "dL/dx")
     }
 }
+
+/// The fused forward allocates its output and z, nothing more (a second, unused output once doubled a
+/// linear's transient memory).
+final class LinearMemoryTests: XCTestCase {
+    func testFusedForwardAllocatesOnlyItsOutputAndZ() throws {
+        let backend = CPUBackend()
+        let (tokens, k, out, r) = (64, 48, 96, 8)
+        let linear = Linear(weight: try backend.zeros([out, k], .f32),
+                            lora: try LoRAAdapter(module: "q", a: try backend.zeros([r, k], .f32),
+                                                  b: try backend.zeros([out, r], .f32), scaling: 2, dropout: 0))
+        let x = try backend.zeros([tokens, k], .f32)
+        let before = backend.memory.requestedCurrent
+        backend.memory.resetPeak()
+        let (y, saved) = try linear.forward(x)
+        let expected = MemoryCounter.rounded(4 * tokens * out) + MemoryCounter.rounded(4 * tokens * r)
+        XCTAssertEqual(backend.memory.requestedCurrent - before, expected)
+        XCTAssertEqual(backend.memory.requestedPeak - before, expected)
+        XCTAssertEqual(y.shape, [tokens, out])
+        XCTAssertNotNil(saved.lowRank)
+    }
+}

@@ -40,6 +40,12 @@ public struct Linear {
     public func forward(_ x: Tensor, dropoutSeed: UInt64? = nil) throws -> (Tensor, Saved) {
         let backend = x.backend
         let tokens = x.shape[0]
+        if let lora, dropoutSeed == nil || lora.dropout == 0, Self.usesFusedLoRA(lora) {
+            // z = x Aᵀ and y += s · z Bᵀ straight from x's storage type: no f32 copy of x.
+            let z = try backend.empty([tokens, lora.rank], .f32)
+            backend.loraDown(x, lora.a, weightTransposed: false, into: z, alpha: 1)
+            return try forward(x, lowRank: z)
+        }
         let y = try backend.empty([tokens, outFeatures], backend.computeType)
         func base() throws {
             // beta 0: the GEMM writes every element of y without reading it.
@@ -49,12 +55,6 @@ public struct Linear {
         var saved = Saved(input: x)
         if let lora {
             let dropping = dropoutSeed != nil && lora.dropout > 0
-            if !dropping && Self.usesFusedLoRA(lora) {
-                // z = x Aᵀ and y += s · z Bᵀ straight from x's storage type: no f32 copy of x.
-                let z = try backend.empty([tokens, lora.rank], .f32)
-                backend.loraDown(x, lora.a, weightTransposed: false, into: z, alpha: 1)
-                return try forward(x, lowRank: z)
-            }
             try base()
             var mask: Tensor?
             var loraInput = try Self.widened(x, mask: nil)
