@@ -170,8 +170,7 @@ public struct DecoderLayer {
         let rstd1 = try backend.empty([tokens], .f32)
         let qkv: [Tensor], qkvSaved: ProjectionGroup.Saved
         do {  // n1 lives only for q, k and v's products: the backward recomputes it
-            let n1 = try backend.empty(h.shape, backend.computeType)
-            backend.rmsNorm(h, weight: inputNorm, weightOffset: offset, eps: config.rmsNormEps, into: n1, rstd: rstd1)
+            let n1 = try inputNormed(h, rstd: rstd1, config)
             // Dropout seeds 0, 1, 2 for q, k, v (the fused qkv_proj takes 0).
             var saved: ProjectionGroup.Saved
             (qkv, saved) = try qkvProjections.forward(n1) { step.dropoutSeed(UInt64($0)) }
@@ -243,15 +242,21 @@ public struct DecoderLayer {
             dQ = try Self.headNormBackward(dQ, x: norms.q, weight: qNorm, rstd: norms.qRstd, heads: config.heads, config)
             dK = try Self.headNormBackward(dK, x: norms.k, weight: kNorm, rstd: norms.kRstd, heads: config.kvHeads, config)
         }
-        // n1 again: the forward's op on the same input, the same bits.
-        let n1 = try backend.empty(s.input.shape, backend.computeType)
-        backend.rmsNorm(s.input, weight: inputNorm, weightOffset: offset, eps: config.rmsNormEps, into: n1, rstd: s.inputRstd)
-        s.qkvSaved.restoreInput(n1)
+        s.qkvSaved.restoreInput(try inputNormed(s.input, rstd: s.inputRstd, config))
         let dN1 = try qkvProjections.backward([dQ, dK, dV], saved: s.qkvSaved)
         let dH = dH2
         backend.rmsNormBackward(dOut: dN1, x: s.input, weight: inputNorm, weightOffset: offset, rstd: s.inputRstd,
                                 accumulateInto: dH)
         return dH
+    }
+
+    /// n1 = rmsnorm(h), q, k and v's input (rstd written too): in the forward, and again in the
+    /// backward, which does not keep n1 (the same op on the same input, the same bits).
+    func inputNormed(_ h: Tensor, rstd: Tensor, _ config: LlamaConfig) throws -> Tensor {
+        let backend = h.backend
+        let n1 = try backend.empty(h.shape, backend.computeType)
+        backend.rmsNorm(h, weight: inputNorm, weightOffset: config.normWeightOffset, eps: config.rmsNormEps, into: n1, rstd: rstd)
+        return n1
     }
 
     /// Gemma's norm of a sublayer's output (a fresh tensor, the residual is added to it later), with

@@ -40,7 +40,7 @@ public struct Linear {
     public func forward(_ x: Tensor, dropoutSeed: UInt64? = nil) throws -> (Tensor, Saved) {
         let backend = x.backend
         let tokens = x.shape[0]
-        if let lora, dropoutSeed == nil || lora.dropout == 0, Self.usesFusedLoRA(lora) {
+        if let lora = fusedAdapter(dropoutSeed: dropoutSeed) {
             // z = x Aᵀ and y += s · z Bᵀ straight from x's storage type: no f32 copy of x.
             let z = try backend.empty([tokens, lora.rank], .f32)
             backend.loraDown(x, lora.a, weightTransposed: false, into: z, alpha: 1)
@@ -104,6 +104,13 @@ public struct Linear {
     /// `SWIFTLET_LORA=gemm` keeps the GEMM path everywhere (for comparisons).
     static func usesFusedLoRA(_ lora: LoRAAdapter) -> Bool {
         lora.rank <= LoRAShapes.maxRank && !forceGEMMLoRA
+    }
+
+    /// The adapter when this forward takes the fused low-rank ops: no dropout mask to draw, and a
+    /// rank they take.
+    func fusedAdapter(dropoutSeed: UInt64?) -> LoRAAdapter? {
+        guard let lora, dropoutSeed == nil || lora.dropout == 0, Self.usesFusedLoRA(lora) else { return nil }
+        return lora
     }
 
     /// Whether the backward of this forward takes the fused low-rank ops.

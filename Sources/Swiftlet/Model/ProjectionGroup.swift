@@ -99,10 +99,7 @@ public enum ProjectionGroup {
     /// fused ops take) and there are several: their products can share x.
     static func fusedAdapters(_ parts: [Linear], dropoutSeed: (Int) -> UInt64?) -> [LoRAAdapter]? {
         guard groupsAdapters else { return nil }
-        let adapters = parts.enumerated().compactMap { i, linear -> LoRAAdapter? in
-            guard let lora = linear.lora, Linear.usesFusedLoRA(lora), dropoutSeed(i) == nil || lora.dropout == 0 else { return nil }
-            return lora
-        }
+        let adapters = parts.enumerated().compactMap { i, linear in linear.fusedAdapter(dropoutSeed: dropoutSeed(i)) }
         return parts.count > 1 && adapters.count == parts.count ? adapters : nil
     }
 
