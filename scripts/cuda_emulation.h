@@ -46,6 +46,17 @@ static inline float __fsub_rn(float a, float b) { volatile float p = a - b; retu
 #define __launch_bounds__(x)
 #include "kernel.inc"
 
+// max |gpu − ref| / max |ref| over finite reference values; NaN or a missing value counts as a failure.
+struct Measure {
+    double diff = 0, ref = 0; int bad = 0;
+    void add(float g, double r) {
+        if (!std::isfinite(g)) { bad++; return; }
+        diff = std::max(diff, fabs(g - r)); ref = std::max(ref, fabs(r));
+    }
+    double rel() const { return diff / std::max(ref, 1e-30); }
+    bool ok(double bound) const { return bad == 0 && rel() < bound; }
+};
+
 template <class F> void launch(D3 grid, int threads, F body) {
     gridDim = grid; blockDim = {threads, 1, 1};
     for (int z = 0; z < grid.z; z++) for (int y = 0; y < grid.y; y++) for (int x = 0; x < grid.x; x++) {

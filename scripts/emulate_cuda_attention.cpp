@@ -4,16 +4,6 @@
 // Run scripts/emulate_cuda_attention.sh (it extracts the kernel source into kernel.inc).
 #include "cuda_emulation.h"
 
-// max |gpu − ref| / max |ref| over finite reference values; NaN or a missing value counts as a failure.
-struct Measure {
-    double diff = 0, ref = 0; int bad = 0;
-    void add(float g, double r) {
-        if (!std::isfinite(g)) { bad++; return; }
-        diff = std::max(diff, fabs(g - r)); ref = std::max(ref, fabs(r));
-    }
-    double rel() const { return diff / std::max(ref, 1e-30); }
-};
-
 int run(int rows, int columns, int heads, int kvHeads, int headDim, int window, float scale, float softcap,
         std::vector<int> sequences) {
     std::mt19937 gen(rows * 7 + columns * 13 + headDim);

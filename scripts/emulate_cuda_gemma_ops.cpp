@@ -5,15 +5,6 @@
 // Run scripts/emulate_cuda_gemma_ops.sh.
 #include "cuda_emulation.h"
 
-struct Measure {
-    double diff = 0, ref = 0; int bad = 0;
-    void add(float g, double r) {
-        if (!std::isfinite(g)) { bad++; return; }
-        diff = std::max(diff, fabs(g - r)); ref = std::max(ref, fabs(r));
-    }
-    double rel() const { return diff / std::max(ref, 1e-30); }
-    bool ok(double bound) const { return bad == 0 && rel() < bound; }
-};
 static std::mt19937 gen(2024);
 static std::vector<storage_t> randoms(int n, float lo, float hi) {
     std::uniform_real_distribution<float> u(lo, hi);
