@@ -1,8 +1,7 @@
 // Runs CUDA kernel source on the CPU, for checking kernels on a machine without a GPU: one std::thread
 // per CUDA thread, blocks one after another, warp shuffles and __syncthreads through barriers. Include it
 // after defining nothing; it includes "kernel.inc" (the prelude and one kernel family's source, which the
-// emulate_cuda_*.sh scripts extract from the Swift files). Used by emulate_cuda_cached_attention.cpp and
-// emulate_cuda_attention.cpp.
+// emulate_cuda_*.sh scripts extract from the Swift files). Used by every emulate_cuda_*.cpp.
 #pragma once
 #include <barrier>
 #include <thread>
