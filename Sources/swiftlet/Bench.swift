@@ -89,7 +89,9 @@ struct Bench: ParsableCommand {
             case .rows(let b): loss = try model.step(b, gradScale: 1 / Float(b.targetCount)) / Double(b.targetCount)
             case .pairs(let b): loss = try DPOStep.run(model: model, batch: b, loss: dpoLoss).loss
             }
+            backend.memory.phase = "optimizer"
             optimizer.step(lr: Float(arguments.learningRate))
+            backend.memory.phase = ""
             return loss
         }
         let rowsPerStep = objective == .dpo ? 2 * batchSize : batchSize
@@ -136,6 +138,9 @@ struct Bench: ParsableCommand {
             "peak_gib": (Double(backend.memory.peak) / Double(1 << 30) * 100).rounded() / 100,
             // as PyTorch's max_memory_allocated counts (each request rounded up to 512 bytes)
             "peak_requested_gib": (Double(backend.memory.requestedPeak) / Double(1 << 30) * 100).rounded() / 100,
+            // where that peak was reached, and what stays between steps (weights, adapters, optimizer state)
+            "peak_phase": backend.memory.requestedPeakPhase,
+            "resident_requested_gib": (Double(backend.memory.requestedCurrent) / Double(1 << 30) * 100).rounded() / 100,
             "loss": (loss * 1e4).rounded() / 1e4,
             "model_tflops_per_step": (flops.model / 1e10).rounded() / 100,
             "gemm_tflops": gemm.rounded(), "mfu": utilisation(flops.model), "hfu": utilisation(flops.withRecompute),

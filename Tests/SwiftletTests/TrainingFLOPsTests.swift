@@ -13,8 +13,14 @@ final class TrainingFLOPsTests: XCTestCase {
         let f = TrainingFLOPs(config: config, rows: 1, rowLength: 3, rank: 0, recompute: false)
         XCTAssertEqual(f.model, 720 + 96 + 720 + 240 + 480)
         XCTAssertEqual(f.withRecompute, f.model)
+        // the recompute skips down_proj's frozen product (2·24·3 = 144)
         let g = TrainingFLOPs(config: config, rows: 1, rowLength: 3, rank: 0, recompute: true)
-        XCTAssertEqual(g.withRecompute, g.model + 720 + 96)
+        XCTAssertEqual(g.withRecompute, g.model + 720 + 96 - 144)
+        // unless Gemma's norm of the MLP output needs that output
+        var gemma = config
+        gemma.sandwichNorms = true
+        let s = TrainingFLOPs(config: gemma, rows: 1, rowLength: 3, rank: 0, recompute: true)
+        XCTAssertEqual(s.withRecompute, s.model + 720 + 96)
     }
 
     func testAdaptersAddTheirProducts() {

@@ -38,6 +38,7 @@ typedef struct CUevent_st *CUevent;
 
 #define CCUDA_STREAM_NON_BLOCKING 0x1
 #define CCUDA_EVENT_DEFAULT 0x0
+#define CCUDA_EVENT_DISABLE_TIMING 0x2
 
 // ---- Driver API entry points (symbol name = the typedef name without PFN_) ------------------------
 typedef CUresult (*PFN_cuInit)(unsigned int flags);
@@ -75,6 +76,8 @@ typedef CUresult (*PFN_cuEventCreate)(CUevent *phEvent, unsigned int flags);
 typedef CUresult (*PFN_cuEventRecord)(CUevent hEvent, CUstream hStream);
 typedef CUresult (*PFN_cuEventSynchronize)(CUevent hEvent);
 typedef CUresult (*PFN_cuEventElapsedTime)(float *pMilliseconds, CUevent hStart, CUevent hEnd);
+typedef CUresult (*PFN_cuEventDestroy_v2)(CUevent hEvent);
+typedef CUresult (*PFN_cuStreamWaitEvent)(CUstream hStream, CUevent hEvent, unsigned int flags);
 typedef CUresult (*PFN_cuGetErrorString)(CUresult error, const char **pStr);
 
 // ---- NVRTC --------------------------------------------------------------------------------------

@@ -38,8 +38,13 @@ public protocol Backend: AnyObject, Sendable {
     func copy(_ source: Tensor, into destination: Tensor)
     /// Moves a tensor's elements to host memory outside the backend's own (see OffloadedTensor).
     func offload(_ tensor: Tensor) throws -> OffloadedTensor
-    /// A new tensor of the backend holding an offloaded tensor's elements.
+    /// A new tensor of the backend holding an offloaded tensor's elements (the prefetched one, if any).
     func reload(_ offloaded: OffloadedTensor) throws -> Tensor
+    /// Starts copying an offloaded tensor back, beside the work queued after it, for a later `reload`.
+    func prefetch(_ offloaded: OffloadedTensor) throws
+    /// Makes later work wait for every offload's copy still running and lets go of the tensors they
+    /// read (an offload keeps its source until then, so that no new tensor takes its memory early).
+    func settleOffloads() throws
 
     // MARK: Quantized weights
     /// out = the NF4 weight dequantized (bitsandbytes' dequantize_4bit: codebook[code] · absmax
@@ -188,6 +193,12 @@ public protocol Backend: AnyObject, Sendable {
                    gradientMultiplier: GradientMultiplier, step: Int, hyper: AdamWHyper)
 }
 
+extension Backend {
+    /// Backends whose copies are done when `offload` returns have nothing to start or settle.
+    public func prefetch(_ offloaded: OffloadedTensor) throws {}
+    public func settleOffloads() throws {}
+}
+
 /// The adapters of one input one at a time: the CPU's way (its GEMM reads x from cache anyway), and
 /// the reference of a backend's grouped products.
 extension Backend {
@@ -239,6 +250,10 @@ public final class MemoryCounter: @unchecked Sendable {
     public private(set) var peak: Int = 0
     public private(set) var requestedCurrent: Int = 0
     public private(set) var requestedPeak: Int = 0
+    /// Where the work is (the model names its phases: "forward 3", "head", "backward 3 MLP", ...), and
+    /// the phase in which the requested peak was reached: what memory work starts from.
+    public var phase = ""
+    public private(set) var requestedPeakPhase = ""
     private let lock = NSLock()
 
     public init() {}
@@ -247,14 +262,15 @@ public final class MemoryCounter: @unchecked Sendable {
         let asked = Self.rounded(requested ?? bytes)
         lock.withLock {
             current += bytes; peak = Swift.max(peak, current)
-            requestedCurrent += asked; requestedPeak = Swift.max(requestedPeak, requestedCurrent)
+            requestedCurrent += asked
+            if requestedCurrent > requestedPeak { requestedPeak = requestedCurrent; requestedPeakPhase = phase }
         }
     }
     public func freed(_ bytes: Int, requested: Int? = nil) {
         let asked = Self.rounded(requested ?? bytes)
         lock.withLock { current -= bytes; requestedCurrent -= asked }
     }
-    public func resetPeak() { lock.withLock { peak = current; requestedPeak = requestedCurrent } }
+    public func resetPeak() { lock.withLock { peak = current; requestedPeak = requestedCurrent; requestedPeakPhase = phase } }
 
     static func rounded(_ bytes: Int) -> Int { (bytes + 511) / 512 * 512 }
 }

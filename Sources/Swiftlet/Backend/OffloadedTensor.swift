@@ -2,14 +2,17 @@
 /// checkpointing's `offload` mode keeps each layer's input in (pinned) host memory instead of on
 /// the GPU, so activation memory no longer grows with the number of layers.
 ///
-/// The host block is returned to its owner when the last reference goes away. Copies in and out
-/// are ordered on the backend's stream, so no synchronisation is needed between them.
+/// The host block is returned to its owner when the last reference goes away. A GPU backend copies
+/// out and back beside its compute (`Backend.prefetch`), ordering the two only where one needs the
+/// other's result.
 public final class OffloadedTensor: @unchecked Sendable {
     public let dtype: DType
     public let shape: Shape
     /// Host memory holding the elements.
     let host: UnsafeMutableRawPointer
     private let giveBack: (UnsafeMutableRawPointer) -> Void
+    /// The copy back to the backend, when `Backend.prefetch` started it: `reload` returns its tensor.
+    var staged: StagedCopy?
 
     init(dtype: DType, shape: Shape, host: UnsafeMutableRawPointer,
          giveBack: @escaping (UnsafeMutableRawPointer) -> Void) {
@@ -22,4 +25,11 @@ public final class OffloadedTensor: @unchecked Sendable {
     public var byteCount: Int { shape.count * dtype.size }
 
     deinit { giveBack(host) }
+}
+
+/// A copy into a backend tensor that may still be running beside the backend's work.
+struct StagedCopy {
+    let tensor: Tensor
+    /// Orders the backend's later work after the copy (on the device; the host does not wait).
+    let join: () throws -> Void
 }

@@ -18,9 +18,11 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     let multiTensorTables = MultiTensorTables()
     private let prelude: String
     private var functions: [String: [(source: String, kernel: CUDAKernel)]] = [:]
-    private let lock = NSLock()
+    let lock = NSLock()
     /// Pinned host blocks for offloaded activations (gradient checkpointing's offload mode).
     let pinnedHost: PinnedHostPool
+    /// Offloads whose copies may still be reading their source (`settleOffloads`).
+    var offloadsInFlight: [(source: Tensor, copied: CUDAEvent)] = []
     /// Which attention kernels run where they apply: cuDNN's fused attention (the default), our
     /// tiled tensor-core kernels, or the simple CUDA-core ones (environment SWIFTLET_ATTENTION=
     /// cudnn|swiftlet|simple; the doctor switches them to check and time each).

@@ -1,12 +1,16 @@
 import CCUDA
 
-/// One GPU: its primary context (current on the creating thread) and a stream.
+/// One GPU: its primary context (current on the creating thread), the stream all compute runs
+/// on, and a second stream for copies to and from host memory that overlap it.
 public final class CUDADevice: @unchecked Sendable {
     public let libs: CUDALibraries
     public let ordinal: Int
     let device: CUdevice
     let context: CUcontext
     public let stream: CUstream
+    /// Gradient checkpointing's offload copies run here, beside the compute; `CUDAEvent`s order
+    /// the two streams where one reads what the other writes.
+    let copyStream: CUstream
 
     public let name: String
     public let computeCapability: (major: Int, minor: Int)
@@ -49,12 +53,16 @@ public final class CUDADevice: @unchecked Sendable {
         guard let ctx else { throw CUDAError.invalid("cuDevicePrimaryCtxRetain returned no context") }
         context = ctx
         try libs.check(libs.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
-        var s: CUstream? = nil
-        // A blocking stream (flags 0): it synchronizes with the legacy NULL stream, which the
+        // Blocking streams (flags 0): they synchronize with the legacy NULL stream, which the
         // synchronous cuMemcpy*/cuMemset* calls use.
-        try libs.check(libs.cuStreamCreate(&s, 0), "cuStreamCreate")
-        guard let s else { throw CUDAError.invalid("cuStreamCreate returned no stream") }
-        stream = s
+        func newStream() throws -> CUstream {
+            var s: CUstream? = nil
+            try libs.check(libs.cuStreamCreate(&s, 0), "cuStreamCreate")
+            guard let s else { throw CUDAError.invalid("cuStreamCreate returned no stream") }
+            return s
+        }
+        stream = try newStream()
+        copyStream = try newStream()
     }
 
     /// Makes this device's context current on the calling thread.

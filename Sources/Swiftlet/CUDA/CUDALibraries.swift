@@ -201,6 +201,8 @@ public final class CUDALibraries: @unchecked Sendable {
     let cuEventRecord: PFN_cuEventRecord
     let cuEventSynchronize: PFN_cuEventSynchronize
     let cuEventElapsedTime: PFN_cuEventElapsedTime
+    let cuEventDestroy: PFN_cuEventDestroy_v2
+    let cuStreamWaitEvent: PFN_cuStreamWaitEvent
     let cuGetErrorString: PFN_cuGetErrorString
     /// The run-time compiler.
     public let compiler: NVRTC
@@ -266,6 +268,8 @@ public final class CUDALibraries: @unchecked Sendable {
         cuEventRecord = try d.symbol("cuEventRecord", as: PFN_cuEventRecord.self)
         cuEventSynchronize = try d.symbol("cuEventSynchronize", as: PFN_cuEventSynchronize.self)
         cuEventElapsedTime = try d.symbol("cuEventElapsedTime", as: PFN_cuEventElapsedTime.self)
+        cuEventDestroy = try d.symbol("cuEventDestroy_v2", as: PFN_cuEventDestroy_v2.self)
+        cuStreamWaitEvent = try d.symbol("cuStreamWaitEvent", as: PFN_cuStreamWaitEvent.self)
         cuGetErrorString = try d.symbol("cuGetErrorString", as: PFN_cuGetErrorString.self)
 
     }

@@ -30,20 +30,49 @@ final class PinnedHostPool: @unchecked Sendable {
 }
 
 extension CUDABackend {
-    /// Device → pinned host, queued on the stream (the host does not wait; the reload, queued
-    /// later on the same stream, cannot overtake it).
+    /// Device → pinned host on the copy stream, after the work that wrote `tensor`; the compute
+    /// stream runs on. `tensor` is kept until `settleOffloads` (the next offload, or the model after
+    /// its last) orders later work after the copy: by then a layer's forward has run, so the wait
+    /// costs nothing, and no tensor allocated meanwhile can take the memory being read.
     public func offload(_ tensor: Tensor) throws -> OffloadedTensor {
-        let pool = pinnedHost
+        try settleOffloads()
+        let libs = device.libs, pool = pinnedHost
         let host = try pool.allocate(bytes: Swift.max(tensor.byteCount, 1))
-        try device.libs.check(device.libs.cuMemcpyDtoHAsync(host, tensor.device, tensor.byteCount, device.stream),
-                              "cuMemcpyDtoHAsync_v2")
+        try CUDAEvent(after: device.stream, libs: libs).precedes(device.copyStream)
+        try libs.check(libs.cuMemcpyDtoHAsync(host, tensor.device, tensor.byteCount, device.copyStream),
+                       "cuMemcpyDtoHAsync_v2")
+        let copied = try CUDAEvent(after: device.copyStream, libs: libs)
+        lock.withLock { offloadsInFlight.append((tensor, copied)) }
         return OffloadedTensor(dtype: tensor.dtype, shape: tensor.shape, host: host, giveBack: { pool.free($0) })
     }
 
+    public func settleOffloads() throws {
+        let inFlight = lock.withLock { () -> [(source: Tensor, copied: CUDAEvent)] in
+            defer { offloadsInFlight.removeAll() }
+            return offloadsInFlight
+        }
+        for (_, copied) in inFlight { try copied.precedes(device.stream) }
+    }
+
+    /// Host → device on the copy stream, after the offload's copy out (the same stream) and after
+    /// the work queued so far (the new tensor's memory may have been another's, still in use).
+    public func prefetch(_ offloaded: OffloadedTensor) throws {
+        guard offloaded.staged == nil else { return }
+        let libs = device.libs, stream = device.stream
+        let t = try empty(offloaded.shape, offloaded.dtype)
+        try CUDAEvent(after: stream, libs: libs).precedes(device.copyStream)
+        try libs.check(libs.cuMemcpyHtoDAsync(t.device, offloaded.host, offloaded.byteCount, device.copyStream),
+                       "cuMemcpyHtoDAsync_v2")
+        let copied = try CUDAEvent(after: device.copyStream, libs: libs)
+        offloaded.staged = StagedCopy(tensor: t) { try copied.precedes(stream) }
+    }
+
+    /// The prefetched tensor (copying now if no prefetch ran), with the compute stream ordered after its copy.
     public func reload(_ offloaded: OffloadedTensor) throws -> Tensor {
-        let t = try zeros(offloaded.shape, offloaded.dtype)
-        try device.libs.check(device.libs.cuMemcpyHtoDAsync(t.device, offloaded.host, offloaded.byteCount, device.stream),
-                              "cuMemcpyHtoDAsync_v2")
-        return t
+        try prefetch(offloaded)
+        guard let staged = offloaded.staged else { preconditionFailure("prefetch stages a copy") }
+        offloaded.staged = nil
+        try staged.join()
+        return staged.tensor
     }
 }

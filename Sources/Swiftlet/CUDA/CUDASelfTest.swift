@@ -36,6 +36,8 @@ public enum CUDADoctor {
             say("== \(storage) storage")
             var selfTest = CUDAOpSelfTest(gpu: gpu, say: say)
             passed = try selfTest.runAll() && passed
+            say("gradient checkpointing's offload against checkpointing on the device:")
+            passed = try CUDAModelSelfTest.offloadAgreement(gpu: gpu, say: say) && passed
             if let fixtures {
                 say("training step, GPU (\(storage)) against the CPU engine (fp32, weights rounded to \(storage)) on the fixtures:")
                 passed = try CUDAModelSelfTest.run(fixtures: fixtures, gpu: gpu, say: say) && passed

@@ -151,8 +151,21 @@ public struct DecoderLayer {
     // Outputs that an op writes completely (norms, attention, SwiGLU, and the attention backward,
     // which overwrites dQ/dK/dV on every backend) start as `empty`: no fill on the GPU.
     public func forward(_ h: Tensor, _ step: StepContext) throws -> (Tensor, Saved) {
-        try forward(h, step) { q, k, v in
-            let backend = h.backend, tokens = h.shape[0]
+        let (out, saved) = try run(h, step, needsOutput: true, attend: Self.attention(step))
+        return (out!, saved)
+    }
+
+    /// What the backward needs, recomputed from the layer's input (gradient checkpointing). The
+    /// layer's output is not: a dense MLP's down_proj runs only its LoRA down product (the frozen
+    /// GEMM, 2 · tokens · hidden · intermediate FLOPs, is skipped) and the residual add is left out.
+    public func recompute(_ h: Tensor, _ step: StepContext) throws -> Saved {
+        try run(h, step, needsOutput: false, attend: Self.attention(step)).1
+    }
+
+    /// The step's causal attention.
+    static func attention(_ step: StepContext) -> (_ q: Tensor, _ k: Tensor, _ v: Tensor) throws -> (Tensor, logSumExp: Tensor) {
+        { q, k, v in
+            let backend = q.backend, tokens = q.shape[0]
             let attention = try backend.empty([tokens, step.config.qWidth], backend.computeType)
             let lse = try backend.empty([tokens, step.config.heads], .f32)
             backend.attention(q, k, v, layout: step.layout, into: attention, logSumExp: lse)
@@ -165,6 +178,13 @@ public struct DecoderLayer {
     /// generation (Generate/DecoderLayer+Cached.swift).
     func forward(_ h: Tensor, _ step: StepContext,
                  attend: (_ q: Tensor, _ k: Tensor, _ v: Tensor) throws -> (Tensor, logSumExp: Tensor)) throws -> (Tensor, Saved) {
+        let (out, saved) = try run(h, step, needsOutput: true, attend: attend)
+        return (out!, saved)
+    }
+
+    /// The forward; without `needsOutput` it may return no output (see `recompute`).
+    private func run(_ h: Tensor, _ step: StepContext, needsOutput: Bool,
+                     attend: (_ q: Tensor, _ k: Tensor, _ v: Tensor) throws -> (Tensor, logSumExp: Tensor)) throws -> (Tensor?, Saved) {
         let backend = h.backend, tokens = h.shape[0], config = step.config
         let offset = config.normWeightOffset
         let rstd1 = try backend.empty([tokens], .f32)
@@ -197,22 +217,29 @@ public struct DecoderLayer {
         let rstd2 = try backend.empty([tokens], .f32)
         let n2 = try backend.empty(h.shape, backend.computeType)
         backend.rmsNorm(h2, weight: postAttentionNorm, weightOffset: offset, eps: config.rmsNormEps, into: n2, rstd: rstd2)
-        // Dropout seeds 4, 5, 6 for gate, up, down (the fused gate_up_proj takes 4).
-        let (d, feedForwardSaved) = try feedForward.forward(n2, step)
-        let (h3, mlpOutput) = try Self.outputNorm(d, weight: mlpOutputNorm, config)
-        backend.add(h2, into: h3, alpha: 1)
+        // Dropout seeds 4, 5, 6 for gate, up, down (the fused gate_up_proj takes 4). Gemma's MLP
+        // output norm needs the MLP's output in its backward.
+        let (d, feedForwardSaved) = try feedForward.forward(n2, step, needsOutput: needsOutput || mlpOutputNorm != nil)
+        var h3: Tensor?, mlpOutput: (x: Tensor, rstd: Tensor)?
+        if let d {
+            (h3, mlpOutput) = try Self.outputNorm(d, weight: mlpOutputNorm, config)
+            if needsOutput { backend.add(h2, into: h3!, alpha: 1) }
+        }
 
         let saved = Saved(input: h, inputRstd: rstd1,
                           q: qOut, k: kOut, v: vOut, attentionOut: attention, logSumExp: lse,
                           qkvSaved: qkvSaved, oSaved: oSaved, headNorms: headNorms,
                           attentionOutput: attentionOutput, mlpOutput: mlpOutput,
                           postRstd: rstd2, residual: h2, feedForwardSaved: feedForwardSaved)
-        return (h3, saved)
+        return (needsOutput ? h3 : nil, saved)
     }
 
     /// `saved` is consumed: the MLP's activations are freed before the attention's backward (pass
     /// `consume` of a local, or an array's `removeLast()`, so that the caller holds no copy).
-    public func backward(_ dOut: Tensor, saved s: consuming Saved, _ step: StepContext) throws -> Tensor {
+    /// `afterFeedForward` runs then, past the layer's peak (the model prefetches the next layer's
+    /// offloaded input there).
+    public func backward(_ dOut: Tensor, saved s: consuming Saved, _ step: StepContext,
+                         afterFeedForward: () throws -> Void = {}) throws -> Tensor {
         let backend = dOut.backend, tokens = dOut.shape[0], config = step.config
         let offset = config.normWeightOffset
         // MLP: dOut flows to the residual h2 unchanged and through (the output norm and) the MLP.
@@ -227,6 +254,7 @@ public struct DecoderLayer {
                                     accumulateInto: dH2)
         }
         (s.feedForwardSaved, s.residual, s.mlpOutput) = (nil, nil, nil)
+        try afterFeedForward()
 
         // Attention.
         let dO = try Self.outputNormBackward(dH2, weight: attentionOutputNorm, saved: s.attentionOutput, config)

@@ -19,14 +19,21 @@ public struct GatedMLP {
         var downSaved: Linear.Saved
     }
 
-    /// `dropoutSeed(i)` is module i's seed: 0 gate (or the fused gate_up), 1 up, 2 down.
-    func forward(_ x: Tensor, activation: GatedActivation, dropoutSeed: (Int) -> UInt64?) throws -> (Tensor, Saved) {
+    /// `dropoutSeed(i)` is module i's seed: 0 gate (or the fused gate_up), 1 up, 2 down. Without
+    /// `needsOutput`, only what the backward needs (down's input and LoRA terms, not its output).
+    func forward(_ x: Tensor, activation: GatedActivation, needsOutput: Bool = true,
+                 dropoutSeed: (Int) -> UInt64?) throws -> (Tensor?, Saved) {
         let backend = x.backend
         let (gateUpOut, gateUpSaved) = try gateUp.forward(x, dropoutSeed: dropoutSeed)
         let (g, u) = (gateUpOut[0], gateUpOut[1])
         let m = try backend.empty(g.shape, backend.computeType)
         backend.gatedLinearUnit(activation, gate: g, up: u, into: m)
-        let (d, downSaved) = try down.forward(m, dropoutSeed: dropoutSeed(2))
+        let (d, downSaved): (Tensor?, Linear.Saved)
+        if needsOutput {
+            (d, downSaved) = try down.forward(m, dropoutSeed: dropoutSeed(2))
+        } else {
+            (d, downSaved) = (nil, try down.saved(for: m, dropoutSeed: dropoutSeed(2)))
+        }
         return (d, Saved(gate: g, up: u, gateUpSaved: gateUpSaved, downSaved: downSaved))
     }
 
@@ -73,11 +80,14 @@ public enum FeedForward {
         case mixture(MixtureOfExperts.Saved)
     }
 
-    /// Dropout seeds 4, 5, 6 for gate (or gate_up), up, down, as before the mixture existed.
-    func forward(_ x: Tensor, _ step: StepContext) throws -> (Tensor, Saved) {
+    /// Dropout seeds 4, 5, 6 for gate (or gate_up), up, down, as before the mixture existed. Without
+    /// `needsOutput` a dense MLP returns no output (`GatedMLP.forward`); a mixture always does.
+    func forward(_ x: Tensor, _ step: StepContext, needsOutput: Bool = true) throws -> (Tensor?, Saved) {
         switch self {
         case let .dense(mlp):
-            let (y, s) = try mlp.forward(x, activation: step.config.activation) { step.dropoutSeed(4 + UInt64($0)) }
+            let (y, s) = try mlp.forward(x, activation: step.config.activation, needsOutput: needsOutput) {
+                step.dropoutSeed(4 + UInt64($0))
+            }
             return (y, .dense(s))
         case let .mixture(moe):
             let (y, s) = try moe.forward(x, step)

@@ -40,36 +40,16 @@ public struct Linear {
     public func forward(_ x: Tensor, dropoutSeed: UInt64? = nil) throws -> (Tensor, Saved) {
         let backend = x.backend
         let tokens = x.shape[0]
-        if let lora = fusedAdapter(dropoutSeed: dropoutSeed) {
+        if fusedAdapter(dropoutSeed: dropoutSeed) != nil {
             // z = x Aᵀ and y += s · z Bᵀ straight from x's storage type: no f32 copy of x.
-            let z = try backend.empty([tokens, lora.rank], .f32)
-            backend.loraDown(x, lora.a, weightTransposed: false, into: z, alpha: 1)
-            return try forward(x, lowRank: z)
+            return try forward(x, lowRank: try saved(for: x, dropoutSeed: dropoutSeed).lowRank!)
         }
         let y = try backend.empty([tokens, outFeatures], backend.computeType)
-        func base() throws {
-            // beta 0: the GEMM writes every element of y without reading it.
-            backend.matmul(x, transposeA: false, try weight.materialized(), transposeB: true, into: y, alpha: 1, beta: 0)
-            if let bias { backend.addBias(bias, into: y) }
-        }
-        var saved = Saved(input: x)
-        if let lora {
-            let dropping = dropoutSeed != nil && lora.dropout > 0
-            try base()
-            var mask: Tensor?
-            var loraInput = try Self.widened(x, mask: nil)
-            if let seed = dropoutSeed, dropping {
-                // dropout(x) in a copy of x in f32; the mask is kept for the backward.
-                if loraInput.buffer === x.buffer {
-                    loraInput = try backend.empty(x.shape, .f32)
-                    backend.copy(x, into: loraInput)
-                }
-                let m = try backend.empty(x.shape, .f32)
-                backend.dropout(loraInput, probability: lora.dropout, seed: seed, mask: m)
-                mask = m
-            }
-            let z = try backend.empty([tokens, lora.rank], .f32)
-            backend.matmul(loraInput, transposeA: false, lora.a, transposeB: true, into: z, alpha: 1, beta: 0)
+        // beta 0: the GEMM writes every element of y without reading it.
+        backend.matmul(x, transposeA: false, try weight.materialized(), transposeB: true, into: y, alpha: 1, beta: 0)
+        if let bias { backend.addBias(bias, into: y) }
+        let saved = try saved(for: x, dropoutSeed: dropoutSeed)
+        if let lora, let z = saved.lowRank {
             if y.dtype == .f32 {
                 backend.matmul(z, transposeA: false, lora.b, transposeB: true, into: y, alpha: lora.scaling, beta: 1)
             } else {
@@ -77,12 +57,35 @@ public struct Linear {
                 backend.matmul(z, transposeA: false, lora.b, transposeB: true, into: delta, alpha: 1, beta: 0)
                 backend.add(delta, into: y, alpha: lora.scaling)
             }
-            saved.dropoutMask = mask
-            saved.lowRank = z
-        } else {
-            try base()
         }
         return (y, saved)
+    }
+
+    /// What the backward of `forward(x, dropoutSeed:)` needs, without its output: x, and with an
+    /// adapter z = dropout(x) Aᵀ (f32) and the dropout mask. Gradient checkpointing's recompute of a
+    /// layer's last linear, whose output nothing reads, takes this instead of the forward.
+    func saved(for x: Tensor, dropoutSeed: UInt64?) throws -> Saved {
+        let backend = x.backend
+        guard let lora else { return Saved(input: x) }
+        let z = try backend.empty([x.shape[0], lora.rank], .f32)
+        if fusedAdapter(dropoutSeed: dropoutSeed) != nil {
+            backend.loraDown(x, lora.a, weightTransposed: false, into: z, alpha: 1)
+            return Saved(input: x, lowRank: z)
+        }
+        var mask: Tensor?
+        var loraInput = try Self.widened(x, mask: nil)
+        if let seed = dropoutSeed, lora.dropout > 0 {
+            // dropout(x) in a copy of x in f32; the mask is kept for the backward.
+            if loraInput.buffer === x.buffer {
+                loraInput = try backend.empty(x.shape, .f32)
+                backend.copy(x, into: loraInput)
+            }
+            let m = try backend.empty(x.shape, .f32)
+            backend.dropout(loraInput, probability: lora.dropout, seed: seed, mask: m)
+            mask = m
+        }
+        backend.matmul(loraInput, transposeA: false, lora.a, transposeB: true, into: z, alpha: 1, beta: 0)
+        return Saved(input: x, dropoutMask: mask, lowRank: z)
     }
 
     /// The fused path's forward with z = x Aᵀ already computed (`ProjectionGroup` computes the z of

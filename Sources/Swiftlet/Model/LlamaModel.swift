@@ -129,7 +129,10 @@ public final class LlamaModel {
         for (i, layer) in layers.enumerated() {
             var layerContext = context.forLayer(i)
             layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
+            // Offloaded before the forward, so that the copy runs beside it.
+            if training && gradientCheckpointing == .offload && !keepsWhole(i) { offloaded.append(try backend.offload(h)) }
             let before = backend.memory.current
+            backend.memory.phase = "forward \(i)"
             let (next, s) = try layer.forward(h, layerContext)
             if let statistics = s.routerStatistics { routerStatistics.append(statistics) }
             if training {
@@ -138,11 +141,12 @@ public final class LlamaModel {
                 switch gradientCheckpointing {
                 case _ where keepsWhole(i), .off: saved.append(s)
                 case .on: inputs.append(h)
-                case .offload: offloaded.append(try backend.offload(h))
+                case .offload: break
                 }
             }
             h = next
         }
+        if training && gradientCheckpointing == .offload { try backend.settleOffloads() }
         if !routerStatistics.isEmpty, let moe = config.moe {
             let (aux, gradient) = RouterLoadBalancing.loss(statistics: routerStatistics.map { backend.download($0) },
                                                            experts: moe.experts,
@@ -153,19 +157,31 @@ public final class LlamaModel {
             }
         }
         let targets = try backend.upload(batch.targets, [batch.tokenCount])
+        backend.memory.phase = "head"
         let (result, gradient) = try head(h, targets)
+        defer { backend.memory.phase = "" }
         guard training, var dH = gradient else { return result }
         for i in layers.indices.reversed() {
             var layerContext = context.forLayer(i)
             layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
+            backend.memory.phase = "backward \(i) MLP"
+            let attentionPhase = "backward \(i) attention"
             if gradientCheckpointing.recomputes && !keepsWhole(i) {
                 // Recompute this layer's activations from its input (same dropout seed: same masks).
                 let input = gradientCheckpointing == .offload ? try backend.reload(offloaded.removeLast())
                                                               : inputs.removeLast()
-                let (_, recomputed) = try layers[i].forward(input, layerContext)
-                dH = try layers[i].backward(dH, saved: consume recomputed, layerContext)
+                backend.memory.phase = "recompute \(i)"
+                let recomputed = try layers[i].recompute(input, layerContext)
+                backend.memory.phase = "backward \(i) MLP"
+                // The layer below's input comes back while this layer's attention backward runs.
+                dH = try layers[i].backward(dH, saved: consume recomputed, layerContext) {
+                    backend.memory.phase = attentionPhase
+                    if let below = offloaded.last { try backend.prefetch(below) }
+                }
             } else {
-                dH = try layers[i].backward(dH, saved: saved.removeLast(), layerContext)
+                dH = try layers[i].backward(dH, saved: saved.removeLast(), layerContext) {
+                    backend.memory.phase = attentionPhase
+                }
             }
         }
         return result

@@ -86,7 +86,7 @@ public struct MixtureOfExperts {
             let block = start..<(start + count)
             // PEFT refuses dropout on expert parameters (ParamWrapper), so no seeds here.
             let (y, s) = try experts[i].forward(sorted.rows(block), activation: step.config.activation) { _ in nil }
-            backend.copy(y, into: sortedOutput.rows(block))
+            backend.copy(y!, into: sortedOutput.rows(block))
             expertSaved[i] = s
         }
         let out = try backend.empty([tokens, hidden], backend.computeType)

@@ -3,8 +3,9 @@
 /// forward product and the input-gradient product (4·N per token, not full training's 6·N), plus
 /// the adapters' own products. Causal attention counts the visible half of QKᵀ and PV; its backward
 /// is 2.5 times its forward (dV, dP, dQ, dK plus the recomputed scores). Gradient checkpointing
-/// runs every layer's forward a second time: `withRecompute` counts it (what the GPU executes),
-/// `model` does not (what the step needs), as PaLM's MFU and HFU distinguish.
+/// runs every layer's forward a second time, all but a dense MLP's frozen down_proj product, whose
+/// output nothing reads (`DecoderLayer.recompute`): `withRecompute` counts it (what the GPU
+/// executes), `model` does not (what the step needs), as PaLM's MFU and HFU distinguish.
 public struct TrainingFLOPs: Equatable, Sendable {
     public var model: Double
     public var withRecompute: Double
@@ -39,6 +40,7 @@ public struct TrainingFLOPs: Equatable, Sendable {
         let layers = Double(c.layers)
         model = layers * (layerForward + layerBackward) + 2 * head
         forward = layers * layerForward + head
-        withRecompute = model + (recompute ? layers * layerForward : 0)
+        let skipped = c.moe == nil && !c.sandwichNorms ? 2 * i * h * tokens : 0   // down_proj's frozen product
+        withRecompute = model + (recompute ? layers * (layerForward - skipped) : 0)
     }
 }
