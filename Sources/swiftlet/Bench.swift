@@ -125,6 +125,9 @@ struct Bench: ParsableCommand {
             let layers = Double(config.layers)
             flops.withRecompute = flops.model + (flops.withRecompute - flops.model) * (layers - Double(model.layersKeptWhole)) / layers
         }
+        // The peaks before the GEMM rate's 3 × 8192² operands, which the steps never hold.
+        let (peak, requestedPeak, peakPhase) = (backend.memory.peak, backend.memory.requestedPeak, backend.memory.requestedPeakPhase)
+        let resident = backend.memory.requestedCurrent
         let gemm = backend is CUDABackend ? try measuredGEMMRate(on: backend) : 0
         let utilisation = { (count: Double) in gemm > 0 ? (count / median / 1e12 / gemm * 1000).rounded() / 1000 : 0 }
         var result: [String: Any] = [
@@ -135,12 +138,12 @@ struct Bench: ParsableCommand {
             "step_s": (median * 1e4).rounded() / 1e4,
             // Tokens of the rows trained (dpo: chosen and rejected rows; its reference forward is extra work).
             "tok_s": (Double(rowsPerStep * seq) / median * 10).rounded() / 10,
-            "peak_gib": (Double(backend.memory.peak) / Double(1 << 30) * 100).rounded() / 100,
+            "peak_gib": (Double(peak) / Double(1 << 30) * 100).rounded() / 100,
             // as PyTorch's max_memory_allocated counts (each request rounded up to 512 bytes)
-            "peak_requested_gib": (Double(backend.memory.requestedPeak) / Double(1 << 30) * 100).rounded() / 100,
+            "peak_requested_gib": (Double(requestedPeak) / Double(1 << 30) * 100).rounded() / 100,
             // where that peak was reached, and what stays between steps (weights, adapters, optimizer state)
-            "peak_phase": backend.memory.requestedPeakPhase,
-            "resident_requested_gib": (Double(backend.memory.requestedCurrent) / Double(1 << 30) * 100).rounded() / 100,
+            "peak_phase": peakPhase,
+            "resident_requested_gib": (Double(resident) / Double(1 << 30) * 100).rounded() / 100,
             "loss": (loss * 1e4).rounded() / 1e4,
             "model_tflops_per_step": (flops.model / 1e10).rounded() / 100,
             "gemm_tflops": gemm.rounded(), "mfu": utilisation(flops.model), "hfu": utilisation(flops.withRecompute),
