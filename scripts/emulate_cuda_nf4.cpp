@@ -3,6 +3,7 @@
 // (code × scale, the scale code[q] × nested + offset, each rounded once), with plain and double-quantized
 // absmax, on grids small enough that every thread takes several grid-stride turns and the last turn
 // stops inside its four units. Run scripts/emulate_cuda_nf4.sh.
+#include <bit>
 #include "cuda_emulation.h"
 
 static std::mt19937 gen(7);
@@ -32,7 +33,9 @@ static int check(long long n, int block, bool nested, int blocks, int threads) {
     const unsigned char* qa = nested ? q.data() : nullptr;
     std::vector<storage_t> wide(n, 0xFFFF), scalar(n, 0xFFFF);
     launch({blocks, 1, 1}, threads, [&] {
-        dequantize_nf4_x8_16(packed.data(), am, qa, nestedScales.data(), codebook.data(), offset, nestedBlock, block, wide.data(), n);
+        // block sizes as shifts (both are powers of two here)
+        dequantize_nf4_x8_16(packed.data(), am, qa, nestedScales.data(), codebook.data(), offset, std::countr_zero(unsigned(nestedBlock)),
+                             std::countr_zero(unsigned(block)), wide.data(), n);
     });
     launch({blocks, 1, 1}, threads, [&] {
         dequantize_nf4_16(packed.data(), am, qa, nestedScales.data(), codebook.data(), offset, nestedBlock, block, scalar.data(), n);

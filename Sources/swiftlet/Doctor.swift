@@ -11,17 +11,14 @@ struct Doctor: ParsableCommand {
     var fixtures: String?
     @Option(help: "Only replay this AdamW8bit fixture (from scripts/check_adamw8bit_bnb.py) on the CPU and the GPU, and print one RESULT line of JSON.")
     var adamw8bitFixture: String?
-    @Flag(help: "Only check gradient checkpointing's offload (copies beside the compute) against checkpointing on the device.")
-    var offloadOnly = false
+    @Option(help: "Run only these checks, comma-separated (\(CUDADoctor.partialChecks.joined(separator: ", "))).")
+    var only: String?
 
     func run() throws {
         if let adamw8bitFixture { return try replayAdamW8bit(adamw8bitFixture) }
-        if offloadOnly {
-            guard try CUDAModelSelfTest.offloadAgreement(gpu: try CUDABackend(ordinal: gpu), say: { print($0) }) else { throw ExitCode(2) }
-            return
-        }
         do {
-            let passed = try CUDADoctor.run(deviceIndex: gpu, fixtures: fixtures.map { URL(fileURLWithPath: $0) }) { print($0) }
+            let passed = try only.map { try CUDADoctor.run(deviceIndex: gpu, only: $0.split(separator: ",").map(String.init)) { print($0) } }
+                ?? CUDADoctor.run(deviceIndex: gpu, fixtures: fixtures.map { URL(fileURLWithPath: $0) }) { print($0) }
             if !passed { throw ExitCode(2) }
         } catch let error as CUDAError {
             print("\(error)")

@@ -4,6 +4,30 @@ import CCUDA
 /// `swiftlet doctor`: what the CUDA stack looks like here, and a numerical self-test of the kernels
 /// against their CPU twins.
 public enum CUDADoctor {
+    /// The checks `swiftlet doctor --only` can pick (the device's compute type only): a short call
+    /// on a scarce GPU checks what changed.
+    public static let partialChecks = ["nf4", "lora", "offload"]
+
+    /// Runs only the named checks of `partialChecks`; true when each passed.
+    public static func run(deviceIndex: Int = 0, only checks: [String], print say: @escaping (String) -> Void) throws -> Bool {
+        let gpu = try CUDABackend(ordinal: deviceIndex)
+        var ops = CUDAOpSelfTest(gpu: gpu, say: say)
+        var passed = true
+        for check in checks {
+            switch check {
+            case "nf4": try ops.nf4()
+            case "lora": try ops.lora()
+            case "offload":
+                say("gradient checkpointing's offload against checkpointing on the device:")
+                passed = try CUDAModelSelfTest.offloadAgreement(gpu: gpu, say: say) && passed
+            default: throw CUDAError.invalid("doctor --only \(check): the checks are \(partialChecks.joined(separator: ", "))")
+            }
+        }
+        passed = ops.passed && passed
+        say(passed ? "all checks passed" : "SOME CHECKS FAILED")
+        return passed
+    }
+
     /// Runs everything, printing one line per item. Returns true when every check passed.
     /// Throws (one line) when the libraries or the GPU are unavailable.
     public static func run(deviceIndex: Int = 0, fixtures: URL? = nil, print say: @escaping (String) -> Void) throws -> Bool {

@@ -66,6 +66,20 @@ public struct DecoderLayer {
         try feedForward.updateLinears(body)
     }
 
+    /// This layer with its NF4 weights dequantized, for a stretch that uses each of them twice:
+    /// gradient checkpointing's recompute and the backward right after it dequantize each weight once
+    /// instead of once each (the same values; the layer's seven weights are held together meanwhile,
+    /// 0.38 GiB at 7B). A mixture's experts stay quantized (all of them at once would not fit).
+    /// `SWIFTLET_LAYER_DEQUANT=0` turns this off, for comparisons.
+    func dequantizedForBackward() throws -> DecoderLayer {
+        guard Self.dequantizesForBackward, mixture == nil, linears.contains(where: { $0.weight.isQuantized }) else { return self }
+        var layer = self
+        try layer.updateLinears { if $0.weight.isQuantized { $0.weight = .dense(try $0.weight.materialized()) } }
+        return layer
+    }
+
+    nonisolated(unsafe) static var dequantizesForBackward = CUDALibrarySearch.processEnvironment["SWIFTLET_LAYER_DEQUANT"] != "0"
+
     /// The experts, when the MLP is a mixture.
     public var mixture: MixtureOfExperts? {
         if case let .mixture(moe) = feedForward { return moe }

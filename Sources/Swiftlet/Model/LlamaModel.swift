@@ -171,10 +171,11 @@ public final class LlamaModel {
                 let input = gradientCheckpointing == .offload ? try backend.reload(offloaded.removeLast())
                                                               : inputs.removeLast()
                 backend.memory.phase = "recompute \(i)"
-                let recomputed = try layers[i].recompute(input, layerContext)
+                let layer = try layers[i].dequantizedForBackward()
+                let recomputed = try layer.recompute(input, layerContext)
                 backend.memory.phase = "backward \(i) MLP"
                 // The layer below's input comes back while this layer's attention backward runs.
-                dH = try layers[i].backward(dH, saved: consume recomputed, layerContext) {
+                dH = try layer.backward(dH, saved: consume recomputed, layerContext) {
                     backend.memory.phase = attentionPhase
                     if let below = offloaded.last { try backend.prefetch(below) }
                 }

@@ -39,10 +39,12 @@ enum CUDANF4 {
     // warp is serialised). Needs n % 8 == 0, block % 8 == 0, packed 4-byte and out 16-byte aligned
     // (the launcher checks).
     #define NF4_UNITS 4
+    // Block sizes are powers of two here (bitsandbytes' 64 and 256), passed as shifts: a 64-bit
+    // division is a long software sequence, and two of them a unit cost more than the unit's loads.
     template <typename T>
     __device__ void dequantize_nf4_x8(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
-                                      const float* nested, const float* code, float offset, int nested_block,
-                                      int block, T* out, long long n) {
+                                      const float* nested, const float* code, float offset, int nested_shift,
+                                      int block_shift, T* out, long long n) {
         __shared__ float book[16];
         if (threadIdx.x < 16) book[threadIdx.x] = nf4_code[threadIdx.x];
         __syncthreads();
@@ -55,8 +57,8 @@ enum CUDANF4 {
                 const long long t = first + u * stride;
                 if (t < units) {
                     bytes[u] = ((const unsigned int*)packed)[t];   // packed bytes 4t .. 4t + 3
-                    const long long b = 8 * t / block;
-                    scale[u] = qabsmax ? __fadd_rn(__fmul_rn(code[qabsmax[b]], nested[b / nested_block]), offset)
+                    const long long b = (8 * t) >> block_shift;
+                    scale[u] = qabsmax ? __fadd_rn(__fmul_rn(code[qabsmax[b]], nested[b >> nested_shift]), offset)
                                        : absmax[b];
                 }
             }
@@ -77,14 +79,14 @@ enum CUDANF4 {
         }
     }
     extern "C" __global__ void dequantize_nf4_x8_16(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
-                                                    const float* nested, const float* code, float offset, int nested_block,
-                                                    int block, storage_t* out, long long n) {
-        dequantize_nf4_x8(packed, absmax, qabsmax, nested, code, offset, nested_block, block, out, n);
+                                                    const float* nested, const float* code, float offset, int nested_shift,
+                                                    int block_shift, storage_t* out, long long n) {
+        dequantize_nf4_x8(packed, absmax, qabsmax, nested, code, offset, nested_shift, block_shift, out, n);
     }
     extern "C" __global__ void dequantize_nf4_x8_f32(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
-                                                     const float* nested, const float* code, float offset, int nested_block,
-                                                     int block, float* out, long long n) {
-        dequantize_nf4_x8(packed, absmax, qabsmax, nested, code, offset, nested_block, block, out, n);
+                                                     const float* nested, const float* code, float offset, int nested_shift,
+                                                     int block_shift, float* out, long long n) {
+        dequantize_nf4_x8(packed, absmax, qabsmax, nested, code, offset, nested_shift, block_shift, out, n);
     }
     extern "C" __global__ void dequantize_nf4_16(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
                                                  const float* nested, const float* code, float offset, int nested_block,
@@ -105,19 +107,24 @@ extension CUDABackend {
         precondition(out.dtype == .f32 || out.dtype == computeType, "dequantize NF4 into \(out.dtype)")
         expect(weight.packed, .u8)
         var args: [KernelArgument] = [.pointer(weight.packed.device)]
+        var nestedBlock = 1
         switch weight.absmax {
         case let .plain(absmax):
             expect(absmax, .f32)
-            args += [.pointer(absmax.device), .pointer(0), .pointer(0), .pointer(0), .float(0), .int32(1)]
-        case let .nested(codes, scales, codebook, offset, nestedBlock):
+            args += [.pointer(absmax.device), .pointer(0), .pointer(0), .pointer(0), .float(0)]
+        case let .nested(codes, scales, codebook, offset, nested):
             expect(codes, .u8); expect(scales, .f32); expect(codebook, .f32)
-            args += [.pointer(0), .pointer(codes.device), .pointer(scales.device), .pointer(codebook.device),
-                     .float(offset), .int32(Int32(nestedBlock))]
+            args += [.pointer(0), .pointer(codes.device), .pointer(scales.device), .pointer(codebook.device), .float(offset)]
+            nestedBlock = nested
         }
-        args += [.int32(Int32(weight.blockSize)), .pointer(out.device), .int64(Int64(weight.count))]
-        let wide = weight.count % 8 == 0 && weight.blockSize % 8 == 0 && weight.packed.device % 4 == 0 && out.device % 16 == 0
+        let block = weight.blockSize
+        // the wide kernel: a thread per NF4_UNITS units of eight, block sizes as shifts
+        let wide = weight.count % 8 == 0 && block % 8 == 0 && block.nonzeroBitCount == 1 && nestedBlock.nonzeroBitCount == 1
+            && weight.packed.device % 4 == 0 && out.device % 16 == 0
+        args += wide ? [.int32(Int32(nestedBlock.trailingZeroBitCount)), .int32(Int32(block.trailingZeroBitCount))]
+                     : [.int32(Int32(nestedBlock)), .int32(Int32(block))]
+        args += [.pointer(out.device), .int64(Int64(weight.count))]
         let suffix = out.dtype == .f32 ? "f32" : "16"
-        // the wide kernel: a thread per NF4_UNITS units of eight
         launchElementwise(wide ? "dequantize_nf4_x8_\(suffix)" : "dequantize_nf4_\(suffix)",
                           count: wide ? (weight.count / 8 + 3) / 4 : (weight.count + 1) / 2, args, source: CUDANF4.source)
     }
