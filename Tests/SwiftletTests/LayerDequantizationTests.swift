@@ -8,9 +8,10 @@ final class LayerDequantizationTests: XCTestCase {
     let config = LlamaConfig(vocabSize: 64, hiddenSize: 64, intermediateSize: 128, layers: 2, heads: 4, kvHeads: 2,
                              rmsNormEps: 1e-5, maxPositionEmbeddings: 128)
 
-    override func tearDown() { DecoderLayer.dequantizesForBackward = true }
+    override func tearDown() { DecoderLayer.dequantizesForBackward = DecoderLayer.dequantizesForBackwardByDefault }
 
     func testTheDequantizedLayerHoldsTheSameValuesDense() throws {
+        DecoderLayer.dequantizesForBackward = true
         let model = try LlamaModel.random(config: config, seed: 2, loadIn4bit: true, on: CPUBackend())
         let layer = model.layers[0]
         XCTAssertTrue(layer.linears.allSatisfy { $0.weight.isQuantized })

@@ -69,8 +69,9 @@ public struct DecoderLayer {
     /// This layer with its NF4 weights dequantized, for a stretch that uses each of them twice:
     /// gradient checkpointing's recompute and the backward right after it dequantize each weight once
     /// instead of once each (the same values; the layer's seven weights are held together meanwhile,
-    /// 0.38 GiB at 7B). A mixture's experts stay quantized (all of them at once would not fit).
-    /// `SWIFTLET_LAYER_DEQUANT=0` turns this off, for comparisons.
+    /// 0.38 GiB at 7B, 1.7 GiB at 70B). A mixture's experts stay quantized (all of them at once would
+    /// not fit). Off unless `SWIFTLET_LAYER_DEQUANT=1`: its time saved is predicted, not yet measured,
+    /// and its memory is not free; it becomes a default once measured, where memory allows.
     func dequantizedForBackward() throws -> DecoderLayer {
         guard Self.dequantizesForBackward, mixture == nil, linears.contains(where: { $0.weight.isQuantized }) else { return self }
         var layer = self
@@ -78,7 +79,8 @@ public struct DecoderLayer {
         return layer
     }
 
-    nonisolated(unsafe) static var dequantizesForBackward = CUDALibrarySearch.processEnvironment["SWIFTLET_LAYER_DEQUANT"] != "0"
+    nonisolated(unsafe) static var dequantizesForBackward = CUDALibrarySearch.processEnvironment["SWIFTLET_LAYER_DEQUANT"] == "1"
+    static let dequantizesForBackwardByDefault = dequantizesForBackward
 
     /// The experts, when the MLP is a mixture.
     public var mixture: MixtureOfExperts? {
