@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# One device call (≈ 8 minutes) after issue-7 work that has not run on a GPU: the doctor's NF4, LoRA and
+# offload checks; issue 7's rows that decide it (llama2-7b QLoRA and bf16, TinyLlama with checkpointing),
+# each beside its HF + PEFT baseline; and llama2-7b QLoRA offload with SWIFTLET_LAYER_DEQUANT=1 (the
+# layer dequantized once for its recompute and backward) against the default. Carry bench/bin and
+# bench/carry (hf_peft.py, bnb). Logs go to $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/swiftlet-issue7-check}
+mkdir -p "$out"
+. bench/binary.sh
+echo "== doctor --only nf4,lora,offload ($(date +%T))"
+timeout 150 $swiftlet doctor --only nf4,lora,offload > "$out/doctor.log" 2>&1; echo "doctor rc=$?"
+grep -E "FAIL|info|dequantize 4096|all checks|SOME" "$out/doctor.log" | cut -c1-220
+OUT=$out ROWS="${ROWS:-7b4 7b tiny-gc}" bash bench/issue7.sh > "$out/rows.log" 2>&1
+grep -E "^==|RESULT" "$out/rows.log"
+echo "== llama2-7b QLoRA offload, SWIFTLET_LAYER_DEQUANT=1 ($(date +%T))"
+SWIFTLET_LAYER_DEQUANT=1 timeout 150 $swiftlet bench --steps 6 --device cuda --arch llama2-7b --load-in-4bit \
+    --gradient-checkpointing offload 2>&1 | grep -E "RESULT|rror"
