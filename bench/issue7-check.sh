@@ -13,7 +13,7 @@ echo "== doctor --only nf4,lora,offload ($(date +%T))"
 timeout 150 $swiftlet doctor --only nf4,lora,offload > "$out/doctor.log" 2>&1; echo "doctor rc=$?"
 grep -E "FAIL|info|dequantize 4096|all checks|SOME" "$out/doctor.log" | cut -c1-220
 OUT=$out ROWS="${ROWS:-7b4 7b tiny-gc}" bash bench/issue7.sh > "$out/rows.log" 2>&1
-grep -E "^==|RESULT" "$out/rows.log"
+grep -E "^==|RESULT|^\||^targets" "$out/rows.log"
 echo "== llama2-7b QLoRA offload, SWIFTLET_LAYER_DEQUANT=1 ($(date +%T))"
 SWIFTLET_LAYER_DEQUANT=1 timeout 150 $swiftlet bench --steps 6 --device cuda --arch llama2-7b --load-in-4bit \
     --gradient-checkpointing offload 2>&1 | grep -E "RESULT|rror"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The rows of issue 7's table, each Swiftlet configuration beside its HF + PEFT baseline in the same
-# call (random weights, 2 × 2048 tokens, LoRA r 16 on all seven projections). ROWS picks groups:
+# call (random weights, 2 × 2048 tokens, LoRA r 16 on all seven projections), then the table with the ratios
+# and targets (bench/issue7_table.py). ROWS picks groups:
 # tiny (TinyLlama bf16 and QLoRA), tiny-gc (the same with checkpointing only: the targets' rows),
 # 7b (llama2-7b bf16), 7b4 (llama2-7b QLoRA), mistral4 (mistral-7b QLoRA).
 # Carry bench/bin and bench/carry (hf_peft.py, bnb). Prints RESULT lines; logs go to $OUT.
@@ -33,3 +34,4 @@ for row in ${ROWS:-tiny 7b 7b4 mistral4}; do
       sw --arch mistral-7b --load-in-4bit --gradient-checkpointing offload ;;
   esac
 done 2>&1 | tee "$out/issue7.log"
+python3 bench/issue7_table.py "$out/issue7.log" | tee "$out/issue7-table.md"

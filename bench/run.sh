@@ -5,7 +5,8 @@
 #   against PyTorch + PEFT at a real size, then baseline and Swiftlet interleaved and repeated, and a
 #   ratio table. ARCHS (default "tinyllama"), REPEATS (2) and STEPS (8) choose the runs; FOURBIT=1
 #   benchmarks QLoRA (NF4 base) on both sides. STAGES (default "doctor compare train bench") picks
-#   stages; also "adamw8bit" (8-bit AdamW against bitsandbytes' CUDA kernel) and "qlora" (NF4 bytes
+#   stages; also "issue7" (bench/issue7.sh: issue 7's rows beside their baselines, and the table of
+#   ratios against the targets), "adamw8bit" (8-bit AdamW against bitsandbytes' CUDA kernel) and "qlora" (NF4 bytes
 #   and the QLoRA training step against transformers + PEFT + bitsandbytes), which need
 #   bench/carry/bnb (../shared/bench/get-bitsandbytes.sh bench/carry/bnb).
 set -uo pipefail
@@ -17,6 +18,10 @@ baseline=bench/carry/hf_peft.py
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader | tee "$out/gpu.txt"
 stages=" ${STAGES:-doctor compare train bench} "
 has() { [[ "$stages" == *" $1 "* ]]; }
+if has issue7; then
+echo "== issue 7: each row beside its baseline, and the targets"
+OUT=$out/issue7 bash bench/issue7.sh 2>&1 | grep -E "^==|^\||^targets"
+fi
 if has adamw8bit; then
 echo "== 8-bit AdamW against bitsandbytes' CUDA kernel"
 (cd scripts && timeout 300 python3 check_adamw8bit_bnb.py ../$swiftlet --fixture /tmp/adamw8bit_cuda.safetensors) 2>&1 | grep -v Warning | tee "$out/adamw8bit.log"
