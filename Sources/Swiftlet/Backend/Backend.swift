@@ -38,9 +38,8 @@ public protocol Backend: AnyObject, Sendable {
     func copy(_ source: Tensor, into destination: Tensor)
     /// Moves a tensor's elements to host memory outside the backend's own (see OffloadedTensor).
     func offload(_ tensor: Tensor) throws -> OffloadedTensor
-    /// A new tensor of the backend holding an offloaded tensor's elements (the prefetched one, if any).
-    func reload(_ offloaded: OffloadedTensor) throws -> Tensor
-    /// Starts copying an offloaded tensor back, beside the work queued after it, for a later `reload`.
+    /// Starts copying an offloaded tensor back into a new tensor of the backend (`OffloadedTensor.staged`),
+    /// beside the work queued after it, for `reload` to take.
     func prefetch(_ offloaded: OffloadedTensor) throws
     /// Makes later work wait for every offload's copy still running and lets go of the tensors they
     /// read (an offload keeps its source until then, so that no new tensor takes its memory early).
@@ -194,8 +193,17 @@ public protocol Backend: AnyObject, Sendable {
 }
 
 extension Backend {
-    /// Backends whose copies are done when `offload` returns have nothing to start or settle.
-    public func prefetch(_ offloaded: OffloadedTensor) throws {}
+    /// A new tensor of the backend holding an offloaded tensor's elements: the prefetched copy (or one
+    /// started now), with later work ordered after it.
+    public func reload(_ offloaded: OffloadedTensor) throws -> Tensor {
+        try prefetch(offloaded)
+        guard let staged = offloaded.staged else { preconditionFailure("prefetch stages a copy") }
+        offloaded.staged = nil
+        try staged.join()
+        return staged.tensor
+    }
+
+    /// Backends whose offload copies are done when `offload` returns have nothing to settle.
     public func settleOffloads() throws {}
 }
 

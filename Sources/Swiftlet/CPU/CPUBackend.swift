@@ -110,10 +110,12 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         return OffloadedTensor(dtype: tensor.dtype, shape: tensor.shape, host: host, giveBack: { free($0) })
     }
 
-    public func reload(_ offloaded: OffloadedTensor) throws -> Tensor {
-        let t = try zeros(offloaded.shape, offloaded.dtype)
+    /// Copies back at once (one thread of work, nothing to overlap): `reload` takes the copy.
+    public func prefetch(_ offloaded: OffloadedTensor) throws {
+        guard offloaded.staged == nil else { return }
+        let t = try empty(offloaded.shape, offloaded.dtype)
         t.address.copyMemory(from: offloaded.host, byteCount: offloaded.byteCount)
-        return t
+        offloaded.staged = StagedCopy(tensor: t, join: {})
     }
 }
 

@@ -55,7 +55,8 @@ extension CUDABackend {
     }
 
     /// Host → device on the copy stream, after the offload's copy out (the same stream) and after
-    /// the work queued so far (the new tensor's memory may have been another's, still in use).
+    /// the work queued so far (the new tensor's memory may have been another's, still in use);
+    /// `reload` makes the compute stream wait for it.
     public func prefetch(_ offloaded: OffloadedTensor) throws {
         guard offloaded.staged == nil else { return }
         let libs = device.libs, stream = device.stream
@@ -65,14 +66,5 @@ extension CUDABackend {
                        "cuMemcpyHtoDAsync_v2")
         let copied = try CUDAEvent(after: device.copyStream, libs: libs)
         offloaded.staged = StagedCopy(tensor: t) { try copied.precedes(stream) }
-    }
-
-    /// The prefetched tensor (copying now if no prefetch ran), with the compute stream ordered after its copy.
-    public func reload(_ offloaded: OffloadedTensor) throws -> Tensor {
-        try prefetch(offloaded)
-        guard let staged = offloaded.staged else { preconditionFailure("prefetch stages a copy") }
-        offloaded.staged = nil
-        try staged.join()
-        return staged.tensor
     }
 }
