@@ -3,7 +3,9 @@
 # offload checks; issue 7's rows that decide it (llama2-7b QLoRA and bf16, TinyLlama with checkpointing),
 # each beside its HF + PEFT baseline; and llama2-7b QLoRA offload with SWIFTLET_LAYER_DEQUANT=1 (the
 # layer dequantized once for its recompute and backward) against the default. Carry bench/bin and
-# bench/carry (hf_peft.py, bnb). Logs go to $OUT.
+# bench/carry (hf_peft.py, bnb). Then (COMPARE=1, the default) the exactness comparison against PyTorch +
+# PEFT that the issue asks to re-run after speed work, with Swiftlet's layers recomputed from offloaded
+# inputs. Logs go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-issue7-check}
@@ -17,3 +19,9 @@ grep -E "^==|RESULT|^\||^targets" "$out/rows.log"
 echo "== llama2-7b QLoRA offload, SWIFTLET_LAYER_DEQUANT=1 ($(date +%T))"
 SWIFTLET_LAYER_DEQUANT=1 timeout 150 $swiftlet bench --steps 6 --device cuda --arch llama2-7b --load-in-4bit \
     --gradient-checkpointing offload 2>&1 | grep -E "RESULT|rror"
+if [ "${COMPARE:-1}" = 1 ]; then
+  echo "== exactness against PyTorch + PEFT after the changes (scripts/compare_hf_gpu.py, TinyLlama shape) ($(date +%T))"
+  mkdir -p /tmp/swiftlet-compare
+  PYTHONUNBUFFERED=1 timeout 240 python3 scripts/compare_hf_gpu.py --swiftlet $swiftlet --arch tinyllama --cpu 0 \
+      --gradient-checkpointing offload --work /tmp/swiftlet-compare 2>&1 | grep -v Warning | tee "$out/compare.log" | tail -12
+fi

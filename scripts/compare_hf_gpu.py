@@ -53,6 +53,8 @@ def main():
     ap.add_argument("--window", type=int, default=None,
                     help="Phi-3: sliding_window (None: full attention); Gemma: the sliding layers' window (default 512)")
     ap.add_argument("--cpu", type=int, default=0, help="also run the CPU engine (slow at real sizes)")
+    ap.add_argument("--gradient-checkpointing", default="off", choices=["off", "on", "offload"],
+                    help="Swiftlet's GPU run recomputes the layers (on), from inputs kept in host memory (offload)")
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp()
     torch.manual_seed(0)
@@ -78,7 +80,8 @@ def main():
     loss_fp32, g_fp32 = loss_and_grads(model32, ids)
 
     r = subprocess.run([a.swiftlet, "gradients", "--model", f"{work}/model", "--adapter", f"{work}/adapter",
-                        "--data", f"{work}/data.jsonl", "--out", f"{work}/swiftlet.safetensors", "--device", "cuda"],
+                        "--data", f"{work}/data.jsonl", "--out", f"{work}/swiftlet.safetensors", "--device", "cuda",
+                        "--gradient-checkpointing", a.gradient_checkpointing],
                        capture_output=True, text=True)
     print(r.stdout.strip(), r.stderr.strip()[-2000:])
     if r.returncode != 0:

@@ -16,11 +16,14 @@ struct Gradients: ParsableCommand {
     var loadIn4bit = false
     @Option(help: "cpu, cuda or auto.") var device: Device = .auto
     @Option(help: "GPU storage: auto (bf16 where supported, else fp16), bf16 or fp16.") var precision: Precision = .auto
+    @Option(help: "off, on (recompute each layer from its input) or offload (inputs in host memory): the gradients must not change.")
+    var gradientCheckpointing: GradientCheckpointing = .off
 
     func run() throws {
         let backend = try device.makeBackend(precision: precision) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
         let model = try LlamaModel.load(directory: URL(fileURLWithPath: self.model), on: backend, loadIn4bit: loadIn4bit)
         try PEFTAdapter.load(directory: URL(fileURLWithPath: adapter), into: model)
+        model.gradientCheckpointing = gradientCheckpointing
         let examples = try TokenizedDataset.load(URL(fileURLWithPath: data), vocabSize: model.config.vocabSize)
         let batch = Batch(examples: examples)
         let n = batch.targetCount
