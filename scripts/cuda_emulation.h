@@ -43,6 +43,7 @@ static inline float __fsub_rn(float a, float b) { volatile float p = a - b; retu
 #define __forceinline__ inline
 #define __shared__ static
 #define __launch_bounds__(x)
+#define __grid_constant__
 #include "kernel.inc"
 
 // max |gpu − ref| / max |ref| over finite reference values; NaN or a missing value counts as a failure.

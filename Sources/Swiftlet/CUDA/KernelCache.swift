@@ -12,6 +12,14 @@ public enum KernelArgument {
     case int64(Int64)
     case uint64(UInt64)
     case float(Float)
+    /// A struct passed by value (its bytes as the kernel lays it out; at most 4 KB of arguments in all).
+    case bytes([UInt8])
+
+    /// Bytes the argument takes, rounded up to 8 (every slot 8-aligned).
+    var slotSize: Int {
+        if case let .bytes(b) = self { return Swift.max(8, (b.count + 7) / 8 * 8) }
+        return 8
+    }
 }
 
 /// A compiled kernel function.
@@ -99,11 +107,13 @@ public final class KernelCache: @unchecked Sendable {
     /// until cuLaunchKernel returns (the driver copies the values at launch).
     public func launch(_ kernel: CUDAKernel, grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
                        arguments: [KernelArgument]) throws {
-        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(1, arguments.count) * 8, alignment: 8)
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(8, arguments.reduce(0) { $0 + $1.slotSize }), alignment: 8)
         defer { storage.deallocate() }
         var params: [UnsafeMutableRawPointer?] = []
-        for (i, a) in arguments.enumerated() {
-            let slot = storage + i * 8
+        var offset = 0
+        for a in arguments {
+            let slot = storage + offset
+            offset += a.slotSize
             switch a {
             case let .pointer(p): slot.storeBytes(of: p, as: CUdeviceptr.self)
             case let .buffer(b): slot.storeBytes(of: b.pointer, as: CUdeviceptr.self)
@@ -112,6 +122,7 @@ public final class KernelCache: @unchecked Sendable {
             case let .int64(v): slot.storeBytes(of: v, as: Int64.self)
             case let .uint64(v): slot.storeBytes(of: v, as: UInt64.self)
             case let .float(v): slot.storeBytes(of: v, as: Float.self)
+            case let .bytes(b): b.withUnsafeBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: b.count) }
             }
             params.append(slot)
         }

@@ -34,8 +34,8 @@ enum CUDASplitBF16 {
     // side by side, row r is [plane 0 | plane 1 | ...], rows ld elements apart (ld ≥ n·cols: the planes
     // may be columns of a wider matrix). Plane i holds part (parts >> 2i) & 3 ∈ {1, 2, 3} of every
     // element. n ≤ 8.
-    extern "C" __global__ void split_bf16(const float* __restrict__ src, unsigned short* __restrict__ dst,
-                                          long long rows, int cols, int n, int parts, int stacked, long long ld) {
+    __device__ __forceinline__ void split_planes(const float* __restrict__ src, unsigned short* __restrict__ dst,
+                                                 long long rows, int cols, int n, int parts, int stacked, long long ld) {
         const long long count = rows * cols;
         for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < count;
              e += (long long)gridDim.x * blockDim.x) {
@@ -63,6 +63,21 @@ enum CUDASplitBF16 {
                 dst[index] = (unsigned short)(__float_as_uint(part) >> 16);
             }
         }
+    }
+    extern "C" __global__ void split_bf16(const float* __restrict__ src, unsigned short* __restrict__ dst,
+                                          long long rows, int cols, int n, int parts, int stacked, long long ld) {
+        split_planes(src, dst, rows, cols, n, parts, stacked, ld);
+    }
+
+    // Up to SPLIT_JOBS splits in one launch, grid row blockIdx.y doing job blockIdx.y (split_bf16's
+    // arguments): the grouped LoRA ops put each adapter's parts into its place of one matrix, one
+    // launch instead of one per adapter. __grid_constant__: the jobs are indexed in place, not copied.
+    #define SPLIT_JOBS 8
+    struct SplitJob { const float* src; unsigned short* dst; long long rows; long long ld; int cols; int n; int parts; int stacked; };
+    struct SplitJobs { SplitJob job[SPLIT_JOBS]; };
+    extern "C" __global__ void split_bf16_jobs(const __grid_constant__ SplitJobs jobs) {
+        const SplitJob& j = jobs.job[blockIdx.y];
+        split_planes(j.src, j.dst, j.rows, j.cols, j.n, j.parts, j.stacked, j.ld);
     }
 
     // out [rows, cols] (f32) = alpha · ((B3 + B2) + B1), or out += that, where B1..B3 are src's
@@ -161,6 +176,42 @@ extension CUDABackend {
         }
     }
 
+    /// One split of `splitBF16(jobs:)`: `src`'s planes of `parts` written at `dst` as `splitBF16(_:parts:stacked:into:rowStride:)` writes them.
+    struct SplitJob {
+        var src: Tensor
+        var parts: [Int]
+        var stacked: Bool
+        var dst: CUdeviceptr
+        var rowStride: Int
+        /// The kernel's SPLIT_JOBS, and the bytes of its SplitJob struct.
+        static let maxPerLaunch = 8, bytes = 48
+    }
+
+    /// Every job's split, `SplitJob.maxPerLaunch` a launch (a grid row each).
+    func splitBF16(jobs: [SplitJob]) {
+        for start in stride(from: 0, to: jobs.count, by: SplitJob.maxPerLaunch) {
+            let batch = jobs[start..<Swift.min(start + SplitJob.maxPerLaunch, jobs.count)]
+            var bytes: [UInt8] = []
+            func append<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+            var largest = 0
+            for job in batch {
+                expect(job.src, .f32)
+                let rows = job.src.shape[0], cols = job.src.shape[1], n = job.parts.count
+                precondition(job.stacked || job.rowStride >= n * cols, "split planes wider than their rows")
+                largest = Swift.max(largest, rows * cols)
+                append(UInt64(job.src.device)); append(UInt64(job.dst)); append(Int64(rows)); append(Int64(job.rowStride))
+                append(Int32(cols)); append(Int32(n)); append(CUDASplitBF16.code(job.parts)); append(Int32(job.stacked ? 1 : 0))
+            }
+            guard largest > 0 else { continue }
+            bytes += [UInt8](repeating: 0, count: (SplitJob.maxPerLaunch - batch.count) * SplitJob.bytes)
+            let blocks = Swift.max(1, Swift.min((largest + 255) / 256, device.multiprocessors * 16 / batch.count))
+            run("splitBF16") {
+                try kernels.launch(try function("split_bf16_jobs", CUDASplitBF16.source), grid: (blocks, batch.count, 1),
+                                   block: (256, 1, 1), arguments: [.bytes(bytes)])
+            }
+        }
+    }
+
     /// out (f32 [R, C]) = alpha · (B3 + B2 + B1), or += that, over `src`'s three column blocks
     /// ([R, 3C]) or row blocks ([3R, C]).
     func sumBlocks3(_ src: Tensor, rowBlocks: Bool, alpha: Float, accumulate: Bool, into out: Tensor) {
@@ -244,10 +295,10 @@ extension CUDABackend {
         orFatal {
             let w3 = try empty([width, k], .bf16)   // each adapter's three parts stacked, adapter after adapter
             var row = 0
-            for (w, r) in zip(weights, ranks) {
-                splitBF16(w, parts: [1, 2, 3], stacked: true, into: w3.device + UInt64(row * k * 2), rowStride: k)
-                row += 3 * r
-            }
+            splitBF16(jobs: zip(weights, ranks).map { w, r in
+                defer { row += 3 * r }
+                return SplitJob(src: w, parts: [1, 2, 3], stacked: true, dst: w3.device + UInt64(row * k * 2), rowStride: k)
+            })
             let z3 = try empty([tokens, width], .f32)
             matmul(x, transposeA: false, w3, transposeB: true, into: z3, alpha: 1, beta: 0)
             var column = 0
@@ -271,10 +322,10 @@ extension CUDABackend {
         orFatal {
             let z3 = try empty([tokens, width], .bf16)   // each z's three parts side by side, adapter after adapter
             var column = 0
-            for (z, r) in zip(zs, ranks) {
-                splitBF16(z, parts: [1, 2, 3], stacked: false, into: z3.device + UInt64(column * 2), rowStride: width)
-                column += 3 * r
-            }
+            splitBF16(jobs: zip(zs, ranks).map { z, r in
+                defer { column += 3 * r }
+                return SplitJob(src: z, parts: [1, 2, 3], stacked: false, dst: z3.device + UInt64(column * 2), rowStride: width)
+            })
             let p = try empty([width, k], .f32)
             matmul(z3, transposeA: true, x, transposeB: false, into: p, alpha: 1, beta: 0)
             var row = 0
@@ -299,12 +350,11 @@ extension CUDABackend {
             let z6 = try empty([tokens, width], .bf16)   // [T, Σ 6r]: each z's cross-term parts side by side
             let w6 = try empty([width, o], .bf16)        // [Σ 6r, O]: each A's matching parts stacked
             var offset = 0
-            for (z, w) in zip(zs, weights) {
-                let r = z.shape[1]
-                splitBF16(z, parts: CUDASplitBF16.crossLeft, stacked: false, into: z6.device + UInt64(offset * 2), rowStride: width)
-                splitBF16(w, parts: CUDASplitBF16.crossRight, stacked: true, into: w6.device + UInt64(offset * o * 2), rowStride: o)
-                offset += 6 * r
-            }
+            splitBF16(jobs: zip(zs, weights).flatMap { z, w in
+                defer { offset += 6 * z.shape[1] }
+                return [SplitJob(src: z, parts: CUDASplitBF16.crossLeft, stacked: false, dst: z6.device + UInt64(offset * 2), rowStride: width),
+                        SplitJob(src: w, parts: CUDASplitBF16.crossRight, stacked: true, dst: w6.device + UInt64(offset * o * 2), rowStride: o)]
+            })
             matmul(z6, transposeA: false, w6, transposeB: false, into: y, alpha: 1, beta: 1)
         }
     }
