@@ -248,9 +248,14 @@ extension CUDABackend {
     }
 
     /// c (w [O, r]) and d (w [r, O], transposed): one GEMM over six cross terms into y, beta 1.
+    /// Both operands split in one launch.
     func splitLoRAUpAdd(_ z: Tensor, _ w: Tensor, weightTransposed: Bool, scale: Float, into y: Tensor) throws {
-        let z6 = try splitBF16(z, parts: CUDASplitBF16.crossLeft, stacked: false)                        // [T, 6r]
-        let w6 = try splitBF16(w, parts: CUDASplitBF16.crossRight, stacked: weightTransposed)            // [O, 6r] or [6r, O]
+        let r = z.shape[1], o = y.shape[1]
+        let z6 = try empty([z.shape[0], 6 * r], .bf16)                                // [T, 6r]
+        let w6 = try empty(weightTransposed ? [6 * r, o] : [o, 6 * r], .bf16)         // [6r, O] or [O, 6r]
+        splitBF16(jobs: [SplitJob(src: z, parts: CUDASplitBF16.crossLeft, stacked: false, dst: z6.device, rowStride: 6 * r),
+                         SplitJob(src: w, parts: CUDASplitBF16.crossRight, stacked: weightTransposed, dst: w6.device,
+                                  rowStride: weightTransposed ? o : 6 * r)])
         matmul(z6, transposeA: false, w6, transposeB: !weightTransposed, into: y, alpha: scale, beta: 1)
     }
 
