@@ -146,7 +146,12 @@ public final class LlamaModel {
             }
             h = next
         }
-        if training && gradientCheckpointing == .offload { try backend.settleOffloads() }
+        if training && gradientCheckpointing == .offload {
+            try backend.settleOffloads()
+            // The last layer's input comes back during the head (below the step's peak, which is in
+            // that layer's MLP backward, where the input is held anyway).
+            if let last = offloaded.last { try backend.prefetch(last) }
+        }
         if !routerStatistics.isEmpty, let moe = config.moe {
             let (aux, gradient) = RouterLoadBalancing.loss(statistics: routerStatistics.map { backend.download($0) },
                                                            experts: moe.experts,
