@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One device call (≈ 8 minutes) after issue-7 work that has not run on a GPU: the doctor's NF4, LoRA and
 # offload checks; issue 7's rows that decide it (llama2-7b QLoRA and bf16, TinyLlama with checkpointing),
-# each beside its HF + PEFT baseline; and llama2-7b QLoRA offload with SWIFTLET_LAYER_DEQUANT=1 (the
-# layer dequantized once for its recompute and backward) against the default. Carry bench/bin and
+# each beside its HF + PEFT baseline; and the opt-in changes against the default: llama2-7b QLoRA offload
+# with SWIFTLET_LAYER_DEQUANT=1 (the layer dequantized once for its recompute and backward) and
+# SWIFTLET_LORA_PRESPLIT=1 (a layer's LoRA weights split once, in one launch), TinyLlama with the latter. Carry bench/bin and
 # bench/carry (hf_peft.py, bnb). Then (COMPARE=1, the default) the exactness comparison against PyTorch +
 # PEFT that the issue asks to re-run after speed work, with Swiftlet's layers recomputed from offloaded
 # inputs. Logs go to $OUT.
@@ -19,6 +20,14 @@ grep -E "^==|RESULT|^\||^targets" "$out/rows.log"
 echo "== llama2-7b QLoRA offload, SWIFTLET_LAYER_DEQUANT=1 ($(date +%T))"
 SWIFTLET_LAYER_DEQUANT=1 timeout 150 $swiftlet bench --steps 6 --device cuda --arch llama2-7b --load-in-4bit \
     --gradient-checkpointing offload 2>&1 | grep -E "RESULT|rror"
+for flag in SWIFTLET_LORA_PRESPLIT=1 "SWIFTLET_LORA_PRESPLIT=1 SWIFTLET_LAYER_DEQUANT=1"; do
+  echo "== llama2-7b QLoRA offload, $flag ($(date +%T))"
+  env $flag timeout 150 $swiftlet bench --steps 6 --device cuda --arch llama2-7b --load-in-4bit \
+      --gradient-checkpointing offload 2>&1 | grep -E "RESULT|rror"
+done
+echo "== TinyLlama bf16 offload, SWIFTLET_LORA_PRESPLIT=1 ($(date +%T))"
+SWIFTLET_LORA_PRESPLIT=1 timeout 100 $swiftlet bench --steps 6 --device cuda --arch tinyllama --gradient-checkpointing offload 2>&1 \
+    | grep -E "RESULT|rror"
 if [ "${COMPARE:-1}" = 1 ]; then
   echo "== exactness against PyTorch + PEFT after the changes (scripts/compare_hf_gpu.py, TinyLlama shape) ($(date +%T))"
   mkdir -p /tmp/swiftlet-compare

@@ -72,7 +72,7 @@ static bool jobsCase() {
     const size_t size = specs[2].offset + 6 * 16 * 24;
     std::vector<unsigned short> viaJobs(size, 0x7FFF), oneByOne(size, 0x7FFF);
     std::vector<std::vector<float>> sources;
-    SplitJobs jobs{};
+    SplitJobs<8> jobs{};
     for (int j = 0; j < 3; j++) {
         const Spec& sp = specs[j];
         sources.emplace_back(sp.rows * sp.cols);

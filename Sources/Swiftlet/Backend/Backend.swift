@@ -97,6 +97,11 @@ public protocol Backend: AnyObject, Sendable {
     func loraDown(_ x: Tensor, _ weights: [Tensor], into zs: [Tensor])
     func loraGradient(_ x: Tensor, _ zs: [Tensor], intoTransposed gradients: [Tensor])
     func loraUpAdd(_ zs: [Tensor], _ weights: [Tensor], into y: Tensor)
+    /// Runs `body` with the weights of `groups` (adapters on one input together, as the grouped ops
+    /// take them; the others one to a group) prepared for the ops above: a backend may transform them
+    /// once for the stretch instead of in every op (CUDA: their bf16 parts, in one launch). The
+    /// weights must not change inside `body`.
+    func withPreparedLoRA<R>(_ groups: [[LoRAAdapter]], _ body: () throws -> R) throws -> R
 
     // MARK: Model ops (forward and backward side by side in each op's file)
     func embedding(table: Tensor, ids: Tensor, into out: Tensor)
@@ -205,6 +210,9 @@ extension Backend {
 
     /// Backends whose offload copies are done when `offload` returns have nothing to settle.
     public func settleOffloads() throws {}
+
+    /// Backends whose low-rank ops take the weights as they are have nothing to prepare.
+    public func withPreparedLoRA<R>(_ groups: [[LoRAAdapter]], _ body: () throws -> R) throws -> R { try body() }
 }
 
 /// The adapters of one input one at a time: the CPU's way (its GEMM reads x from cache anyway), and

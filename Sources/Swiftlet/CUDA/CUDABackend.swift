@@ -21,6 +21,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     let lock = NSLock()
     /// Pinned host blocks for offloaded activations (gradient checkpointing's offload mode).
     let pinnedHost: PinnedHostPool
+    /// The LoRA weights' bf16 parts prepared for the stretch running now (`withPreparedLoRA`).
+    var preparedLoRA: CUDAPreparedLoRA?
     /// Offloads whose copies may still be reading their source (`settleOffloads`).
     var offloadsInFlight: [(source: Tensor, copied: CUDAEvent)] = []
     /// Which attention kernels run where they apply: cuDNN's fused attention (the default), our

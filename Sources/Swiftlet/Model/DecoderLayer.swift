@@ -82,6 +82,14 @@ public struct DecoderLayer {
     nonisolated(unsafe) static var dequantizesForBackward = CUDALibrarySearch.processEnvironment["SWIFTLET_LAYER_DEQUANT"] == "1"
     static let dequantizesForBackwardByDefault = dequantizesForBackward
 
+    /// The layer's adapters as its low-rank ops take them, for `Backend.withPreparedLoRA`: q/k/v and
+    /// gate/up together, o and down alone. A mixture's experts are left out (they are many).
+    var loraGroups: [[LoRAAdapter]] {
+        var groups = qkvProjections.loraGroups + (o.lora.map { [[$0]] } ?? [])
+        if case let .dense(mlp) = feedForward { groups += mlp.gateUp.loraGroups + (mlp.down.lora.map { [[$0]] } ?? []) }
+        return groups
+    }
+
     /// The experts, when the MLP is a mixture.
     public var mixture: MixtureOfExperts? {
         if case let .mixture(moe) = feedForward { return moe }

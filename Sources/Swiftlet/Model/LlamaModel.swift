@@ -133,7 +133,7 @@ public final class LlamaModel {
             if training && gradientCheckpointing == .offload && !keepsWhole(i) { offloaded.append(try backend.offload(h)) }
             let before = backend.memory.current
             backend.memory.phase = "forward \(i)"
-            let (next, s) = try layer.forward(h, layerContext)
+            let (next, s) = try backend.withPreparedLoRA(layer.loraGroups) { try layer.forward(h, layerContext) }
             if let statistics = s.routerStatistics { routerStatistics.append(statistics) }
             if training {
                 // what the layer's saved activations hold beyond its input (already counted) and output
@@ -177,16 +177,19 @@ public final class LlamaModel {
                                                               : inputs.removeLast()
                 backend.memory.phase = "recompute \(i)"
                 let layer = try layers[i].dequantizedForBackward()
-                let recomputed = try layer.recompute(input, layerContext)
-                backend.memory.phase = "backward \(i) MLP"
-                // The layer below's input comes back while this layer's attention backward runs.
-                dH = try layer.backward(dH, saved: consume recomputed, layerContext) {
-                    backend.memory.phase = attentionPhase
-                    if let below = offloaded.last { try backend.prefetch(below) }
+                dH = try backend.withPreparedLoRA(layer.loraGroups) {
+                    let recomputed = try layer.recompute(input, layerContext)
+                    backend.memory.phase = "backward \(i) MLP"
+                    // The layer below's input comes back while this layer's attention backward runs.
+                    return try layer.backward(dH, saved: consume recomputed, layerContext) {
+                        backend.memory.phase = attentionPhase
+                        if let below = offloaded.last { try backend.prefetch(below) }
+                    }
                 }
             } else {
-                dH = try layers[i].backward(dH, saved: saved.removeLast(), layerContext) {
-                    backend.memory.phase = attentionPhase
+                dH = try backend.withPreparedLoRA(layers[i].loraGroups) {
+                    // removed inside: a copy held out here would keep the MLP's activations alive
+                    try layers[i].backward(dH, saved: saved.removeLast(), layerContext) { backend.memory.phase = attentionPhase }
                 }
             }
         }

@@ -95,6 +95,14 @@ public enum ProjectionGroup {
         }
     }
 
+    /// The adapters as the low-rank ops take them (`Backend.withPreparedLoRA`): together where they
+    /// can share x (every separate part has one), else one to a group.
+    var loraGroups: [[LoRAAdapter]] {
+        let adapters = linears.compactMap(\.lora)
+        if case .separate = self, Self.groupsAdapters, adapters.count > 1, adapters.count == linears.count { return [adapters] }
+        return adapters.map { [$0] }
+    }
+
     /// The parts' adapters when every part has one on the fused path (no dropout drawn, a rank the
     /// fused ops take) and there are several: their products can share x.
     static func fusedAdapters(_ parts: [Linear], dropoutSeed: (Int) -> UInt64?) -> [LoRAAdapter]? {

@@ -72,13 +72,15 @@ enum CUDASplitBF16 {
     // Up to SPLIT_JOBS splits in one launch, grid row blockIdx.y doing job blockIdx.y (split_bf16's
     // arguments): the grouped LoRA ops put each adapter's parts into its place of one matrix, one
     // launch instead of one per adapter. __grid_constant__: the jobs are indexed in place, not copied.
-    #define SPLIT_JOBS 8
+    // Two sizes: 8 jobs for a product's operands, 32 for a layer's prepared weights (CUDAPreparedLoRA).
     struct SplitJob { const float* src; unsigned short* dst; long long rows; long long ld; int cols; int n; int parts; int stacked; };
-    struct SplitJobs { SplitJob job[SPLIT_JOBS]; };
-    extern "C" __global__ void split_bf16_jobs(const __grid_constant__ SplitJobs jobs) {
+    template <int N> struct SplitJobs { SplitJob job[N]; };
+    template <int N> __device__ __forceinline__ void split_jobs(const SplitJobs<N>& jobs) {
         const SplitJob& j = jobs.job[blockIdx.y];
         split_planes(j.src, j.dst, j.rows, j.cols, j.n, j.parts, j.stacked, j.ld);
     }
+    extern "C" __global__ void split_bf16_jobs(const __grid_constant__ SplitJobs<8> jobs) { split_jobs(jobs); }
+    extern "C" __global__ void split_bf16_jobs32(const __grid_constant__ SplitJobs<32> jobs) { split_jobs(jobs); }
 
     // out [rows, cols] (f32) = alpha · ((B3 + B2) + B1), or out += that, where B1..B3 are src's
     // three column blocks (src [rows, 3·cols], rows ld elements apart: ld ≥ 3·cols) or, rowBlocks, its
@@ -183,14 +185,17 @@ extension CUDABackend {
         var stacked: Bool
         var dst: CUdeviceptr
         var rowStride: Int
-        /// The kernel's SPLIT_JOBS, and the bytes of its SplitJob struct.
-        static let maxPerLaunch = 8, bytes = 48
+        /// The kernels' job counts (`split_bf16_jobs`, `split_bf16_jobs32`), and the bytes of a SplitJob.
+        static let smallLaunch = 8, largeLaunch = 32, bytes = 48
     }
 
-    /// Every job's split, `SplitJob.maxPerLaunch` a launch (a grid row each).
+    /// Every job's split, up to `SplitJob.largeLaunch` a launch (a grid row each).
     func splitBF16(jobs: [SplitJob]) {
-        for start in stride(from: 0, to: jobs.count, by: SplitJob.maxPerLaunch) {
-            let batch = jobs[start..<Swift.min(start + SplitJob.maxPerLaunch, jobs.count)]
+        var start = 0
+        while start < jobs.count {
+            let width = jobs.count - start > SplitJob.smallLaunch ? SplitJob.largeLaunch : SplitJob.smallLaunch
+            let batch = jobs[start..<Swift.min(start + width, jobs.count)]
+            start += batch.count
             var bytes: [UInt8] = []
             func append<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
             var largest = 0
@@ -203,10 +208,11 @@ extension CUDABackend {
                 append(Int32(cols)); append(Int32(n)); append(CUDASplitBF16.code(job.parts)); append(Int32(job.stacked ? 1 : 0))
             }
             guard largest > 0 else { continue }
-            bytes += [UInt8](repeating: 0, count: (SplitJob.maxPerLaunch - batch.count) * SplitJob.bytes)
+            bytes += [UInt8](repeating: 0, count: (width - batch.count) * SplitJob.bytes)
             let blocks = Swift.max(1, Swift.min((largest + 255) / 256, device.multiprocessors * 16 / batch.count))
+            let name = width == SplitJob.largeLaunch ? "split_bf16_jobs32" : "split_bf16_jobs"
             run("splitBF16") {
-                try kernels.launch(try function("split_bf16_jobs", CUDASplitBF16.source), grid: (blocks, batch.count, 1),
+                try kernels.launch(try function(name, CUDASplitBF16.source), grid: (blocks, batch.count, 1),
                                    block: (256, 1, 1), arguments: [.bytes(bytes)])
             }
         }
@@ -241,15 +247,21 @@ extension CUDABackend {
     /// a (w [r, K]) and b (w [K, r], transposed): Z3 = x · parts of w, z = alpha · sum of Z3's column blocks.
     func splitLoRADown(_ x: Tensor, _ w: Tensor, weightTransposed: Bool, into z: Tensor, alpha: Float) throws {
         let tokens = x.shape[0], r = z.shape[1]
-        let w3 = try splitBF16(w, parts: [1, 2, 3], stacked: !weightTransposed)   // [3r, K] or [K, 3r]
+        let w3 = try preparedParts([w], weightTransposed ? .dzB3 : .downA3)
+            ?? splitBF16(w, parts: [1, 2, 3], stacked: !weightTransposed)   // [3r, K] or [K, 3r]
         let z3 = try empty([tokens, 3 * r], .f32)
         matmul(x, transposeA: false, w3, transposeB: !weightTransposed, into: z3, alpha: 1, beta: 0)
         sumBlocks3(z3, rowBlocks: false, alpha: alpha, accumulate: false, into: z)
     }
 
     /// c (w [O, r]) and d (w [r, O], transposed): one GEMM over six cross terms into y, beta 1.
-    /// Both operands split in one launch.
+    /// Both operands split in one launch (z alone where w's parts were prepared).
     func splitLoRAUpAdd(_ z: Tensor, _ w: Tensor, weightTransposed: Bool, scale: Float, into y: Tensor) throws {
+        if let w6 = preparedParts([w], weightTransposed ? .upA6 : .upB6) {
+            let z6 = try splitBF16(z, parts: CUDASplitBF16.crossLeft, stacked: false)
+            matmul(z6, transposeA: false, w6, transposeB: !weightTransposed, into: y, alpha: scale, beta: 1)
+            return
+        }
         let r = z.shape[1], o = y.shape[1]
         let z6 = try empty([z.shape[0], 6 * r], .bf16)                                // [T, 6r]
         let w6 = try empty(weightTransposed ? [6 * r, o] : [o, 6 * r], .bf16)         // [6r, O] or [O, 6r]
@@ -298,12 +310,18 @@ extension CUDABackend {
             return
         }
         orFatal {
-            let w3 = try empty([width, k], .bf16)   // each adapter's three parts stacked, adapter after adapter
-            var row = 0
-            splitBF16(jobs: zip(weights, ranks).map { w, r in
-                defer { row += 3 * r }
-                return SplitJob(src: w, parts: [1, 2, 3], stacked: true, dst: w3.device + UInt64(row * k * 2), rowStride: k)
-            })
+            // each adapter's three parts stacked, adapter after adapter
+            let w3: Tensor
+            if let prepared = preparedParts(weights, .downA3) {
+                w3 = prepared
+            } else {
+                w3 = try empty([width, k], .bf16)
+                var row = 0
+                splitBF16(jobs: zip(weights, ranks).map { w, r in
+                    defer { row += 3 * r }
+                    return SplitJob(src: w, parts: [1, 2, 3], stacked: true, dst: w3.device + UInt64(row * k * 2), rowStride: k)
+                })
+            }
             let z3 = try empty([tokens, width], .f32)
             matmul(x, transposeA: false, w3, transposeB: true, into: z3, alpha: 1, beta: 0)
             var column = 0
@@ -353,12 +371,14 @@ extension CUDABackend {
         }
         orFatal {
             let z6 = try empty([tokens, width], .bf16)   // [T, Σ 6r]: each z's cross-term parts side by side
-            let w6 = try empty([width, o], .bf16)        // [Σ 6r, O]: each A's matching parts stacked
+            let prepared = preparedParts(weights, .upA6)
+            let w6 = try prepared ?? empty([width, o], .bf16)        // [Σ 6r, O]: each A's matching parts stacked
             var offset = 0
             splitBF16(jobs: zip(zs, weights).flatMap { z, w in
                 defer { offset += 6 * z.shape[1] }
-                return [SplitJob(src: z, parts: CUDASplitBF16.crossLeft, stacked: false, dst: z6.device + UInt64(offset * 2), rowStride: width),
-                        SplitJob(src: w, parts: CUDASplitBF16.crossRight, stacked: true, dst: w6.device + UInt64(offset * o * 2), rowStride: o)]
+                let zJob = SplitJob(src: z, parts: CUDASplitBF16.crossLeft, stacked: false, dst: z6.device + UInt64(offset * 2), rowStride: width)
+                guard prepared == nil else { return [zJob] }
+                return [zJob, SplitJob(src: w, parts: CUDASplitBF16.crossRight, stacked: true, dst: w6.device + UInt64(offset * o * 2), rowStride: o)]
             })
             matmul(z6, transposeA: false, w6, transposeB: false, into: y, alpha: 1, beta: 1)
         }
