@@ -15,6 +15,9 @@ mkdir -p "$out"
 echo "== doctor --only nf4,lora,offload ($(date +%T))"
 timeout 150 $swiftlet doctor --only nf4,lora,offload > "$out/doctor.log" 2>&1; echo "doctor rc=$?"
 grep -E "FAIL|info|dequantize 4096|all checks|SOME" "$out/doctor.log" | cut -c1-220
+echo "== doctor --only model with the opt-in changes on (the fixtures' steps against the CPU) ($(date +%T))"
+SWIFTLET_LORA_PRESPLIT=1 SWIFTLET_LAYER_DEQUANT=1 timeout 120 $swiftlet doctor --only model --fixtures Tests/SwiftletTests/Fixtures \
+    > "$out/doctor-optin.log" 2>&1; echo "doctor rc=$?"; grep -E "FAIL|all checks|SOME" "$out/doctor-optin.log" | cut -c1-220
 OUT=$out ROWS="${ROWS:-7b4 7b tiny-gc}" bash bench/issue7.sh > "$out/rows.log" 2>&1
 grep -E "^==|RESULT|^\||^targets" "$out/rows.log"
 echo "== llama2-7b QLoRA offload, SWIFTLET_LAYER_DEQUANT=1 ($(date +%T))"

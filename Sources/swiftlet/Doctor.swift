@@ -11,13 +11,16 @@ struct Doctor: ParsableCommand {
     var fixtures: String?
     @Option(help: "Only replay this AdamW8bit fixture (from scripts/check_adamw8bit_bnb.py) on the CPU and the GPU, and print one RESULT line of JSON.")
     var adamw8bitFixture: String?
-    @Option(help: "Run only these checks, comma-separated (\(CUDADoctor.partialChecks.joined(separator: ", "))).")
+    @Option(help: "Run only these checks, comma-separated (\(CUDADoctor.partialChecks.joined(separator: ", ")); model needs --fixtures).")
     var only: String?
 
     func run() throws {
         if let adamw8bitFixture { return try replayAdamW8bit(adamw8bitFixture) }
         do {
-            let passed = try only.map { try CUDADoctor.run(deviceIndex: gpu, only: $0.split(separator: ",").map(String.init)) { print($0) } }
+            let passed = try only.map {
+                try CUDADoctor.run(deviceIndex: gpu, only: $0.split(separator: ",").map(String.init),
+                                   fixtures: fixtures.map { URL(fileURLWithPath: $0) }) { print($0) }
+            }
                 ?? CUDADoctor.run(deviceIndex: gpu, fixtures: fixtures.map { URL(fileURLWithPath: $0) }) { print($0) }
             if !passed { throw ExitCode(2) }
         } catch let error as CUDAError {

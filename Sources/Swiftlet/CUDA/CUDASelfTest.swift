@@ -6,10 +6,12 @@ import CCUDA
 public enum CUDADoctor {
     /// The checks `swiftlet doctor --only` can pick (the device's compute type only): a short call
     /// on a scarce GPU checks what changed.
-    public static let partialChecks = ["nf4", "lora", "offload"]
+    public static let partialChecks = ["nf4", "lora", "offload", "model"]
 
-    /// Runs only the named checks of `partialChecks`; true when each passed.
-    public static func run(deviceIndex: Int = 0, only checks: [String], print say: @escaping (String) -> Void) throws -> Bool {
+    /// Runs only the named checks of `partialChecks` ("model": the training step on the fixtures,
+    /// which need `fixtures`); true when each passed.
+    public static func run(deviceIndex: Int = 0, only checks: [String], fixtures: URL? = nil,
+                           print say: @escaping (String) -> Void) throws -> Bool {
         let gpu = try CUDABackend(ordinal: deviceIndex)
         var ops = CUDAOpSelfTest(gpu: gpu, say: say)
         var passed = true
@@ -20,6 +22,10 @@ public enum CUDADoctor {
             case "offload":
                 say("gradient checkpointing's offload against checkpointing on the device:")
                 passed = try CUDAModelSelfTest.offloadAgreement(gpu: gpu, say: say) && passed
+            case "model":
+                guard let fixtures else { throw CUDAError.invalid("doctor --only model needs --fixtures DIR") }
+                say("training step, GPU (\(gpu.computeType)) against the CPU engine on the fixtures:")
+                passed = try CUDAModelSelfTest.run(fixtures: fixtures, gpu: gpu, say: say) && passed
             default: throw CUDAError.invalid("doctor --only \(check): the checks are \(partialChecks.joined(separator: ", "))")
             }
         }
