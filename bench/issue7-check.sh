@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One device call (≈ 8 minutes) after issue-7 work that has not run on a GPU: the doctor's NF4, LoRA and
-# offload checks; issue 7's rows that decide it (llama2-7b QLoRA and bf16, TinyLlama with checkpointing),
+# One device call (≈ 9 minutes) after issue-7 work that has not run on a GPU: the doctor's NF4, LoRA,
+# offload and prepared-split checks; issue 7's rows that decide it (llama2-7b QLoRA and bf16, TinyLlama with checkpointing),
 # each beside its HF + PEFT baseline; and the opt-in changes against the default: llama2-7b QLoRA offload
 # with SWIFTLET_LAYER_DEQUANT=1 (the layer dequantized once for its recompute and backward) and
 # SWIFTLET_LORA_PRESPLIT=1 (a layer's LoRA weights split once, in one launch), TinyLlama with the latter. Carry bench/bin and
@@ -12,12 +12,9 @@ cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-issue7-check}
 mkdir -p "$out"
 . bench/binary.sh
-echo "== doctor --only nf4,lora,offload ($(date +%T))"
-timeout 150 $swiftlet doctor --only nf4,lora,offload > "$out/doctor.log" 2>&1; echo "doctor rc=$?"
+echo "== doctor --only nf4,lora,offload,presplit ($(date +%T))"
+timeout 150 $swiftlet doctor --only nf4,lora,offload,presplit > "$out/doctor.log" 2>&1; echo "doctor rc=$?"
 grep -E "FAIL|info|dequantize 4096|all checks|SOME" "$out/doctor.log" | cut -c1-220
-echo "== doctor --only model with the opt-in changes on (the fixtures' steps against the CPU) ($(date +%T))"
-SWIFTLET_LORA_PRESPLIT=1 SWIFTLET_LAYER_DEQUANT=1 timeout 120 $swiftlet doctor --only model --fixtures Tests/SwiftletTests/Fixtures \
-    > "$out/doctor-optin.log" 2>&1; echo "doctor rc=$?"; grep -E "FAIL|all checks|SOME" "$out/doctor-optin.log" | cut -c1-220
 OUT=$out ROWS="${ROWS:-7b4 7b tiny-gc}" bash bench/issue7.sh > "$out/rows.log" 2>&1
 grep -E "^==|RESULT|^\||^targets" "$out/rows.log"
 echo "== llama2-7b QLoRA offload, SWIFTLET_LAYER_DEQUANT=1 ($(date +%T))"

@@ -62,21 +62,9 @@ public enum CUDAModelSelfTest {
         let batch = Batch(examples: (0..<2).map { _ in
             Example(inputIds: (0..<2048).map { _ in Int32(generator.next() % UInt64(config.vocabSize)) })
         })
-        typealias Result = (loss: Double, gradients: [[Float]])
-        func step(_ checkpointing: GradientCheckpointing) throws -> Result {
-            let model = try LlamaModel.random(config: config, seed: 3, on: gpu)
-            try model.addLoRA(LoRAConfig(r: 16, alpha: 16), seed: 4)
-            // B is zero in PEFT's init, which would leave every A gradient zero: draw it (the same for every run).
-            var draw = SplitMix64(seed: 8)
-            for adapter in model.adapters {
-                gpu.copy(try gpu.upload((0..<adapter.b.count).map { _ in Float(draw.next() % 2001) / 1e5 - 0.01 },
-                                        adapter.b.shape, .f32), into: adapter.b)
-            }
-            model.gradientCheckpointing = checkpointing
-            let loss = try model.step(batch, gradScale: 1 / Float(batch.targetCount))
-            return (loss, model.adapters.flatMap { [gpu.download($0.gradA), gpu.download($0.gradB)] })
+        func step(_ checkpointing: GradientCheckpointing) throws -> StepResult {
+            try randomStep(config: config, batch: batch, checkpointing: checkpointing, gpu: gpu)
         }
-        func same(_ a: Result, _ b: Result) -> Bool { a.loss == b.loss && a.gradients == b.gradients }
         let kernels = gpu.attentionKernels
         defer { gpu.attentionKernels = kernels }
         var verdict = true
@@ -92,6 +80,52 @@ public enum CUDAModelSelfTest {
                 + "offload \(same(offload, on) ? "bit-identical to" : "DIFFERS from") checkpointing on the device")
         }
         return verdict
+    }
+
+    typealias StepResult = (loss: Double, gradients: [[Float]])
+
+    /// One training step of a random model with rank-16 adapters (B drawn too: PEFT's zero B would
+    /// leave every A gradient zero), the same weights for every call: loss and LoRA gradients.
+    static func randomStep(config: LlamaConfig, batch: Batch, checkpointing: GradientCheckpointing,
+                           gpu: CUDABackend) throws -> StepResult {
+        let model = try LlamaModel.random(config: config, seed: 3, on: gpu)
+        try model.addLoRA(LoRAConfig(r: 16, alpha: 16), seed: 4)
+        var draw = SplitMix64(seed: 8)
+        for adapter in model.adapters {
+            gpu.copy(try gpu.upload((0..<adapter.b.count).map { _ in Float(draw.next() % 2001) / 1e5 - 0.01 },
+                                    adapter.b.shape, .f32), into: adapter.b)
+        }
+        model.gradientCheckpointing = checkpointing
+        let loss = try model.step(batch, gradScale: 1 / Float(batch.targetCount))
+        return (loss, model.adapters.flatMap { [gpu.download($0.gradA), gpu.download($0.gradB)] })
+    }
+
+    static func same(_ a: StepResult, _ b: StepResult) -> Bool { a.loss == b.loss && a.gradients == b.gradients }
+
+    /// `SWIFTLET_LORA_PRESPLIT`'s prepared weight parts are the parts the ops would split themselves,
+    /// into the same GEMMs: a step with them gives the bits of a step without, with checkpointing on
+    /// and off (rank 16 and widths of multiples of 8: every LoRA product on the split-bf16 path).
+    public static func preparedLoRAAgreement(gpu: CUDABackend, say: (String) -> Void) throws -> Bool {
+        let config = LlamaConfig(vocabSize: 512, hiddenSize: 256, intermediateSize: 704, layers: 2, heads: 8, kvHeads: 2,
+                                 rmsNormEps: 1e-5, maxPositionEmbeddings: 1024)
+        var generator = SplitMix64(seed: 9)
+        let batch = Batch(examples: (0..<2).map { _ in
+            Example(inputIds: (0..<256).map { _ in Int32(generator.next() % UInt64(config.vocabSize)) })
+        })
+        let enabled = CUDAPreparedLoRA.enabled
+        defer { CUDAPreparedLoRA.enabled = enabled }
+        var passed = true
+        for checkpointing in [GradientCheckpointing.off, .on] {
+            CUDAPreparedLoRA.enabled = false
+            let plain = try randomStep(config: config, batch: batch, checkpointing: checkpointing, gpu: gpu)
+            CUDAPreparedLoRA.enabled = true
+            let prepared = try randomStep(config: config, batch: batch, checkpointing: checkpointing, gpu: gpu)
+            let ok = same(plain, prepared) && plain.gradients.contains { $0.contains { $0 != 0 && $0.isFinite } }
+            passed = passed && ok
+            say("  \(ok ? "PASS" : "FAIL")  prepared LoRA weight parts, checkpointing \(checkpointing): loss and LoRA gradients "
+                + (ok ? "bit-identical to splitting in every op" : "DIFFER from splitting in every op"))
+        }
+        return passed
     }
 
     /// The worst cosine and the worst relative L2 error over LoRA gradient tensors, GPU against CPU

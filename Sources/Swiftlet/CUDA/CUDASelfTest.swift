@@ -6,7 +6,7 @@ import CCUDA
 public enum CUDADoctor {
     /// The checks `swiftlet doctor --only` can pick (the device's compute type only): a short call
     /// on a scarce GPU checks what changed.
-    public static let partialChecks = ["nf4", "lora", "offload", "model"]
+    public static let partialChecks = ["nf4", "lora", "offload", "presplit", "model"]
 
     /// Runs only the named checks of `partialChecks` ("model": the training step on the fixtures,
     /// which need `fixtures`); true when each passed.
@@ -22,6 +22,9 @@ public enum CUDADoctor {
             case "offload":
                 say("gradient checkpointing's offload against checkpointing on the device:")
                 passed = try CUDAModelSelfTest.offloadAgreement(gpu: gpu, say: say) && passed
+            case "presplit":
+                say("LoRA weights split once per layer (SWIFTLET_LORA_PRESPLIT) against splitting in every op:")
+                passed = try CUDAModelSelfTest.preparedLoRAAgreement(gpu: gpu, say: say) && passed
             case "model":
                 guard let fixtures else { throw CUDAError.invalid("doctor --only model needs --fixtures DIR") }
                 say("training step, GPU (\(gpu.computeType)) against the CPU engine on the fixtures:")
@@ -68,6 +71,8 @@ public enum CUDADoctor {
             passed = try selfTest.runAll() && passed
             say("gradient checkpointing's offload against checkpointing on the device:")
             passed = try CUDAModelSelfTest.offloadAgreement(gpu: gpu, say: say) && passed
+            say("LoRA weights split once per layer (SWIFTLET_LORA_PRESPLIT) against splitting in every op:")
+            passed = try CUDAModelSelfTest.preparedLoRAAgreement(gpu: gpu, say: say) && passed
             if let fixtures {
                 say("training step, GPU (\(storage)) against the CPU engine (fp32, weights rounded to \(storage)) on the fixtures:")
                 passed = try CUDAModelSelfTest.run(fixtures: fixtures, gpu: gpu, say: say) && passed
