@@ -58,10 +58,7 @@ public enum CUDAModelSelfTest {
     public static func offloadAgreement(gpu: CUDABackend, say: (String) -> Void) throws -> Bool {
         let config = LlamaConfig(vocabSize: 32000, hiddenSize: 2048, intermediateSize: 5632, layers: 4, heads: 32, kvHeads: 4,
                                  rmsNormEps: 1e-5, maxPositionEmbeddings: 4096)
-        var generator = SplitMix64(seed: 7)
-        let batch = Batch(examples: (0..<2).map { _ in
-            Example(inputIds: (0..<2048).map { _ in Int32(generator.next() % UInt64(config.vocabSize)) })
-        })
+        let batch = randomBatch(rows: 2, length: 2048, vocabSize: config.vocabSize, seed: 7)
         func step(_ checkpointing: GradientCheckpointing) throws -> StepResult {
             try randomStep(config: config, batch: batch, checkpointing: checkpointing, gpu: gpu)
         }
@@ -102,16 +99,21 @@ public enum CUDAModelSelfTest {
 
     static func same(_ a: StepResult, _ b: StepResult) -> Bool { a.loss == b.loss && a.gradients == b.gradients }
 
+    /// `rows` rows of `length` random token ids.
+    static func randomBatch(rows: Int, length: Int, vocabSize: Int, seed: UInt64) -> Batch {
+        var generator = SplitMix64(seed: seed)
+        return Batch(examples: (0..<rows).map { _ in
+            Example(inputIds: (0..<length).map { _ in Int32(generator.next() % UInt64(vocabSize)) })
+        })
+    }
+
     /// `SWIFTLET_LORA_PRESPLIT`'s prepared weight parts are the parts the ops would split themselves,
     /// into the same GEMMs: a step with them gives the bits of a step without, with checkpointing on
     /// and off (rank 16 and widths of multiples of 8: every LoRA product on the split-bf16 path).
     public static func preparedLoRAAgreement(gpu: CUDABackend, say: (String) -> Void) throws -> Bool {
         let config = LlamaConfig(vocabSize: 512, hiddenSize: 256, intermediateSize: 704, layers: 2, heads: 8, kvHeads: 2,
                                  rmsNormEps: 1e-5, maxPositionEmbeddings: 1024)
-        var generator = SplitMix64(seed: 9)
-        let batch = Batch(examples: (0..<2).map { _ in
-            Example(inputIds: (0..<256).map { _ in Int32(generator.next() % UInt64(config.vocabSize)) })
-        })
+        let batch = randomBatch(rows: 2, length: 256, vocabSize: config.vocabSize, seed: 9)
         let enabled = CUDAPreparedLoRA.enabled
         defer { CUDAPreparedLoRA.enabled = enabled }
         var passed = true
