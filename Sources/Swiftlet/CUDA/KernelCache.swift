@@ -107,7 +107,9 @@ public final class KernelCache: @unchecked Sendable {
     /// until cuLaunchKernel returns (the driver copies the values at launch).
     public func launch(_ kernel: CUDAKernel, grid: (Int, Int, Int), block: (Int, Int, Int), sharedBytes: Int = 0,
                        arguments: [KernelArgument]) throws {
-        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(8, arguments.reduce(0) { $0 + $1.slotSize }), alignment: 8)
+        let bytes = arguments.reduce(0) { $0 + $1.slotSize }
+        precondition(bytes <= 4096, "\(kernel.name): \(bytes) bytes of kernel arguments (at most 4 KB)")
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(8, bytes), alignment: 8)
         defer { storage.deallocate() }
         var params: [UnsafeMutableRawPointer?] = []
         var offset = 0
