@@ -100,8 +100,8 @@ public protocol Backend: AnyObject, Sendable {
     /// Runs `body` with the weights of `groups` (adapters on one input together, as the grouped ops
     /// take them; the others one to a group) prepared for the ops above: a backend may transform them
     /// once for the stretch instead of in every op (CUDA: their bf16 parts, in one launch). The
-    /// weights must not change inside `body`.
-    func withPreparedLoRA<R>(_ groups: [[LoRAAdapter]], _ body: () throws -> R) throws -> R
+    /// weights must not change inside `body`. `groups` is evaluated only by a backend that prepares.
+    func withPreparedLoRA<R>(_ groups: @autoclosure () -> [[LoRAAdapter]], _ body: () throws -> R) throws -> R
 
     // MARK: Model ops (forward and backward side by side in each op's file)
     func embedding(table: Tensor, ids: Tensor, into out: Tensor)
@@ -212,7 +212,7 @@ extension Backend {
     public func settleOffloads() throws {}
 
     /// Backends whose low-rank ops take the weights as they are have nothing to prepare.
-    public func withPreparedLoRA<R>(_ groups: [[LoRAAdapter]], _ body: () throws -> R) throws -> R { try body() }
+    public func withPreparedLoRA<R>(_ groups: @autoclosure () -> [[LoRAAdapter]], _ body: () throws -> R) throws -> R { try body() }
 }
 
 /// The adapters of one input one at a time: the CPU's way (its GEMM reads x from cache anyway), and

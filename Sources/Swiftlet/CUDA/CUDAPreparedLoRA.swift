@@ -22,8 +22,9 @@ struct CUDAPreparedLoRA {
 }
 
 extension CUDABackend {
-    public func withPreparedLoRA<R>(_ groups: [[LoRAAdapter]], _ body: () throws -> R) throws -> R {
-        guard CUDAPreparedLoRA.enabled, !groups.isEmpty else { return try body() }
+    public func withPreparedLoRA<R>(_ groups: @autoclosure () -> [[LoRAAdapter]], _ body: () throws -> R) throws -> R {
+        guard CUDAPreparedLoRA.enabled else { return try body() }
+        let groups = groups()
         var prepared = CUDAPreparedLoRA(), jobs: [SplitJob] = []
         let (cross, three) = (CUDASplitBF16.crossRight, [1, 2, 3])
         for group in groups where !group.isEmpty && group.allSatisfy({

@@ -19,12 +19,7 @@ public enum CUDADoctor {
             switch check {
             case "nf4": try ops.nf4()
             case "lora": try ops.lora()
-            case "offload":
-                say("gradient checkpointing's offload against checkpointing on the device:")
-                passed = try CUDAModelSelfTest.offloadAgreement(gpu: gpu, say: say) && passed
-            case "presplit":
-                say("LoRA weights split once per layer (SWIFTLET_LORA_PRESPLIT) against splitting in every op:")
-                passed = try CUDAModelSelfTest.preparedLoRAAgreement(gpu: gpu, say: say) && passed
+            case "offload", "presplit": passed = try stepAgreement(check, gpu: gpu, say: say) && passed
             case "model":
                 guard let fixtures else { throw CUDAError.invalid("doctor --only model needs --fixtures DIR") }
                 say("training step, GPU (\(gpu.computeType)) against the CPU engine on the fixtures:")
@@ -35,6 +30,19 @@ public enum CUDADoctor {
         passed = ops.passed && passed
         say(passed ? "all checks passed" : "SOME CHECKS FAILED")
         return passed
+    }
+
+    /// The checks that compare two ways of running a training step on the device, bit for bit.
+    static func stepAgreement(_ check: String, gpu: CUDABackend, say: (String) -> Void) throws -> Bool {
+        switch check {
+        case "offload":
+            say("gradient checkpointing's offload against checkpointing on the device:")
+            return try CUDAModelSelfTest.offloadAgreement(gpu: gpu, say: say)
+        case "presplit":
+            say("LoRA weights split once per layer (SWIFTLET_LORA_PRESPLIT) against splitting in every op:")
+            return try CUDAModelSelfTest.preparedLoRAAgreement(gpu: gpu, say: say)
+        default: preconditionFailure("no step check named \(check)")
+        }
     }
 
     /// Runs everything, printing one line per item. Returns true when every check passed.
@@ -69,10 +77,7 @@ public enum CUDADoctor {
             say("== \(storage) storage")
             var selfTest = CUDAOpSelfTest(gpu: gpu, say: say)
             passed = try selfTest.runAll() && passed
-            say("gradient checkpointing's offload against checkpointing on the device:")
-            passed = try CUDAModelSelfTest.offloadAgreement(gpu: gpu, say: say) && passed
-            say("LoRA weights split once per layer (SWIFTLET_LORA_PRESPLIT) against splitting in every op:")
-            passed = try CUDAModelSelfTest.preparedLoRAAgreement(gpu: gpu, say: say) && passed
+            for check in ["offload", "presplit"] { passed = try stepAgreement(check, gpu: gpu, say: say) && passed }
             if let fixtures {
                 say("training step, GPU (\(storage)) against the CPU engine (fp32, weights rounded to \(storage)) on the fixtures:")
                 passed = try CUDAModelSelfTest.run(fixtures: fixtures, gpu: gpu, say: say) && passed

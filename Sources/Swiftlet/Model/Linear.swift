@@ -39,15 +39,11 @@ public struct Linear {
     /// y = forward(x); `dropoutSeed` draws the dropout mask (training only).
     public func forward(_ x: Tensor, dropoutSeed: UInt64? = nil) throws -> (Tensor, Saved) {
         let backend = x.backend
-        let tokens = x.shape[0]
         if fusedAdapter(dropoutSeed: dropoutSeed) != nil {
             // z = x Aᵀ and y += s · z Bᵀ straight from x's storage type: no f32 copy of x.
             return try forward(x, lowRank: try saved(for: x, dropoutSeed: dropoutSeed).lowRank!)
         }
-        let y = try backend.empty([tokens, outFeatures], backend.computeType)
-        // beta 0: the GEMM writes every element of y without reading it.
-        backend.matmul(x, transposeA: false, try weight.materialized(), transposeB: true, into: y, alpha: 1, beta: 0)
-        if let bias { backend.addBias(bias, into: y) }
+        let y = try baseForward(x)
         let saved = try saved(for: x, dropoutSeed: dropoutSeed)
         if let lora, let z = saved.lowRank {
             if y.dtype == .f32 {
@@ -93,12 +89,19 @@ public struct Linear {
     /// L2 cache.
     func forward(_ x: Tensor, lowRank z: Tensor) throws -> (Tensor, Saved) {
         guard let lora else { preconditionFailure("Linear.forward(lowRank:) without an adapter") }
+        let y = try baseForward(x)
+        x.backend.loraUpAdd(z, lora.b, weightTransposed: false, scale: lora.scaling, into: y)
+        return (y, Saved(input: x, lowRank: z))
+    }
+
+    /// The frozen weight's part of y, x Wᵀ (+ b), in a new tensor (beta 0: the GEMM writes every
+    /// element without reading it).
+    func baseForward(_ x: Tensor) throws -> Tensor {
         let backend = x.backend
         let y = try backend.empty([x.shape[0], outFeatures], backend.computeType)
         backend.matmul(x, transposeA: false, try weight.materialized(), transposeB: true, into: y, alpha: 1, beta: 0)
         if let bias { backend.addBias(bias, into: y) }
-        backend.loraUpAdd(z, lora.b, weightTransposed: false, scale: lora.scaling, into: y)
-        return (y, Saved(input: x, lowRank: z))
+        return y
     }
 
     /// Whether the LoRA path runs on the fused low-rank ops (`Backend.loraDown` / `loraUpAdd` /

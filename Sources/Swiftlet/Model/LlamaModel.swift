@@ -169,13 +169,12 @@ public final class LlamaModel {
         for i in layers.indices.reversed() {
             var layerContext = context.forLayer(i)
             layerContext.layerSeed = dropoutSeed.map { $0 &+ UInt64(i) &* 1_000_003 }
-            backend.memory.phase = "backward \(i) MLP"
             let attentionPhase = "backward \(i) attention"
             if gradientCheckpointing.recomputes && !keepsWhole(i) {
                 // Recompute this layer's activations from its input (same dropout seed: same masks).
+                backend.memory.phase = "recompute \(i)"
                 let input = gradientCheckpointing == .offload ? try backend.reload(offloaded.removeLast())
                                                               : inputs.removeLast()
-                backend.memory.phase = "recompute \(i)"
                 let layer = try layers[i].dequantizedForBackward()
                 dH = try backend.withPreparedLoRA(layer.loraGroups) {
                     let recomputed = try layer.recompute(input, layerContext)
@@ -187,6 +186,7 @@ public final class LlamaModel {
                     }
                 }
             } else {
+                backend.memory.phase = "backward \(i) MLP"
                 dH = try backend.withPreparedLoRA(layers[i].loraGroups) {
                     // removed inside: a copy held out here would keep the MLP's activations alive
                     try layers[i].backward(dH, saved: saved.removeLast(), layerContext) { backend.memory.phase = attentionPhase }
