@@ -31,7 +31,8 @@ from gguf import GGUFReader, GGMLQuantizationType as QT
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, Phi3Config,
                           Phi3ForCausalLM, Qwen3Config, Qwen3ForCausalLM, Gemma2Config, Gemma2ForCausalLM,
-                          Gemma3TextConfig, Gemma3ForCausalLM)
+                          Gemma3TextConfig, Gemma3ForCausalLM, MixtralConfig, MixtralForCausalLM, Qwen3MoeConfig,
+                          Qwen3MoeForCausalLM)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(ROOT, "Tests/SwiftletTests/Fixtures")
@@ -79,7 +80,9 @@ def gguf_name(hf, gemma=False):
 
 def make_model(tokenizer_dir, out, family="llama"):
     """A tiny random Llama (GQA, plain rope) with the vocabulary of `tokenizer_dir`, and a random adapter;
-    `family` qwen3 (head_dim 32, q/k norms) or phi3 (fused projections, sliding window 64) instead."""
+    `family` qwen3 (head_dim 32, q/k norms), phi3 (fused projections, sliding window 64), gemma2, gemma3, or a
+    mixture (mixtral: 4 experts top-2; qwen3_moe: 8 experts top-3, renormalised as llama.cpp's qwen3moe always
+    does) with LoRA on every expert and the router too, instead."""
     torch.manual_seed(7)
     base = os.path.join(out, "base")
     os.makedirs(base)
@@ -110,6 +113,14 @@ def make_model(tokenizer_dir, out, family="llama"):
         model = Phi3ForCausalLM(Phi3Config(sliding_window=64, original_max_position_embeddings=128,
                                            pad_token_id=tok.eos_token_id, **common)).float()
         targets = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+    elif family == "mixtral":
+        model = MixtralForCausalLM(MixtralConfig(num_local_experts=4, num_experts_per_tok=2, sliding_window=None,
+                                                 **common)).float()
+        targets = ["q_proj", "k_proj", "v_proj", "o_proj", "w1", "w2", "w3", "gate"]
+    elif family == "qwen3_moe":
+        model = Qwen3MoeForCausalLM(Qwen3MoeConfig(head_dim=32, num_experts=8, num_experts_per_tok=3,
+                                                   moe_intermediate_size=48, norm_topk_prob=True, decoder_sparse_step=1,
+                                                   mlp_only_layers=[], **common)).float()
     else:
         model = LlamaForCausalLM(LlamaConfig(**common)).float()
     model.save_pretrained(base)

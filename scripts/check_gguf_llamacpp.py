@@ -18,13 +18,14 @@ the merged model as an f16 GGUF with the swiftlet binary, loads it in llama.cpp 
 Prints one line starting with RESULT (PASS or FAIL); exit status 1 on FAIL.
 
   pip install llama-cpp-python gguf
-  python scripts/check_gguf_llamacpp.py [--swiftlet .build/release/swiftlet] [--family llama|qwen3|phi3|gemma2|gemma3]
+  python scripts/check_gguf_llamacpp.py [--swiftlet .build/release/swiftlet] [--family llama|qwen3|phi3|gemma2|gemma3|mixtral|qwen3_moe]
 
 --family qwen3 / phi3 builds those models instead (Qwen3: head_dim 32, q/k norms; Phi-3: fused
 qkv_proj / gate_up_proj, sliding window 64, wider than the sequences here: llama.cpp runs Phi-3 without
 its window, so with window 8 positions from 8 on differ from transformers' while 0-7 agree to 2e-3).
---family gemma2 / gemma3 (softcaps 2 and 3, window 8 on every other layer; 6 layers sliding 5 of 6, q/k norms)
-have not been run in llama.cpp yet.
+--family gemma2 / gemma3: softcaps 2 and 3, window 8 on every other layer; 6 layers sliding 5 of 6, q/k norms.
+--family mixtral / qwen3_moe: 4 experts top-2 (exported as llama) / 8 experts top-3 renormalised (qwen3moe),
+LoRA on the attention, every expert and (Mixtral) the router, merged by PEFT.
 """
 import argparse, os, shutil, subprocess, sys, tempfile
 
@@ -50,7 +51,7 @@ def merged_f16(base, adapter):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--swiftlet", default=os.path.join(ROOT, ".build/release/swiftlet"))
-    p.add_argument("--family", default="llama", choices=["llama", "qwen3", "phi3", "gemma2", "gemma3"])
+    p.add_argument("--family", default="llama", choices=["llama", "qwen3", "phi3", "gemma2", "gemma3", "mixtral", "qwen3_moe"])
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="gguf-llamacpp-")
     for tk in ["spm_bpe", "byte_bpe"]:
