@@ -7,10 +7,18 @@ final class LoRAGroupsTests: XCTestCase {
     let config = LlamaConfig(vocabSize: 32, hiddenSize: 32, intermediateSize: 48, layers: 1, heads: 4, kvHeads: 2,
                              rmsNormEps: 1e-5, maxPositionEmbeddings: 32)
 
-    func modules(_ targets: Set<LoRAConfig.Target>) throws -> [[String]] {
+    func modules(_ targets: Set<LoRAConfig.Target>, rank: Int = 4, dropout: Float = 0) throws -> [[String]] {
         let model = try LlamaModel.random(config: config, seed: 1, on: CPUBackend())
-        try model.addLoRA(LoRAConfig(r: 4, alpha: 8, targets: targets), seed: 2)
+        try model.addLoRA(LoRAConfig(r: rank, alpha: 8, dropout: dropout, targets: targets), seed: 2)
         return model.layers[0].loraGroups.map { $0.map(\.module) }
+    }
+
+    /// Adapters whose products never take the fused low-rank ops (a dropout mask, a rank above theirs)
+    /// have nothing to prepare.
+    func testAdaptersOffTheFusedOpsAreLeftOut() throws {
+        XCTAssertEqual(try modules(Set(LoRAConfig.Target.allCases), dropout: 0.1), [])
+        XCTAssertEqual(try modules(Set(LoRAConfig.Target.allCases), rank: LoRAShapes.maxRank + 8), [])
+        XCTAssertEqual(try modules(Set(LoRAConfig.Target.allCases), rank: LoRAShapes.maxRank).count, 4)
     }
 
     func testAllSevenGroupAsTheOpsShareTheirInput() throws {

@@ -24,4 +24,19 @@ final class OffloadedTensorTests: XCTestCase {
         XCTAssertEqual(backend.download(again), values)
         XCTAssertEqual(again.shape, [8, 12])
     }
+
+    /// A prefetch that nothing reloads (an error between the two) is joined before its host block goes
+    /// back: on a GPU its copy may still be writing the staged tensor, whose memory the backend could
+    /// otherwise hand out again.
+    func testAPrefetchNeverReloadedIsJoinedBeforeTheBlockGoesBack() throws {
+        let backend = CPUBackend()
+        var events: [String] = []
+        let host = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
+        do {
+            let offloaded = OffloadedTensor(dtype: .f32, shape: [4], host: host, giveBack: { $0.deallocate(); events.append("given back") })
+            offloaded.staged = StagedCopy(tensor: try backend.empty([4], .f32)) { events.append("joined") }
+            XCTAssertEqual(events, [])
+        }
+        XCTAssertEqual(events, ["joined", "given back"])
+    }
 }

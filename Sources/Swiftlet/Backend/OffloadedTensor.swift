@@ -24,7 +24,13 @@ public final class OffloadedTensor: @unchecked Sendable {
 
     public var byteCount: Int { shape.count * dtype.size }
 
-    deinit { giveBack(host) }
+    /// A prefetch that nothing reloaded (an error between the two) may still be writing its tensor:
+    /// the backend's later work is ordered after it before that memory can be reused. The host block
+    /// itself is only ever read and written on the backend's one copy stream, in order.
+    deinit {
+        try? staged?.join()
+        giveBack(host)
+    }
 }
 
 /// A copy into a backend tensor that may still be running beside the backend's work.

@@ -53,16 +53,19 @@ public final class CUDADevice: @unchecked Sendable {
         guard let ctx else { throw CUDAError.invalid("cuDevicePrimaryCtxRetain returned no context") }
         context = ctx
         try libs.check(libs.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
-        // Blocking streams (flags 0): they synchronize with the legacy NULL stream, which the
-        // synchronous cuMemcpy*/cuMemset* calls use.
-        func newStream() throws -> CUstream {
+        func newStream(flags: UInt32) throws -> CUstream {
             var s: CUstream? = nil
-            try libs.check(libs.cuStreamCreate(&s, 0), "cuStreamCreate")
+            try libs.check(libs.cuStreamCreate(&s, flags), "cuStreamCreate")
             guard let s else { throw CUDAError.invalid("cuStreamCreate returned no stream") }
             return s
         }
-        stream = try newStream()
-        copyStream = try newStream()
+        // The compute stream is blocking (flags 0): it synchronizes with the legacy NULL stream, which
+        // the synchronous cuMemcpy*/cuMemset* calls use, so a download waits for the compute. The copy
+        // stream is not (CU_STREAM_NON_BLOCKING): events order it against the compute where one reads
+        // what the other writes, and a download (a loss read back during the head) must not also wait
+        // for an offload copy running beside it.
+        stream = try newStream(flags: 0)
+        copyStream = try newStream(flags: 1)
     }
 
     /// Makes this device's context current on the calling thread.

@@ -17,6 +17,9 @@ struct CUDAPreparedLoRA {
         init(_ weights: [Tensor], _ form: Form) { self.weights = weights.map(\.device); self.form = form }
     }
     var parts: [Key: Tensor] = [:]
+    /// Lookups that found their parts, over the backend's life: the doctor's check that the parts were
+    /// used, not only built.
+    nonisolated(unsafe) static var hits = 0
 
     nonisolated(unsafe) static var enabled = CUDALibrarySearch.processEnvironment["SWIFTLET_LORA_PRESPLIT"] == "1"
 }
@@ -52,12 +55,23 @@ extension CUDABackend {
             defer { preparedLoRA = prepared }
             return preparedLoRA
         }
-        defer { lock.withLock { preparedLoRA = outer } }
+        defer {
+            // Swapped out under the lock, freed after it: freeing a tensor takes the lock.
+            let finished = lock.withLock { () -> CUDAPreparedLoRA? in
+                defer { preparedLoRA = outer }
+                return preparedLoRA
+            }
+            _ = finished
+        }
         return try body()
     }
 
     /// The prepared parts of `weights` in `form`, if the current stretch prepared them.
     func preparedParts(_ weights: [Tensor], _ form: CUDAPreparedLoRA.Form) -> Tensor? {
-        lock.withLock { preparedLoRA?.parts[.init(weights, form)] }
+        lock.withLock {
+            let found = preparedLoRA?.parts[.init(weights, form)]
+            if found != nil { CUDAPreparedLoRA.hits += 1 }
+            return found
+        }
     }
 }

@@ -85,8 +85,9 @@ public struct DecoderLayer {
     /// The layer's adapters as its low-rank ops take them, for `Backend.withPreparedLoRA`: q/k/v and
     /// gate/up together, o and down alone. A mixture's experts are left out (they are many).
     var loraGroups: [[LoRAAdapter]] {
-        var groups = qkvProjections.loraGroups + (o.lora.map { [[$0]] } ?? [])
-        if case let .dense(mlp) = feedForward { groups += mlp.gateUp.loraGroups + (mlp.down.lora.map { [[$0]] } ?? []) }
+        func alone(_ linear: Linear) -> [[LoRAAdapter]] { linear.lora.map { Linear.takesFusedOps($0) ? [[$0]] : [] } ?? [] }
+        var groups = qkvProjections.loraGroups + alone(o)
+        if case let .dense(mlp) = feedForward { groups += mlp.gateUp.loraGroups + alone(mlp.down) }
         return groups
     }
 

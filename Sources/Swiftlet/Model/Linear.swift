@@ -112,6 +112,10 @@ public struct Linear {
         lora.rank <= LoRAShapes.maxRank && !forceGEMMLoRA
     }
 
+    /// Whether `lora` takes the fused low-rank ops in training as well as in evaluation: no dropout
+    /// (its mask sends the products through the GEMM path) and a rank they take.
+    static func takesFusedOps(_ lora: LoRAAdapter) -> Bool { lora.dropout == 0 && usesFusedLoRA(lora) }
+
     /// The adapter when this forward takes the fused low-rank ops: no dropout mask to draw, and a
     /// rank they take.
     func fusedAdapter(dropoutSeed: UInt64?) -> LoRAAdapter? {

@@ -121,6 +121,9 @@ public final class LlamaModel {
     private func run<R>(_ batch: Batch, training: Bool, dropoutSeed: UInt64?, routerAuxWeight: Float? = nil,
                         head: (Tensor, Tensor) throws -> (R, Tensor?)) throws -> R {
         var context = try stepContext(batch)
+        // Uploaded now: an upload waits for the work queued before it, and after the forward it would
+        // hold the host until the forward ends, with nothing queued behind it.
+        let targets = try backend.upload(batch.targets, [batch.tokenCount])
         var routerStatistics: [Tensor] = []
         var h = try embed(batch, context)
         var saved: [DecoderLayer.Saved] = []
@@ -161,7 +164,6 @@ public final class LlamaModel {
                 context.routerAuxGradient = try backend.upload(gradient.map { Float(Double(weight) * $0) }, [moe.experts], .f32)
             }
         }
-        let targets = try backend.upload(batch.targets, [batch.tokenCount])
         backend.memory.phase = "head"
         let (result, gradient) = try head(h, targets)
         defer { backend.memory.phase = "" }

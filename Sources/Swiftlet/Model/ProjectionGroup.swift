@@ -96,9 +96,10 @@ public enum ProjectionGroup {
     }
 
     /// The adapters as the low-rank ops take them (`Backend.withPreparedLoRA`): together where they
-    /// can share x (every separate part has one), else one to a group.
+    /// can share x (every separate part has one on the fused path), else one to a group; none that
+    /// the fused low-rank ops never see.
     var loraGroups: [[LoRAAdapter]] {
-        let adapters = linears.compactMap(\.lora)
+        let adapters = linears.compactMap(\.lora).filter(Linear.takesFusedOps)
         if case .separate = self, Self.groupsAdapters, adapters.count > 1, adapters.count == linears.count { return [adapters] }
         return adapters.map { [$0] }
     }
