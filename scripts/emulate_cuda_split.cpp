@@ -6,6 +6,15 @@
 // Run scripts/emulate_cuda_split.sh.
 #include "cuda_emulation.h"
 
+#include <cstddef>
+// The layouts that CUDABackend.SplitJob.bytes and SumJob.bytes write, field by field (48 bytes a job).
+static_assert(offsetof(SplitJob, rows) == 16 && offsetof(SplitJob, ld) == 24 && offsetof(SplitJob, cols) == 32 &&
+              offsetof(SplitJob, n) == 36 && offsetof(SplitJob, parts) == 40 && offsetof(SplitJob, stacked) == 44 &&
+              sizeof(SplitJob) == 48 && sizeof(SplitJobs<8>) == 8 * 48 && sizeof(SplitJobs<32>) == 32 * 48, "SplitJob layout");
+static_assert(offsetof(SumJob, out) == 8 && offsetof(SumJob, rows) == 16 && offsetof(SumJob, ld) == 24 &&
+              offsetof(SumJob, cols) == 32 && offsetof(SumJob, rowBlocks) == 36 && offsetof(SumJob, alpha) == 40 &&
+              offsetof(SumJob, accumulate) == 44 && sizeof(SumJob) == 48 && sizeof(SumJobs) == 8 * 48, "SumJob layout");
+
 static std::mt19937 gen(5);
 static float bf16(unsigned short u) { return __uint_as_float((unsigned)u << 16); }
 // What unwritten elements hold: a NaN pattern, which no part of a finite value can be (a finite
@@ -91,6 +100,39 @@ static bool jobsCase() {
     return ok;
 }
 
+// sum_blocks3_jobs (the grouped ops' one launch for their adapters' block sums): each job's output as
+// sum_blocks3 writes it, with column blocks of two adapters from one wide product and row blocks after them.
+static bool sumJobsCase() {
+    std::uniform_real_distribution<float> u(-1, 1);
+    struct Spec { int rows, cols, rowBlocks, ld; size_t offset; float alpha; int accumulate; };
+    const int width = 3 * 16 + 3 * 8;
+    const Spec specs[] = {{37, 16, 0, width, 0, 1.0f, 0},                    // the first adapter's columns
+                          {37, 8, 0, width, 3 * 16, 0.5f, 1},                // the second's, accumulated
+                          {12, 24, 1, 24, 37 * (size_t)width, 0.25f, 1}};     // row blocks after them
+    const size_t size = specs[2].offset + 3 * 12 * 24;
+    std::vector<float> src(size);
+    for (auto& v : src) v = u(gen);
+    std::vector<std::vector<float>> viaJobs, oneByOne;
+    SumJobs jobs{};
+    for (int j = 0; j < 3; j++) {
+        const Spec& sp = specs[j];
+        viaJobs.emplace_back(sp.rows * sp.cols);
+        for (auto& v : viaJobs.back()) v = u(gen);
+        oneByOne.push_back(viaJobs.back());
+        jobs.job[j] = {src.data() + sp.offset, viaJobs[j].data(), sp.rows, sp.ld, sp.cols, sp.rowBlocks, sp.alpha, sp.accumulate};
+    }
+    launch({2, 3, 1}, 64, [&] { sum_blocks3_jobs(jobs); });
+    for (int j = 0; j < 3; j++) {
+        const Spec& sp = specs[j];
+        launch({3, 1, 1}, 64, [&] { sum_blocks3(src.data() + sp.offset, oneByOne[j].data(), sp.rows, sp.cols, sp.rowBlocks,
+                                                sp.alpha, sp.accumulate, sp.ld); });
+    }
+    bool ok = true;
+    for (int j = 0; j < 3; j++) ok = ok && viaJobs[j] == oneByOne[j];
+    printf("sum jobs: 3 block sums in one launch (columns of one product, accumulated, row blocks) %s\n", ok ? "PASS" : "FAIL");
+    return ok;
+}
+
 int main() {
     bool ok = true;
     ok &= splitCase(37, 16, true, 16, 0);          // one adapter's parts, as before
@@ -101,6 +143,7 @@ int main() {
     ok &= sumCase(37, 8, false, 72, 48);           // the third adapter's column blocks
     ok &= sumCase(21, 40, true, 40, 3 * 16 * 40);  // the second adapter's row blocks
     ok &= jobsCase();
+    ok &= sumJobsCase();
     printf(ok ? "all split-bf16 emulation checks passed\n" : "SOME SPLIT-BF16 EMULATION CHECKS FAILED\n");
     return ok ? 0 : 1;
 }

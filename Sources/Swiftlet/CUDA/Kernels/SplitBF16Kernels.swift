@@ -85,9 +85,9 @@ enum CUDASplitBF16 {
     // out [rows, cols] (f32) = alpha · ((B3 + B2) + B1), or out += that, where B1..B3 are src's
     // three column blocks (src [rows, 3·cols], rows ld elements apart: ld ≥ 3·cols) or, rowBlocks, its
     // three row blocks (src [3·rows, cols]).
-    extern "C" __global__ void sum_blocks3(const float* __restrict__ src, float* __restrict__ out,
-                                           long long rows, int cols, int rowBlocks, float alpha, int accumulate,
-                                           long long ld) {
+    __device__ __forceinline__ void sum_blocks(const float* __restrict__ src, float* __restrict__ out,
+                                               long long rows, int cols, int rowBlocks, float alpha, int accumulate,
+                                               long long ld) {
         const long long count = rows * cols;
         for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < count;
              e += (long long)gridDim.x * blockDim.x) {
@@ -103,11 +103,29 @@ enum CUDASplitBF16 {
             out[e] = accumulate ? out[e] + s : s;
         }
     }
+    extern "C" __global__ void sum_blocks3(const float* __restrict__ src, float* __restrict__ out,
+                                           long long rows, int cols, int rowBlocks, float alpha, int accumulate,
+                                           long long ld) {
+        sum_blocks(src, out, rows, cols, rowBlocks, alpha, accumulate, ld);
+    }
+
+    // Up to 8 block sums in one launch, grid row blockIdx.y doing job blockIdx.y (sum_blocks3's
+    // arguments): a grouped op's adapters, each summed from its columns or rows of one product.
+    struct SumJob { const float* src; float* out; long long rows; long long ld; int cols; int rowBlocks; float alpha; int accumulate; };
+    struct SumJobs { SumJob job[8]; };
+    extern "C" __global__ void sum_blocks3_jobs(const __grid_constant__ SumJobs jobs) {
+        const SumJob& j = jobs.job[blockIdx.y];
+        sum_blocks(j.src, j.out, j.rows, j.cols, j.rowBlocks, j.alpha, j.accumulate, j.ld);
+    }
     """
 
     /// `SWIFTLET_LORA_KERNELS=1` keeps the hand-written LoRA kernels (for comparisons); the doctor
     /// flips it to time both.
     nonisolated(unsafe) static var forceKernels = CUDALibrarySearch.processEnvironment["SWIFTLET_LORA_KERNELS"] == "1"
+
+    /// `SWIFTLET_LAUNCH_JOBS=0` runs every split and block sum of a jobs launch as a launch of its own
+    /// (`split_bf16`, `sum_blocks3`): the same bits, for comparisons and as a way around the jobs kernels.
+    nonisolated(unsafe) static var launchesJobs = CUDALibrarySearch.processEnvironment["SWIFTLET_LAUNCH_JOBS"] != "0"
 
     /// The widest side (6 parts of rank 64) that the LoRA path's products have: the profile counts
     /// GEMMs with a side this thin apart.
@@ -185,37 +203,91 @@ extension CUDABackend {
         var stacked: Bool
         var dst: CUdeviceptr
         var rowStride: Int
-        /// The kernels' job counts (`split_bf16_jobs`, `split_bf16_jobs32`), and the bytes of a SplitJob.
-        static let smallLaunch = 8, largeLaunch = 32, bytes = 48
+
+        /// The C struct `SplitJob` of the kernel source, field by field.
+        var bytes: [UInt8] {
+            var job = KernelJob()
+            job.append(UInt64(src.device)); job.append(UInt64(dst)); job.append(Int64(src.shape[0])); job.append(Int64(rowStride))
+            job.append(Int32(src.shape[1])); job.append(Int32(parts.count)); job.append(CUDASplitBF16.code(parts))
+            job.append(Int32(stacked ? 1 : 0))
+            return job.bytes
+        }
     }
 
-    /// Every job's split, up to `SplitJob.largeLaunch` a launch (a grid row each).
+    /// Every job's split, up to 32 a launch (a grid row each).
     func splitBF16(jobs: [SplitJob]) {
+        for job in jobs {
+            expect(job.src, .f32)
+            precondition(job.stacked || job.rowStride >= job.parts.count * job.src.shape[1], "split planes wider than their rows")
+        }
+        guard CUDASplitBF16.launchesJobs else {
+            for job in jobs { splitBF16(job.src, parts: job.parts, stacked: job.stacked, into: job.dst, rowStride: job.rowStride) }
+            return
+        }
+        launch(jobs: jobs.map { ($0.bytes, $0.src.count) }, family: [(8, "split_bf16_jobs"), (32, "split_bf16_jobs32")],
+               jobBytes: 48, op: "splitBF16")
+    }
+
+    /// Jobs of one kernel family in as few launches as its job counts allow (`family`: each kernel's
+    /// capacity and name, smallest first), each job a grid row, the jobs passed by value (unused slots
+    /// zero and never read: the grid has a row per job). The grid's x size fits the largest job's
+    /// elements (`jobs`: each job's bytes and element count).
+    func launch(jobs: [(bytes: [UInt8], elements: Int)], family: [(capacity: Int, name: String)], jobBytes: Int, op: String) {
         var start = 0
         while start < jobs.count {
-            let width = jobs.count - start > SplitJob.smallLaunch ? SplitJob.largeLaunch : SplitJob.smallLaunch
+            let remaining = jobs.count - start
+            let (width, name) = family.first { $0.capacity >= remaining } ?? family.last!
             let batch = jobs[start..<Swift.min(start + width, jobs.count)]
             start += batch.count
-            var bytes: [UInt8] = []
-            func append<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
-            var largest = 0
-            for job in batch {
-                expect(job.src, .f32)
-                let rows = job.src.shape[0], cols = job.src.shape[1], n = job.parts.count
-                precondition(job.stacked || job.rowStride >= n * cols, "split planes wider than their rows")
-                largest = Swift.max(largest, rows * cols)
-                append(UInt64(job.src.device)); append(UInt64(job.dst)); append(Int64(rows)); append(Int64(job.rowStride))
-                append(Int32(cols)); append(Int32(n)); append(CUDASplitBF16.code(job.parts)); append(Int32(job.stacked ? 1 : 0))
-            }
+            let largest = batch.map(\.elements).max() ?? 0
             guard largest > 0 else { continue }
-            bytes += [UInt8](repeating: 0, count: (width - batch.count) * SplitJob.bytes)
+            var bytes: [UInt8] = []
+            for job in batch {
+                precondition(job.bytes.count == jobBytes, "\(name): a job of \(job.bytes.count) bytes, not \(jobBytes)")
+                bytes += job.bytes
+            }
+            bytes += [UInt8](repeating: 0, count: (width - batch.count) * jobBytes)
             let blocks = Swift.max(1, Swift.min((largest + 255) / 256, device.multiprocessors * 16 / batch.count))
-            let name = width == SplitJob.largeLaunch ? "split_bf16_jobs32" : "split_bf16_jobs"
-            run("splitBF16") {
+            run(op) {
                 try kernels.launch(try function(name, CUDASplitBF16.source), grid: (blocks, batch.count, 1),
                                    block: (256, 1, 1), arguments: [.bytes(bytes)])
             }
         }
+    }
+
+    /// One block sum of `sumBlocks3(jobs:)`: as `sumBlocks3(_:rowStride:rowBlocks:alpha:accumulate:into:)`.
+    struct SumJob {
+        var src: CUdeviceptr
+        var rowStride: Int
+        var rowBlocks: Bool
+        var alpha: Float
+        var accumulate: Bool
+        var out: Tensor
+
+        /// The C struct `SumJob` of the kernel source, field by field.
+        var bytes: [UInt8] {
+            var job = KernelJob()
+            job.append(UInt64(src)); job.append(UInt64(out.device)); job.append(Int64(out.shape[0])); job.append(Int64(rowStride))
+            job.append(Int32(out.shape[1])); job.append(Int32(rowBlocks ? 1 : 0)); job.append(alpha.bitPattern)
+            job.append(Int32(accumulate ? 1 : 0))
+            return job.bytes
+        }
+    }
+
+    /// Every job's block sum, up to 8 a launch.
+    func sumBlocks3(jobs: [SumJob]) {
+        for job in jobs {
+            expect(job.out, .f32)
+            precondition(job.rowBlocks || job.rowStride >= 3 * job.out.shape[1], "column blocks wider than their rows")
+        }
+        guard CUDASplitBF16.launchesJobs else {
+            for job in jobs {
+                sumBlocks3(job.src, rowStride: job.rowStride, rowBlocks: job.rowBlocks, alpha: job.alpha,
+                           accumulate: job.accumulate, into: job.out)
+            }
+            return
+        }
+        launch(jobs: jobs.map { ($0.bytes, $0.out.count) }, family: [(8, "sum_blocks3_jobs")], jobBytes: 48, op: "sumBlocks3")
     }
 
     /// out (f32 [R, C]) = alpha · (B3 + B2 + B1), or += that, over `src`'s three column blocks
@@ -288,6 +360,13 @@ extension CUDABackend {
     }
 }
 
+/// The bytes of a kernel job struct, written field by field in the C struct's order, little-endian
+/// (each field at its natural alignment when the 8-byte ones come first).
+struct KernelJob {
+    private(set) var bytes: [UInt8] = []
+    mutating func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+}
+
 /// Adapters that share their input (q, k and v; gate and up) as one split-bf16 GEMM each way instead
 /// of one per adapter: the down products read x once ([Σ 3r_i, K] parts stacked by adapter), the A
 /// gradients read x once ([T, Σ 3r_i] parts side by side), and the up products add into dL/dx once
@@ -325,10 +404,10 @@ extension CUDABackend {
             let z3 = try empty([tokens, width], .f32)
             matmul(x, transposeA: false, w3, transposeB: true, into: z3, alpha: 1, beta: 0)
             var column = 0
-            for (z, r) in zip(zs, ranks) {
-                sumBlocks3(z3.device + UInt64(column * 4), rowStride: width, rowBlocks: false, alpha: 1, accumulate: false, into: z)
-                column += 3 * r
-            }
+            sumBlocks3(jobs: zip(zs, ranks).map { z, r in
+                defer { column += 3 * r }
+                return SumJob(src: z3.device + UInt64(column * 4), rowStride: width, rowBlocks: false, alpha: 1, accumulate: false, out: z)
+            })
         }
     }
 
@@ -352,10 +431,10 @@ extension CUDABackend {
             let p = try empty([width, k], .f32)
             matmul(z3, transposeA: true, x, transposeB: false, into: p, alpha: 1, beta: 0)
             var row = 0
-            for (g, r) in zip(gradients, ranks) {
-                sumBlocks3(p.device + UInt64(row * k * 4), rowStride: k, rowBlocks: true, alpha: 1, accumulate: true, into: g)
-                row += 3 * r
-            }
+            sumBlocks3(jobs: zip(gradients, ranks).map { g, r in
+                defer { row += 3 * r }
+                return SumJob(src: p.device + UInt64(row * k * 4), rowStride: k, rowBlocks: true, alpha: 1, accumulate: true, out: g)
+            })
         }
     }
 
