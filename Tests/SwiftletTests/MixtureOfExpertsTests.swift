@@ -229,6 +229,47 @@ final class MixtureOfExpertsTests: XCTestCase {
         XCTAssertEqual(try later.logits(batch), try LlamaModel.load(directory: directory, on: CPUBackend(), loadIn4bit: true).logits(batch))
     }
 
+    /// The experts run together (`ExpertLinears`: each product one op over every expert's block of
+    /// rows) give the bits of the experts run one by one, dense and in 4-bit, with the dequantized
+    /// experts taken one chunk at a time; and with adapters on only some experts, or off the fused
+    /// low-rank ops, they run one by one.
+    func testExpertsTogetherEqualExpertByExpert() throws {
+        let runsTogether = MixtureOfExperts.runsTogether, budget = ExpertLinears.dequantizedBytes
+        defer { MixtureOfExperts.runsTogether = runsTogether; ExpertLinears.dequantizedBytes = budget }
+        for name in Self.fixtures {
+            for fourBit in [false, true] {
+                let directory = try fixture(name)
+                let batch = try Batch(huggingFaceFile: directory.appendingPathComponent("batch.json"))
+                var results: [(loss: Double, gradients: [[Float]])] = []
+                for together in [false, true] {
+                    MixtureOfExperts.runsTogether = together
+                    // two experts' dequantized gate_up at most: several chunks a projection
+                    ExpertLinears.dequantizedBytes = fourBit ? 2 * 4 * 64 * 32 : budget
+                    let model = try LlamaModel.load(directory: directory, on: CPUBackend(), loadIn4bit: fourBit)
+                    try PEFTAdapter.load(directory: directory.appendingPathComponent("adapter"), into: model)
+                    XCTAssertEqual(model.layers.compactMap { $0.mixture?.together }.count, together ? model.layers.count : 0, name)
+                    let loss = try model.step(batch, gradScale: 1 / Float(batch.targetCount), routerAuxScale: 1)
+                    results.append((loss, model.adapters.flatMap { [model.backend.download($0.gradA), model.backend.download($0.gradB)] }))
+                }
+                XCTAssertEqual(results[0].loss, results[1].loss, "\(name) 4-bit \(fourBit): loss")
+                XCTAssertTrue(results[0].gradients == results[1].gradients, "\(name) 4-bit \(fourBit): LoRA gradients")
+                XCTAssertTrue(results[1].gradients.contains { $0.contains { $0 != 0 } }, name)
+            }
+        }
+        MixtureOfExperts.runsTogether = true
+        let model = try LlamaModel.load(directory: try fixture("mixtral_moe"), on: CPUBackend())
+        var moe = try XCTUnwrap(model.layers[0].mixture)
+        XCTAssertNotNil(moe.together, "no adapters anywhere: together")
+        try model.addLoRA(LoRAConfig(r: 4, alpha: 8, targets: [.q, .gate, .up, .down]), seed: 3)
+        moe = try XCTUnwrap(model.layers[0].mixture)
+        XCTAssertNotNil(moe.together, "adapters on every expert: together")
+        moe.experts[1].down.lora = nil
+        XCTAssertNil(moe.together, "an expert without the others' adapter runs alone")
+        let big = try LlamaModel.load(directory: try fixture("mixtral_moe"), on: CPUBackend())
+        try big.addLoRA(LoRAConfig(r: LoRAShapes.maxRank, alpha: 8, targets: [.gate, .up, .down]), seed: 3)
+        XCTAssertNil(try XCTUnwrap(big.layers[0].mixture).together, "gate_up's doubled rank is past the fused ops'")
+    }
+
     /// Adapters merged into the experts' and router's weights give the same logits, and the merged
     /// model saves under the checkpoint's own names (w1/w3 split back out of gate_up).
     func testMergedAdaptersAndSavedWeights() throws {

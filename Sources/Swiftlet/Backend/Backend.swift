@@ -97,6 +97,16 @@ public protocol Backend: AnyObject, Sendable {
     func loraDown(_ x: Tensor, _ weights: [Tensor], into zs: [Tensor])
     func loraGradient(_ x: Tensor, _ zs: [Tensor], intoTransposed gradients: [Tensor])
     func loraUpAdd(_ zs: [Tensor], _ weights: [Tensor], into y: Tensor)
+    /// A mixture's experts (Model/ExpertLinears.swift): the rows of x (and of z, y, m) come in blocks,
+    /// one per expert in order (`blocks`: contiguous, together all the rows, empty ones allowed), and
+    /// block e takes weight e (its gradient e). Each block's result is the single op's on its rows,
+    /// bit for bit, so a backend may run every block in one launch.
+    /// y[e] = x[e] · op(W_e) (op(W) = Wᵀ when `transposeB`: W_e [O, K]), y overwritten.
+    func matmul(_ x: Tensor, blocks: [Range<Int>], _ weights: [Tensor], transposeB: Bool, into y: Tensor)
+    func loraDown(_ x: Tensor, blocks: [Range<Int>], _ weights: [Tensor], weightTransposed: Bool, into z: Tensor, alpha: Float)
+    func loraUpAdd(_ z: Tensor, blocks: [Range<Int>], _ weights: [Tensor], weightTransposed: Bool, scale: Float, into y: Tensor)
+    func loraGradient(_ m: Tensor, _ z: Tensor, blocks: [Range<Int>], into gradients: [Tensor], gradientTransposed: Bool,
+                      alpha: Float)
     /// Runs `body` with the weights of `groups` (adapters on one input together, as the grouped ops
     /// take them; the others one to a group) prepared for the ops above: a backend may transform them
     /// once for the stretch instead of in every op (CUDA: their bf16 parts, in one launch). The
@@ -231,6 +241,64 @@ extension Backend {
     public func loraUpAdd(_ zs: [Tensor], _ weights: [Tensor], into y: Tensor) {
         precondition(weights.count == zs.count, "one weight per z")
         for (z, w) in zip(zs, weights) { loraUpAdd(z, w, weightTransposed: true, scale: 1, into: y) }
+    }
+}
+
+/// A mixture's experts one block at a time: the CPU's way, and the reference of a backend's ops over
+/// all blocks at once.
+extension Backend {
+    public func matmul(_ x: Tensor, blocks: [Range<Int>], _ weights: [Tensor], transposeB: Bool, into y: Tensor) {
+        ExpertBlocks.check(blocks, weights.count, x, y)
+        for (block, w) in zip(blocks, weights) where !block.isEmpty {
+            matmul(x.rows(block), transposeA: false, w, transposeB: transposeB, into: y.rows(block), alpha: 1, beta: 0)
+        }
+    }
+
+    public func loraDown(_ x: Tensor, blocks: [Range<Int>], _ weights: [Tensor], weightTransposed: Bool, into z: Tensor,
+                         alpha: Float) {
+        ExpertBlocks.check(blocks, weights.count, x, z)
+        for (block, w) in zip(blocks, weights) where !block.isEmpty {
+            loraDown(x.rows(block), w, weightTransposed: weightTransposed, into: z.rows(block), alpha: alpha)
+        }
+    }
+
+    public func loraUpAdd(_ z: Tensor, blocks: [Range<Int>], _ weights: [Tensor], weightTransposed: Bool, scale: Float,
+                          into y: Tensor) {
+        ExpertBlocks.check(blocks, weights.count, z, y)
+        for (block, w) in zip(blocks, weights) where !block.isEmpty {
+            loraUpAdd(z.rows(block), w, weightTransposed: weightTransposed, scale: scale, into: y.rows(block))
+        }
+    }
+
+    public func loraGradient(_ m: Tensor, _ z: Tensor, blocks: [Range<Int>], into gradients: [Tensor], gradientTransposed: Bool,
+                             alpha: Float) {
+        ExpertBlocks.check(blocks, gradients.count, m, z)
+        for (block, g) in zip(blocks, gradients) where !block.isEmpty {
+            loraGradient(m.rows(block), z.rows(block), into: g, gradientTransposed: gradientTransposed, alpha: alpha)
+        }
+    }
+}
+
+/// The row blocks of a mixture's sorted tokens, one per expert.
+public enum ExpertBlocks {
+    /// The blocks of `counts` rows each, in order.
+    public static func blocks(counts: [Int]) -> [Range<Int>] {
+        var start = 0
+        return counts.map { count in
+            defer { start += count }
+            return start..<(start + count)
+        }
+    }
+
+    /// One block per weight, in order, covering the rows of every tensor.
+    static func check(_ blocks: [Range<Int>], _ weights: Int, _ tensors: Tensor...) {
+        precondition(blocks.count == weights, "\(blocks.count) blocks for \(weights) weights")
+        var next = 0
+        for block in blocks {
+            precondition(block.lowerBound == next, "expert blocks out of order or with gaps")
+            next = block.upperBound
+        }
+        for t in tensors { precondition(t.shape[0] == next, "\(next) rows in the blocks, \(t.shape[0]) in \(t)") }
     }
 }
 

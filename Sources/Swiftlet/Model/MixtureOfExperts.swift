@@ -4,11 +4,13 @@
 ///     y[t] = Σ_j w[t, j] · expert_{chosen[t, j]}(x[t])
 ///
 /// Not a loop over tokens: the (token, slot) assignments are sorted by expert (`moeSort`), the
-/// tokens gathered into one buffer where each expert's rows are contiguous (`moeGather`), each
-/// expert runs its GEMMs once on its block of rows (the existing Linear ops, LoRA included, on a row
-/// slice), and `moeCombine` adds each token's k results back with their weights (a per-token
-/// gather: deterministic, no atomics). The per-expert row counts are read back to the host once per
-/// layer, to size the slices.
+/// tokens gathered into one buffer where each expert's rows are contiguous (`moeGather`), every
+/// expert's gate_up, then every expert's down, runs on its block of rows as one op of the backend
+/// for all experts (`ExpertLinears`: the GEMMs and the LoRA products over the blocks; the gated unit
+/// once over all rows), and `moeCombine` adds each token's k results back with their weights (a
+/// per-token gather: deterministic, no atomics). The per-expert row counts are read back to the host
+/// once per layer, to size the blocks. Experts that cannot run together (`ExpertLinears.init`), and
+/// `SWIFTLET_MOE_GROUPED=0`, run expert by expert as `GatedMLP`s on their blocks: the same bits.
 ///
 /// The backward runs the same blocks in reverse and also carries the gradient through the routing
 /// weights into the router's input: the router's weight is frozen (unless LoRA targets it, as PEFT's
@@ -39,12 +41,35 @@ public struct MixtureOfExperts {
         }
     }
 
+    /// Every expert's gate_up (fused, as transformers 5 holds them) and every expert's down, each as
+    /// one `ExpertLinears`, with gate_up's two widths; nil where they cannot run together.
+    var together: (gateUp: ExpertLinears, down: ExpertLinears, widths: [Int])? {
+        guard Self.runsTogether else { return nil }
+        var gateUps: [Linear] = [], widths: [Int]?
+        for expert in experts {
+            guard case let .fused(linear, parts) = expert.gateUp, parts.count == 2, widths == nil || widths == parts else { return nil }
+            gateUps.append(linear)
+            widths = parts
+        }
+        guard let widths, let gateUp = ExpertLinears(gateUps), let down = ExpertLinears(experts.map(\.down)) else { return nil }
+        return (gateUp, down, widths)
+    }
+
+    /// `SWIFTLET_MOE_GROUPED=0` runs the experts one by one (for comparisons).
+    nonisolated(unsafe) static var runsTogether = CUDALibrarySearch.processEnvironment["SWIFTLET_MOE_GROUPED"] != "0"
+
+    /// The experts' saved activations: each expert's own, or all experts' together.
+    enum ExpertsSaved {
+        case each([GatedMLP.Saved?])
+        case together(gate: Tensor, up: Tensor, gateUp: ExpertLinears.Saved, down: ExpertLinears.Saved)
+    }
+
     struct Saved {
         var routerSaved: Linear.Saved
         var probabilities, chosen, weights, rows: Tensor
         /// Rows per expert (on the host).
         var counts: [Int]
-        var expertSaved: [GatedMLP.Saved?]
+        var expertSaved: ExpertsSaved
         /// The experts' outputs in sorted order, before weighting: dL/dweights needs them.
         var sortedOutput: Tensor
         /// [2, experts] f32: the layer's load-balancing counts and probability sums (training only).
@@ -77,17 +102,29 @@ public struct MixtureOfExperts {
         backend.moeGather(x, rows: rows, into: sorted)
         let counts = backend.downloadInts(countsTensor).map(Int.init)   // the one read-back of the layer
 
-        let sortedOutput = try backend.empty([tokens * k, hidden], backend.computeType)
-        var expertSaved: [GatedMLP.Saved?] = Array(repeating: nil, count: e)
-        var start = 0
-        for (i, count) in counts.enumerated() {
-            defer { start += count }
-            guard count > 0 else { continue }
-            let block = start..<(start + count)
-            // PEFT refuses dropout on expert parameters (ParamWrapper), so no seeds here.
-            let (y, s) = try experts[i].forward(sorted.rows(block), activation: step.config.activation) { _ in nil }
-            backend.copy(y!, into: sortedOutput.rows(block))
-            expertSaved[i] = s
+        // PEFT refuses dropout on expert parameters (ParamWrapper), so no seeds here.
+        let blocks = ExpertBlocks.blocks(counts: counts)
+        let sortedOutput: Tensor, expertSaved: ExpertsSaved
+        if let (gateUp, down, widths) = together {
+            let (gu, gateUpSaved) = try gateUp.forward(sorted, blocks: blocks)
+            let gate = try backend.empty([tokens * k, widths[0]], backend.computeType)
+            let up = try backend.empty([tokens * k, widths[1]], backend.computeType)
+            backend.copyColumns(gu, sourceColumn: 0, into: gate, destinationColumn: 0, width: widths[0])
+            backend.copyColumns(gu, sourceColumn: widths[0], into: up, destinationColumn: 0, width: widths[1])
+            let m = try backend.empty(gate.shape, backend.computeType)
+            backend.gatedLinearUnit(step.config.activation, gate: gate, up: up, into: m)
+            let downSaved: ExpertLinears.Saved
+            (sortedOutput, downSaved) = try down.forward(m, blocks: blocks)
+            expertSaved = .together(gate: gate, up: up, gateUp: gateUpSaved, down: downSaved)
+        } else {
+            sortedOutput = try backend.empty([tokens * k, hidden], backend.computeType)
+            var each: [GatedMLP.Saved?] = Array(repeating: nil, count: e)
+            for (i, block) in blocks.enumerated() where !block.isEmpty {
+                let (y, s) = try experts[i].forward(sorted.rows(block), activation: step.config.activation) { _ in nil }
+                backend.copy(y!, into: sortedOutput.rows(block))
+                each[i] = s
+            }
+            expertSaved = .each(each)
         }
         let out = try backend.empty([tokens, hidden], backend.computeType)
         backend.moeCombine(sortedOutput, rows: rows, weights: weights, into: out)
@@ -103,14 +140,25 @@ public struct MixtureOfExperts {
         let dWeights = try backend.empty([tokens, k], .f32)
         backend.moeCombineBackward(dOut: dOut, sorted: s.sortedOutput, rows: s.rows, weights: s.weights,
                                    dSorted: dSorted, dWeights: dWeights)
-        let dInputSorted = try backend.empty([tokens * k, hidden], backend.computeType)
-        var start = 0
-        for (i, count) in s.counts.enumerated() {
-            defer { start += count }
-            guard count > 0, let saved = s.expertSaved[i] else { continue }
-            let block = start..<(start + count)
-            let dX = try experts[i].backward(dSorted.rows(block), saved: saved, activation: step.config.activation)
-            backend.copy(dX, into: dInputSorted.rows(block))
+        let blocks = ExpertBlocks.blocks(counts: s.counts)
+        let dInputSorted: Tensor
+        switch s.expertSaved {
+        case let .together(gate, up, gateUpSaved, downSaved):
+            guard let (gateUp, down, widths) = together else { preconditionFailure("experts saved together, run apart") }
+            // As GatedMLP.backward: dL/dm in m's storage, the gated unit's gradients over gate and up.
+            let dM = try down.backward(dSorted, blocks: blocks, saved: downSaved, overwritingInput: true)
+            backend.gatedLinearUnitBackward(step.config.activation, dOut: dM, gate: gate, up: up, dGate: gate, dUp: up)
+            let dGateUp = try backend.empty([tokens * k, widths[0] + widths[1]], backend.computeType)
+            backend.copyColumns(gate, sourceColumn: 0, into: dGateUp, destinationColumn: 0, width: widths[0])
+            backend.copyColumns(up, sourceColumn: 0, into: dGateUp, destinationColumn: widths[0], width: widths[1])
+            dInputSorted = try gateUp.backward(dGateUp, blocks: blocks, saved: gateUpSaved, overwritingInput: false)
+        case let .each(each):
+            dInputSorted = try backend.empty([tokens * k, hidden], backend.computeType)
+            for (i, block) in blocks.enumerated() where !block.isEmpty {
+                guard let saved = each[i] else { continue }
+                let dX = try experts[i].backward(dSorted.rows(block), saved: saved, activation: step.config.activation)
+                backend.copy(dX, into: dInputSorted.rows(block))
+            }
         }
         let dX = try backend.empty([tokens, hidden], backend.computeType)
         backend.moeCombine(dInputSorted, rows: s.rows, weights: nil, into: dX)
