@@ -2,13 +2,17 @@
 # Issue 11's real-size lines: each family's preset beside its HF + PEFT baseline in the same call
 # (random weights, 2 × 2048, LoRA r 16, checkpointing on; the mixtures in 4-bit). ARCHS picks them
 # (default: every family preset); STEPS (4) the timed steps. Carry bench/bin and bench/carry (hf_peft.py,
-# bnb). Prints RESULT lines; logs go to $OUT.
+# bnb). The mixtures run twice: their experts together (the default) and one by one (SWIFTLET_MOE_GROUPED=0;
+# NO_AB=1 skips that). Prints RESULT lines; logs go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-families}
 mkdir -p "$out"
 . bench/binary.sh
 steps=${STEPS:-4}
+# The mixtures' experts run together (one op a product over their row blocks): bit for bit against one by one first.
+echo "== doctor --only experts ($(date +%T))"
+timeout 120 $swiftlet doctor --only experts 2>&1 | tee "$out/doctor-experts.log" | grep -E "PASS|FAIL|rror" | cut -c1-220
 for arch in ${ARCHS:-llama3-8b qwen3-8b phi3-mini gemma2-9b mixtral-8x7b qwen3-30b-a3b}; do
   echo "== $arch ($(date +%T))"
   base=bench/carry/hf_peft.py; case $arch in qwen3-*|phi3-*|gemma2-*|mixtral-*) base=bench/hf_peft_family.py ;; esac
@@ -17,4 +21,9 @@ for arch in ${ARCHS:-llama3-8b qwen3-8b phi3-mini gemma2-9b mixtral-8x7b qwen3-3
   timeout 400 python3 $base --arch "$arch" --steps $steps --gc 1 --fourbit $four 2>"$out/hf-$arch.err" | grep RESULT
   timeout 400 $swiftlet bench --arch "$arch" --steps $steps --device cuda --gradient-checkpointing on "${flag[@]}" 2>&1 \
       | tee "$out/swiftlet-$arch.log" | grep -E "RESULT|rror"
+  if [ $four = 1 ] && [ -z "${NO_AB:-}" ]; then
+    echo "== $arch, SWIFTLET_MOE_GROUPED=0: the experts one by one"
+    SWIFTLET_MOE_GROUPED=0 timeout 400 $swiftlet bench --arch "$arch" --steps $steps --device cuda --gradient-checkpointing on \
+        "${flag[@]}" 2>&1 | grep -E "RESULT|rror"
+  fi
 done 2>&1 | tee "$out/families.log"

@@ -13,7 +13,7 @@ static_assert(offsetof(SplitJob, rows) == 16 && offsetof(SplitJob, ld) == 24 && 
               sizeof(SplitJob) == 48 && sizeof(SplitJobs<8>) == 8 * 48 && sizeof(SplitJobs<32>) == 32 * 48, "SplitJob layout");
 static_assert(offsetof(SumJob, out) == 8 && offsetof(SumJob, rows) == 16 && offsetof(SumJob, ld) == 24 &&
               offsetof(SumJob, cols) == 32 && offsetof(SumJob, rowBlocks) == 36 && offsetof(SumJob, alpha) == 40 &&
-              offsetof(SumJob, accumulate) == 44 && sizeof(SumJob) == 48 && sizeof(SumJobs) == 8 * 48, "SumJob layout");
+              offsetof(SumJob, accumulate) == 44 && sizeof(SumJob) == 48 && sizeof(SumJobs<8>) == 8 * 48 && sizeof(SumJobs<32>) == 32 * 48, "SumJob layout");
 
 static std::mt19937 gen(5);
 static float bf16(unsigned short u) { return __uint_as_float((unsigned)u << 16); }
@@ -113,7 +113,7 @@ static bool sumJobsCase() {
     std::vector<float> src(size);
     for (auto& v : src) v = u(gen);
     std::vector<std::vector<float>> viaJobs, oneByOne;
-    SumJobs jobs{};
+    SumJobs<8> jobs{};
     for (int j = 0; j < 3; j++) {
         const Spec& sp = specs[j];
         viaJobs.emplace_back(sp.rows * sp.cols);

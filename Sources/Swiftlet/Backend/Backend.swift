@@ -244,8 +244,8 @@ extension Backend {
     }
 }
 
-/// A mixture's experts one block at a time: the CPU's way, and the reference of a backend's ops over
-/// all blocks at once.
+/// A mixture's experts one block at a time: the CPU's way, a backend's where its ops over all blocks
+/// at once do not apply (`…EachBlock`), and their reference.
 extension Backend {
     public func matmul(_ x: Tensor, blocks: [Range<Int>], _ weights: [Tensor], transposeB: Bool, into y: Tensor) {
         ExpertBlocks.check(blocks, weights.count, x, y)
@@ -256,22 +256,37 @@ extension Backend {
 
     public func loraDown(_ x: Tensor, blocks: [Range<Int>], _ weights: [Tensor], weightTransposed: Bool, into z: Tensor,
                          alpha: Float) {
+        loraDownEachBlock(x, blocks: blocks, weights, weightTransposed: weightTransposed, into: z, alpha: alpha)
+    }
+
+    public func loraUpAdd(_ z: Tensor, blocks: [Range<Int>], _ weights: [Tensor], weightTransposed: Bool, scale: Float,
+                          into y: Tensor) {
+        loraUpAddEachBlock(z, blocks: blocks, weights, weightTransposed: weightTransposed, scale: scale, into: y)
+    }
+
+    public func loraGradient(_ m: Tensor, _ z: Tensor, blocks: [Range<Int>], into gradients: [Tensor], gradientTransposed: Bool,
+                             alpha: Float) {
+        loraGradientEachBlock(m, z, blocks: blocks, into: gradients, gradientTransposed: gradientTransposed, alpha: alpha)
+    }
+
+    func loraDownEachBlock(_ x: Tensor, blocks: [Range<Int>], _ weights: [Tensor], weightTransposed: Bool, into z: Tensor,
+                           alpha: Float) {
         ExpertBlocks.check(blocks, weights.count, x, z)
         for (block, w) in zip(blocks, weights) where !block.isEmpty {
             loraDown(x.rows(block), w, weightTransposed: weightTransposed, into: z.rows(block), alpha: alpha)
         }
     }
 
-    public func loraUpAdd(_ z: Tensor, blocks: [Range<Int>], _ weights: [Tensor], weightTransposed: Bool, scale: Float,
-                          into y: Tensor) {
+    func loraUpAddEachBlock(_ z: Tensor, blocks: [Range<Int>], _ weights: [Tensor], weightTransposed: Bool, scale: Float,
+                            into y: Tensor) {
         ExpertBlocks.check(blocks, weights.count, z, y)
         for (block, w) in zip(blocks, weights) where !block.isEmpty {
             loraUpAdd(z.rows(block), w, weightTransposed: weightTransposed, scale: scale, into: y.rows(block))
         }
     }
 
-    public func loraGradient(_ m: Tensor, _ z: Tensor, blocks: [Range<Int>], into gradients: [Tensor], gradientTransposed: Bool,
-                             alpha: Float) {
+    func loraGradientEachBlock(_ m: Tensor, _ z: Tensor, blocks: [Range<Int>], into gradients: [Tensor], gradientTransposed: Bool,
+                               alpha: Float) {
         ExpertBlocks.check(blocks, gradients.count, m, z)
         for (block, g) in zip(blocks, gradients) where !block.isEmpty {
             loraGradient(m.rows(block), z.rows(block), into: g, gradientTransposed: gradientTransposed, alpha: alpha)

@@ -136,6 +136,41 @@ public enum CUDAModelSelfTest {
         return passed
     }
 
+    /// A mixture's experts run together (`ExpertLinears`: each product one op over every expert's row
+    /// block) give the bits of the experts run one by one, with checkpointing off and on: per block the
+    /// same operands, GEMMs and sums (16 experts, top-4, rank 16: gate_up's 32 and down's 16 on the
+    /// split-bf16 path). Prints each way's step time (the launches saved are the point).
+    public static func expertsTogetherAgreement(gpu: CUDABackend, say: (String) -> Void) throws -> Bool {
+        let config = LlamaConfig(vocabSize: 512, hiddenSize: 256, intermediateSize: 704, layers: 2, heads: 8, kvHeads: 2,
+                                 rmsNormEps: 1e-5, maxPositionEmbeddings: 1024,
+                                 moe: MixtureOfExpertsConfig(experts: 16, topK: 4, intermediateSize: 128))
+        let batch = randomBatch(rows: 2, length: 256, vocabSize: config.vocabSize, seed: 10)
+        let runsTogether = MixtureOfExperts.runsTogether
+        defer { MixtureOfExperts.runsTogether = runsTogether }
+        let probe = try LlamaModel.random(config: config, seed: 3, on: gpu)
+        try probe.addLoRA(LoRAConfig(r: 16, alpha: 16), seed: 4)
+        MixtureOfExperts.runsTogether = true
+        let together = probe.layers.allSatisfy { $0.mixture?.together != nil }
+        var passed = together
+        if !together { say("  FAIL  the random mixture's experts do not run together") }
+        for checkpointing in [GradientCheckpointing.off, .on] {
+            var results: [StepResult] = [], milliseconds: [Double] = []
+            for grouped in [false, true] {
+                MixtureOfExperts.runsTogether = grouped
+                _ = try randomStep(config: config, batch: batch, checkpointing: checkpointing, gpu: gpu)   // warm-up
+                let start = DispatchTime.now().uptimeNanoseconds
+                results.append(try randomStep(config: config, batch: batch, checkpointing: checkpointing, gpu: gpu))
+                milliseconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            }
+            let ok = same(results[0], results[1]) && results[0].gradients.contains { $0.contains { $0 != 0 && $0.isFinite } }
+            passed = passed && ok
+            say("  \(ok ? "PASS" : "FAIL")  experts together, checkpointing \(checkpointing): loss and LoRA gradients "
+                + (same(results[0], results[1]) ? "bit-identical to" : "DIFFER from") + " one by one"
+                + String(format: " (a step with a new model: %.1f ms one by one, %.1f ms together)", milliseconds[0], milliseconds[1]))
+        }
+        return passed
+    }
+
     /// The worst cosine and the worst relative L2 error over LoRA gradient tensors, GPU against CPU
     /// (NaN counts as cosine -1; an all-zero pair as cosine 1).
     static func gradientAgreement(gpu: [[Float]], cpu: [[Float]]) -> (worstCosine: Double, worstRelative: Double) {

@@ -6,7 +6,7 @@ import CCUDA
 public enum CUDADoctor {
     /// The checks `swiftlet doctor --only` can pick (the device's compute type only): a short call
     /// on a scarce GPU checks what changed.
-    public static let partialChecks = ["nf4", "lora", "offload", "presplit", "model"]
+    public static let partialChecks = ["nf4", "lora", "offload", "presplit", "experts", "model"]
 
     /// Runs only the named checks of `partialChecks` ("model": the training step on the fixtures,
     /// which need `fixtures`); true when each passed.
@@ -19,7 +19,7 @@ public enum CUDADoctor {
             switch check {
             case "nf4": try ops.nf4()
             case "lora": try ops.lora()
-            case "offload", "presplit": passed = try stepAgreement(check, gpu: gpu, say: say) && passed
+            case "offload", "presplit", "experts": passed = try stepAgreement(check, gpu: gpu, say: say) && passed
             case "model":
                 guard let fixtures else { throw CUDAError.invalid("doctor --only model needs --fixtures DIR") }
                 say("training step, GPU (\(gpu.computeType)) against the CPU engine on the fixtures:")
@@ -41,6 +41,9 @@ public enum CUDADoctor {
         case "presplit":
             say("LoRA weights split once per layer (SWIFTLET_LORA_PRESPLIT) against splitting in every op:")
             return try CUDAModelSelfTest.preparedLoRAAgreement(gpu: gpu, say: say)
+        case "experts":
+            say("a mixture's experts run together (one op a product over their row blocks) against one by one:")
+            return try CUDAModelSelfTest.expertsTogetherAgreement(gpu: gpu, say: say)
         default: preconditionFailure("no step check named \(check)")
         }
     }
@@ -77,7 +80,7 @@ public enum CUDADoctor {
             say("== \(storage) storage")
             var selfTest = CUDAOpSelfTest(gpu: gpu, say: say)
             passed = try selfTest.runAll() && passed
-            for check in ["offload", "presplit"] { passed = try stepAgreement(check, gpu: gpu, say: say) && passed }
+            for check in ["offload", "presplit", "experts"] { passed = try stepAgreement(check, gpu: gpu, say: say) && passed }
             if let fixtures {
                 say("training step, GPU (\(storage)) against the CPU engine (fp32, weights rounded to \(storage)) on the fixtures:")
                 passed = try CUDAModelSelfTest.run(fixtures: fixtures, gpu: gpu, say: say) && passed

@@ -109,14 +109,17 @@ enum CUDASplitBF16 {
         sum_blocks(src, out, rows, cols, rowBlocks, alpha, accumulate, ld);
     }
 
-    // Up to 8 block sums in one launch, grid row blockIdx.y doing job blockIdx.y (sum_blocks3's
-    // arguments): a grouped op's adapters, each summed from its columns or rows of one product.
+    // Up to 8 (32) block sums in one launch, grid row blockIdx.y doing job blockIdx.y (sum_blocks3's
+    // arguments): a grouped op's adapters, each summed from its columns or rows of one product, or the
+    // experts' gradients of a mixture, each from its own product.
     struct SumJob { const float* src; float* out; long long rows; long long ld; int cols; int rowBlocks; float alpha; int accumulate; };
-    struct SumJobs { SumJob job[8]; };
-    extern "C" __global__ void sum_blocks3_jobs(const __grid_constant__ SumJobs jobs) {
+    template <int N> struct SumJobs { SumJob job[N]; };
+    template <int N> __device__ __forceinline__ void sum_jobs(const SumJobs<N>& jobs) {
         const SumJob& j = jobs.job[blockIdx.y];
         sum_blocks(j.src, j.out, j.rows, j.cols, j.rowBlocks, j.alpha, j.accumulate, j.ld);
     }
+    extern "C" __global__ void sum_blocks3_jobs(const __grid_constant__ SumJobs<8> jobs) { sum_jobs(jobs); }
+    extern "C" __global__ void sum_blocks3_jobs32(const __grid_constant__ SumJobs<32> jobs) { sum_jobs(jobs); }
     """
 
     /// `SWIFTLET_LORA_KERNELS=1` keeps the hand-written LoRA kernels (for comparisons); the doctor
@@ -274,7 +277,7 @@ extension CUDABackend {
         }
     }
 
-    /// Every job's block sum, up to 8 a launch.
+    /// Every job's block sum, up to 32 a launch.
     func sumBlocks3(jobs: [SumJob]) {
         for job in jobs {
             expect(job.out, .f32)
@@ -287,7 +290,8 @@ extension CUDABackend {
             }
             return
         }
-        launch(jobs: jobs.map { ($0.bytes, $0.out.count) }, family: [(8, "sum_blocks3_jobs")], jobBytes: 48, op: "sumBlocks3")
+        launch(jobs: jobs.map { ($0.bytes, $0.out.count) }, family: [(8, "sum_blocks3_jobs"), (32, "sum_blocks3_jobs32")],
+               jobBytes: 48, op: "sumBlocks3")
     }
 
     /// out (f32 [R, C]) = alpha · (B3 + B2 + B1), or += that, over `src`'s three column blocks
