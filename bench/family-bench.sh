@@ -2,8 +2,8 @@
 # Issue 11's real-size lines: each family's preset beside its HF + PEFT baseline in the same call
 # (random weights, 2 × 2048, LoRA r 16, checkpointing on; the mixtures in 4-bit). ARCHS picks them
 # (default: every family preset); STEPS (4) the timed steps. Carry bench/bin and bench/carry (hf_peft.py,
-# bnb). The mixtures run twice: their experts together (the default) and one by one (SWIFTLET_MOE_GROUPED=0;
-# NO_AB=1 skips that). Prints RESULT lines; logs go to $OUT.
+# bnb). The mixtures run three times: their experts together (the default), one by one (SWIFTLET_MOE_GROUPED=0),
+# and with their frozen GEMMs as one cuBLAS grouped GEMM (SWIFTLET_GROUPED_GEMM=1); NO_AB=1 skips the last two. Prints RESULT lines; logs go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-families}
@@ -22,8 +22,10 @@ for arch in ${ARCHS:-llama3-8b qwen3-8b phi3-mini gemma2-9b mixtral-8x7b qwen3-3
   timeout 400 $swiftlet bench --arch "$arch" --steps $steps --device cuda --gradient-checkpointing on "${flag[@]}" 2>&1 \
       | tee "$out/swiftlet-$arch.log" | grep -E "RESULT|rror"
   if [ $four = 1 ] && [ -z "${NO_AB:-}" ]; then
-    echo "== $arch, SWIFTLET_MOE_GROUPED=0: the experts one by one"
-    SWIFTLET_MOE_GROUPED=0 timeout 400 $swiftlet bench --arch "$arch" --steps $steps --device cuda --gradient-checkpointing on \
-        "${flag[@]}" 2>&1 | grep -E "RESULT|rror"
+    for ab in SWIFTLET_MOE_GROUPED=0 SWIFTLET_GROUPED_GEMM=1; do
+      echo "== $arch, $ab"
+      env $ab timeout 400 $swiftlet bench --arch "$arch" --steps $steps --device cuda --gradient-checkpointing on \
+          "${flag[@]}" 2>&1 | grep -E "RESULT|rror"
+    done
   fi
 done 2>&1 | tee "$out/families.log"

@@ -143,6 +143,15 @@ typedef cublasStatus_t (*PFN_cublasLtMatmul)(cublasLtHandle_t handle, cublasLtMa
     const void *beta, const void *C, cublasLtMatrixLayout_t cDesc, void *D, cublasLtMatrixLayout_t dDesc,
     const cublasLtMatmulAlgo_t *algo, void *workspace, size_t workspaceSize, void *stream);
 
+// ---- cuBLAS (libcublas.so.13 / .12): only the grouped GEMM of a mixture's experts (cuBLAS 12.5+) ----
+typedef struct cublasContext *cublasHandle_t;
+typedef cublasStatus_t (*PFN_cublasCreate_v2)(cublasHandle_t *handle);
+typedef cublasStatus_t (*PFN_cublasSetStream_v2)(cublasHandle_t handle, CUstream stream);
+typedef cublasStatus_t (*PFN_cublasGemmGroupedBatchedEx)(cublasHandle_t handle, const int *transa, const int *transb,
+    const int *m, const int *n, const int *k, const void *alpha, const void *const *A, int aType, const int *lda,
+    const void *const *B, int bType, const int *ldb, const void *beta, void *const *C, int cType, const int *ldc,
+    int groupCount, const int *groupSize, int computeType);
+
 // ---- cuDNN 9 graph (backend) API (libcudnn.so.9), declared from the public cudnn_graph.h ----
 // Only what the fused attention graphs use (CUDA/CUDNNAttention.swift); the enum values are
 // cuDNN's, stable across 9.x.

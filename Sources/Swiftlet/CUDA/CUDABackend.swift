@@ -23,6 +23,13 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     let pinnedHost: PinnedHostPool
     /// The LoRA weights' bf16 parts prepared for the stretch running now (`withPreparedLoRA`).
     var preparedLoRA: CUDAPreparedLoRA?
+    /// cuBLAS's grouped GEMM for a mixture's experts, loaded on first use (`CUBLASGrouped.enabled`).
+    lazy var groupedBLAS: CUBLASGrouped? = {
+        do { return try CUBLASGrouped(stream: device.stream) } catch {
+            FileHandle.standardError.write(Data("swiftlet: no cuBLAS grouped GEMM (\(error)); the experts' GEMMs run one by one\n".utf8))
+            return nil
+        }
+    }()
     /// Offloads whose copies may still be reading their source (`settleOffloads`).
     var offloadsInFlight: [(source: Tensor, copied: CUDAEvent)] = []
     /// Which attention kernels run where they apply: cuDNN's fused attention (the default), our

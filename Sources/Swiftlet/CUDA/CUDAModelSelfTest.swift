@@ -167,8 +167,39 @@ public enum CUDAModelSelfTest {
             say("  \(ok ? "PASS" : "FAIL")  experts together, checkpointing \(checkpointing): loss and LoRA gradients "
                 + (same(results[0], results[1]) ? "bit-identical to" : "DIFFER from") + " one by one"
                 + String(format: " (a step with a new model: %.1f ms one by one, %.1f ms together)", milliseconds[0], milliseconds[1]))
+            passed = try groupedGEMMAgreement(with: results[0], config: config, batch: batch, checkpointing: checkpointing,
+                                              gpu: gpu, say: say) && passed
         }
         return passed
+    }
+
+    /// The experts' frozen GEMMs in cuBLAS's one grouped GEMM (`SWIFTLET_GROUPED_GEMM`): other kernels
+    /// than cuBLASLt's, so within bf16 rounding of the step one by one (loss within 1e-3, gradients'
+    /// worst cosine above 0.999), and the same bits on a second run. Skipped (and said) where cuBLAS
+    /// has no grouped GEMM.
+    static func groupedGEMMAgreement(with reference: StepResult, config: LlamaConfig, batch: Batch,
+                                     checkpointing: GradientCheckpointing, gpu: CUDABackend, say: (String) -> Void) throws -> Bool {
+        let enabled = CUBLASGrouped.enabled
+        defer { CUBLASGrouped.enabled = enabled }
+        CUBLASGrouped.enabled = true
+        MixtureOfExperts.runsTogether = true
+        guard gpu.groupedBLAS != nil else {
+            say("  info  cuBLAS grouped GEMM: not in this cuBLAS (the experts' GEMMs run one by one)")
+            return true
+        }
+        let first = try randomStep(config: config, batch: batch, checkpointing: checkpointing, gpu: gpu)
+        let again = try randomStep(config: config, batch: batch, checkpointing: checkpointing, gpu: gpu)
+        guard CUBLASGrouped.enabled else {
+            say("  FAIL  cuBLAS grouped GEMM refused the experts' products (see the message above)")
+            return false
+        }
+        let (cosine, relative) = gradientAgreement(gpu: first.gradients, cpu: reference.gradients)
+        let lossError = abs(first.loss - reference.loss) / max(abs(reference.loss), 1e-12)
+        let ok = lossError < 1e-3 && cosine > 0.999 && same(first, again)
+        say("  \(ok ? "PASS" : "FAIL")  experts' frozen GEMMs as one cuBLAS grouped GEMM, checkpointing \(checkpointing): "
+            + String(format: "loss rel %.2e, LoRA grads worst cosine %.6f, worst rel %.2e against one by one; ", lossError, cosine, relative)
+            + (same(first, again) ? "rerun bit-identical" : "rerun DIFFERS"))
+        return ok
     }
 
     /// The worst cosine and the worst relative L2 error over LoRA gradient tensors, GPU against CPU

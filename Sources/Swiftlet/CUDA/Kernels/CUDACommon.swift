@@ -91,5 +91,6 @@ extension CUDAKernelSource {
         ("adamw8bit", CUDAAdamW8bit.source), ("multi_tensor", CUDAMultiTensor.source),
         ("nf4", CUDANF4.source), ("lora", CUDALoRA.source), ("split_bf16", CUDASplitBF16.source),
         ("column_copy", CUDAColumnCopy.source), ("mixture_of_experts", CUDAMixtureOfExperts.source),
+        ("pointer_table", CUBLASGrouped.source),
     ]
 }

@@ -1,6 +1,7 @@
 import CCUDA
 
-/// A mixture's LoRA products over the experts' row blocks (`Backend.loraDown(_:blocks:…)` …) on the
+/// A mixture's products over the experts' row blocks: the frozen GEMMs in one grouped GEMM where
+/// cuBLAS has it (opt-in), and the LoRA products (`Backend.loraDown(_:blocks:…)` …) on the
 /// split-bf16 path (Kernels/SplitBF16Kernels.swift): every expert's weight parts in one jobs launch,
 /// the activation's parts and the block sums of z once over all rows, the gradients' block sums in
 /// one jobs launch, and between them one GEMM per expert on its block. Per block these are the
@@ -8,6 +9,17 @@ import CCUDA
 /// a product. Off the split path (fp16 storage, a rank or width not a multiple of 8, the
 /// hand-written kernels) and with one expert in use, the blocks run one by one.
 extension CUDABackend {
+    /// The frozen products: one grouped GEMM where cuBLAS runs it (`CUBLASGrouped`), else block by block.
+    public func matmul(_ x: Tensor, blocks: [Range<Int>], _ weights: [Tensor], transposeB: Bool, into y: Tensor) {
+        ExpertBlocks.check(blocks, weights.count, x, y)
+        let experts = used(blocks, weights)
+        let problems = experts.map { CUBLASGrouped.Problem(a: x.rows($0.block), b: $0.tensor, transposeB: transposeB, c: y.rows($0.block)) }
+        guard !groupedGEMM(problems) else { return }
+        for problem in problems {
+            matmul(problem.a, transposeA: false, problem.b, transposeB: transposeB, into: problem.c, alpha: 1, beta: 0)
+        }
+    }
+
     /// The experts with rows, and their weights (or gradients).
     private func used(_ blocks: [Range<Int>], _ tensors: [Tensor]) -> [(block: Range<Int>, tensor: Tensor)] {
         zip(blocks, tensors).filter { !$0.0.isEmpty }.map { ($0.0, $0.1) }

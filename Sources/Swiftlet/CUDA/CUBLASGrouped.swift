@@ -1,0 +1,111 @@
+import CCUDA
+import Foundation
+
+/// cuBLAS's grouped GEMM (cublasGemmGroupedBatchedEx, cuBLAS 12.5+) for a mixture's frozen expert
+/// products: every expert's block in one launch. The library takes bf16 or f16 in and out (f32
+/// accumulation) but has no bf16-to-f32 form, so the LoRA products stay cuBLASLt's. Opt-in
+/// (`SWIFTLET_GROUPED_GEMM=1`) until it has run on a GPU; a library without it, or a call it
+/// refuses, leaves the experts' GEMMs one by one.
+final class CUBLASGrouped {
+    private let create: PFN_cublasCreate_v2
+    private let setStream: PFN_cublasSetStream_v2
+    private let gemm: PFN_cublasGemmGroupedBatchedEx
+    private var handle: cublasHandle_t?
+    /// Keeps the library loaded.
+    private let library: LoadedLibrary
+
+    nonisolated(unsafe) static var enabled = CUDALibrarySearch.processEnvironment["SWIFTLET_GROUPED_GEMM"] == "1"
+    static let sonames = ["libcublas.so.13", "libcublas.so.12"]
+
+    init(stream: CUstream) throws {
+        library = try LoadedLibrary.open(name: "libcublas.so.13 (or .12)", candidates: CUDALibrarySearch.candidates(
+            sonames: Self.sonames, environment: CUDALibrarySearch.processEnvironment, glob: CUDALibrarySearch.systemGlob))
+        create = try library.symbol("cublasCreate_v2", as: PFN_cublasCreate_v2.self)
+        setStream = try library.symbol("cublasSetStream_v2", as: PFN_cublasSetStream_v2.self)
+        gemm = try library.symbol("cublasGemmGroupedBatchedEx", as: PFN_cublasGemmGroupedBatchedEx.self)
+        try CUBLASLt.check(create(&handle), "cublasCreate_v2")
+        try CUBLASLt.check(setStream(handle, stream), "cublasSetStream_v2")
+    }
+
+    /// One product c = a · op(b) of row-major tensors (a not transposed; alpha 1, beta 0), as
+    /// `CUDABackend.matmul` computes it.
+    struct Problem {
+        var a: Tensor
+        var b: Tensor
+        var transposeB: Bool
+        var c: Tensor
+    }
+
+    /// Every problem in one call, each a group of its own (their row counts differ). `pointers` is a
+    /// device array of 3 × count words already holding the library A, B and C addresses, in that
+    /// order, problem by problem (`CUDABackend.storeWords`).
+    func run(_ problems: [Problem], pointers: CUdeviceptr) throws {
+        let count = problems.count
+        // Column-major view, as CUBLASLt: the library's A is our b, its B our a; C is cᵀ.
+        var transA = problems.map { $0.transposeB ? Int32(SWIFTLET_CUBLAS_OP_T) : Int32(SWIFTLET_CUBLAS_OP_N) }
+        var transB = [Int32](repeating: Int32(SWIFTLET_CUBLAS_OP_N), count: count)
+        var m = problems.map { Int32($0.c.shape[1]) }, n = problems.map { Int32($0.c.shape[0]) }
+        var k = problems.map { Int32($0.a.shape[1]) }
+        var lda = problems.map { Int32($0.b.shape[1]) }, ldb = problems.map { Int32($0.a.shape[1]) }
+        var ldc = problems.map { Int32($0.c.shape[1]) }
+        var alpha = [Float](repeating: 1, count: count), beta = [Float](repeating: 0, count: count)
+        var sizes = [Int32](repeating: 1, count: count)
+        let type = CUBLASLt.dataType(problems[0].a.dtype)
+        let a = UnsafeRawPointer(bitPattern: UInt(pointers)), b = UnsafeRawPointer(bitPattern: UInt(pointers + UInt64(8 * count)))
+        let c = UnsafeMutableRawPointer(bitPattern: UInt(pointers + UInt64(16 * count)))
+        try CUBLASLt.check(gemm(handle, &transA, &transB, &m, &n, &k, &alpha,
+                                a?.assumingMemoryBound(to: UnsafeRawPointer?.self), type, &lda,
+                                b?.assumingMemoryBound(to: UnsafeRawPointer?.self), type, &ldb, &beta,
+                                c?.assumingMemoryBound(to: UnsafeMutableRawPointer?.self), type, &ldc,
+                                Int32(count), &sizes, Int32(SWIFTLET_CUBLAS_COMPUTE_32F)),
+                           "cublasGemmGroupedBatchedEx")
+    }
+
+    /// Writes a launch's own arguments into device memory, in stream order: the pointer arrays of a
+    /// grouped GEMM, without a host buffer to keep alive until a copy has run.
+    static let source = """
+    struct Words { unsigned long long word[496]; };
+    extern "C" __global__ void store_words(const __grid_constant__ Words words, unsigned long long* out, int count) {
+        for (int i = threadIdx.x; i < count; i += blockDim.x) out[i] = words.word[i];
+    }
+    """
+    static let wordsPerLaunch = 496
+}
+
+extension CUDABackend {
+    /// `words` written at `out` (device), up to 496 a launch.
+    func storeWords(_ words: [UInt64], at out: CUdeviceptr) {
+        var start = 0
+        while start < words.count {
+            let chunk = words[start..<Swift.min(start + CUBLASGrouped.wordsPerLaunch, words.count)]
+            var job = KernelJob()
+            for word in chunk { job.append(word) }
+            let bytes = job.bytes + [UInt8](repeating: 0, count: (CUBLASGrouped.wordsPerLaunch - chunk.count) * 8)
+            let destination = out + UInt64(8 * start)
+            run("storeWords") {
+                try kernels.launch(try function("store_words", CUBLASGrouped.source), grid: (1, 1, 1), block: (256, 1, 1),
+                                   arguments: [.bytes(bytes), .pointer(destination), .int32(Int32(chunk.count))])
+            }
+            start += chunk.count
+        }
+    }
+
+    /// The experts' frozen products in one grouped GEMM where cuBLAS has it (`CUBLASGrouped.enabled`);
+    /// false where it does not run them (the caller then runs them one by one).
+    func groupedGEMM(_ problems: [CUBLASGrouped.Problem]) -> Bool {
+        guard CUBLASGrouped.enabled, problems.count > 1, let grouped = groupedBLAS,
+              problems.allSatisfy({ $0.a.dtype == computeType && $0.b.dtype == computeType && $0.c.dtype == computeType })
+        else { return false }
+        do {
+            let table = try empty([3 * problems.count], .u64)
+            storeWords(problems.map { UInt64($0.b.device) } + problems.map { UInt64($0.a.device) } + problems.map { UInt64($0.c.device) },
+                       at: table.device)
+            try grouped.run(problems, pointers: table.device)   // outside `run`: a refusal falls back, not a fatal error
+            return true
+        } catch {
+            CUBLASGrouped.enabled = false
+            FileHandle.standardError.write(Data("swiftlet: cuBLAS's grouped GEMM is unavailable (\(error)); the experts' GEMMs run one by one\n".utf8))
+            return false
+        }
+    }
+}
