@@ -10,10 +10,10 @@
 // The layouts that CUDABackend.SplitJob.bytes and SumJob.bytes write, field by field (48 bytes a job).
 static_assert(offsetof(SplitJob, rows) == 16 && offsetof(SplitJob, ld) == 24 && offsetof(SplitJob, cols) == 32 &&
               offsetof(SplitJob, n) == 36 && offsetof(SplitJob, parts) == 40 && offsetof(SplitJob, stacked) == 44 &&
-              sizeof(SplitJob) == 48 && sizeof(SplitJobs<8>) == 8 * 48 && sizeof(SplitJobs<32>) == 32 * 48, "SplitJob layout");
+              sizeof(SplitJob) == 48 && sizeof(Jobs<SplitJob, 8>) == 8 * 48 && sizeof(Jobs<SplitJob, 32>) == 32 * 48, "SplitJob layout");
 static_assert(offsetof(SumJob, out) == 8 && offsetof(SumJob, rows) == 16 && offsetof(SumJob, ld) == 24 &&
               offsetof(SumJob, cols) == 32 && offsetof(SumJob, rowBlocks) == 36 && offsetof(SumJob, alpha) == 40 &&
-              offsetof(SumJob, accumulate) == 44 && sizeof(SumJob) == 48 && sizeof(SumJobs<8>) == 8 * 48 && sizeof(SumJobs<32>) == 32 * 48, "SumJob layout");
+              offsetof(SumJob, accumulate) == 44 && sizeof(SumJob) == 48 && sizeof(Jobs<SumJob, 8>) == 8 * 48 && sizeof(Jobs<SumJob, 32>) == 32 * 48, "SumJob layout");
 
 static std::mt19937 gen(5);
 static float bf16(unsigned short u) { return __uint_as_float((unsigned)u << 16); }
@@ -81,7 +81,7 @@ static bool jobsCase() {
     const size_t size = specs[2].offset + 6 * 16 * 24;
     std::vector<unsigned short> viaJobs(size, 0x7FFF), oneByOne(size, 0x7FFF);
     std::vector<std::vector<float>> sources;
-    SplitJobs<8> jobs{};
+    Jobs<SplitJob, 8> jobs{};
     for (int j = 0; j < 3; j++) {
         const Spec& sp = specs[j];
         sources.emplace_back(sp.rows * sp.cols);
@@ -113,7 +113,7 @@ static bool sumJobsCase() {
     std::vector<float> src(size);
     for (auto& v : src) v = u(gen);
     std::vector<std::vector<float>> viaJobs, oneByOne;
-    SumJobs<8> jobs{};
+    Jobs<SumJob, 8> jobs{};
     for (int j = 0; j < 3; j++) {
         const Spec& sp = specs[j];
         viaJobs.emplace_back(sp.rows * sp.cols);

@@ -69,18 +69,19 @@ enum CUDASplitBF16 {
         split_planes(src, dst, rows, cols, n, parts, stacked, ld);
     }
 
-    // Up to SPLIT_JOBS splits in one launch, grid row blockIdx.y doing job blockIdx.y (split_bf16's
-    // arguments): the grouped LoRA ops put each adapter's parts into its place of one matrix, one
-    // launch instead of one per adapter. __grid_constant__: the jobs are indexed in place, not copied.
-    // Two sizes: 8 jobs for a product's operands, 32 for a layer's prepared weights (CUDAPreparedLoRA).
-    struct SplitJob { const float* src; unsigned short* dst; long long rows; long long ld; int cols; int n; int parts; int stacked; };
-    template <int N> struct SplitJobs { SplitJob job[N]; };
-    template <int N> __device__ __forceinline__ void split_jobs(const SplitJobs<N>& jobs) {
-        const SplitJob& j = jobs.job[blockIdx.y];
-        split_planes(j.src, j.dst, j.rows, j.cols, j.n, j.parts, j.stacked, j.ld);
-    }
-    extern "C" __global__ void split_bf16_jobs(const __grid_constant__ SplitJobs<8> jobs) { split_jobs(jobs); }
-    extern "C" __global__ void split_bf16_jobs32(const __grid_constant__ SplitJobs<32> jobs) { split_jobs(jobs); }
+    // Several jobs in one launch, grid row blockIdx.y doing job blockIdx.y: N of them passed by value
+    // (__grid_constant__: indexed in place, not copied), 8 for a product's operands, 32 for a layer's
+    // prepared weights or a mixture's experts.
+    template <class Job, int N> struct Jobs { Job job[N]; };
+
+    // A split with split_bf16's arguments: the grouped LoRA ops put each adapter's parts into its place
+    // of one matrix, one launch instead of one per adapter.
+    struct SplitJob {
+        const float* src; unsigned short* dst; long long rows; long long ld; int cols; int n; int parts; int stacked;
+        __device__ __forceinline__ void run() const { split_planes(src, dst, rows, cols, n, parts, stacked, ld); }
+    };
+    extern "C" __global__ void split_bf16_jobs(const __grid_constant__ Jobs<SplitJob, 8> jobs) { jobs.job[blockIdx.y].run(); }
+    extern "C" __global__ void split_bf16_jobs32(const __grid_constant__ Jobs<SplitJob, 32> jobs) { jobs.job[blockIdx.y].run(); }
 
     // out [rows, cols] (f32) = alpha · ((B3 + B2) + B1), or out += that, where B1..B3 are src's
     // three column blocks (src [rows, 3·cols], rows ld elements apart: ld ≥ 3·cols) or, rowBlocks, its
@@ -109,17 +110,14 @@ enum CUDASplitBF16 {
         sum_blocks(src, out, rows, cols, rowBlocks, alpha, accumulate, ld);
     }
 
-    // Up to 8 (32) block sums in one launch, grid row blockIdx.y doing job blockIdx.y (sum_blocks3's
-    // arguments): a grouped op's adapters, each summed from its columns or rows of one product, or the
-    // experts' gradients of a mixture, each from its own product.
-    struct SumJob { const float* src; float* out; long long rows; long long ld; int cols; int rowBlocks; float alpha; int accumulate; };
-    template <int N> struct SumJobs { SumJob job[N]; };
-    template <int N> __device__ __forceinline__ void sum_jobs(const SumJobs<N>& jobs) {
-        const SumJob& j = jobs.job[blockIdx.y];
-        sum_blocks(j.src, j.out, j.rows, j.cols, j.rowBlocks, j.alpha, j.accumulate, j.ld);
-    }
-    extern "C" __global__ void sum_blocks3_jobs(const __grid_constant__ SumJobs<8> jobs) { sum_jobs(jobs); }
-    extern "C" __global__ void sum_blocks3_jobs32(const __grid_constant__ SumJobs<32> jobs) { sum_jobs(jobs); }
+    // A block sum with sum_blocks3's arguments: a grouped op's adapters, each summed from its columns or
+    // rows of one product, or a mixture's experts' gradients, each from its own product.
+    struct SumJob {
+        const float* src; float* out; long long rows; long long ld; int cols; int rowBlocks; float alpha; int accumulate;
+        __device__ __forceinline__ void run() const { sum_blocks(src, out, rows, cols, rowBlocks, alpha, accumulate, ld); }
+    };
+    extern "C" __global__ void sum_blocks3_jobs(const __grid_constant__ Jobs<SumJob, 8> jobs) { jobs.job[blockIdx.y].run(); }
+    extern "C" __global__ void sum_blocks3_jobs32(const __grid_constant__ Jobs<SumJob, 32> jobs) { jobs.job[blockIdx.y].run(); }
     """
 
     /// `SWIFTLET_LORA_KERNELS=1` keeps the hand-written LoRA kernels (for comparisons); the doctor
