@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# One device call (≈ 9 minutes) after issue-7 work that has not run on a GPU: the doctor's NF4, LoRA,
-# offload and prepared-split checks; issue 7's rows that decide it (llama2-7b QLoRA and bf16, TinyLlama with checkpointing),
-# each beside its HF + PEFT baseline; and the opt-in changes against the default: llama2-7b QLoRA offload
-# with SWIFTLET_LAYER_DEQUANT=1 (the layer dequantized once for its recompute and backward) and
-# SWIFTLET_LORA_PRESPLIT=1 (a layer's LoRA weights split once, in one launch), TinyLlama with the latter and with
-# SWIFTLET_LAUNCH_JOBS=0 (every split and block sum a launch of its own; also the fallback for the rest of
-# the call when the doctor fails and passes again with it). Carry bench/bin and
-# bench/carry (hf_peft.py, bnb). With COMPARE=1 (≈ 1.5 minutes more: over one call's 10 with every row;
-# ROWS=7b4 COMPARE=1 fits) the exactness comparison against PyTorch +
-# PEFT that the issue asks to re-run after speed work, with Swiftlet's layers recomputed from offloaded
-# inputs. Logs go to $OUT.
+# One device call (≈ 9 minutes) after issue-7 work that has not run on a GPU:
+# - the doctor's NF4, LoRA, offload and prepared-split checks;
+# - issue 7's rows that decide it (llama2-7b QLoRA and bf16, TinyLlama with checkpointing), each beside its
+#   HF + PEFT baseline;
+# - the opt-in changes against the default: llama2-7b QLoRA offload with SWIFTLET_LAYER_DEQUANT=1 (the layer
+#   dequantized once for its recompute and backward) and SWIFTLET_LORA_PRESPLIT=1 (a layer's LoRA weights
+#   split once, in one launch); TinyLlama with the latter, and with SWIFTLET_LAUNCH_JOBS=0 (every split and
+#   block sum a launch of its own; also the fallback for the rest of the call when the doctor fails and
+#   passes again with it).
+# PROFILE=1 adds a profiled 7B QLoRA step (the per-op table of docs/PERFORMANCE.md). COMPARE=1 adds that
+# and the exactness comparison against PyTorch + PEFT that the issue asks to re-run after speed work, with
+# Swiftlet's layers recomputed from offloaded inputs (≈ 2 minutes more: with every row over one call's 10;
+# ROWS=7b4 COMPARE=1 fits). Carry bench/bin and bench/carry (hf_peft.py, bnb). Logs go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-issue7-check}
@@ -43,6 +45,13 @@ if [ "${SWIFTLET_LAUNCH_JOBS:-1}" != 0 ]; then
   echo "== TinyLlama bf16 offload, SWIFTLET_LAUNCH_JOBS=0: each split and block sum a launch of its own ($(date +%T))"
   SWIFTLET_LAUNCH_JOBS=0 timeout 100 $swiftlet bench --steps 6 --device cuda --arch tinyllama --gradient-checkpointing offload 2>&1 \
       | grep -E "RESULT|rror"
+fi
+if [ "${PROFILE:-${COMPARE:-0}}" = 1 ]; then
+  # The per-op share of a step that docs/PERFORMANCE.md's "where the time goes now" needs (each op synchronised).
+  echo "== profiled step: llama2-7b QLoRA offload ($(date +%T))"
+  timeout 150 $swiftlet bench --steps 3 --device cuda --arch llama2-7b --load-in-4bit --gradient-checkpointing offload \
+      --profile > "$out/profile-7b4.log" 2>&1
+  grep -v RESULT "$out/profile-7b4.log" | head -24
 fi
 if [ "${COMPARE:-0}" = 1 ]; then
   echo "== exactness against PyTorch + PEFT after the changes (scripts/compare_hf_gpu.py, TinyLlama shape) ($(date +%T))"

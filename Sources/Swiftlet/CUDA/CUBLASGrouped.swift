@@ -1,11 +1,12 @@
 import CCUDA
 import Foundation
 
-/// cuBLAS's grouped GEMM (cublasGemmGroupedBatchedEx, cuBLAS 12.5+) for a mixture's frozen expert
-/// products: every expert's block in one launch. The library takes bf16 or f16 in and out (f32
-/// accumulation) but has no bf16-to-f32 form, so the LoRA products stay cuBLASLt's. Opt-in
-/// (`SWIFTLET_GROUPED_GEMM=1`) until it has run on a GPU; a library without it, or a call it
-/// refuses, leaves the experts' GEMMs one by one.
+/// cuBLAS's grouped GEMM (cublasGemmGroupedBatchedEx, cuBLAS 12.5+) for a mixture's expert products:
+/// every expert's block in one launch. The library takes bf16 or f16 in and out, or f32 in and out
+/// (f32 accumulation; with CUBLAS_COMPUTE_32F and the default math mode, plain f32 FMAs, no TF32), but
+/// no bf16-to-f32 form: the frozen products go bf16 to bf16, and the LoRA products of many experts in
+/// f32 on f32 copies of their activations (`CUDAExpertProducts`). Opt-in (`SWIFTLET_GROUPED_GEMM=1`)
+/// until it has run on a GPU; a library without it, or a call it refuses, leaves the GEMMs one by one.
 final class CUBLASGrouped {
     private let create: PFN_cublasCreate_v2
     private let setStream: PFN_cublasSetStream_v2
@@ -27,13 +28,16 @@ final class CUBLASGrouped {
         try CUBLASLt.check(setStream(handle, stream), "cublasSetStream_v2")
     }
 
-    /// One product c = a · op(b) of row-major tensors (a not transposed; alpha 1, beta 0), as
-    /// `CUDABackend.matmul` computes it.
+    /// One product c = alpha · op(a) · op(b) + beta · c of row-major tensors, as `CUDABackend.matmul`
+    /// computes it; every problem of a call has one type (a, b and c).
     struct Problem {
         var a: Tensor
+        var transposeA = false
         var b: Tensor
         var transposeB: Bool
         var c: Tensor
+        var alpha: Float = 1
+        var beta: Float = 0
     }
 
     /// Every problem in one call, each a group of its own (their row counts differ). `pointers` is a
@@ -42,13 +46,13 @@ final class CUBLASGrouped {
     func run(_ problems: [Problem], pointers: CUdeviceptr) throws {
         let count = problems.count
         // Column-major view, as CUBLASLt: the library's A is our b, its B our a; C is cᵀ.
-        var transA = problems.map { $0.transposeB ? Int32(SWIFTLET_CUBLAS_OP_T) : Int32(SWIFTLET_CUBLAS_OP_N) }
-        var transB = [Int32](repeating: Int32(SWIFTLET_CUBLAS_OP_N), count: count)
+        func op(_ transposed: Bool) -> Int32 { transposed ? Int32(SWIFTLET_CUBLAS_OP_T) : Int32(SWIFTLET_CUBLAS_OP_N) }
+        var transA = problems.map { op($0.transposeB) }, transB = problems.map { op($0.transposeA) }
         var m = problems.map { Int32($0.c.shape[1]) }, n = problems.map { Int32($0.c.shape[0]) }
-        var k = problems.map { Int32($0.a.shape[1]) }
+        var k = problems.map { Int32($0.transposeA ? $0.a.shape[0] : $0.a.shape[1]) }
         var lda = problems.map { Int32($0.b.shape[1]) }, ldb = problems.map { Int32($0.a.shape[1]) }
         var ldc = problems.map { Int32($0.c.shape[1]) }
-        var alpha = [Float](repeating: 1, count: count), beta = [Float](repeating: 0, count: count)
+        var alpha = problems.map(\.alpha), beta = problems.map(\.beta)
         var sizes = [Int32](repeating: 1, count: count)
         let type = CUBLASLt.dataType(problems[0].a.dtype)
         let a = UnsafeRawPointer(bitPattern: UInt(pointers)), b = UnsafeRawPointer(bitPattern: UInt(pointers + UInt64(8 * count)))
@@ -90,12 +94,18 @@ extension CUDABackend {
         }
     }
 
-    /// The experts' frozen products in one grouped GEMM where cuBLAS has it (`CUBLASGrouped.enabled`);
-    /// false where it does not run them (the caller then runs them one by one).
+    /// The problems in one grouped GEMM where cuBLAS has it (`CUBLASGrouped.enabled`); false where it
+    /// does not run them (the caller then runs them one by one).
     func groupedGEMM(_ problems: [CUBLASGrouped.Problem]) -> Bool {
-        guard CUBLASGrouped.enabled, problems.count > 1, let grouped = groupedBLAS,
-              problems.allSatisfy({ $0.a.dtype == computeType && $0.b.dtype == computeType && $0.c.dtype == computeType })
-        else { return false }
+        guard CUBLASGrouped.enabled, problems.count > 1, let grouped = groupedBLAS else { return false }
+        let type = problems[0].a.dtype
+        precondition(problems.allSatisfy { $0.a.dtype == type && $0.b.dtype == type && $0.c.dtype == type },
+                     "a grouped GEMM of one type in and out")
+        for p in problems {
+            let m = p.transposeA ? p.a.shape[1] : p.a.shape[0], k = p.transposeA ? p.a.shape[0] : p.a.shape[1]
+            let kb = p.transposeB ? p.b.shape[1] : p.b.shape[0], n = p.transposeB ? p.b.shape[0] : p.b.shape[1]
+            precondition(k == kb && p.c.shape == [m, n], "grouped GEMM \(p.a.shape) × \(p.b.shape) into \(p.c.shape)")
+        }
         do {
             let table = try empty([3 * problems.count], .u64)
             storeWords(problems.map { UInt64($0.b.device) } + problems.map { UInt64($0.a.device) } + problems.map { UInt64($0.c.device) },

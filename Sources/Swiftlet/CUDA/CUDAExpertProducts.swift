@@ -20,6 +20,25 @@ extension CUDABackend {
         }
     }
 
+    /// From this many experts with rows, their LoRA products run in f32 through cuBLAS's grouped GEMM
+    /// where it is on (`CUBLASGrouped.enabled`): one launch a product on f32 copies of the 16-bit
+    /// operand, where the split path takes one GEMM an expert. Fewer experts (Mixtral's 8 large ones)
+    /// keep the split path: the copies (an f32 [tokens·k, 2·intermediate] in gate_up's backward) would
+    /// cost more memory than their few launches.
+    static let groupedLoRAExperts = 16
+
+    /// Whether the LoRA products of `experts` experts run through the grouped f32 GEMM.
+    private func groupsLoRA(_ experts: Int) -> Bool {
+        CUBLASGrouped.enabled && experts >= Self.groupedLoRAExperts && groupedBLAS != nil
+    }
+
+    /// `t` in f32 (a new tensor), for the grouped f32 GEMMs.
+    private func widened(_ t: Tensor) throws -> Tensor {
+        let wide = try empty(t.shape, .f32)
+        copy(t, into: wide)
+        return wide
+    }
+
     /// The experts with rows, and their weights (or gradients).
     private func used(_ blocks: [Range<Int>], _ tensors: [Tensor]) -> [(block: Range<Int>, tensor: Tensor)] {
         zip(blocks, tensors).filter { !$0.0.isEmpty }.map { ($0.0, $0.1) }
@@ -39,7 +58,16 @@ extension CUDABackend {
         ExpertBlocks.check(blocks, weights.count, x, z)
         for (block, w) in experts { LoRAShapes.checkDown(x.rows(block), w, weightTransposed: weightTransposed, z.rows(block)) }
         expect(x, computeType); expect(z, .f32)
-        orFatal {
+        var done = false
+        if groupsLoRA(experts.count) {
+            orFatal {
+                let wide = try widened(x)   // z_e = alpha · x_e · op(w_e), f32 throughout
+                done = groupedGEMM(experts.map {
+                    .init(a: wide.rows($0.block), b: $0.tensor, transposeB: !weightTransposed, c: z.rows($0.block), alpha: alpha)
+                })
+            }
+        }
+        if !done { orFatal {
             // each weight's three parts: A stacked [3r, K], or B side by side [K, 3r]
             let shape: Shape = weightTransposed ? [k, 3 * r] : [3 * r, k]
             let parts = try empty([experts.count * shape.count], .bf16)
@@ -53,7 +81,7 @@ extension CUDABackend {
                        into: z3.rows(expert.block), alpha: 1, beta: 0)
             }
             sumBlocks3(z3, rowBlocks: false, alpha: alpha, accumulate: false, into: z)
-        }
+        } }
     }
 
     public func loraUpAdd(_ z: Tensor, blocks: [Range<Int>], _ weights: [Tensor], weightTransposed: Bool, scale: Float,
@@ -65,7 +93,18 @@ extension CUDABackend {
         ExpertBlocks.check(blocks, weights.count, z, y)
         for (block, w) in experts { LoRAShapes.checkUpAdd(z.rows(block), w, weightTransposed: weightTransposed, y.rows(block)) }
         expect(z, .f32); expect(y, computeType)
-        orFatal {
+        var done = false
+        if groupsLoRA(experts.count) {
+            orFatal {
+                // delta_e = z_e · op(w_e) in f32, then y += scale · delta rounded once (PEFT's order)
+                let delta = try empty([z.shape[0], o], .f32)
+                done = groupedGEMM(experts.map {
+                    .init(a: z.rows($0.block), b: $0.tensor, transposeB: !weightTransposed, c: delta.rows($0.block))
+                })
+                if done { add(delta, into: y, alpha: scale) }
+            }
+        }
+        if !done { orFatal {
             let z6 = try splitBF16(z, parts: CUDASplitBF16.crossLeft, stacked: false)   // [rows, 6r]
             // each weight's matching parts: A stacked [6r, O], or B side by side [O, 6r]
             let shape: Shape = weightTransposed ? [6 * r, o] : [o, 6 * r]
@@ -78,7 +117,7 @@ extension CUDABackend {
                 matmul(z6.rows(expert.block), transposeA: false, part(parts, i, shape), transposeB: !weightTransposed,
                        into: y.rows(expert.block), alpha: scale, beta: 1)
             }
-        }
+        } }
     }
 
     public func loraGradient(_ m: Tensor, _ z: Tensor, blocks: [Range<Int>], into gradients: [Tensor], gradientTransposed: Bool,
@@ -92,7 +131,21 @@ extension CUDABackend {
             LoRAShapes.checkGradient(m.rows(block), z.rows(block), g, gradientTransposed: gradientTransposed)
         }
         expect(m, computeType); expect(z, .f32)
-        orFatal {
+        var done = false
+        if groupsLoRA(experts.count) {
+            orFatal {
+                // g_e += alpha · z_eᵀ · m_e (transposed) or alpha · m_eᵀ · z_e, f32 throughout
+                let wide = try widened(m)
+                done = groupedGEMM(experts.map {
+                    gradientTransposed
+                        ? .init(a: z.rows($0.block), transposeA: true, b: wide.rows($0.block), transposeB: false, c: $0.tensor,
+                                alpha: alpha, beta: 1)
+                        : .init(a: wide.rows($0.block), transposeA: true, b: z.rows($0.block), transposeB: false, c: $0.tensor,
+                                alpha: alpha, beta: 1)
+                })
+            }
+        }
+        if !done { orFatal {
             let z3 = try splitBF16(z, parts: [1, 2, 3], stacked: false)   // [rows, 3r]
             // each expert's product: Z3ᵀ·m [3r, O] (row blocks), or mᵀ·Z3 [O, 3r] (column blocks)
             let shape: Shape = gradientTransposed ? [3 * r, o] : [o, 3 * r]
@@ -109,6 +162,6 @@ extension CUDABackend {
                                    alpha: alpha, accumulate: true, out: expert.tensor))
             }
             sumBlocks3(jobs: sums)
-        }
+        } }
     }
 }
