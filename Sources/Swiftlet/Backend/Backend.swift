@@ -49,6 +49,9 @@ public protocol Backend: AnyObject, Sendable {
     /// out = the NF4 weight dequantized (bitsandbytes' dequantize_4bit: codebook[code] · absmax
     /// in f32, the nested absmax resolved first), rounded once to out's dtype.
     func dequantizeNF4(_ weight: NF4Weight, into out: Tensor)
+    /// Each weight into its tensor, as the single op; a backend may run them all in one launch (a chunk of
+    /// a mixture's experts).
+    func dequantizeNF4(_ weights: [NF4Weight], into outs: [Tensor])
 
     // MARK: Linear algebra and elementwise
     /// c = alpha · op(a) · op(b) + beta · c, where op transposes when asked. Shapes are 2-D:
@@ -241,6 +244,13 @@ extension Backend {
     public func loraUpAdd(_ zs: [Tensor], _ weights: [Tensor], into y: Tensor) {
         precondition(weights.count == zs.count, "one weight per z")
         for (z, w) in zip(zs, weights) { loraUpAdd(z, w, weightTransposed: true, scale: 1, into: y) }
+    }
+}
+
+extension Backend {
+    public func dequantizeNF4(_ weights: [NF4Weight], into outs: [Tensor]) {
+        precondition(weights.count == outs.count, "one tensor per weight")
+        for (weight, out) in zip(weights, outs) { dequantizeNF4(weight, into: out) }
     }
 }
 

@@ -83,23 +83,42 @@ struct ExpertLinears {
 
     /// `body(span, blocks, weights)` for the experts with tokens, a chunk at a time: the chunk's rows
     /// (`span`), its blocks within them, and its weights as the GEMMs take them (dense ones as they
-    /// are, all in one chunk; quantized ones dequantized up to `dequantizedBytes` a chunk).
+    /// are, all in one chunk; quantized ones dequantized up to `dequantizedBytes` a chunk, into one
+    /// scratch tensor by one backend op).
     private func withWeights(_ blocks: [Range<Int>], _ body: (Range<Int>, [Range<Int>], [Tensor]) throws -> Void) throws {
         let experts = blocks.indices.filter { !blocks[$0].isEmpty }
         var next = 0
         while next < experts.count {
-            var chunk: [Int] = [], weights: [Tensor] = [], bytes = 0
+            var chunk: [Int] = [], bytes = 0
             while next < experts.count {
                 let weight = linears[experts[next]].weight
                 let size = weight.isQuantized ? weight.shape.count * weight.backend.computeType.size : 0
                 if !chunk.isEmpty && bytes + size > Self.dequantizedBytes { break }
                 chunk.append(experts[next])
-                weights.append(try weight.materialized())
                 bytes += size
                 next += 1
             }
             let span = blocks[chunk[0]].lowerBound..<blocks[chunk[chunk.count - 1]].upperBound
-            try body(span, chunk.map { (blocks[$0].lowerBound - span.lowerBound)..<(blocks[$0].upperBound - span.lowerBound) }, weights)
+            try body(span, chunk.map { (blocks[$0].lowerBound - span.lowerBound)..<(blocks[$0].upperBound - span.lowerBound) },
+                     try weights(chunk))
         }
+    }
+
+    /// The chunk's weights: dense ones as they are, quantized ones dequantized into one scratch tensor.
+    private func weights(_ chunk: [Int]) throws -> [Tensor] {
+        let frozen = chunk.map { linears[$0].weight }
+        guard let quantized = frozen.first(where: \.isQuantized) else { return try frozen.map { try $0.materialized() } }
+        let backend = quantized.backend, type = backend.computeType
+        let scratch = try backend.empty([frozen.filter(\.isQuantized).reduce(0) { $0 + $1.shape.count }], type)
+        var offset = 0, jobs: [(weight: NF4Weight, out: Tensor)] = []
+        let weights = try frozen.map { weight -> Tensor in
+            guard weight.isQuantized else { return try weight.materialized() }
+            let out = Tensor(buffer: scratch.buffer, dtype: type, shape: weight.shape, byteOffset: scratch.byteOffset + offset * type.size)
+            offset += weight.shape.count
+            jobs += weight.dequantizations(into: out)
+            return out
+        }
+        backend.dequantizeNF4(jobs.map(\.weight), into: jobs.map(\.out))
+        return weights
     }
 }

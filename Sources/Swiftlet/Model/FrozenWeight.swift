@@ -44,6 +44,22 @@ public enum FrozenWeight {
         }
     }
 
+    /// The dequantizations `materialized()` runs, each into its part of `out` (a compute-type tensor of
+    /// this weight's shape): none when dense. A caller can run many weights' at once
+    /// (`Backend.dequantizeNF4(_:into:)` with arrays).
+    func dequantizations(into out: Tensor) -> [(weight: NF4Weight, out: Tensor)] {
+        switch self {
+        case .dense: return []
+        case let .nf4(w): return [(w, out)]
+        case let .nf4Rows(parts):
+            var row = 0
+            return parts.map { part in
+                defer { row += part.shape[0] }
+                return (part, out.rows(row..<(row + part.shape[0])))
+            }
+        }
+    }
+
     /// The values on the host in Float32 (what the model computes with: NF4 dequantized and
     /// rounded to the compute type).
     public func floats() throws -> [Float] {

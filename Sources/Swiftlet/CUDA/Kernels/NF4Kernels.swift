@@ -88,6 +88,18 @@ enum CUDANF4 {
                                                      int block_shift, float* out, long long n) {
         dequantize_nf4_x8(packed, absmax, qabsmax, nested, code, offset, nested_shift, block_shift, out, n);
     }
+    // Up to 32 dequantizations in one launch, grid row blockIdx.y doing job blockIdx.y as
+    // dequantize_nf4_x8_16 (into the storage type): a chunk of a mixture's experts. The jobs are passed
+    // by value (__grid_constant__: read in place).
+    struct NF4Job {
+        const unsigned char* packed; const float* absmax; const unsigned char* qabsmax; const float* nested;
+        const float* code; storage_t* out; long long n; float offset; int nested_shift; int block_shift; int unused;
+    };
+    struct NF4Jobs { NF4Job job[32]; };
+    extern "C" __global__ void dequantize_nf4_x8_jobs(const __grid_constant__ NF4Jobs jobs) {
+        const NF4Job& j = jobs.job[blockIdx.y];
+        dequantize_nf4_x8(j.packed, j.absmax, j.qabsmax, j.nested, j.code, j.offset, j.nested_shift, j.block_shift, j.out, j.n);
+    }
     extern "C" __global__ void dequantize_nf4_16(const unsigned char* packed, const float* absmax, const unsigned char* qabsmax,
                                                  const float* nested, const float* code, float offset, int nested_block,
                                                  int block, storage_t* out, long long n) {
@@ -102,6 +114,45 @@ enum CUDANF4 {
 }
 
 extension CUDABackend {
+    /// Every weight dequantized into its tensor: those the wide kernel takes, into the storage type,
+    /// 32 a launch (`dequantize_nf4_x8_jobs`); the others one by one.
+    public func dequantizeNF4(_ weights: [NF4Weight], into outs: [Tensor]) {
+        precondition(weights.count == outs.count, "one tensor per weight")
+        var jobs: [(bytes: [UInt8], elements: Int)] = []
+        for (weight, out) in zip(weights, outs) {
+            guard CUDASplitBF16.launchesJobs, out.dtype == computeType, let job = nf4Job(weight, into: out) else {
+                dequantizeNF4(weight, into: out)
+                continue
+            }
+            jobs.append(job)
+        }
+        launch(jobs: jobs, family: [(32, "dequantize_nf4_x8_jobs")], jobBytes: 72, source: CUDANF4.source, op: "dequantizeNF4")
+    }
+
+    /// The C struct `NF4Job` for the wide kernel, and its thread count; nil where that kernel does not
+    /// take the weight (sizes, alignment), as `dequantizeNF4(_:into:)` decides.
+    private func nf4Job(_ weight: NF4Weight, into out: Tensor) -> (bytes: [UInt8], elements: Int)? {
+        precondition(out.count == weight.count, "dequantize NF4 \(weight.shape) into \(out)")
+        expect(weight.packed, .u8)
+        var job = KernelJob(), nestedBlock = 1, offset: Float = 0
+        job.append(UInt64(weight.packed.device))
+        switch weight.absmax {
+        case let .plain(absmax):
+            expect(absmax, .f32)
+            job.append(UInt64(absmax.device)); job.append(UInt64(0)); job.append(UInt64(0)); job.append(UInt64(0))
+        case let .nested(codes, scales, codebook, nestedOffset, nested):
+            expect(codes, .u8); expect(scales, .f32); expect(codebook, .f32)
+            job.append(UInt64(0)); job.append(UInt64(codes.device)); job.append(UInt64(scales.device)); job.append(UInt64(codebook.device))
+            (nestedBlock, offset) = (nested, nestedOffset)
+        }
+        let block = weight.blockSize
+        guard weight.count % 8 == 0 && block % 8 == 0 && block.nonzeroBitCount == 1 && nestedBlock.nonzeroBitCount == 1
+            && weight.packed.device % 4 == 0 && out.device % 16 == 0 else { return nil }
+        job.append(UInt64(out.device)); job.append(Int64(weight.count)); job.append(offset.bitPattern)
+        job.append(Int32(nestedBlock.trailingZeroBitCount)); job.append(Int32(block.trailingZeroBitCount)); job.append(Int32(0))
+        return (job.bytes, (weight.count / 8 + 3) / 4)
+    }
+
     public func dequantizeNF4(_ weight: NF4Weight, into out: Tensor) {
         precondition(out.count == weight.count, "dequantize NF4 \(weight.shape) into \(out)")
         precondition(out.dtype == .f32 || out.dtype == computeType, "dequantize NF4 into \(out.dtype)")

@@ -233,7 +233,8 @@ extension CUDABackend {
     /// capacity and name, smallest first), each job a grid row, the jobs passed by value (unused slots
     /// zero and never read: the grid has a row per job). The grid's x size fits the largest job's
     /// elements (`jobs`: each job's bytes and element count).
-    func launch(jobs: [(bytes: [UInt8], elements: Int)], family: [(capacity: Int, name: String)], jobBytes: Int, op: String) {
+    func launch(jobs: [(bytes: [UInt8], elements: Int)], family: [(capacity: Int, name: String)], jobBytes: Int,
+                source: String = CUDASplitBF16.source, op: String) {
         var start = 0
         while start < jobs.count {
             let remaining = jobs.count - start
@@ -250,7 +251,7 @@ extension CUDABackend {
             bytes += [UInt8](repeating: 0, count: (width - batch.count) * jobBytes)
             let blocks = Swift.max(1, Swift.min((largest + 255) / 256, device.multiprocessors * 16 / batch.count))
             run(op) {
-                try kernels.launch(try function(name, CUDASplitBF16.source), grid: (blocks, batch.count, 1),
+                try kernels.launch(try function(name, source), grid: (blocks, batch.count, 1),
                                    block: (256, 1, 1), arguments: [.bytes(bytes)])
             }
         }
