@@ -146,6 +146,7 @@ typedef cublasStatus_t (*PFN_cublasLtMatmul)(cublasLtHandle_t handle, cublasLtMa
 // ---- cuBLAS (libcublas.so.13 / .12): only the grouped GEMM of a mixture's experts (cuBLAS 12.5+) ----
 typedef struct cublasContext *cublasHandle_t;
 typedef cublasStatus_t (*PFN_cublasCreate_v2)(cublasHandle_t *handle);
+typedef cublasStatus_t (*PFN_cublasDestroy_v2)(cublasHandle_t handle);
 typedef cublasStatus_t (*PFN_cublasSetStream_v2)(cublasHandle_t handle, CUstream stream);
 typedef cublasStatus_t (*PFN_cublasGemmGroupedBatchedEx)(cublasHandle_t handle, const int *transa, const int *transb,
     const int *m, const int *n, const int *k, const void *alpha, const void *const *A, int aType, const int *lda,

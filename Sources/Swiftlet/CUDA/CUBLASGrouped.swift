@@ -9,6 +9,7 @@ import Foundation
 /// until it has run on a GPU; a library without it, or a call it refuses, leaves the GEMMs one by one.
 final class CUBLASGrouped {
     private let create: PFN_cublasCreate_v2
+    private let destroy: PFN_cublasDestroy_v2
     private let setStream: PFN_cublasSetStream_v2
     private let gemm: PFN_cublasGemmGroupedBatchedEx
     private var handle: cublasHandle_t?
@@ -18,14 +19,29 @@ final class CUBLASGrouped {
     nonisolated(unsafe) static var enabled = CUDALibrarySearch.processEnvironment["SWIFTLET_GROUPED_GEMM"] == "1"
     static let sonames = ["libcublas.so.13", "libcublas.so.12"]
 
-    init(stream: CUstream) throws {
-        library = try LoadedLibrary.open(name: "libcublas.so.13 (or .12)", candidates: CUDALibrarySearch.candidates(
-            sonames: Self.sonames, environment: CUDALibrarySearch.processEnvironment, glob: CUDALibrarySearch.systemGlob))
+    /// `besideCUBLASLt`: the loaded cuBLASLt's path; the libcublas of the same folder (the same toolkit)
+    /// comes first.
+    init(stream: CUstream, besideCUBLASLt: String?) throws {
+        var candidates = CUDALibrarySearch.candidates(sonames: Self.sonames, environment: CUDALibrarySearch.processEnvironment,
+                                                      glob: CUDALibrarySearch.systemGlob)
+        if let lt = besideCUBLASLt, let slash = lt.lastIndex(of: "/") {
+            candidates = Self.sonames.map { String(lt[...slash]) + $0 } + candidates
+        }
+        library = try LoadedLibrary.open(name: "libcublas.so.13 (or .12)", candidates: candidates)
         create = try library.symbol("cublasCreate_v2", as: PFN_cublasCreate_v2.self)
+        destroy = try library.symbol("cublasDestroy_v2", as: PFN_cublasDestroy_v2.self)
         setStream = try library.symbol("cublasSetStream_v2", as: PFN_cublasSetStream_v2.self)
         gemm = try library.symbol("cublasGemmGroupedBatchedEx", as: PFN_cublasGemmGroupedBatchedEx.self)
         try CUBLASLt.check(create(&handle), "cublasCreate_v2")
         try CUBLASLt.check(setStream(handle, stream), "cublasSetStream_v2")
+    }
+
+    deinit { if let handle { _ = destroy(handle) } }
+
+    /// Whether cuBLAS can take the problem: it faults (it does not return an error) on 16-bit or f32
+    /// operands whose rows are not 16-byte aligned, so those stay with cuBLASLt.
+    static func takes(_ p: Problem) -> Bool {
+        [p.a, p.b, p.c].allSatisfy { $0.device % 16 == 0 && ($0.shape[1] * $0.dtype.size) % 16 == 0 }
     }
 
     /// One product c = alpha · op(a) · op(b) + beta · c of row-major tensors, as `CUDABackend.matmul`
@@ -94,10 +110,12 @@ extension CUDABackend {
         }
     }
 
-    /// The problems in one grouped GEMM where cuBLAS has it (`CUBLASGrouped.enabled`); false where it
-    /// does not run them (the caller then runs them one by one).
-    func groupedGEMM(_ problems: [CUBLASGrouped.Problem]) -> Bool {
-        guard CUBLASGrouped.enabled, problems.count > 1, let grouped = groupedBLAS else { return false }
+    /// The problems in one grouped GEMM where cuBLAS has it (`CUBLASGrouped.enabled`) and takes them;
+    /// false where it does not run them (the caller then runs them one by one). Throws only when out
+    /// of device memory.
+    func groupedGEMM(_ problems: [CUBLASGrouped.Problem]) throws -> Bool {
+        guard CUBLASGrouped.enabled, problems.count > 1, problems.allSatisfy(CUBLASGrouped.takes),
+              let grouped = groupedBLAS else { return false }
         let type = problems[0].a.dtype
         precondition(problems.allSatisfy { $0.a.dtype == type && $0.b.dtype == type && $0.c.dtype == type },
                      "a grouped GEMM of one type in and out")
@@ -106,11 +124,12 @@ extension CUDABackend {
             let kb = p.transposeB ? p.b.shape[1] : p.b.shape[0], n = p.transposeB ? p.b.shape[0] : p.b.shape[1]
             precondition(k == kb && p.c.shape == [m, n], "grouped GEMM \(p.a.shape) × \(p.b.shape) into \(p.c.shape)")
         }
+        let table = try empty([3 * problems.count], .u64)
+        storeWords(problems.map { UInt64($0.b.device) } + problems.map { UInt64($0.a.device) } + problems.map { UInt64($0.c.device) },
+                   at: table.device)
         do {
-            let table = try empty([3 * problems.count], .u64)
-            storeWords(problems.map { UInt64($0.b.device) } + problems.map { UInt64($0.a.device) } + problems.map { UInt64($0.c.device) },
-                       at: table.device)
-            try grouped.run(problems, pointers: table.device)   // outside `run`: a refusal falls back, not a fatal error
+            // runThrowing: a refusal falls back to one by one instead of stopping the program
+            try withExtendedLifetime(table) { try runThrowing("matmul, grouped") { try grouped.run(problems, pointers: table.device) } }
             return true
         } catch {
             CUBLASGrouped.enabled = false

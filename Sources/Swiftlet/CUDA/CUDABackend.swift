@@ -25,7 +25,7 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     var preparedLoRA: CUDAPreparedLoRA?
     /// cuBLAS's grouped GEMM for a mixture's experts, loaded on first use (`CUBLASGrouped.enabled`).
     lazy var groupedBLAS: CUBLASGrouped? = {
-        do { return try CUBLASGrouped(stream: device.stream) } catch {
+        do { return try CUBLASGrouped(stream: device.stream, besideCUBLASLt: device.libs.cublasLt?.path) } catch {
             FileHandle.standardError.write(Data("swiftlet: no cuBLAS grouped GEMM (\(error)); the experts' GEMMs run one by one\n".utf8))
             return nil
         }
@@ -85,16 +85,19 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     /// the program with the driver's message rather than leave wrong numbers behind. With
     /// profiling on, each op is timed with device events (and the stream synchronised).
     func run(_ op: String = #function, _ body: () throws -> Void) {
-        do {
-            if profile != nil {
-                let ms = try device.time(body)
-                let name = String(op.prefix { $0 != "(" })
-                profile![name, default: (0, 0)].calls += 1
-                profile![name, default: (0, 0)].milliseconds += Double(ms)
-            } else {
-                try body()
-            }
-        } catch { fatalError("\(error)") }
+        do { try runThrowing(op, body) } catch { fatalError("\(error)") }
+    }
+
+    /// As `run`, profiled alike, but a failure comes back to the caller (one that has a way around it).
+    func runThrowing(_ op: String, _ body: () throws -> Void) throws {
+        if profile != nil {
+            let ms = try device.time(body)
+            let name = String(op.prefix { $0 != "(" })
+            profile![name, default: (0, 0)].calls += 1
+            profile![name, default: (0, 0)].milliseconds += Double(ms)
+        } else {
+            try body()
+        }
     }
 
     /// Per-op device time while profiling (`startProfiling()`), by op name.

@@ -5,8 +5,9 @@ import CCUDA
 /// split-bf16 path (Kernels/SplitBF16Kernels.swift): every expert's weight parts in one jobs launch,
 /// the activation's parts and the block sums of z once over all rows, the gradients' block sums in
 /// one jobs launch, and between them one GEMM per expert on its block. Per block these are the
-/// single op's operands, GEMMs and sums, so the same bits; an expert's launches drop from 6–9 to 1–3
-/// a product. Off the split path (fp16 storage, a rank or width not a multiple of 8, the
+/// single op's operands, GEMM shapes and sums (cuBLASLt may pick another algorithm for a row view's
+/// alignment than for a buffer of its own: the same values to the f32 summation order); an expert's
+/// launches drop from 6–9 to 1–3 a product. Off the split path (fp16 storage, a rank or width not a multiple of 8, the
 /// hand-written kernels) and with one expert in use, the blocks run one by one.
 extension CUDABackend {
     /// The frozen products: one grouped GEMM where cuBLAS runs it (`CUBLASGrouped`), else block by block.
@@ -14,7 +15,9 @@ extension CUDABackend {
         ExpertBlocks.check(blocks, weights.count, x, y)
         let experts = used(blocks, weights)
         let problems = experts.map { CUBLASGrouped.Problem(a: x.rows($0.block), b: $0.tensor, transposeB: transposeB, c: y.rows($0.block)) }
-        guard !groupedGEMM(problems) else { return }
+        var done = false
+        orFatal { done = try groupedGEMM(problems) }
+        guard !done else { return }
         for problem in problems {
             matmul(problem.a, transposeA: false, problem.b, transposeB: transposeB, into: problem.c, alpha: 1, beta: 0)
         }
@@ -62,7 +65,7 @@ extension CUDABackend {
         if groupsLoRA(experts.count) {
             orFatal {
                 let wide = try widened(x)   // z_e = alpha · x_e · op(w_e), f32 throughout
-                done = groupedGEMM(experts.map {
+                done = try groupedGEMM(experts.map {
                     .init(a: wide.rows($0.block), b: $0.tensor, transposeB: !weightTransposed, c: z.rows($0.block), alpha: alpha)
                 })
             }
@@ -98,7 +101,7 @@ extension CUDABackend {
             orFatal {
                 // delta_e = z_e · op(w_e) in f32, then y += scale · delta rounded once (PEFT's order)
                 let delta = try empty([z.shape[0], o], .f32)
-                done = groupedGEMM(experts.map {
+                done = try groupedGEMM(experts.map {
                     .init(a: z.rows($0.block), b: $0.tensor, transposeB: !weightTransposed, c: delta.rows($0.block))
                 })
                 if done { add(delta, into: y, alpha: scale) }
@@ -136,7 +139,7 @@ extension CUDABackend {
             orFatal {
                 // g_e += alpha · z_eᵀ · m_e (transposed) or alpha · m_eᵀ · z_e, f32 throughout
                 let wide = try widened(m)
-                done = groupedGEMM(experts.map {
+                done = try groupedGEMM(experts.map {
                     gradientTransposed
                         ? .init(a: z.rows($0.block), transposeA: true, b: wide.rows($0.block), transposeB: false, c: $0.tensor,
                                 alpha: alpha, beta: 1)

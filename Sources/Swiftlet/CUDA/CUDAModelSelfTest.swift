@@ -137,9 +137,13 @@ public enum CUDAModelSelfTest {
     }
 
     /// A mixture's experts run together (`ExpertLinears`: each product one op over every expert's row
-    /// block) give the bits of the experts run one by one, with checkpointing off and on: per block the
-    /// same operands, GEMMs and sums (16 experts, top-4, rank 16: gate_up's 32 and down's 16 on the
-    /// split-bf16 path). Prints each way's step time (the launches saved are the point).
+    /// block) against the experts run one by one, with checkpointing off and on (16 experts, top-4, rank
+    /// 16: gate_up's 32 and down's 16 on the split-bf16 path). Per block the operands, GEMM shapes and
+    /// sums are the same, and on the CPU the bits are; here cuBLASLt's plans are keyed by the operands'
+    /// alignment, and the row views of one buffer are aligned otherwise than one buffer an expert, so
+    /// the algorithms (and the f32 summation order) may differ: the check asks for the same loss to 1e-4
+    /// and LoRA gradients to a worst cosine of 0.9999, says whether the bits agree, and asks that the
+    /// together path rerun bit-identical. Prints each way's step time (the launches saved are the point).
     public static func expertsTogetherAgreement(gpu: CUDABackend, say: (String) -> Void) throws -> Bool {
         let config = LlamaConfig(vocabSize: 512, hiddenSize: 256, intermediateSize: 704, layers: 2, heads: 8, kvHeads: 2,
                                  rmsNormEps: 1e-5, maxPositionEmbeddings: 1024,
@@ -157,15 +161,19 @@ public enum CUDAModelSelfTest {
             var results: [StepResult] = [], milliseconds: [Double] = []
             for grouped in [false, true] {
                 MixtureOfExperts.runsTogether = grouped
-                _ = try randomStep(config: config, batch: batch, checkpointing: checkpointing, gpu: gpu)   // warm-up
+                let warmUp = try randomStep(config: config, batch: batch, checkpointing: checkpointing, gpu: gpu)
                 let start = DispatchTime.now().uptimeNanoseconds
                 results.append(try randomStep(config: config, batch: batch, checkpointing: checkpointing, gpu: gpu))
                 milliseconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                if grouped && !same(warmUp, results[1]) { say("  FAIL  experts together: a rerun DIFFERS"); passed = false }
             }
-            let ok = same(results[0], results[1]) && results[0].gradients.contains { $0.contains { $0 != 0 && $0.isFinite } }
+            let (cosine, relative) = gradientAgreement(gpu: results[1].gradients, cpu: results[0].gradients)
+            let lossError = abs(results[1].loss - results[0].loss) / max(abs(results[0].loss), 1e-12)
+            let ok = lossError < 1e-4 && cosine > 0.9999 && results[0].gradients.contains { $0.contains { $0 != 0 && $0.isFinite } }
             passed = passed && ok
-            say("  \(ok ? "PASS" : "FAIL")  experts together, checkpointing \(checkpointing): loss and LoRA gradients "
-                + (same(results[0], results[1]) ? "bit-identical to" : "DIFFER from") + " one by one"
+            say("  \(ok ? "PASS" : "FAIL")  experts together, checkpointing \(checkpointing): against one by one "
+                + (same(results[0], results[1]) ? "bit-identical"
+                    : String(format: "loss rel %.2e, LoRA grads worst cosine %.7f, worst rel %.2e", lossError, cosine, relative))
                 + String(format: " (a step with a new model: %.1f ms one by one, %.1f ms together)", milliseconds[0], milliseconds[1]))
             passed = try groupedGEMMAgreement(with: results[0], config: config, batch: batch, checkpointing: checkpointing,
                                               gpu: gpu, say: say) && passed

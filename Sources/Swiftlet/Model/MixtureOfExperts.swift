@@ -106,11 +106,7 @@ public struct MixtureOfExperts {
         let blocks = ExpertBlocks.blocks(counts: counts)
         let sortedOutput: Tensor, expertSaved: ExpertsSaved
         if let (gateUp, down, widths) = together {
-            let (gu, gateUpSaved) = try gateUp.forward(sorted, blocks: blocks)
-            let gate = try backend.empty([tokens * k, widths[0]], backend.computeType)
-            let up = try backend.empty([tokens * k, widths[1]], backend.computeType)
-            backend.copyColumns(gu, sourceColumn: 0, into: gate, destinationColumn: 0, width: widths[0])
-            backend.copyColumns(gu, sourceColumn: widths[0], into: up, destinationColumn: 0, width: widths[1])
+            let (gate, up, gateUpSaved) = try Self.gateAndUp(gateUp, sorted, blocks: blocks, widths: widths)
             let m = try backend.empty(gate.shape, backend.computeType)
             backend.gatedLinearUnit(step.config.activation, gate: gate, up: up, into: m)
             let downSaved: ExpertLinears.Saved
@@ -131,6 +127,19 @@ public struct MixtureOfExperts {
         return (out, Saved(routerSaved: routerSaved, probabilities: probabilities, chosen: chosen, weights: weights,
                            rows: rows, counts: counts, expertSaved: expertSaved, sortedOutput: sortedOutput,
                            statistics: statistics))
+    }
+
+    /// Every expert's gate_up on its block, its output's two parts copied out (the fused output is freed
+    /// on return, before the down products).
+    private static func gateAndUp(_ gateUp: ExpertLinears, _ x: Tensor, blocks: [Range<Int>], widths: [Int]) throws
+        -> (gate: Tensor, up: Tensor, saved: ExpertLinears.Saved) {
+        let backend = x.backend, rows = x.shape[0]
+        let (gu, saved) = try gateUp.forward(x, blocks: blocks)
+        let gate = try backend.empty([rows, widths[0]], backend.computeType)
+        let up = try backend.empty([rows, widths[1]], backend.computeType)
+        backend.copyColumns(gu, sourceColumn: 0, into: gate, destinationColumn: 0, width: widths[0])
+        backend.copyColumns(gu, sourceColumn: widths[0], into: up, destinationColumn: 0, width: widths[1])
+        return (gate, up, saved)
     }
 
     /// dL/dx (a fresh tensor): through the experts and through the routing weights and the router.
