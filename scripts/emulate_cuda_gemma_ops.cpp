@@ -56,6 +56,40 @@ int glu(bool gelu, bool v8) {
     return report(label, {{"out", &mo}, {"dGate", &mg}, {"dUp", &mu}}, 1e-2) && inPlace;
 }
 
+// The fused layout (a mixture's gate_up output: gate | up side by side in each row): forward and backward
+// (in place, as the mixture runs it) give the bits of the separate kernels on the same values, and every
+// element of both halves is written.
+int gluFused(bool gelu, bool v8) {
+    const int rows = 7, width = 200, n = rows * width;
+    auto gu = randoms(2 * n, -4, 4), dy = randoms(n, -1, 1);
+    std::vector<storage_t> g(n), u(n);
+    for (int r = 0; r < rows; r++) for (int c = 0; c < width; c++) {
+        g[r * width + c] = gu[r * 2 * width + c]; u[r * width + c] = gu[r * 2 * width + width + c];
+    }
+    auto forward = gelu ? (v8 ? swiftlet_geglu_tanh_forward_v8 : swiftlet_geglu_tanh_forward)
+                        : (v8 ? swiftlet_swiglu_forward_v8 : swiftlet_swiglu_forward);
+    auto backward = gelu ? (v8 ? swiftlet_geglu_tanh_backward_v8 : swiftlet_geglu_tanh_backward)
+                         : (v8 ? swiftlet_swiglu_backward_v8 : swiftlet_swiglu_backward);
+    auto fusedForward = gelu ? (v8 ? swiftlet_geglu_tanh_fused_forward_v8 : swiftlet_geglu_tanh_fused_forward)
+                             : (v8 ? swiftlet_swiglu_fused_forward_v8 : swiftlet_swiglu_fused_forward);
+    auto fusedBackward = gelu ? (v8 ? swiftlet_geglu_tanh_fused_backward_v8 : swiftlet_geglu_tanh_fused_backward)
+                              : (v8 ? swiftlet_swiglu_fused_backward_v8 : swiftlet_swiglu_fused_backward);
+    std::vector<storage_t> out(n, 0xFFFF), fusedOut(n, 0xFFFF), dg(n, 0xFFFF), du(n, 0xFFFF);
+    launch({3, 1, 1}, 64, [&] { forward(g.data(), u.data(), out.data(), n); });
+    launch({3, 1, 1}, 64, [&] { fusedForward(gu.data(), fusedOut.data(), n, width); });
+    launch({3, 1, 1}, 64, [&] { backward(dy.data(), g.data(), u.data(), dg.data(), du.data(), n); });
+    auto dgu = gu;
+    launch({3, 1, 1}, 64, [&] { fusedBackward(dy.data(), dgu.data(), dgu.data(), n, width); });
+    bool same = out == fusedOut;
+    for (int r = 0; r < rows; r++) for (int c = 0; c < width; c++) {
+        same = same && dgu[r * 2 * width + c] == dg[r * width + c] && dgu[r * 2 * width + width + c] == du[r * width + c];
+    }
+    printf("%-44s %s\n", gelu ? (v8 ? "GeGLU fused gate | up, eight-wide" : "GeGLU fused gate | up")
+                             : (v8 ? "SwiGLU fused gate | up, eight-wide" : "SwiGLU fused gate | up"),
+           same ? "PASS (the separate kernels' bits)" : "FAIL");
+    return same;
+}
+
 int rmsnorm(float offset, bool v8) {
     const int rows = 5, width = 200;
     auto x = randoms(rows * width, -2, 2), w = randoms(width, 0.5f - offset, 1.5f - offset), dy = randoms(rows * width, -1, 1);
@@ -128,6 +162,8 @@ int main() {
     for (bool v8 : {false, true}) {
         ok &= glu(false, v8);
         ok &= glu(true, v8);
+        ok &= gluFused(false, v8);
+        ok &= gluFused(true, v8);
         ok &= rmsnorm(0, v8);
         ok &= rmsnorm(1, v8);
     }

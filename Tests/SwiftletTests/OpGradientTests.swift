@@ -206,6 +206,35 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
+    /// gate | up side by side in one [rows, 2·width] matrix (a mixture's gate_up output): the bits of the
+    /// separate ops on the same values, forward and backward, the backward also in place.
+    func testGatedLinearUnitOnFusedGateUp() throws {
+        let backend = CPUBackend(), rows = 3, width = 5
+        /// Columns `columns` of each row of a [rows, 2·width] matrix.
+        func half(_ values: [Float], _ columns: Range<Int>) -> [Float] {
+            var out: [Float] = []
+            for r in 0..<rows { out += values[(r * 2 * width + columns.lowerBound)..<(r * 2 * width + columns.upperBound)] }
+            return out
+        }
+        for activation in GatedActivation.allCases {
+            let fused: [Float] = random(rows * 2 * width, scale: 3).map { Float($0) }
+            let dOut: [Float] = random(rows * width).map { Float($0) }
+            let gu = try backend.upload(fused, [rows, 2 * width], .f32), d = try backend.upload(dOut, [rows, width], .f32)
+            let g = try backend.upload(half(fused, 0..<width), [rows, width], .f32)
+            let u = try backend.upload(half(fused, width..<(2 * width)), [rows, width], .f32)
+            let out = try backend.empty([rows, width], .f32), fusedOut = try backend.empty([rows, width], .f32)
+            backend.gatedLinearUnit(activation, gate: g, up: u, into: out)
+            backend.gatedLinearUnit(activation, gateUp: gu, into: fusedOut)
+            XCTAssertEqual(backend.download(fusedOut), backend.download(out), "\(activation) forward")
+            backend.gatedLinearUnitBackward(activation, dOut: d, gate: g, up: u, dGate: g, dUp: u)
+            backend.gatedLinearUnitBackward(activation, dOut: d, gateUp: gu, dGateUp: gu)
+            let dgu = backend.download(gu)
+            XCTAssertEqual(half(dgu, 0..<width), backend.download(g), "\(activation) dGate")
+            XCTAssertEqual(half(dgu, width..<(2 * width)), backend.download(u), "\(activation) dUp")
+            XCTAssertNotEqual(dgu, fused, "written in place")
+        }
+    }
+
     func testCrossEntropyGradientAndIgnoreIndex() {
         checkCrossEntropy(softcap: nil)
     }

@@ -149,6 +149,11 @@ public protocol Backend: AnyObject, Sendable {
     /// its peak memory down.
     func gatedLinearUnitBackward(_ activation: GatedActivation, dOut: Tensor, gate: Tensor, up: Tensor,
                                  dGate: Tensor, dUp: Tensor)
+    /// The same over a fused projection's output (a mixture's experts' gate_up): gateUp [rows, 2·w] holds
+    /// gate in columns 0..<w and up in w..<2w, out and dOut are [rows, w]; the backward writes dGate | dUp
+    /// into dGateUp, which may be gateUp itself. The same math per element as the ops above.
+    func gatedLinearUnit(_ activation: GatedActivation, gateUp: Tensor, into out: Tensor)
+    func gatedLinearUnitBackward(_ activation: GatedActivation, dOut: Tensor, gateUp: Tensor, dGateUp: Tensor)
 
     // MARK: Mixture of experts (Model/MixtureOfExperts.swift; CPU twin CPU/ExpertRouting.swift)
     /// The router: probabilities [T, E] f32 = softmax(logits [T, E]) computed in f32; experts [T, k]

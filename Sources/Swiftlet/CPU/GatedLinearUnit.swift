@@ -58,6 +58,38 @@ enum GatedLinearUnitKernel {
 }
 
 extension CPUBackend {
+    /// Row by row, each row's gate and up halves through the kernels above: the same math per element.
+    public func gatedLinearUnit(_ activation: GatedActivation, gateUp: Tensor, into out: Tensor) {
+        let rows = out.shape[0], width = out.shape[1]
+        precondition(gateUp.shape == [rows, 2 * width], "gated unit of \(gateUp.shape) into \(out.shape)")
+        let gu = UnsafeBufferPointer(gateUp.floats), o = out.floats
+        parallelFor(rows, grain: Swift.max(1, 4096 / Swift.max(width, 1))) { range in
+            for r in range {
+                let base = r * 2 * width
+                for c in 0..<width {
+                    o[r * width + c] = GatedLinearUnitKernel.activation(activation, gu[base + c]) * gu[base + width + c]
+                }
+            }
+        }
+    }
+
+    public func gatedLinearUnitBackward(_ activation: GatedActivation, dOut: Tensor, gateUp: Tensor, dGateUp: Tensor) {
+        let rows = dOut.shape[0], width = dOut.shape[1]
+        precondition(gateUp.shape == [rows, 2 * width] && dGateUp.shape == gateUp.shape,
+                     "gated unit backward of \(gateUp.shape) from \(dOut.shape)")
+        let d = UnsafeBufferPointer(dOut.floats), gu = UnsafeBufferPointer(gateUp.floats), dgu = dGateUp.floats
+        parallelFor(rows, grain: Swift.max(1, 4096 / Swift.max(width, 1))) { range in
+            for r in range {
+                let base = r * 2 * width
+                GatedLinearUnitKernel.backward(activation, dOut: UnsafeBufferPointer(rebasing: d[(r * width)..<((r + 1) * width)]),
+                                               gate: UnsafeBufferPointer(rebasing: gu[base..<(base + width)]),
+                                               up: UnsafeBufferPointer(rebasing: gu[(base + width)..<(base + 2 * width)]),
+                                               dGate: UnsafeMutableBufferPointer(rebasing: dgu[base..<(base + width)]),
+                                               dUp: UnsafeMutableBufferPointer(rebasing: dgu[(base + width)..<(base + 2 * width)]))
+            }
+        }
+    }
+
     public func gatedLinearUnit(_ activation: GatedActivation, gate: Tensor, up: Tensor, into out: Tensor) {
         GatedLinearUnitKernel.forward(activation, gate: UnsafeBufferPointer(gate.floats), up: UnsafeBufferPointer(up.floats),
                                       out: out.floats)

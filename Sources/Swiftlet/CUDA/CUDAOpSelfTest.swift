@@ -453,6 +453,20 @@ struct CUDAOpSelfTest {
             let same = gpu.download(g.gpu) == gpu.download(dg.gpu) && gpu.download(u.gpu) == gpu.download(du.gpu)
             passed = passed && same
             say("  \(same ? "PASS" : "FAIL")  \("backward in place = separate outputs".padding(toLength: 40, withPad: " ", startingAt: 0))")
+            // gate | up side by side in one [rows, 2·width] matrix (a mixture's gate_up output)
+            let fusedShape: Shape = [shape[0], 2 * shape[1]]
+            let gu = try pair(fusedShape, storage, in: -4...4), fusedOut = try output(shape, storage)
+            cpu.gatedLinearUnit(activation, gateUp: gu.cpu, into: fusedOut.cpu)
+            gpu.gatedLinearUnit(activation, gateUp: gu.gpu, into: fusedOut.gpu)
+            check("fused gate | up: forward", fusedOut)
+            let dgu = try output(fusedShape, storage)
+            cpu.gatedLinearUnitBackward(activation, dOut: d.cpu, gateUp: gu.cpu, dGateUp: dgu.cpu)
+            gpu.gatedLinearUnitBackward(activation, dOut: d.gpu, gateUp: gu.gpu, dGateUp: dgu.gpu)
+            check("fused gate | up: backward dGate | dUp", dgu)
+            gpu.gatedLinearUnitBackward(activation, dOut: d.gpu, gateUp: gu.gpu, dGateUp: gu.gpu)
+            let fusedInPlace = gpu.download(gu.gpu) == gpu.download(dgu.gpu)
+            passed = passed && fusedInPlace
+            say("  \(fusedInPlace ? "PASS" : "FAIL")  \("fused backward in place = separate output".padding(toLength: 40, withPad: " ", startingAt: 0))")
             guard shape.count % 8 == 0 else { continue }
             time("forward", bytes: Double(shape.count * 6)) { gpu.gatedLinearUnit(activation, gate: g.gpu, up: u.gpu, into: out.gpu) }
             time("backward", bytes: Double(shape.count * 10)) {

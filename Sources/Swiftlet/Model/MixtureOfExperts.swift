@@ -41,18 +41,17 @@ public struct MixtureOfExperts {
         }
     }
 
-    /// Every expert's gate_up (fused, as transformers 5 holds them) and every expert's down, each as
-    /// one `ExpertLinears`, with gate_up's two widths; nil where they cannot run together.
-    var together: (gateUp: ExpertLinears, down: ExpertLinears, widths: [Int])? {
+    /// Every expert's gate_up (fused, as transformers 5 holds them: gate | up, equal halves) and every
+    /// expert's down, each as one `ExpertLinears`; nil where they cannot run together.
+    var together: (gateUp: ExpertLinears, down: ExpertLinears)? {
         guard Self.runsTogether else { return nil }
-        var gateUps: [Linear] = [], widths: [Int]?
+        var gateUps: [Linear] = []
         for expert in experts {
-            guard case let .fused(linear, parts) = expert.gateUp, parts.count == 2, widths == nil || widths == parts else { return nil }
+            guard case let .fused(linear, parts) = expert.gateUp, parts.count == 2, parts[0] == parts[1] else { return nil }
             gateUps.append(linear)
-            widths = parts
         }
-        guard let widths, let gateUp = ExpertLinears(gateUps), let down = ExpertLinears(experts.map(\.down)) else { return nil }
-        return (gateUp, down, widths)
+        guard let gateUp = ExpertLinears(gateUps), let down = ExpertLinears(experts.map(\.down)) else { return nil }
+        return (gateUp, down)
     }
 
     /// `SWIFTLET_MOE_GROUPED=0` runs the experts one by one (for comparisons).
@@ -61,7 +60,8 @@ public struct MixtureOfExperts {
     /// The experts' saved activations: each expert's own, or all experts' together.
     enum ExpertsSaved {
         case each([GatedMLP.Saved?])
-        case together(gate: Tensor, up: Tensor, gateUp: ExpertLinears.Saved, down: ExpertLinears.Saved)
+        /// gate_up's output (gate | up), the gated unit's input, and the two linears' saved activations.
+        case together(gateUpOutput: Tensor, gateUp: ExpertLinears.Saved, down: ExpertLinears.Saved)
     }
 
     struct Saved {
@@ -105,13 +105,14 @@ public struct MixtureOfExperts {
         // PEFT refuses dropout on expert parameters (ParamWrapper), so no seeds here.
         let blocks = ExpertBlocks.blocks(counts: counts)
         let sortedOutput: Tensor, expertSaved: ExpertsSaved
-        if let (gateUp, down, widths) = together {
-            let (gate, up, gateUpSaved) = try Self.gateAndUp(gateUp, sorted, blocks: blocks, widths: widths)
-            let m = try backend.empty(gate.shape, backend.computeType)
-            backend.gatedLinearUnit(step.config.activation, gate: gate, up: up, into: m)
+        if let (gateUp, down) = together {
+            // the gated unit reads gate and up where gate_up wrote them, side by side: no copies
+            let (gu, gateUpSaved) = try gateUp.forward(sorted, blocks: blocks)
+            let m = try backend.empty([tokens * k, gateUp.outFeatures / 2], backend.computeType)
+            backend.gatedLinearUnit(step.config.activation, gateUp: gu, into: m)
             let downSaved: ExpertLinears.Saved
             (sortedOutput, downSaved) = try down.forward(m, blocks: blocks)
-            expertSaved = .together(gate: gate, up: up, gateUp: gateUpSaved, down: downSaved)
+            expertSaved = .together(gateUpOutput: gu, gateUp: gateUpSaved, down: downSaved)
         } else {
             sortedOutput = try backend.empty([tokens * k, hidden], backend.computeType)
             var each: [GatedMLP.Saved?] = Array(repeating: nil, count: e)
@@ -129,19 +130,6 @@ public struct MixtureOfExperts {
                            statistics: statistics))
     }
 
-    /// Every expert's gate_up on its block, its output's two parts copied out (the fused output is freed
-    /// on return, before the down products).
-    private static func gateAndUp(_ gateUp: ExpertLinears, _ x: Tensor, blocks: [Range<Int>], widths: [Int]) throws
-        -> (gate: Tensor, up: Tensor, saved: ExpertLinears.Saved) {
-        let backend = x.backend, rows = x.shape[0]
-        let (gu, saved) = try gateUp.forward(x, blocks: blocks)
-        let gate = try backend.empty([rows, widths[0]], backend.computeType)
-        let up = try backend.empty([rows, widths[1]], backend.computeType)
-        backend.copyColumns(gu, sourceColumn: 0, into: gate, destinationColumn: 0, width: widths[0])
-        backend.copyColumns(gu, sourceColumn: widths[0], into: up, destinationColumn: 0, width: widths[1])
-        return (gate, up, saved)
-    }
-
     /// dL/dx (a fresh tensor): through the experts and through the routing weights and the router.
     func backward(_ dOut: Tensor, saved s: Saved, _ step: StepContext) throws -> Tensor {
         let backend = dOut.backend, tokens = dOut.shape[0], hidden = dOut.shape[1], k = config.topK
@@ -152,15 +140,12 @@ public struct MixtureOfExperts {
         let blocks = ExpertBlocks.blocks(counts: s.counts)
         let dInputSorted: Tensor
         switch s.expertSaved {
-        case let .together(gate, up, gateUpSaved, downSaved):
-            guard let (gateUp, down, widths) = together else { preconditionFailure("experts saved together, run apart") }
-            // As GatedMLP.backward: dL/dm in m's storage, the gated unit's gradients over gate and up.
+        case let .together(gu, gateUpSaved, downSaved):
+            guard let (gateUp, down) = together else { preconditionFailure("experts saved together, run apart") }
+            // As GatedMLP.backward: dL/dm in m's storage, the gated unit's gradients over gate | up.
             let dM = try down.backward(dSorted, blocks: blocks, saved: downSaved, overwritingInput: true)
-            backend.gatedLinearUnitBackward(step.config.activation, dOut: dM, gate: gate, up: up, dGate: gate, dUp: up)
-            let dGateUp = try backend.empty([tokens * k, widths[0] + widths[1]], backend.computeType)
-            backend.copyColumns(gate, sourceColumn: 0, into: dGateUp, destinationColumn: 0, width: widths[0])
-            backend.copyColumns(up, sourceColumn: 0, into: dGateUp, destinationColumn: widths[0], width: widths[1])
-            dInputSorted = try gateUp.backward(dGateUp, blocks: blocks, saved: gateUpSaved, overwritingInput: false)
+            backend.gatedLinearUnitBackward(step.config.activation, dOut: dM, gateUp: gu, dGateUp: gu)
+            dInputSorted = try gateUp.backward(gu, blocks: blocks, saved: gateUpSaved, overwritingInput: false)
         case let .each(each):
             dInputSorted = try backend.empty([tokens * k, hidden], backend.computeType)
             for (i, block) in blocks.enumerated() where !block.isEmpty {

@@ -43,45 +43,60 @@ public enum CUDAGatedLinearUnit {
         }
     }
 
-    // V8: eight elements a thread through 16-byte accesses (n % 8 == 0, 16-byte aligned); the same
-    // math per element. Every element is read before it is written, so dgate/dup may alias gate/up.
-    template <int ACT, bool V8>
+    // Where element e of gate (and up, dgate, dup) sits: e itself, or with FUSED, row e / width of a
+    // [rows, 2·width] matrix holding gate | up side by side (a fused gate_up projection's output, up
+    // `width` further along): (e / width)·2·width + e % width. out and dout are [rows, width] either way.
+    template <bool FUSED>
+    __device__ __forceinline__ long long glu_at(long long e, long long width) {
+        if (!FUSED) return e;
+        const long long row = e / width;
+        return row * 2 * width + (e - row * width);
+    }
+
+    // V8: eight elements a thread through 16-byte accesses (n % 8 == 0, 16-byte aligned; with FUSED also
+    // width % 8 == 0, so that eight never straddle a row); the same math per element. Every element is
+    // read before it is written, so dgate/dup may alias gate/up.
+    template <int ACT, bool V8, bool FUSED = false>
     __device__ __forceinline__ void glu_forward(const storage_t* __restrict__ gate, const storage_t* __restrict__ up,
-                                                storage_t* __restrict__ out, long long n) {
+                                                storage_t* __restrict__ out, long long n, long long width = 0) {
         const long long items = V8 ? n / 8 : n;
         for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < items; i += (long long)gridDim.x * blockDim.x) {
             if (V8) {
                 float g[8], u[8];
-                load8(gate + 8 * i, g);
-                load8(up + 8 * i, u);
+                const long long at = glu_at<FUSED>(8 * i, width);
+                load8(gate + at, g);
+                load8(up + at, u);
                 #pragma unroll
                 for (int k = 0; k < 8; k++) g[k] = glu_value<ACT>(g[k], u[k]);
                 store8(out + 8 * i, g);
             } else {
-                out[i] = to_storage(glu_value<ACT>(to_f32(gate[i]), to_f32(up[i])));
+                const long long at = glu_at<FUSED>(i, width);
+                out[i] = to_storage(glu_value<ACT>(to_f32(gate[at]), to_f32(up[at])));
             }
         }
     }
 
-    template <int ACT, bool V8>
+    template <int ACT, bool V8, bool FUSED = false>
     __device__ __forceinline__ void glu_backward(const storage_t* dout, const storage_t* gate, const storage_t* up,
-                                                 storage_t* dgate, storage_t* dup, long long n) {
+                                                 storage_t* dgate, storage_t* dup, long long n, long long width = 0) {
         const long long items = V8 ? n / 8 : n;
         for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < items; i += (long long)gridDim.x * blockDim.x) {
             if (V8) {
                 float g[8], u[8], d[8], dg[8], du[8];
-                load8(gate + 8 * i, g);
-                load8(up + 8 * i, u);
+                const long long at = glu_at<FUSED>(8 * i, width);
+                load8(gate + at, g);
+                load8(up + at, u);
                 load8(dout + 8 * i, d);
                 #pragma unroll
                 for (int k = 0; k < 8; k++) glu_gradients<ACT>(g[k], u[k], d[k], dg[k], du[k]);
-                store8(dgate + 8 * i, dg);
-                store8(dup + 8 * i, du);
+                store8(dgate + at, dg);
+                store8(dup + at, du);
             } else {
+                const long long at = glu_at<FUSED>(i, width);
                 float dg, du;
-                glu_gradients<ACT>(to_f32(gate[i]), to_f32(up[i]), to_f32(dout[i]), dg, du);
-                dgate[i] = to_storage(dg);
-                dup[i] = to_storage(du);
+                glu_gradients<ACT>(to_f32(gate[at]), to_f32(up[at]), to_f32(dout[i]), dg, du);
+                dgate[at] = to_storage(dg);
+                dup[at] = to_storage(du);
             }
         }
     }
@@ -95,6 +110,14 @@ public enum CUDAGatedLinearUnit {
                                                        const storage_t* up, storage_t* dgate, storage_t* dup,    \\
                                                        long long n) {                                            \\
         glu_backward<ACT, V8>(dout, gate, up, dgate, dup, n);                                                    \\
+    }                                                                                                            \\
+    extern "C" __global__ void STEM##_fused_forward##SUFFIX(const storage_t* gate_up, storage_t* out, long long n, \\
+                                                            long long width) {                                   \\
+        glu_forward<ACT, V8, true>(gate_up, gate_up + width, out, n, width);                                     \\
+    }                                                                                                            \\
+    extern "C" __global__ void STEM##_fused_backward##SUFFIX(const storage_t* dout, const storage_t* gate_up,     \\
+                                                             storage_t* dgate_up, long long n, long long width) { \\
+        glu_backward<ACT, V8, true>(dout, gate_up, gate_up + width, dgate_up, dgate_up + width, n, width);       \\
     }
     GLU_KERNELS(swiftlet_swiglu, GLU_SILU, , false)
     GLU_KERNELS(swiftlet_swiglu, GLU_SILU, _v8, true)
@@ -136,6 +159,34 @@ public enum CUDAGatedLinearUnit {
 }
 
 extension CUDABackend {
+    public func gatedLinearUnit(_ activation: GatedActivation, gateUp: Tensor, into out: Tensor) {
+        for t in [gateUp, out] { expect(t, computeType) }
+        let width = out.shape[1]
+        precondition(gateUp.shape == [out.shape[0], 2 * width], "gated unit of \(gateUp.shape) into \(out.shape)")
+        let v8 = width % 8 == 0 && vectorizable(gateUp, out)
+        run {
+            let k = try function(CUDAGatedLinearUnit.stem(activation) + "_fused_forward" + (v8 ? "_v8" : ""), CUDAGatedLinearUnit.source)
+            try kernels.launch(k, grid: (CUDAGatedLinearUnit.grid(self, count: v8 ? out.count / 8 : out.count), 1, 1),
+                               block: (CUDAGatedLinearUnit.threads, 1, 1),
+                               arguments: [.pointer(gateUp.device), .pointer(out.device), .int64(Int64(out.count)), .int64(Int64(width))])
+        }
+    }
+
+    public func gatedLinearUnitBackward(_ activation: GatedActivation, dOut: Tensor, gateUp: Tensor, dGateUp: Tensor) {
+        for t in [dOut, gateUp, dGateUp] { expect(t, computeType) }
+        let width = dOut.shape[1]
+        precondition(gateUp.shape == [dOut.shape[0], 2 * width] && dGateUp.shape == gateUp.shape,
+                     "gated unit backward of \(gateUp.shape) from \(dOut.shape)")
+        let v8 = width % 8 == 0 && vectorizable(dOut, gateUp, dGateUp)
+        run {
+            let k = try function(CUDAGatedLinearUnit.stem(activation) + "_fused_backward" + (v8 ? "_v8" : ""), CUDAGatedLinearUnit.source)
+            try kernels.launch(k, grid: (CUDAGatedLinearUnit.grid(self, count: v8 ? dOut.count / 8 : dOut.count), 1, 1),
+                               block: (CUDAGatedLinearUnit.threads, 1, 1),
+                               arguments: [.pointer(dOut.device), .pointer(gateUp.device), .pointer(dGateUp.device),
+                                           .int64(Int64(dOut.count)), .int64(Int64(width))])
+        }
+    }
+
     public func gatedLinearUnit(_ activation: GatedActivation, gate: Tensor, up: Tensor, into out: Tensor) {
         for t in [gate, up, out] { expect(t, computeType) }
         run { try CUDAGatedLinearUnit.forward(self, activation, gate: gate.device, up: up.device, out: out.device,
