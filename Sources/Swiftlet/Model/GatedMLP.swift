@@ -13,10 +13,23 @@ public struct GatedMLP {
 
     public var linears: [Linear] { gateUp.linears + [down] }
 
+    /// The gated unit's inputs: gate and up apart, or gate | up side by side as a fused gate_up wrote
+    /// them (Phi-3), where the unit reads them without copying them out.
+    enum GateAndUp {
+        case apart(gate: Tensor, up: Tensor)
+        case sideBySide(Tensor)
+    }
+
     struct Saved {
-        var gate, up: Tensor
+        var gateAndUp: GateAndUp
         var gateUpSaved: ProjectionGroup.Saved
         var downSaved: Linear.Saved
+    }
+
+    /// A fused gate_up with equal halves, whose output the gated unit reads as it lies.
+    private var fusedGateUp: Linear? {
+        if case let .fused(linear, widths) = gateUp, widths.count == 2, widths[0] == widths[1] { return linear }
+        return nil
     }
 
     /// `dropoutSeed(i)` is module i's seed: 0 gate (or the fused gate_up), 1 up, 2 down. Without
@@ -24,29 +37,45 @@ public struct GatedMLP {
     func forward(_ x: Tensor, activation: GatedActivation, needsOutput: Bool = true,
                  dropoutSeed: (Int) -> UInt64?) throws -> (Tensor?, Saved) {
         let backend = x.backend
-        let (gateUpOut, gateUpSaved) = try gateUp.forward(x, dropoutSeed: dropoutSeed)
-        let (g, u) = (gateUpOut[0], gateUpOut[1])
-        let m = try backend.empty(g.shape, backend.computeType)
-        backend.gatedLinearUnit(activation, gate: g, up: u, into: m)
+        let gateAndUp: GateAndUp, gateUpSaved: ProjectionGroup.Saved, m: Tensor
+        if let fused = fusedGateUp {
+            let (gu, saved) = try fused.forward(x, dropoutSeed: dropoutSeed(0))   // PEFT's one mask for the fused module
+            m = try backend.empty([x.shape[0], fused.outFeatures / 2], backend.computeType)
+            backend.gatedLinearUnit(activation, gateUp: gu, into: m)
+            (gateAndUp, gateUpSaved) = (.sideBySide(gu), ProjectionGroup.Saved(linears: [saved]))
+        } else {
+            let (gateUpOut, saved) = try gateUp.forward(x, dropoutSeed: dropoutSeed)
+            let (g, u) = (gateUpOut[0], gateUpOut[1])
+            m = try backend.empty(g.shape, backend.computeType)
+            backend.gatedLinearUnit(activation, gate: g, up: u, into: m)
+            (gateAndUp, gateUpSaved) = (.apart(gate: g, up: u), saved)
+        }
         let (d, downSaved): (Tensor?, Linear.Saved)
         if needsOutput {
             (d, downSaved) = try down.forward(m, dropoutSeed: dropoutSeed(2))
         } else {
             (d, downSaved) = (nil, try down.saved(for: m, dropoutSeed: dropoutSeed(2)))
         }
-        return (d, Saved(gate: g, up: u, gateUpSaved: gateUpSaved, downSaved: downSaved))
+        return (d, Saved(gateAndUp: gateAndUp, gateUpSaved: gateUpSaved, downSaved: downSaved))
     }
 
     /// dL/dx (a fresh tensor); the LoRA gradients accumulate as a side effect. Works in place where
     /// the forward's tensors are dead: dL/dm takes m's storage (m is only down's input), and the gated
     /// unit's gradients overwrite gate and up (every backend reads an element before writing it), so
-    /// the peak is three [tokens, intermediate] tensors lower; the same ops, the same bits.
+    /// the peak is three [tokens, intermediate] tensors lower; the same ops, the same bits. Side by
+    /// side, dGate | dUp is then the fused gate_up's output gradient as it lies.
     func backward(_ dY: Tensor, saved s: Saved, activation: GatedActivation) throws -> Tensor {
         let backend = dY.backend
         let dM = try down.backward(dY, saved: s.downSaved, accumulateInto: nil, overwritingInput: true)
-        let (dGate, dUp) = (s.gate, s.up)
-        backend.gatedLinearUnitBackward(activation, dOut: dM, gate: s.gate, up: s.up, dGate: dGate, dUp: dUp)
-        return try gateUp.backward([dGate, dUp], saved: s.gateUpSaved)
+        switch s.gateAndUp {
+        case let .apart(gate, up):
+            backend.gatedLinearUnitBackward(activation, dOut: dM, gate: gate, up: up, dGate: gate, dUp: up)
+            return try gateUp.backward([gate, up], saved: s.gateUpSaved)
+        case let .sideBySide(gu):
+            guard let fused = fusedGateUp else { preconditionFailure("gate | up saved side by side for a gate_up apart") }
+            backend.gatedLinearUnitBackward(activation, dOut: dM, gateUp: gu, dGateUp: gu)
+            return try fused.backward(gu, saved: s.gateUpSaved.linears[0], accumulateInto: nil)
+        }
     }
 }
 
