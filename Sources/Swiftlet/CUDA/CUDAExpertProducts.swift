@@ -7,8 +7,8 @@ import CCUDA
 /// one jobs launch, and between them one GEMM per expert on its block. Per block these are the
 /// single op's operands, GEMM shapes and sums (cuBLASLt may pick another algorithm for a row view's
 /// alignment than for a buffer of its own: the same values to the f32 summation order); an expert's
-/// launches drop from 6–9 to 1–3 a product. Off the split path (fp16 storage, a rank or width not a multiple of 8, the
-/// hand-written kernels) and with one expert in use, the blocks run one by one.
+/// launches drop from 6–9 to 1–3 a product. Off the split path (fp16 storage, a rank or width not a
+/// multiple of 8, the hand-written kernels) and with one expert in use, the blocks run one by one.
 extension CUDABackend {
     /// The frozen products: one grouped GEMM where cuBLAS runs it (`CUBLASGrouped`), else block by block.
     public func matmul(_ x: Tensor, blocks: [Range<Int>], _ weights: [Tensor], transposeB: Bool, into y: Tensor) {
