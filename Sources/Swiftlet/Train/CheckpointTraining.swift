@@ -2,7 +2,8 @@ import Foundation
 
 /// Training checkpoints in the HF Trainer's layout: `output/checkpoint-N/` holding the PEFT adapter
 /// (`adapter_config.json`, `adapter_model.safetensors`), `optimizer.safetensors` (AdamW's `exp_avg`
-/// and `exp_avg_sq` per LoRA tensor, f32, named `<PEFT name>.exp_avg[_sq]`; for AdamW8bit the 8-bit
+/// and `exp_avg_sq` per LoRA tensor, f32, named `<PEFT name>.exp_avg[_sq]`, or for one expert of a
+/// mixture, whose PEFT tensors hold every expert's, `<PEFT name>.expert<e>.exp_avg[_sq]`; for AdamW8bit the 8-bit
 /// tensors' `.state1`/`.state2` (u8 codes) and `.absmax1`/`.absmax2` (f32), the small tensors'
 /// `.exp_avg[_sq]`; metadata `optimizer` names which; absent for SGD) and
 /// `trainer_state.json` (global step, epoch, log history, data position, loss scaler, the arguments
@@ -164,9 +165,13 @@ extension Trainer {
     /// FNV-1a over the training rows, to tell whether a resume sees the same data.
     var dataFingerprint: String { objective.dataFingerprint }
 
-    /// The optimizer's state tensors with their names in `optimizer.safetensors`: `<PEFT name>.<suffix>`.
+    /// The optimizer's state tensors with their names in `optimizer.safetensors`: `<PEFT name>.<suffix>`,
+    /// with `.expert<e>` between for an expert's adapter (one PEFT tensor holds every expert's).
     var optimizerStateTensors: [(name: String, tensor: Tensor)] {
-        let names = model.adapters.flatMap { [$0.peftNameA, $0.peftNameB] }
+        let names = model.adapters.flatMap { adapter in
+            let expert = adapter.expert.map { ".expert\($0.index)" } ?? ""
+            return [adapter.peftNameA + expert, adapter.peftNameB + expert]
+        }
         switch optimizer.kind {
         case .adamw:
             return zip(names, optimizer.moments).flatMap { name, mv in
@@ -325,10 +330,21 @@ extension Trainer {
             guard found == shape else { throw ModelError.shapeMismatch(name: name, source: file.url.path, expected: shape, found: found) }
             return try file.floats(name)
         }
-        var adapterValues: [[Float]] = []
+        var adapterValues: [[Float]] = [], joined: [String: [Float]] = [:]
         for adapter in model.adapters {
-            adapterValues.append(try read(weights, adapter.peftNameA, adapter.a.shape))
-            adapterValues.append(try read(weights, adapter.peftNameB, adapter.b.shape))
+            guard let (e, count) = adapter.expert else {
+                adapterValues.append(try read(weights, adapter.peftNameA, adapter.a.shape))
+                adapterValues.append(try read(weights, adapter.peftNameB, adapter.b.shape))
+                continue
+            }
+            // a mixture's experts: one PEFT pair holds them all (ExpertLoRALayout)
+            let r = adapter.rank, (nameA, nameB) = (adapter.peftNameA, adapter.peftNameB)
+            let a = try joined[nameA] ?? read(weights, nameA, [r * count, adapter.inFeatures])
+            let b = try joined[nameB] ?? read(weights, nameB, [adapter.outFeatures, r * count])
+            (joined[nameA], joined[nameB]) = (a, b)
+            let (expertA, expertB) = ExpertLoRALayout.split(a: a, b: b, expert: e, experts: count, rank: r,
+                                                            outFeatures: adapter.outFeatures)
+            adapterValues += [expertA, expertB]
         }
         // The optimizer state, as stored bytes; the file must be the one this optimizer writes.
         var optimizerValues: [(bytes: [UInt8], tensor: Tensor)] = []
