@@ -29,9 +29,10 @@ struct Gradients: ParsableCommand {
         let n = batch.targetCount
         let loss = try model.step(batch, gradScale: 1 / Float(max(n, 1))) / Double(max(n, 1))
         var entries: [SafetensorsWriter.Entry] = [.init(name: "loss", floats: [Float(loss)], shape: [1])]
-        for a in model.adapters {
-            entries.append(.init(name: "grad." + a.peftNameA, floats: backend.download(a.gradA), shape: a.gradA.shape))
-            entries.append(.init(name: "grad." + a.peftNameB, floats: backend.download(a.gradB), shape: a.gradB.shape))
+        // PEFT's names and layout (a mixture's experts joined, as PEFT's 3-D parameters' gradients are)
+        for var entry in PEFTAdapter.tensors(of: model, { ($0.gradA, $0.gradB) }) {
+            entry.name = "grad." + entry.name
+            entries.append(entry)
         }
         try SafetensorsWriter.write(entries, metadata: ["backend": backend.name, "targets": "\(n)"],
                                     to: URL(fileURLWithPath: out))

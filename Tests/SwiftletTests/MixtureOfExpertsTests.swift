@@ -13,20 +13,13 @@ final class MixtureOfExpertsTests: XCTestCase {
         try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil)).appendingPathComponent(name)
     }
 
-    /// Every adapter's gradient (or weight) under its PEFT name, the experts' joined as PEFT stores them.
+    /// Every adapter's gradient (or weight) under its PEFT name, the experts' joined as PEFT stores them
+    /// (`PEFTAdapter.tensors`, what the adapter files and `swiftlet gradients` write).
     func byPEFTName(_ model: LlamaModel, _ pick: (LoRAAdapter) -> (Tensor, Tensor)) -> [String: [Float]] {
-        var out: [String: [Float]] = [:], experts: [String: [LoRAAdapter]] = [:]
-        for adapter in model.adapters {
-            if adapter.expert != nil { experts[adapter.module, default: []].append(adapter); continue }
-            let (a, b) = pick(adapter)
-            out[adapter.peftNameA] = model.backend.download(a)
-            out[adapter.peftNameB] = model.backend.download(b)
-        }
-        for (_, parts) in experts {
-            let joined = ExpertLoRALayout.join(parts.map { (model.backend.download(pick($0).0), model.backend.download(pick($0).1)) },
-                                               rank: parts[0].rank, outFeatures: parts[0].outFeatures)
-            out[parts[0].peftNameA] = joined.a
-            out[parts[0].peftNameB] = joined.b
+        var out: [String: [Float]] = [:]
+        for entry in PEFTAdapter.tensors(of: model, { pick($0) }) {
+            XCTAssertEqual(entry.dtype, .f32)
+            out[entry.name] = entry.bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         }
         return out
     }

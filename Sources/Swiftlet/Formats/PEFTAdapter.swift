@@ -120,10 +120,10 @@ public enum PEFTAdapter {
         return config
     }
 
-    /// Writes the model's adapters as a PEFT adapter directory (atomically, file by file).
-    public static func save(_ model: LlamaModel, config: LoRAConfig, to directory: URL,
-                            baseModel: String? = nil) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    /// The model's adapters' tensors under their PEFT names, f32: `pick` chooses each adapter's pair
+    /// shaped as A and B (the weights, or their gradients). A mixture's experts share one pair per
+    /// module, every expert's joined in PEFT's layout (`ExpertLoRALayout`).
+    public static func tensors(of model: LlamaModel, _ pick: (LoRAAdapter) -> (a: Tensor, b: Tensor)) -> [SafetensorsWriter.Entry] {
         var entries: [SafetensorsWriter.Entry] = []
         var experts: [String: [LoRAAdapter]] = [:], expertOrder: [String] = []
         for adapter in model.adapters {
@@ -132,17 +132,26 @@ public enum PEFTAdapter {
                 experts[adapter.module, default: []].append(adapter)
                 continue
             }
-            entries.append(.init(name: adapter.peftNameA, floats: model.backend.download(adapter.a), shape: adapter.a.shape, dtype: .f32))
-            entries.append(.init(name: adapter.peftNameB, floats: model.backend.download(adapter.b), shape: adapter.b.shape, dtype: .f32))
+            let (a, b) = pick(adapter)
+            entries.append(.init(name: adapter.peftNameA, floats: model.backend.download(a), shape: a.shape, dtype: .f32))
+            entries.append(.init(name: adapter.peftNameB, floats: model.backend.download(b), shape: b.shape, dtype: .f32))
         }
         for module in expertOrder {
             let parts = experts[module]!.sorted { $0.expert!.index < $1.expert!.index }
-            let (a, b) = ExpertLoRALayout.join(parts.map { (model.backend.download($0.a), model.backend.download($0.b)) },
+            let (a, b) = ExpertLoRALayout.join(parts.map { let (a, b) = pick($0); return (model.backend.download(a), model.backend.download(b)) },
                                                rank: parts[0].rank, outFeatures: parts[0].outFeatures)
             entries.append(.init(name: parts[0].peftNameA, floats: a, shape: [parts[0].rank * parts.count, parts[0].inFeatures], dtype: .f32))
             entries.append(.init(name: parts[0].peftNameB, floats: b, shape: [parts[0].outFeatures, parts[0].rank * parts.count], dtype: .f32))
         }
-        try SafetensorsWriter.write(entries, metadata: ["format": "pt"], to: directory.appendingPathComponent(weightsFile))
+        return entries
+    }
+
+    /// Writes the model's adapters as a PEFT adapter directory (atomically, file by file).
+    public static func save(_ model: LlamaModel, config: LoRAConfig, to directory: URL,
+                            baseModel: String? = nil) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try SafetensorsWriter.write(tensors(of: model) { ($0.a, $0.b) }, metadata: ["format": "pt"],
+                                    to: directory.appendingPathComponent(weightsFile))
 
         func number(_ x: Float) -> Any { x == x.rounded() ? Int(x) as Any : Double(x) }
         // The modules the model's adapters are on ("all" resolved to the family's linears). A
