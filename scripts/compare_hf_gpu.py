@@ -3,8 +3,11 @@
 
 Run on the GPU machine (torch, transformers, peft):
     python scripts/compare_hf_gpu.py --swiftlet bench/bin/swiftlet [--arch tinyllama] [--seq 1024] [--family llama]
+--device cpu runs the whole comparison on the CPU (tiny shapes: a check of the script and of the CPU engine).
 
-Makes a random-init Llama of the named shape (bf16) — or, with --family, a Qwen3 of that shape with
+Makes a random-init Llama of the named shape (bf16) — or, with --family, a mixture (mixtral: 8 experts
+top-2 of intermediate_size, LoRA on every expert and the router; qwen3_moe: 16 experts top-4 of about a
+quarter of intermediate_size (a multiple of 8), head_dim 128, renormalised), a Qwen3 of that shape with
 head_dim 128 (q/k norms; q wider than the hidden state) or a Phi-3 (fused qkv_proj / gate_up_proj,
 LoRA on its four linears, sliding window --window), a Gemma 2 (head_dim 256, softcaps 50 / 30, every other
 layer sliding --window, default 512; eager attention, as transformers runs Gemma 2) or a Gemma 3 text model
@@ -19,10 +22,11 @@ PEFT's bf16 gradients are themselves ~6% from fp32 at this shape). Prints one RE
 import argparse, json, os, subprocess, sys, tempfile
 import torch
 from transformers import (AutoModelForCausalLM, Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig,
-                          LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+                          LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM, Phi3Config, Phi3ForCausalLM,
+                          Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
 from safetensors.torch import load_file
 
-from gpu_reference import PHI3_TARGETS, SHAPES, TARGETS, attach_lora, loss_and_grads, random_batch, stats
+from gpu_reference import MIXTRAL_TARGETS, PHI3_TARGETS, SHAPES, TARGETS, attach_lora, loss_and_grads, random_batch, stats
 
 
 def family_config(family, shape, window):
@@ -40,6 +44,14 @@ def family_config(family, shape, window):
     if family == "gemma3":
         return (Gemma3TextConfig(head_dim=256, query_pre_attn_scalar=256, sliding_window=window or 512, pad_token_id=0,
                                  **common), Gemma3ForCausalLM, TARGETS)
+    if family == "mixtral":
+        return (MixtralConfig(num_local_experts=8, num_experts_per_tok=2, sliding_window=None, output_router_logits=False,
+                              **common), MixtralForCausalLM, MIXTRAL_TARGETS)
+    if family == "qwen3_moe":
+        moe = dict(common, intermediate_size=shape["intermediate_size"])
+        return (Qwen3MoeConfig(head_dim=128, num_experts=16, num_experts_per_tok=4, norm_topk_prob=True,
+                               moe_intermediate_size=shape["intermediate_size"] // 32 * 8, decoder_sparse_step=1, mlp_only_layers=[],
+                               output_router_logits=False, tie_word_embeddings=False, **moe), Qwen3MoeForCausalLM, TARGETS)
     return LlamaConfig(**common), LlamaForCausalLM, TARGETS
 
 def main():
@@ -49,7 +61,8 @@ def main():
     ap.add_argument("--bsz", type=int, default=2)
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--work", default=None)
-    ap.add_argument("--family", default="llama", choices=["llama", "qwen3", "phi3", "gemma2", "gemma3"])
+    ap.add_argument("--family", default="llama", choices=["llama", "qwen3", "phi3", "gemma2", "gemma3", "mixtral", "qwen3_moe"])
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--window", type=int, default=None,
                     help="Phi-3: sliding_window (None: full attention); Gemma: the sliding layers' window (default 512)")
     ap.add_argument("--cpu", type=int, default=0, help="also run the CPU engine (slow at real sizes)")
@@ -59,28 +72,28 @@ def main():
     work = a.work or tempfile.mkdtemp()
     torch.manual_seed(0)
     cfg, model_cls, targets = family_config(a.family, SHAPES[a.arch], a.window)
-    with torch.device("cuda"):
+    with torch.device(a.device):
         model_cls(cfg).to(torch.bfloat16).save_pretrained(f"{work}/model")
     # Load from disk as users do: a model cast with .to(bf16) also rounds the rotary inv_freq
     # buffer to bf16, which from_pretrained does not.
     # Gemma 2's softcapping is not in SDPA: transformers runs it eager.
     attention = "eager" if a.family == "gemma2" else "sdpa"
-    base = AutoModelForCausalLM.from_pretrained(f"{work}/model", dtype=torch.bfloat16, attn_implementation=attention).cuda()
+    base = AutoModelForCausalLM.from_pretrained(f"{work}/model", dtype=torch.bfloat16, attn_implementation=attention).to(a.device)
     model = attach_lora(base, f"{work}/adapter", targets)
     ids = random_batch(cfg.vocab_size, a.bsz, a.seq, f"{work}/data.jsonl")
-    loss_bf16, g_bf16 = loss_and_grads(model, ids)
+    loss_bf16, g_bf16 = loss_and_grads(model, ids, a.device)
     # The truth: the same files loaded in fp32, eager attention (plain matmuls and softmax), TF32 off.
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     from peft import PeftModel
-    base32 = AutoModelForCausalLM.from_pretrained(f"{work}/model", dtype=torch.float32, attn_implementation="eager").cuda()
+    base32 = AutoModelForCausalLM.from_pretrained(f"{work}/model", dtype=torch.float32, attn_implementation="eager").to(a.device)
     model32 = PeftModel.from_pretrained(base32, f"{work}/adapter", is_trainable=True)
     if hasattr(base.model.rotary_emb, "inv_freq"):  # (Gemma 3 keeps one per layer type)
         print("rotary inv_freq dtype: bf16 run", base.model.rotary_emb.inv_freq.dtype, "/ fp32 run", base32.model.rotary_emb.inv_freq.dtype)
-    loss_fp32, g_fp32 = loss_and_grads(model32, ids)
+    loss_fp32, g_fp32 = loss_and_grads(model32, ids, a.device)
 
     r = subprocess.run([a.swiftlet, "gradients", "--model", f"{work}/model", "--adapter", f"{work}/adapter",
-                        "--data", f"{work}/data.jsonl", "--out", f"{work}/swiftlet.safetensors", "--device", "cuda",
+                        "--data", f"{work}/data.jsonl", "--out", f"{work}/swiftlet.safetensors", "--device", a.device,
                         "--gradient-checkpointing", a.gradient_checkpointing],
                        capture_output=True, text=True)
     print(r.stdout.strip(), r.stderr.strip()[-2000:])

@@ -17,6 +17,9 @@ SHAPES = {
     "gemma2-2b-4l": dict(hidden_size=2304, intermediate_size=9216, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4),
 }
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Mixtral's experts by PEFT's transformers-4 names (w1 w3 w2), which PEFT turns into target_parameters on
+# the 3-D expert tensors, and its router ("gate"); Qwen3-MoE's experts keep the dense MLP's names.
+MIXTRAL_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "w1", "w2", "w3", "gate"]
 PHI3_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]  # Phi-3's fused linears, as PEFT names them
 
 
@@ -43,11 +46,11 @@ def random_batch(vocab, bsz, seq, path):
     return ids
 
 
-def loss_and_grads(model, ids):
+def loss_and_grads(model, ids, device="cuda"):
     """Loss and the LoRA gradients (f32, on the CPU) under PEFT's saved names (no `.default`)."""
     model.train()
     model.zero_grad(set_to_none=True)
-    out = model(input_ids=ids.cuda(), labels=ids.cuda(), use_cache=False)
+    out = model(input_ids=ids.to(device), labels=ids.to(device), use_cache=False)
     out.loss.backward()
     return out.loss.item(), {n.replace(".default", ""): p.grad.detach().float().cpu()
                              for n, p in model.named_parameters() if p.requires_grad}
