@@ -119,11 +119,7 @@ extension CUDABackend {
         let type = problems[0].a.dtype
         precondition(problems.allSatisfy { $0.a.dtype == type && $0.b.dtype == type && $0.c.dtype == type },
                      "a grouped GEMM of one type in and out")
-        for p in problems {
-            let m = p.transposeA ? p.a.shape[1] : p.a.shape[0], k = p.transposeA ? p.a.shape[0] : p.a.shape[1]
-            let kb = p.transposeB ? p.b.shape[1] : p.b.shape[0], n = p.transposeB ? p.b.shape[0] : p.b.shape[1]
-            precondition(k == kb && p.c.shape == [m, n], "grouped GEMM \(p.a.shape) × \(p.b.shape) into \(p.c.shape)")
-        }
+        for p in problems { _ = CUBLASLt.dimensions(p.a, transposeA: p.transposeA, p.b, transposeB: p.transposeB, p.c) }
         let table = try empty([3 * problems.count], .u64)
         storeWords(problems.map { UInt64($0.b.device) } + problems.map { UInt64($0.a.device) } + problems.map { UInt64($0.c.device) },
                    at: table.device)

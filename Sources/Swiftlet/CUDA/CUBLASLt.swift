@@ -159,15 +159,23 @@ final class CUBLASLt {
     }
 }
 
-extension CUDABackend {
-    public func matmul(_ a: Tensor, transposeA: Bool, _ b: Tensor, transposeB: Bool,
-                       into c: Tensor, alpha: Float, beta: Float) {
+extension CUBLASLt {
+    /// (m, n, k) of c [m, n] = op(a) [m, k] · op(b) [k, n], checked.
+    static func dimensions(_ a: Tensor, transposeA: Bool, _ b: Tensor, transposeB: Bool, _ c: Tensor) -> (m: Int, n: Int, k: Int) {
         precondition(a.shape.rank == 2 && b.shape.rank == 2 && c.shape.rank == 2, "matmul needs 2-D tensors")
         precondition(a.dtype == b.dtype, "matmul of \(a.dtype) by \(b.dtype): inputs must share a type")
         let m = transposeA ? a.shape[1] : a.shape[0], k = transposeA ? a.shape[0] : a.shape[1]
         let kb = transposeB ? b.shape[1] : b.shape[0], n = transposeB ? b.shape[0] : b.shape[1]
         precondition(k == kb && c.shape[0] == m && c.shape[1] == n,
                      "matmul \(a.shape)\(transposeA ? "ᵀ" : "") × \(b.shape)\(transposeB ? "ᵀ" : "") into \(c.shape)")
+        return (m, n, k)
+    }
+}
+
+extension CUDABackend {
+    public func matmul(_ a: Tensor, transposeA: Bool, _ b: Tensor, transposeB: Bool,
+                       into c: Tensor, alpha: Float, beta: Float) {
+        let (m, n, k) = CUBLASLt.dimensions(a, transposeA: transposeA, b, transposeB: transposeB, c)
         if m == 0 || n == 0 { return }
         if k == 0 { scale(c, by: beta); return }
         // The profile tells the thin products (the LoRA path's, N or K of a few ranks) from the rest.

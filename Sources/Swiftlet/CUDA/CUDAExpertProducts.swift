@@ -30,9 +30,13 @@ extension CUDABackend {
     /// cost more memory than their few launches.
     static let groupedLoRAExperts = 16
 
-    /// Whether the LoRA products of `experts` experts run through the grouped f32 GEMM.
-    private func groupsLoRA(_ experts: Int) -> Bool {
-        CUBLASGrouped.enabled && experts >= Self.groupedLoRAExperts && groupedBLAS != nil
+    /// A LoRA product of `experts` experts: `grouped` (the grouped f32 GEMM; false where cuBLAS did not
+    /// run it) where it is on for that many, else, or after a refusal, `split`.
+    private func expertLoRA(_ experts: Int, grouped: () throws -> Bool, split: () throws -> Void) {
+        orFatal {
+            let on = CUBLASGrouped.enabled && experts >= Self.groupedLoRAExperts && groupedBLAS != nil
+            if try !on || !grouped() { try split() }
+        }
     }
 
     /// `t` in f32 (a new tensor), for the grouped f32 GEMMs.
@@ -61,16 +65,12 @@ extension CUDABackend {
         ExpertBlocks.check(blocks, weights.count, x, z)
         for (block, w) in experts { LoRAShapes.checkDown(x.rows(block), w, weightTransposed: weightTransposed, z.rows(block)) }
         expect(x, computeType); expect(z, .f32)
-        var done = false
-        if groupsLoRA(experts.count) {
-            orFatal {
-                let wide = try widened(x)   // z_e = alpha · x_e · op(w_e), f32 throughout
-                done = try groupedGEMM(experts.map {
-                    .init(a: wide.rows($0.block), b: $0.tensor, transposeB: !weightTransposed, c: z.rows($0.block), alpha: alpha)
-                })
-            }
-        }
-        if !done { orFatal {
+        expertLoRA(experts.count, grouped: {
+            let wide = try widened(x)   // z_e = alpha · x_e · op(w_e), f32 throughout
+            return try groupedGEMM(experts.map {
+                .init(a: wide.rows($0.block), b: $0.tensor, transposeB: !weightTransposed, c: z.rows($0.block), alpha: alpha)
+            })
+        }, split: {
             // each weight's three parts: A stacked [3r, K], or B side by side [K, 3r]
             let shape: Shape = weightTransposed ? [k, 3 * r] : [3 * r, k]
             let parts = try empty([experts.count * shape.count], .bf16)
@@ -84,7 +84,7 @@ extension CUDABackend {
                        into: z3.rows(expert.block), alpha: 1, beta: 0)
             }
             sumBlocks3(z3, rowBlocks: false, alpha: alpha, accumulate: false, into: z)
-        } }
+        })
     }
 
     public func loraUpAdd(_ z: Tensor, blocks: [Range<Int>], _ weights: [Tensor], weightTransposed: Bool, scale: Float,
@@ -96,18 +96,15 @@ extension CUDABackend {
         ExpertBlocks.check(blocks, weights.count, z, y)
         for (block, w) in experts { LoRAShapes.checkUpAdd(z.rows(block), w, weightTransposed: weightTransposed, y.rows(block)) }
         expect(z, .f32); expect(y, computeType)
-        var done = false
-        if groupsLoRA(experts.count) {
-            orFatal {
-                // delta_e = z_e · op(w_e) in f32, then y += scale · delta rounded once (PEFT's order)
-                let delta = try empty([z.shape[0], o], .f32)
-                done = try groupedGEMM(experts.map {
-                    .init(a: z.rows($0.block), b: $0.tensor, transposeB: !weightTransposed, c: delta.rows($0.block))
-                })
-                if done { add(delta, into: y, alpha: scale) }
-            }
-        }
-        if !done { orFatal {
+        expertLoRA(experts.count, grouped: {
+            // delta_e = z_e · op(w_e) in f32, then y += scale · delta rounded once (PEFT's order)
+            let delta = try empty([z.shape[0], o], .f32)
+            guard try groupedGEMM(experts.map {
+                .init(a: z.rows($0.block), b: $0.tensor, transposeB: !weightTransposed, c: delta.rows($0.block))
+            }) else { return false }
+            add(delta, into: y, alpha: scale)
+            return true
+        }, split: {
             let z6 = try splitBF16(z, parts: CUDASplitBF16.crossLeft, stacked: false)   // [rows, 6r]
             // each weight's matching parts: A stacked [6r, O], or B side by side [O, 6r]
             let shape: Shape = weightTransposed ? [6 * r, o] : [o, 6 * r]
@@ -120,7 +117,7 @@ extension CUDABackend {
                 matmul(z6.rows(expert.block), transposeA: false, part(parts, i, shape), transposeB: !weightTransposed,
                        into: y.rows(expert.block), alpha: scale, beta: 1)
             }
-        } }
+        })
     }
 
     public func loraGradient(_ m: Tensor, _ z: Tensor, blocks: [Range<Int>], into gradients: [Tensor], gradientTransposed: Bool,
@@ -134,37 +131,28 @@ extension CUDABackend {
             LoRAShapes.checkGradient(m.rows(block), z.rows(block), g, gradientTransposed: gradientTransposed)
         }
         expect(m, computeType); expect(z, .f32)
-        var done = false
-        if groupsLoRA(experts.count) {
-            orFatal {
-                // g_e += alpha · z_eᵀ · m_e (transposed) or alpha · m_eᵀ · z_e, f32 throughout
-                let wide = try widened(m)
-                done = try groupedGEMM(experts.map {
-                    gradientTransposed
-                        ? .init(a: z.rows($0.block), transposeA: true, b: wide.rows($0.block), transposeB: false, c: $0.tensor,
-                                alpha: alpha, beta: 1)
-                        : .init(a: wide.rows($0.block), transposeA: true, b: z.rows($0.block), transposeB: false, c: $0.tensor,
-                                alpha: alpha, beta: 1)
-                })
-            }
-        }
-        if !done { orFatal {
+        expertLoRA(experts.count, grouped: {
+            // g_e += alpha · z_eᵀ · m_e (transposed) or alpha · m_eᵀ · z_e, f32 throughout
+            let wide = try widened(m)
+            let (left, right) = gradientTransposed ? (z, wide) : (wide, z)
+            return try groupedGEMM(experts.map {
+                .init(a: left.rows($0.block), transposeA: true, b: right.rows($0.block), transposeB: false, c: $0.tensor,
+                      alpha: alpha, beta: 1)
+            })
+        }, split: {
             let z3 = try splitBF16(z, parts: [1, 2, 3], stacked: false)   // [rows, 3r]
             // each expert's product: Z3ᵀ·m [3r, O] (row blocks), or mᵀ·Z3 [O, 3r] (column blocks)
             let shape: Shape = gradientTransposed ? [3 * r, o] : [o, 3 * r]
+            let (left, right) = gradientTransposed ? (z3, m) : (m, z3)
             let products = try empty([experts.count * shape.count], .f32)
             var sums: [SumJob] = []
             for (i, expert) in experts.enumerated() {
                 let p = part(products, i, shape)
-                if gradientTransposed {
-                    matmul(z3.rows(expert.block), transposeA: true, m.rows(expert.block), transposeB: false, into: p, alpha: 1, beta: 0)
-                } else {
-                    matmul(m.rows(expert.block), transposeA: true, z3.rows(expert.block), transposeB: false, into: p, alpha: 1, beta: 0)
-                }
+                matmul(left.rows(expert.block), transposeA: true, right.rows(expert.block), transposeB: false, into: p, alpha: 1, beta: 0)
                 sums.append(SumJob(src: p.device, rowStride: 3 * expert.tensor.shape[1], rowBlocks: gradientTransposed,
                                    alpha: alpha, accumulate: true, out: expert.tensor))
             }
             sumBlocks3(jobs: sums)
-        } }
+        })
     }
 }

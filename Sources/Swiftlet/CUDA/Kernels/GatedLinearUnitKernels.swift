@@ -143,18 +143,23 @@ public enum CUDAGatedLinearUnit {
     /// gate, up, out: `count` 16-bit values.
     public static func forward(_ backend: CUDABackend, _ activation: GatedActivation = .silu, gate: CUdeviceptr,
                                up: CUdeviceptr, out: CUdeviceptr, count: Int, vectors: Bool = false) throws {
-        let k = try backend.function(stem(activation) + "_forward" + (vectors ? "_v8" : ""), source)
-        try backend.kernels.launch(k, grid: (grid(backend, count: vectors ? count / 8 : count), 1, 1), block: (threads, 1, 1),
-                         arguments: [.pointer(gate), .pointer(up), .pointer(out), .int64(Int64(count))])
+        try launch(backend, activation, "_forward", count: count, vectors: vectors,
+                   [.pointer(gate), .pointer(up), .pointer(out), .int64(Int64(count))])
     }
 
     public static func backward(_ backend: CUDABackend, _ activation: GatedActivation = .silu, dOut: CUdeviceptr,
                                 gate: CUdeviceptr, up: CUdeviceptr, dGate: CUdeviceptr, dUp: CUdeviceptr, count: Int,
                                 vectors: Bool = false) throws {
-        let k = try backend.function(stem(activation) + "_backward" + (vectors ? "_v8" : ""), source)
+        try launch(backend, activation, "_backward", count: count, vectors: vectors,
+                   [.pointer(dOut), .pointer(gate), .pointer(up), .pointer(dGate), .pointer(dUp), .int64(Int64(count))])
+    }
+
+    /// The activation's kernel `stem + kind` (its eight-wide form with `vectors`) over `count` elements.
+    static func launch(_ backend: CUDABackend, _ activation: GatedActivation, _ kind: String, count: Int, vectors: Bool,
+                       _ arguments: [KernelArgument]) throws {
+        let k = try backend.function(stem(activation) + kind + (vectors ? "_v8" : ""), source)
         try backend.kernels.launch(k, grid: (grid(backend, count: vectors ? count / 8 : count), 1, 1), block: (threads, 1, 1),
-                         arguments: [.pointer(dOut), .pointer(gate), .pointer(up), .pointer(dGate), .pointer(dUp),
-                                     .int64(Int64(count))])
+                                   arguments: arguments)
     }
 }
 
@@ -163,12 +168,10 @@ extension CUDABackend {
         for t in [gateUp, out] { expect(t, computeType) }
         let width = out.shape[1]
         precondition(gateUp.shape == [out.shape[0], 2 * width], "gated unit of \(gateUp.shape) into \(out.shape)")
-        let v8 = width % 8 == 0 && vectorizable(gateUp, out)
         run {
-            let k = try function(CUDAGatedLinearUnit.stem(activation) + "_fused_forward" + (v8 ? "_v8" : ""), CUDAGatedLinearUnit.source)
-            try kernels.launch(k, grid: (CUDAGatedLinearUnit.grid(self, count: v8 ? out.count / 8 : out.count), 1, 1),
-                               block: (CUDAGatedLinearUnit.threads, 1, 1),
-                               arguments: [.pointer(gateUp.device), .pointer(out.device), .int64(Int64(out.count)), .int64(Int64(width))])
+            try CUDAGatedLinearUnit.launch(self, activation, "_fused_forward", count: out.count,
+                                           vectors: width % 8 == 0 && vectorizable(gateUp, out),
+                                           [.pointer(gateUp.device), .pointer(out.device), .int64(Int64(out.count)), .int64(Int64(width))])
         }
     }
 
@@ -177,13 +180,11 @@ extension CUDABackend {
         let width = dOut.shape[1]
         precondition(gateUp.shape == [dOut.shape[0], 2 * width] && dGateUp.shape == gateUp.shape,
                      "gated unit backward of \(gateUp.shape) from \(dOut.shape)")
-        let v8 = width % 8 == 0 && vectorizable(dOut, gateUp, dGateUp)
         run {
-            let k = try function(CUDAGatedLinearUnit.stem(activation) + "_fused_backward" + (v8 ? "_v8" : ""), CUDAGatedLinearUnit.source)
-            try kernels.launch(k, grid: (CUDAGatedLinearUnit.grid(self, count: v8 ? dOut.count / 8 : dOut.count), 1, 1),
-                               block: (CUDAGatedLinearUnit.threads, 1, 1),
-                               arguments: [.pointer(dOut.device), .pointer(gateUp.device), .pointer(dGateUp.device),
-                                           .int64(Int64(dOut.count)), .int64(Int64(width))])
+            try CUDAGatedLinearUnit.launch(self, activation, "_fused_backward", count: dOut.count,
+                                           vectors: width % 8 == 0 && vectorizable(dOut, gateUp, dGateUp),
+                                           [.pointer(dOut.device), .pointer(gateUp.device), .pointer(dGateUp.device),
+                                            .int64(Int64(dOut.count)), .int64(Int64(width))])
         }
     }
 

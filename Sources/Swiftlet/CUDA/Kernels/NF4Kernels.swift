@@ -129,51 +129,53 @@ extension CUDABackend {
         launch(jobs: jobs, family: [(32, "dequantize_nf4_x8_jobs")], jobBytes: 72, source: CUDANF4.source, op: "dequantizeNF4")
     }
 
-    /// The C struct `NF4Job` for the wide kernel, and its thread count; nil where that kernel does not
-    /// take the weight (sizes, alignment), as `dequantizeNF4(_:into:)` decides.
-    private func nf4Job(_ weight: NF4Weight, into out: Tensor) -> (bytes: [UInt8], elements: Int)? {
+    /// A weight's operands as the kernels take them: packed codes; plain absmax, or the nested
+    /// absmax's codes, scales and code book (and offset); the block sizes; and whether the wide kernel
+    /// takes it into `out` (sizes and alignment; block sizes powers of two, passed as shifts).
+    private struct NF4Operands {
+        var packed: UInt64, absmax: UInt64 = 0, qabsmax: UInt64 = 0, nested: UInt64 = 0, code: UInt64 = 0
+        var offset: Float = 0, nestedBlock = 1, block: Int, wide: Bool
+    }
+
+    private func operands(_ weight: NF4Weight, into out: Tensor) -> NF4Operands {
         precondition(out.count == weight.count, "dequantize NF4 \(weight.shape) into \(out)")
         expect(weight.packed, .u8)
-        var job = KernelJob(), nestedBlock = 1, offset: Float = 0
-        job.append(UInt64(weight.packed.device))
+        var o = NF4Operands(packed: UInt64(weight.packed.device), block: weight.blockSize, wide: false)
         switch weight.absmax {
         case let .plain(absmax):
             expect(absmax, .f32)
-            job.append(UInt64(absmax.device)); job.append(UInt64(0)); job.append(UInt64(0)); job.append(UInt64(0))
-        case let .nested(codes, scales, codebook, nestedOffset, nested):
+            o.absmax = UInt64(absmax.device)
+        case let .nested(codes, scales, codebook, offset, nested):
             expect(codes, .u8); expect(scales, .f32); expect(codebook, .f32)
-            job.append(UInt64(0)); job.append(UInt64(codes.device)); job.append(UInt64(scales.device)); job.append(UInt64(codebook.device))
-            (nestedBlock, offset) = (nested, nestedOffset)
+            (o.qabsmax, o.nested, o.code, o.offset, o.nestedBlock) = (UInt64(codes.device), UInt64(scales.device),
+                                                                      UInt64(codebook.device), offset, nested)
         }
-        let block = weight.blockSize
-        guard weight.count % 8 == 0 && block % 8 == 0 && block.nonzeroBitCount == 1 && nestedBlock.nonzeroBitCount == 1
-            && weight.packed.device % 4 == 0 && out.device % 16 == 0 else { return nil }
-        job.append(UInt64(out.device)); job.append(Int64(weight.count)); job.append(offset.bitPattern)
-        job.append(Int32(nestedBlock.trailingZeroBitCount)); job.append(Int32(block.trailingZeroBitCount)); job.append(Int32(0))
+        o.wide = weight.count % 8 == 0 && o.block % 8 == 0 && o.block.nonzeroBitCount == 1 && o.nestedBlock.nonzeroBitCount == 1
+            && weight.packed.device % 4 == 0 && out.device % 16 == 0
+        return o
+    }
+
+    /// The C struct `NF4Job` for the wide kernel, and its thread count; nil where that kernel does not
+    /// take the weight.
+    private func nf4Job(_ weight: NF4Weight, into out: Tensor) -> (bytes: [UInt8], elements: Int)? {
+        let o = operands(weight, into: out)
+        guard o.wide else { return nil }
+        var job = KernelJob()
+        for pointer in [o.packed, o.absmax, o.qabsmax, o.nested, o.code, UInt64(out.device)] { job.append(pointer) }
+        job.append(Int64(weight.count)); job.append(o.offset.bitPattern)
+        job.append(Int32(o.nestedBlock.trailingZeroBitCount)); job.append(Int32(o.block.trailingZeroBitCount)); job.append(Int32(0))
         return (job.bytes, (weight.count / 8 + 3) / 4)
     }
 
     public func dequantizeNF4(_ weight: NF4Weight, into out: Tensor) {
-        precondition(out.count == weight.count, "dequantize NF4 \(weight.shape) into \(out)")
         precondition(out.dtype == .f32 || out.dtype == computeType, "dequantize NF4 into \(out.dtype)")
-        expect(weight.packed, .u8)
-        var args: [KernelArgument] = [.pointer(weight.packed.device)]
-        var nestedBlock = 1
-        switch weight.absmax {
-        case let .plain(absmax):
-            expect(absmax, .f32)
-            args += [.pointer(absmax.device), .pointer(0), .pointer(0), .pointer(0), .float(0)]
-        case let .nested(codes, scales, codebook, offset, nested):
-            expect(codes, .u8); expect(scales, .f32); expect(codebook, .f32)
-            args += [.pointer(0), .pointer(codes.device), .pointer(scales.device), .pointer(codebook.device), .float(offset)]
-            nestedBlock = nested
-        }
-        let block = weight.blockSize
+        let o = operands(weight, into: out)
+        var args: [KernelArgument] = [.pointer(o.packed), .pointer(o.absmax), .pointer(o.qabsmax), .pointer(o.nested),
+                                      .pointer(o.code), .float(o.offset)]
         // the wide kernel: a thread per NF4_UNITS units of eight, block sizes as shifts
-        let wide = weight.count % 8 == 0 && block % 8 == 0 && block.nonzeroBitCount == 1 && nestedBlock.nonzeroBitCount == 1
-            && weight.packed.device % 4 == 0 && out.device % 16 == 0
-        args += wide ? [.int32(Int32(nestedBlock.trailingZeroBitCount)), .int32(Int32(block.trailingZeroBitCount))]
-                     : [.int32(Int32(nestedBlock)), .int32(Int32(block))]
+        let wide = o.wide
+        args += wide ? [.int32(Int32(o.nestedBlock.trailingZeroBitCount)), .int32(Int32(o.block.trailingZeroBitCount))]
+                     : [.int32(Int32(o.nestedBlock)), .int32(Int32(o.block))]
         args += [.pointer(out.device), .int64(Int64(weight.count))]
         let suffix = out.dtype == .f32 ? "f32" : "16"
         launchElementwise(wide ? "dequantize_nf4_x8_\(suffix)" : "dequantize_nf4_\(suffix)",
