@@ -83,38 +83,16 @@ public enum PEFTAdapter {
     @discardableResult
     public static func load(directory: URL, into model: LlamaModel) throws -> LoRAConfig {
         let config = try config(directory: directory)
-        let file = try SafetensorsFile(url: directory.appendingPathComponent(weightsFile))
-        var unused = Set(file.names)
-        var expertTensors: [String: [Float]] = [:]   // a 3-D parameter's pair, read once for all its experts
+        var reader = PairReader(try SafetensorsFile(url: directory.appendingPathComponent(weightsFile)))
         try model.attachLoRA(config) { site in
-            func values(_ name: String, _ shape: Shape) throws -> [Float] {
-                if let cached = expertTensors[name] { return cached }
-                guard unused.remove(name) != nil else { throw ModelError.missingTensor(name: name, source: file.url.path) }
-                let found = try file.info(name).shape
-                guard found == shape else {
-                    throw ModelError.shapeMismatch(name: name, source: file.url.path, expected: shape, found: found)
-                }
-                return try file.floats(name)
-            }
-            let prefix = "base_model.model.\(site.module)"
             let (r, inF, outF) = (site.rank, site.inFeatures, site.outFeatures)
-            guard let (e, count) = site.expert else {
-                return try LoRAAdapter(module: site.module,
-                                       a: model.backend.upload(values(prefix + ".lora_A.weight", [r, inF]), [r, inF], .f32),
-                                       b: model.backend.upload(values(prefix + ".lora_B.weight", [outF, r]), [outF, r], .f32),
-                                       scaling: site.scaling, dropout: config.dropout)
-            }
-            let nameA = prefix + ".lora_A.weight", nameB = prefix + ".lora_B.weight"
-            let a = try values(nameA, [r * count, inF]), b = try values(nameB, [outF, r * count])
-            expertTensors[nameA] = a
-            expertTensors[nameB] = b
-            let (expertA, expertB) = ExpertLoRALayout.split(a: a, b: b, expert: e, experts: count, rank: r, outFeatures: outF)
-            return try LoRAAdapter(module: site.module, a: model.backend.upload(expertA, [r, inF], .f32),
-                                   b: model.backend.upload(expertB, [outF, r], .f32),
+            let (a, b) = try reader.pair(module: site.module, rank: r, inFeatures: inF, outFeatures: outF, expert: site.expert)
+            return try LoRAAdapter(module: site.module, a: model.backend.upload(a, [r, inF], .f32),
+                                   b: model.backend.upload(b, [outF, r], .f32),
                                    scaling: site.scaling, dropout: config.dropout, expert: site.expert)
         }
-        if let stray = unused.sorted().first {
-            throw LoRAError.invalid("\(file.url.path): tensor '\(stray)' matches no LoRA module of the model "
+        if let stray = reader.unused.sorted().first {
+            throw LoRAError.invalid("\(reader.file.url.path): tensor '\(stray)' matches no LoRA module of the model "
                 + "(target_modules or layer count differ)")
         }
         return config
@@ -182,6 +160,42 @@ public enum PEFTAdapter {
         if !parameterTargets.isEmpty { json["target_parameters"] = parameterTargets }
         let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
         try AtomicFile.write(data, to: directory.appendingPathComponent(configFile))
+    }
+}
+
+extension PEFTAdapter {
+    /// One adapter's A [r, in] and B [out, r] at a time from a PEFT weights file, by their PEFT names,
+    /// each checked present and shaped right; an expert's out of its module's joined pair, read once for
+    /// all the experts (`ExpertLoRALayout`). `unused`: the names no pair has read yet.
+    struct PairReader {
+        let file: SafetensorsFile
+        private(set) var unused: Set<String>
+        private var joined: [String: [Float]] = [:]
+
+        init(_ file: SafetensorsFile) {
+            self.file = file
+            unused = Set(file.names)
+        }
+
+        mutating func pair(module: String, rank r: Int, inFeatures: Int, outFeatures: Int,
+                           expert: (index: Int, count: Int)?) throws -> (a: [Float], b: [Float]) {
+            let nameA = "base_model.model.\(module).lora_A.weight", nameB = "base_model.model.\(module).lora_B.weight"
+            guard let (e, count) = expert else {
+                return (try values(nameA, [r, inFeatures]), try values(nameB, [outFeatures, r]))
+            }
+            let a = try values(nameA, [r * count, inFeatures]), b = try values(nameB, [outFeatures, r * count])
+            (joined[nameA], joined[nameB]) = (a, b)
+            let (expertA, expertB) = ExpertLoRALayout.split(a: a, b: b, expert: e, experts: count, rank: r, outFeatures: outFeatures)
+            return (expertA, expertB)
+        }
+
+        private mutating func values(_ name: String, _ shape: Shape) throws -> [Float] {
+            if let cached = joined[name] { return cached }
+            guard unused.remove(name) != nil else { throw ModelError.missingTensor(name: name, source: file.url.path) }
+            let found = try file.info(name).shape
+            guard found == shape else { throw ModelError.shapeMismatch(name: name, source: file.url.path, expected: shape, found: found) }
+            return try file.floats(name)
+        }
     }
 }
 

@@ -323,28 +323,12 @@ extension Trainer {
         }
 
         // Read every tensor before changing anything.
-        let weights = try SafetensorsFile(url: checkpoint.appendingPathComponent(PEFTAdapter.weightsFile))
-        func read(_ file: SafetensorsFile, _ name: String, _ shape: Shape) throws -> [Float] {
-            guard file.contains(name) else { throw ModelError.missingTensor(name: name, source: file.url.path) }
-            let found = try file.info(name).shape
-            guard found == shape else { throw ModelError.shapeMismatch(name: name, source: file.url.path, expected: shape, found: found) }
-            return try file.floats(name)
-        }
-        var adapterValues: [[Float]] = [], joined: [String: [Float]] = [:]
+        var reader = PEFTAdapter.PairReader(try SafetensorsFile(url: checkpoint.appendingPathComponent(PEFTAdapter.weightsFile)))
+        var adapterValues: [[Float]] = []
         for adapter in model.adapters {
-            guard let (e, count) = adapter.expert else {
-                adapterValues.append(try read(weights, adapter.peftNameA, adapter.a.shape))
-                adapterValues.append(try read(weights, adapter.peftNameB, adapter.b.shape))
-                continue
-            }
-            // a mixture's experts: one PEFT pair holds them all (ExpertLoRALayout)
-            let r = adapter.rank, (nameA, nameB) = (adapter.peftNameA, adapter.peftNameB)
-            let a = try joined[nameA] ?? read(weights, nameA, [r * count, adapter.inFeatures])
-            let b = try joined[nameB] ?? read(weights, nameB, [adapter.outFeatures, r * count])
-            (joined[nameA], joined[nameB]) = (a, b)
-            let (expertA, expertB) = ExpertLoRALayout.split(a: a, b: b, expert: e, experts: count, rank: r,
-                                                            outFeatures: adapter.outFeatures)
-            adapterValues += [expertA, expertB]
+            let (a, b) = try reader.pair(module: adapter.module, rank: adapter.rank, inFeatures: adapter.inFeatures,
+                                         outFeatures: adapter.outFeatures, expert: adapter.expert)
+            adapterValues += [a, b]
         }
         // The optimizer state, as stored bytes; the file must be the one this optimizer writes.
         var optimizerValues: [(bytes: [UInt8], tensor: Tensor)] = []
