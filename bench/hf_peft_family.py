@@ -53,7 +53,8 @@ a.attn = a.attn or ("eager" if a.arch.startswith("gemma2") else "sdpa")
 c._attn_implementation = a.attn
 torch.manual_seed(0)
 with torch.device("cuda"):
-    model = AutoModelForCausalLM.from_config(c).to(torch.bfloat16)
+    # Made in bf16 (an fp32 Mixtral 8x7B, 188 GB, does not fit the GPU).
+    model = AutoModelForCausalLM.from_config(c, dtype=torch.bfloat16)
 if a.fourbit and moe:
     import bitsandbytes as bnb
     for module in list(model.modules()):
