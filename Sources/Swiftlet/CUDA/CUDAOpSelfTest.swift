@@ -80,6 +80,7 @@ struct CUDAOpSelfTest {
         try cachedAttention()
         try mlp()
         try mixtureOfExperts()
+        try expertProducts()
         try head()
         try elementwise()
         try optimizers()

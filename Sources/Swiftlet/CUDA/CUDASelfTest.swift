@@ -19,7 +19,10 @@ public enum CUDADoctor {
             switch check {
             case "nf4": try ops.nf4()
             case "lora": try ops.lora()
-            case "offload", "presplit", "experts": passed = try stepAgreement(check, gpu: gpu, say: say) && passed
+            case "experts":
+                try ops.expertProducts()
+                passed = try stepAgreement(check, gpu: gpu, say: say) && passed
+            case "offload", "presplit": passed = try stepAgreement(check, gpu: gpu, say: say) && passed
             case "model":
                 guard let fixtures else { throw CUDAError.invalid("doctor --only model needs --fixtures DIR") }
                 say("training step, GPU (\(gpu.computeType)) against the CPU engine on the fixtures:")
