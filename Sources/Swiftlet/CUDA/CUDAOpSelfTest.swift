@@ -337,7 +337,7 @@ struct CUDAOpSelfTest {
         }
 
         // Every attention kernel family: cuDNN's fused attention (whole rows, d 64 and 128), the
-        // tensor-core tiles (head dims 64 and 128 on 8.0+) and the simple kernels (d 96), with GQA and
+        // tensor-core tiles (head dims 64 and 128 on 8.0+, 96 opt-in) and the simple kernels, with GQA and
         // MHA, packed rows with padding, windows and ragged tiles (200, 300).
         try attention("causal GQA 1×2048, 32/8 heads, d 128", rows: 1, columns: 2048, heads: 32, kvHeads: 8,
                       headDim: 128, timed: true)
@@ -351,8 +351,12 @@ struct CUDAOpSelfTest {
         try attention("whole rows 2×384, 16/2 heads, d 64", rows: 2, columns: 384, heads: 16, kvHeads: 2, headDim: 64)
         try attention("packed rows + padding, 2×200, 32/8 heads, d 64", rows: 2, columns: 200, heads: 32, kvHeads: 8,
                       headDim: 64, packed: (70, 150))
-        try attention("d 96 (simple kernels), 1×200, 8/2 heads", rows: 1, columns: 200, heads: 8, kvHeads: 2, headDim: 96,
+        try attention("d 96, 1×200, 8/2 heads", rows: 1, columns: 200, heads: 8, kvHeads: 2, headDim: 96,
                       packed: (90, 170))
+        try attention("Phi-3: window 2047, 1×2048, 32/32 heads, d 96", rows: 1, columns: 2048, heads: 32, kvHeads: 32,
+                      headDim: 96, window: 2047, timed: true)
+        try attention("softcap 1.5, window 64, 2×300, 8/4 heads, d 96", rows: 2, columns: 300, heads: 8, kvHeads: 4,
+                      headDim: 96, window: 64, packed: (100, 250), softcap: 1.5)
         // Gemma 2's softcapped scores, on both kernel families (the _softcap specialisations): a cap of
         // 1.5 keeps tanh far from linear; Gemma 2's own shape (d 256, scale 1/16, cap 50) runs on the
         // simple kernels.
@@ -403,7 +407,11 @@ struct CUDAOpSelfTest {
         gpu.attentionKernels = .cudnn
         if gpu.usesCUDNNAttention(layouts.1, []) { families.append((.cudnn, "cuDNN")) }
         gpu.attentionKernels = .swiftlet
-        if gpu.usesFlashAttention(headDim: headDim) { families.append((.swiftlet, "tensor cores")) }
+        // A head dim whose tiles are opt-in is checked too (that check is what lets it become a default).
+        let optIn = CUDAFlashAttention.optInHeadDims.contains(headDim) && !CUDAFlashAttention.headDims.contains(headDim)
+        if optIn { CUDAFlashAttention.headDims.insert(headDim) }
+        defer { if optIn { CUDAFlashAttention.headDims.remove(headDim) } }
+        if gpu.usesFlashAttention(headDim: headDim) { families.append((.swiftlet, optIn ? "tensor cores, opt-in" : "tensor cores")) }
         if families.isEmpty || timed { families.append((.simple, "simple")) }
         for (family, name) in families {
             gpu.attentionKernels = family

@@ -6,7 +6,7 @@ import CCUDA
 public enum CUDADoctor {
     /// The checks `swiftlet doctor --only` can pick (the device's compute type only): a short call
     /// on a scarce GPU checks what changed.
-    public static let partialChecks = ["nf4", "lora", "offload", "presplit", "experts", "model"]
+    public static let partialChecks = ["nf4", "lora", "attention", "offload", "presplit", "experts", "model"]
 
     /// Runs only the named checks of `partialChecks` ("model": the training step on the fixtures,
     /// which need `fixtures`); true when each passed.
@@ -19,6 +19,7 @@ public enum CUDADoctor {
             switch check {
             case "nf4": try ops.nf4()
             case "lora": try ops.lora()
+            case "attention": try ops.ropeAndAttention()
             case "experts":
                 try ops.expertProducts()
                 passed = try stepAgreement(check, gpu: gpu, say: say) && passed

@@ -2,11 +2,17 @@ import CCUDA
 
 /// Causal grouped-query attention on tensor cores, FlashAttention-2 style: the same semantics and
 /// the same outputs (out, log-sum-exp [tokens, heads], dQ/dK/dV overwritten) as CUDAAttention and
-/// CPU/Attention.swift, for head dims 64 and 128 on compute capability 8.0+. Other head dims and
-/// older GPUs keep the simple kernels (CUDAAttention).
+/// CPU/Attention.swift, for head dims 64 and 128 (and 96, opt-in) on compute capability 8.0+. Other
+/// head dims and older GPUs keep the simple kernels (CUDAAttention).
 enum CUDAFlashAttention {
-    /// Head dims with a tiled kernel.
-    static let headDims: Set<Int> = [64, 128]
+    /// Head dims whose tiled kernels are built but have not yet passed the doctor on a GPU: 96 (Phi-3),
+    /// the same templates as 64 and 128. They run with `SWIFTLET_FLASH_HEAD_DIMS=96`, and the doctor
+    /// checks them either way.
+    static let optInHeadDims: Set<Int> = [96]
+    /// Head dims with a tiled kernel in use.
+    nonisolated(unsafe) static var headDims = Set([64, 128]).union(
+        (CUDALibrarySearch.processEnvironment["SWIFTLET_FLASH_HEAD_DIMS"] ?? "").split(separator: ",")
+            .compactMap { Int($0) }.filter { optInHeadDims.contains($0) })
     /// Query rows (forward, dQ) or key rows (dK/dV) per block: 4 warps of 16.
     static let tile = 64
     static let threads = 128
@@ -568,8 +574,10 @@ enum CUDAFlashAttention {
                                                 heads, kvHeads, window, scale, CAP); }
 
     FA_KERNELS(64, 64, 2, , false, FA_NO_CAP_PARAM, 0.f)
+    FA_KERNELS(96, 32, 1, , false, FA_NO_CAP_PARAM, 0.f)
     FA_KERNELS(128, 32, 1, , false, FA_NO_CAP_PARAM, 0.f)
     FA_KERNELS(64, 64, 2, _softcap, true, FA_CAP_PARAM, softcap)
+    FA_KERNELS(96, 32, 1, _softcap, true, FA_CAP_PARAM, softcap)
     FA_KERNELS(128, 32, 1, _softcap, true, FA_CAP_PARAM, softcap)
     """
 }
