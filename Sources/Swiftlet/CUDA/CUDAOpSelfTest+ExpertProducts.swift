@@ -17,12 +17,16 @@ extension CUDAOpSelfTest {
                 break
             }
             let way = grouped ? "cuBLAS grouped GEMM" : "default"
-            // Mixtral-like (the grouped GEMM takes the frozen products only) and Qwen3-MoE-like (from 16
-            // experts with rows, the LoRA products too, in f32).
+            // Mixtral-like (the grouped GEMM takes the frozen products only) and Qwen3-MoE-like (from
+            // `CUDABackend.groupedLoRAExperts` experts with rows, the LoRA products too, in f32).
             try expertProductsCase("\(way): 8 experts, 1,000 rows, 512 → 704, r 16", experts: 8, rows: 1000,
                                    inFeatures: 512, outFeatures: 704, rank: 16)
-            try expertProductsCase("\(way): 20 experts, 1,200 rows, 256 → 384, r 16", experts: 20, rows: 1200,
-                                   inFeatures: 256, outFeatures: 384, rank: 16)
+            try expertProductsCase("\(way): 26 experts (18 with rows), 1,200 rows, 256 → 384, r 16", experts: 26,
+                                   rows: 1200, inFeatures: 256, outFeatures: 384, rank: 16)
+            if grouped && !CUBLASGrouped.enabled {   // a refusal turns it off, and the default path ran instead
+                say("  FAIL  cuBLAS grouped GEMM refused the experts' products (see the message above)")
+                passed = false
+            }
         }
     }
 
