@@ -212,14 +212,22 @@ final class GGUFQ4KMTests: XCTestCase {
     }
 
     func testRoundTripErrorIsSmall() {
-        var g = SystemRandomNumberGenerator()
-        let x = (0..<1024).map { _ in Float.random(in: -1...1, using: &g) }
-        let q4 = GGMLQ4K.dequantize(GGMLQ4K.quantize(x)), q6 = GGMLQ6K.dequantize(GGMLQ6K.quantize(x))
-        XCTAssertEqual(GGMLQ4K.quantize(x).count, 4 * 144)
-        XCTAssertEqual(GGMLQ6K.quantize(x).count, 4 * 210)
-        // 16 levels over a range ≤ 2: step ≤ 2/15 (plus 6-bit scale rounding); 64 levels: step ≤ 2/63.
-        XCTAssertLessThan(zip(q4, x).map { abs($0 - $1) }.max()!, 0.1)
-        XCTAssertLessThan(zip(q6, x).map { abs($0 - $1) }.max()!, 0.025)
+        // Seeded, over many blocks. Uniform values in [-1, 1]: 16 levels over a sub-block's range ≤ 2 make
+        // a step ≤ 2/15, 64 levels ≤ 2/63. llama.cpp's scale search may clip a sub-block's extremes for a
+        // smaller squared error, so one value can miss by more than half a step (0.103 was seen unseeded
+        // against a bound of 0.1), but never by a whole step; the RMS error stays near step/√12.
+        var g = SplitMix64(seed: 11)
+        let x = (0..<256 * 256).map { _ in Float.random(in: -1...1, using: &g) }
+        XCTAssertEqual(GGMLQ4K.quantize(Array(x[0..<1024])).count, 4 * 144)
+        XCTAssertEqual(GGMLQ6K.quantize(Array(x[0..<1024])).count, 4 * 210)
+        for (name, roundTrip, step) in [("Q4_K", { GGMLQ4K.dequantize(GGMLQ4K.quantize($0)) }, Float(2) / 15),
+                                        ("Q6_K", { GGMLQ6K.dequantize(GGMLQ6K.quantize($0)) }, Float(2) / 63)]
+            as [(String, ([Float]) -> [Float], Float)] {
+            let errors = zip(roundTrip(x), x).map { abs($0 - $1) }
+            let rms = (errors.map { Double($0 * $0) }.reduce(0, +) / Double(errors.count)).squareRoot()
+            XCTAssertLessThan(errors.max()!, step, name)
+            XCTAssertLessThan(rms, Double(step) / 12.squareRoot(), name)   // measured: 0.82 and 0.84 of it
+        }
     }
 
     func testNearestIntRoundsHalfToEven() {
