@@ -66,9 +66,9 @@ extension CPUBackend {
         parallelFor(rows, grain: Swift.max(1, 4096 / Swift.max(width, 1))) { range in
             for r in range {
                 let base = r * 2 * width
-                for c in 0..<width {
-                    o[r * width + c] = GatedLinearUnitKernel.activation(activation, gu[base + c]) * gu[base + width + c]
-                }
+                GatedLinearUnitKernel.forward(activation, gate: UnsafeBufferPointer(rebasing: gu[base..<(base + width)]),
+                                              up: UnsafeBufferPointer(rebasing: gu[(base + width)..<(base + 2 * width)]),
+                                              out: UnsafeMutableBufferPointer(rebasing: o[(r * width)..<((r + 1) * width)]))
             }
         }
     }
