@@ -29,12 +29,71 @@ final class CUDAKernelCompileTests: XCTestCase {
         XCTAssertEqual(compiled, 4 * CUDAKernelSource.families.count)
     }
 
+    /// The tensor-core attention kernels hold [16, d] f32 accumulators in registers: a spill to local
+    /// memory would cost more than the tiles save. ptxas reports each kernel's registers and spills.
+    func testNoFlashAttentionKernelSpills() throws {
+        let nvrtc: NVRTC
+        do { nvrtc = try NVRTC.load() } catch { throw XCTSkip("no NVRTC here, kernels not compiled: \(error)") }
+        for storage in [DType.bf16, .f16] {
+            let (_, log) = try nvrtc.compileWithLog(
+                source: CUDAKernelSource.prelude(storage: storage) + CUDAFlashAttention.source, name: "flash_attention",
+                options: KernelCache.options(architecture: "sm_90") + ["--ptxas-options=-v"])
+            let report = KernelResourceReport(ptxasLog: log)
+            for d in CUDAFlashAttention.tiles.keys.sorted() {
+                for kernel in ["forward", "backward_dq", "backward_dkdv"] {
+                    for suffix in ["", "_softcap"] {
+                        let name = "flash_attention_\(kernel)_d\(d)\(suffix)"
+                        guard let usage = report.kernels[name] else { XCTFail("ptxas reported nothing for \(name)"); continue }
+                        XCTAssertEqual(usage.spillBytes, 0, "\(name) (\(storage)) spills: \(usage)")
+                        XCTAssertTrue((1...255).contains(usage.registers), "\(name): \(usage)")
+                        if storage == .bf16 { print("\(name): \(usage)") }
+                    }
+                }
+            }
+            XCTAssertEqual(report.kernels.count, CUDAFlashAttention.tiles.count * 6 + 2, "\(report.kernels.keys.sorted())")
+        }
+    }
+
     func testACompileErrorCarriesTheLog() throws {
         let nvrtc: NVRTC
         do { nvrtc = try NVRTC.load() } catch { throw XCTSkip("no NVRTC here: \(error)") }
         XCTAssertThrowsError(try nvrtc.compile(source: "extern \"C\" __global__ void k() { undefined_thing(); }",
                                                name: "broken", options: KernelCache.options(architecture: "sm_90"))) { error in
             XCTAssertTrue("\(error)".contains("undefined_thing"), "\(error)")
+        }
+    }
+}
+
+/// ptxas' `-v` report, per kernel: "Function properties for NAME" then "N bytes spill stores, M bytes
+/// spill loads", then "Used R registers".
+struct KernelResourceReport {
+    struct Usage: CustomStringConvertible {
+        var registers = 0
+        var spillBytes = 0
+        var description: String { "\(registers) registers, \(spillBytes) bytes spilled" }
+    }
+    var kernels: [String: Usage] = [:]
+
+    init(ptxasLog: String) {
+        var current: String?
+        func number(before word: String, in line: Substring) -> Int? {
+            let parts = line.split(separator: " ")
+            guard let i = parts.firstIndex(where: { $0.hasPrefix(word) }), i > 0 else { return nil }
+            return Int(parts[i - 1])
+        }
+        for line in ptxasLog.split(separator: "\n") {
+            if let range = line.range(of: "Function properties for ") {
+                current = String(line[range.upperBound...]).trimmingCharacters(in: .whitespaces)
+                kernels[current!] = Usage()
+            } else if let name = current {
+                if line.contains("spill stores") {
+                    let stores = line.components(separatedBy: ",").first { $0.contains("spill stores") }
+                    let loads = line.components(separatedBy: ",").first { $0.contains("spill loads") }
+                    let bytes = [stores, loads].compactMap { $0?.split(separator: " ").first.flatMap { Int($0) } }
+                    kernels[name]!.spillBytes = bytes.reduce(0, +)
+                }
+                if let r = number(before: "registers", in: line) { kernels[name]!.registers = r }
+            }
         }
     }
 }

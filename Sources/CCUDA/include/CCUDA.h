@@ -35,6 +35,8 @@ typedef struct CUevent_st *CUevent;
 #define CCUDA_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT 16
 #define CCUDA_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR 75
 #define CCUDA_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR 76
+#define CCUDA_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN 97
+#define CCUDA_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES 8
 
 #define CCUDA_STREAM_NON_BLOCKING 0x1
 #define CCUDA_EVENT_DEFAULT 0x0
@@ -67,6 +69,7 @@ typedef CUresult (*PFN_cuMemsetD8_v2)(CUdeviceptr dstDevice, unsigned char uc, s
 typedef CUresult (*PFN_cuMemGetInfo_v2)(size_t *freeBytes, size_t *totalBytes);
 typedef CUresult (*PFN_cuModuleLoadData)(CUmodule *module, const void *image);
 typedef CUresult (*PFN_cuModuleGetFunction)(CUfunction *hfunc, CUmodule hmod, const char *name);
+typedef CUresult (*PFN_cuFuncSetAttribute)(CUfunction hfunc, int attrib, int value);
 typedef CUresult (*PFN_cuLaunchKernel)(CUfunction f,
                                        unsigned int gridDimX, unsigned int gridDimY, unsigned int gridDimZ,
                                        unsigned int blockDimX, unsigned int blockDimY, unsigned int blockDimZ,

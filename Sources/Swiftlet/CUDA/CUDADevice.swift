@@ -15,6 +15,9 @@ public final class CUDADevice: @unchecked Sendable {
     public let name: String
     public let computeCapability: (major: Int, minor: Int)
     public let multiprocessors: Int
+    /// The most shared memory one block may have, static and dynamic together, when its kernel asks
+    /// (227 KiB on 9.0, 163 KiB on 8.0, 99 KiB on 8.6/8.9).
+    public let sharedMemoryPerBlockOptIn: Int
     public let totalMemory: Int
 
     public private(set) lazy var memory = CUDAMemory(device: self)
@@ -44,6 +47,8 @@ public final class CUDADevice: @unchecked Sendable {
         computeCapability = (try attribute(CCUDA_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, "COMPUTE_CAPABILITY_MAJOR"),
                              try attribute(CCUDA_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, "COMPUTE_CAPABILITY_MINOR"))
         multiprocessors = try attribute(CCUDA_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, "MULTIPROCESSOR_COUNT")
+        sharedMemoryPerBlockOptIn = try attribute(CCUDA_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                                                  "MAX_SHARED_MEMORY_PER_BLOCK_OPTIN")
         var total = 0
         try libs.check(libs.cuDeviceTotalMem(&total, dev), "cuDeviceTotalMem_v2")
         totalMemory = total

@@ -196,6 +196,7 @@ public final class CUDALibraries: @unchecked Sendable {
     let cuMemGetInfo: PFN_cuMemGetInfo_v2
     let cuModuleLoadData: PFN_cuModuleLoadData
     let cuModuleGetFunction: PFN_cuModuleGetFunction
+    let cuFuncSetAttribute: PFN_cuFuncSetAttribute
     let cuLaunchKernel: PFN_cuLaunchKernel
     let cuEventCreate: PFN_cuEventCreate
     let cuEventRecord: PFN_cuEventRecord
@@ -263,6 +264,7 @@ public final class CUDALibraries: @unchecked Sendable {
         cuMemGetInfo = try d.symbol("cuMemGetInfo_v2", as: PFN_cuMemGetInfo_v2.self)
         cuModuleLoadData = try d.symbol("cuModuleLoadData", as: PFN_cuModuleLoadData.self)
         cuModuleGetFunction = try d.symbol("cuModuleGetFunction", as: PFN_cuModuleGetFunction.self)
+        cuFuncSetAttribute = try d.symbol("cuFuncSetAttribute", as: PFN_cuFuncSetAttribute.self)
         cuLaunchKernel = try d.symbol("cuLaunchKernel", as: PFN_cuLaunchKernel.self)
         cuEventCreate = try d.symbol("cuEventCreate", as: PFN_cuEventCreate.self)
         cuEventRecord = try d.symbol("cuEventRecord", as: PFN_cuEventRecord.self)

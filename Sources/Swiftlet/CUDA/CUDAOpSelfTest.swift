@@ -337,8 +337,8 @@ struct CUDAOpSelfTest {
         }
 
         // Every attention kernel family: cuDNN's fused attention (whole rows, d 64 and 128), the
-        // tensor-core tiles (head dims 64 and 128 on 8.0+, 96 opt-in) and the simple kernels, with GQA and
-        // MHA, packed rows with padding, windows and ragged tiles (200, 300).
+        // tensor-core tiles (head dims 64 and 128 on 8.0+, 96 and 256 opt-in) and the simple kernels, with
+        // GQA and MHA, packed rows with padding, windows and ragged tiles (200, 300).
         try attention("causal GQA 1×2048, 32/8 heads, d 128", rows: 1, columns: 2048, heads: 32, kvHeads: 8,
                       headDim: 128, timed: true)
         try attention("packed rows + padding + window 64, 2×512, d 128", rows: 2, columns: 512, heads: 32, kvHeads: 8,
@@ -358,16 +358,17 @@ struct CUDAOpSelfTest {
         try attention("softcap 1.5, window 64, 2×300, 8/4 heads, d 96", rows: 2, columns: 300, heads: 8, kvHeads: 4,
                       headDim: 96, window: 64, packed: (100, 250), softcap: 1.5)
         // Gemma 2's softcapped scores, on both kernel families (the _softcap specialisations): a cap of
-        // 1.5 keeps tanh far from linear; Gemma 2's own shape (d 256, scale 1/16, cap 50) runs on the
-        // simple kernels.
+        // 1.5 keeps tanh far from linear. Head dim 256 (Gemma 2 and 3) runs the wide tiles: operands in
+        // shared memory, dK/dV in halves of d; MHA writes dK and dV from the block, GQA through the group sum.
         try attention("softcap 1.5, causal GQA 1×512, 16/8 heads, d 128", rows: 1, columns: 512, heads: 16, kvHeads: 8,
                       headDim: 128, softcap: 1.5)
         try attention("softcap 1.5, packed + padding + window 64, 2×300, 8/4 heads, d 64", rows: 2, columns: 300,
                       heads: 8, kvHeads: 4, headDim: 64, window: 64, packed: (100, 250), softcap: 1.5)
         try attention("softcap 1.5, window 128, 2×300, 8/4 heads, d 256, scale 1/16", rows: 2, columns: 300, heads: 8,
                       kvHeads: 4, headDim: 256, window: 128, packed: (120, 280), softcap: 1.5, scale: 1.0 / 16)
-        try attention("gemma 2: softcap 50, 1×1024, 16/8 heads, d 256, scale 1/16", rows: 1, columns: 1024, heads: 16,
-                      kvHeads: 8, headDim: 256, softcap: 50, scale: 1.0 / 16, timed: true)
+        try attention("whole rows 2×200, 4/4 heads (MHA), d 256", rows: 2, columns: 200, heads: 4, kvHeads: 4, headDim: 256)
+        try attention("gemma 2 9B: softcap 50, window 4096, 1×2048, 16/8 heads, d 256, scale 1/16", rows: 1, columns: 2048,
+                      heads: 16, kvHeads: 8, headDim: 256, window: 4096, softcap: 50, scale: 1.0 / 16, timed: true)
     }
 
     /// One attention geometry, forward and backward against the CPU, on each kernel family that

@@ -33,6 +33,8 @@ public struct CUDAKernel: @unchecked Sendable {
 public final class KernelCache: @unchecked Sendable {
     let device: CUDADevice
     private var modules: [String: CUmodule] = [:]
+    /// The dynamic shared memory each function has been allowed beyond the default 48 KiB.
+    private var sharedLimits: [CUfunction: Int] = [:]
     /// Where CUBINs are cached: $XDG_CACHE_HOME/swiftlet/kernels or ~/.cache/swiftlet/kernels.
     public let directory: String?
     /// Whether the last `module(…)` call compiled (false: memory or disk cache hit).
@@ -109,6 +111,13 @@ public final class KernelCache: @unchecked Sendable {
                        arguments: [KernelArgument]) throws {
         let bytes = arguments.reduce(0) { $0 + $1.slotSize }
         precondition(bytes <= 4096, "\(kernel.name): \(bytes) bytes of kernel arguments (at most 4 KB)")
+        if sharedBytes > 48 * 1024, sharedLimits[kernel.function, default: 48 * 1024] < sharedBytes {
+            // A kernel gets more than 48 KiB of dynamic shared memory only once it has asked for it.
+            try device.libs.check(device.libs.cuFuncSetAttribute(kernel.function, CCUDA_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                                                 Int32(sharedBytes)),
+                                  "cuFuncSetAttribute(\(kernel.name), max dynamic shared memory \(sharedBytes))")
+            sharedLimits[kernel.function] = sharedBytes
+        }
         let storage = UnsafeMutableRawPointer.allocate(byteCount: max(8, bytes), alignment: 8)
         defer { storage.deallocate() }
         var params: [UnsafeMutableRawPointer?] = []

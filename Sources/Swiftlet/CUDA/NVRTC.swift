@@ -51,6 +51,11 @@ public final class NVRTC: @unchecked Sendable {
 
     /// The CUBIN of `source`; a compile error carries NVRTC's whole log.
     public func compile(source: String, name: String, options: [String]) throws -> [UInt8] {
+        try compileWithLog(source: source, name: name, options: options).cubin
+    }
+
+    /// The CUBIN and NVRTC's log (with `--ptxas-options=-v`, each kernel's registers and spills).
+    public func compileWithLog(source: String, name: String, options: [String]) throws -> (cubin: [UInt8], log: String) {
         var program: nvrtcProgram? = nil
         try check(createProgram(&program, source, name + ".cu", 0, nil, nil), "nvrtcCreateProgram")
         defer { _ = destroyProgram(&program) }
@@ -58,13 +63,13 @@ public final class NVRTC: @unchecked Sendable {
         defer { cOptions.forEach { Glibc.free($0) } }
         let optionPointers: [UnsafePointer<CChar>?] = cOptions.map { UnsafePointer($0) }
         let result = optionPointers.withUnsafeBufferPointer { compileProgram(program, Int32(options.count), $0.baseAddress) }
+        var text = ""
+        var logBytes = 0
+        if logSize(program, &logBytes) == CCUDA_NVRTC_SUCCESS, logBytes > 1 {
+            var buffer = [CChar](repeating: 0, count: logBytes + 1)
+            if log(program, &buffer) == CCUDA_NVRTC_SUCCESS { text = String(cString: buffer) }
+        }
         if result != CCUDA_NVRTC_SUCCESS {
-            var size = 0
-            var text = ""
-            if logSize(program, &size) == CCUDA_NVRTC_SUCCESS, size > 1 {
-                var buffer = [CChar](repeating: 0, count: size + 1)
-                if log(program, &buffer) == CCUDA_NVRTC_SUCCESS { text = String(cString: buffer) }
-            }
             let message = errorString(result).map { String(cString: $0) } ?? "error \(result)"
             throw CUDAError.compile(name: name, log: "\(message) (options: \(options.joined(separator: " ")))\n\(text)")
         }
@@ -75,6 +80,6 @@ public final class NVRTC: @unchecked Sendable {
         try bytes.withUnsafeMutableBytes {
             try check(cubin(program, $0.baseAddress!.assumingMemoryBound(to: CChar.self)), "nvrtcGetCUBIN")
         }
-        return bytes
+        return (bytes, text)
     }
 }

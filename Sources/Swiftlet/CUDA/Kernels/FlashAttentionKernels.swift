@@ -2,13 +2,13 @@ import CCUDA
 
 /// Causal grouped-query attention on tensor cores, FlashAttention-2 style: the same semantics and
 /// the same outputs (out, log-sum-exp [tokens, heads], dQ/dK/dV overwritten) as CUDAAttention and
-/// CPU/Attention.swift, for head dims 64 and 128 (and 96, opt-in) on compute capability 8.0+. Other
-/// head dims and older GPUs keep the simple kernels (CUDAAttention).
+/// CPU/Attention.swift, for head dims 64 and 128 (and 96 and 256, opt-in) on compute capability 8.0+.
+/// Other head dims and older GPUs keep the simple kernels (CUDAAttention).
 enum CUDAFlashAttention {
-    /// Head dims whose tiled kernels are built but have not yet passed the doctor on a GPU: 96 (Phi-3),
-    /// the same templates as 64 and 128. They run with `SWIFTLET_FLASH_HEAD_DIMS=96`, and the doctor
-    /// checks them either way.
-    static let optInHeadDims: Set<Int> = [96]
+    /// Head dims whose tiled kernels are built but have not yet passed the doctor on a GPU: 96 (Phi-3)
+    /// and 256 (Gemma 2 and 3), the same templates as 64 and 128. They run with
+    /// `SWIFTLET_FLASH_HEAD_DIMS=96,256`, and the doctor checks them either way.
+    static let optInHeadDims: Set<Int> = [96, 256]
     /// Head dims with a tiled kernel in use.
     nonisolated(unsafe) static var headDims = Set([64, 128]).union(
         (CUDALibrarySearch.processEnvironment["SWIFTLET_FLASH_HEAD_DIMS"] ?? "").split(separator: ",")
@@ -31,6 +31,12 @@ enum CUDAFlashAttention {
     // SOFTCAP (Gemma 2's attn_logit_softcapping) is a template parameter: scores become
     // cap·tanh(score / cap) before the mask, dS carries 1 − tanh²; without it the code is as before.
     #define FA_PAD 8  // shared rows padded by 16 bytes: ldmatrix's 8 row reads hit distinct banks
+    // Head dims up to this keep a warp's 16 rows of Q (forward, dQ), dO (dQ) or K (dK/dV) in registers as
+    // A fragments. Wider heads (Gemma's 256) would need 64 registers per operand beside a [16, 256] f32
+    // accumulator (128 registers): their tiles stay in shared memory, dynamic (over 48 KiB), and the
+    // fragments are loaded one 16-wide step of d at a time.
+    #define FA_REGISTER_HEAD_DIM 128
+    extern __shared__ __align__(16) storage_t fa_dynamic[];
 
     __device__ __forceinline__ unsigned int fa_smem(const void* p) {
         unsigned int a;
@@ -125,12 +131,26 @@ enum CUDAFlashAttention {
         for (int kk = 0; kk < D / 16; kk++) fa_mma_abt_step<D, N>(c, a[kk], s, kk);
     }
 
-    // c[n] += A * B over the K rows of `s` (B: the rows of s are k, the columns n = 0..D, so
-    // ldmatrix transposes). The A fragments come from a C tile p[K/8][4] (P or dS). SPLIT adds the
-    // rounding residue p - bf16(p) as a second product: dS in bf16 alone costs dQ and dK about 1e-3
-    // of relative error (half the doctor's mean bound); fp16's 3 more bits make it unnecessary there.
-    template <int D, int K, bool SPLIT>
-    __device__ __forceinline__ void fa_mma_ab(float (&c)[D / 8][4], const float (&p)[K / 8][4], const storage_t* s) {
+    // c += A * B^T over all of d, A's 16 rows from `row0` of the shared tile `a`, one fragment at a time
+    // (where registers are short: V in the dK/dV kernel, every operand at head dims over 128).
+    template <int D, int N>
+    __device__ __forceinline__ void fa_mma_abt_shared(float (&c)[N / 8][4], const storage_t* a, int row0, const storage_t* s) {
+        const int lane = threadIdx.x & 31;
+        #pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            unsigned int f[4];
+            fa_ldsm(f, a + (row0 + (lane & 15)) * (D + FA_PAD) + kk * 16 + (lane >> 4) * 8);
+            fa_mma_abt_step<D, N>(c, f, s, kk);
+        }
+    }
+
+    // c[n] += A * B over the K rows of `s` (B: the rows of s are k, the columns n = 0..W of a tile
+    // D wide, so ldmatrix transposes; W < D: the columns from where `s` points). The A fragments come
+    // from a C tile p[K/8][4] (P or dS). SPLIT adds the rounding residue p - bf16(p) as a second
+    // product: dS in bf16 alone costs dQ and dK about 1e-3 of relative error (half the doctor's mean
+    // bound); fp16's 3 more bits make it unnecessary there.
+    template <int D, int K, bool SPLIT, int W = D>
+    __device__ __forceinline__ void fa_mma_ab(float (&c)[W / 8][4], const float (&p)[K / 8][4], const storage_t* s) {
         const int lane = threadIdx.x & 31;
         #pragma unroll
         for (int kk = 0; kk < K / 16; kk++) {
@@ -145,7 +165,7 @@ enum CUDAFlashAttention {
                 fa_c_to_a(rest, lo, hi);
             }
             #pragma unroll
-            for (int dp = 0; dp < D / 16; dp++) {
+            for (int dp = 0; dp < W / 16; dp++) {
                 unsigned int b[4];
                 fa_ldsm_trans(b, s + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * (D + FA_PAD) + dp * 16 + (lane >> 4) * 8);
                 fa_mma(c[2 * dp], a, b[0], b[1]);
@@ -222,18 +242,27 @@ enum CUDAFlashAttention {
     {
     #if __CUDA_ARCH__ >= 800
         constexpr int S = D + FA_PAD, BK = 64;
-        __shared__ __align__(16) storage_t ks[BK * S], vs[BK * S];
+        constexpr bool WIDE = D > FA_REGISTER_HEAD_DIM;
+        __shared__ __align__(16) storage_t tiles[WIDE ? 8 : 2 * BK * S];
+        storage_t* const qs = fa_dynamic;  // wide: Q, then the K and V tiles
+        storage_t* const ks = WIDE ? fa_dynamic + 64 * S : tiles;
+        storage_t* const vs = ks + BK * S;
         __shared__ int keySeq[2][BK];
         const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
         const int q0 = (gridDim.x - 1 - blockIdx.x) * 64;  // the longest (causal) tiles start first
         const int row = blockIdx.y / heads, h = blockIdx.y % heads, kvh = h / (heads / kvHeads);
         const long long base = (long long)row * columns, qStride = (long long)heads * D, kvStride = (long long)kvHeads * D;
 
-        unsigned int qf[D / 16][4];
-        fa_load<D, 64>(ks, q + (base + q0) * qStride + h * D, qStride, min(64, columns - q0));
-        __syncthreads();
-        fa_load_a<D>(qf, ks, warp * 16);
-        const int querySequence = fa_tile_sequence(seq, base, q0, columns);  // also the barrier before ks is reused
+        unsigned int qf[WIDE ? 1 : D / 16][4];
+        if constexpr (WIDE) {
+            fa_load<D, 64>(qs, q + (base + q0) * qStride + h * D, qStride, min(64, columns - q0));
+        } else {
+            fa_load<D, 64>(ks, q + (base + q0) * qStride + h * D, qStride, min(64, columns - q0));
+            __syncthreads();
+            fa_load_a<D>(qf, ks, warp * 16);
+        }
+        // also the barrier before ks is reused (and, wide, after Q's tile is in)
+        const int querySequence = fa_tile_sequence(seq, base, q0, columns);
 
         // This thread's two query rows (fragment rows g and g + 8); past the end counts as padding.
         int qi[2], qseq[2];
@@ -262,7 +291,8 @@ enum CUDAFlashAttention {
 
             float s[BK / 8][4];
             for (int n = 0; n < BK / 8; n++) for (int e = 0; e < 4; e++) s[n][e] = 0.f;
-            fa_mma_abt<D, BK>(s, qf, ks);
+            if constexpr (WIDE) fa_mma_abt_shared<D, BK>(s, qs, warp * 16, ks);
+            else fa_mma_abt<D, BK>(s, qf, ks);
 
             float mx[2] = {m[0], m[1]};
             #pragma unroll
@@ -337,7 +367,12 @@ enum CUDAFlashAttention {
     {
     #if __CUDA_ARCH__ >= 800
         constexpr int S = D + FA_PAD;
-        __shared__ __align__(16) storage_t kv[2][2 * BK * S];  // per stage: K tile, V tile; first the staging of Q and dO
+        constexpr bool WIDE = D > FA_REGISTER_HEAD_DIM;
+        // Per stage a K tile and a V tile; narrow, the first stage stages Q and dO, wide they stay in front.
+        __shared__ __align__(16) storage_t tiles[WIDE ? 8 : 2 * 2 * BK * S];
+        storage_t* const qs = fa_dynamic;
+        storage_t* const dOs = fa_dynamic + 64 * S;
+        storage_t* const kv = WIDE ? fa_dynamic + 128 * S : tiles;
         __shared__ int keySeq[2][BK];
         const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
         const int q0 = (gridDim.x - 1 - blockIdx.x) * 64;
@@ -345,16 +380,22 @@ enum CUDAFlashAttention {
         const long long base = (long long)row * columns, qStride = (long long)heads * D, kvStride = (long long)kvHeads * D;
         const int queries = min(64, columns - q0);
 
-        unsigned int qf[D / 16][4], df[D / 16][4];
-        storage_t* staging = kv[0];
-        fa_load<D, 64>(staging, q + (base + q0) * qStride + h * D, qStride, queries);
-        __syncthreads();
-        fa_load_a<D>(qf, staging, warp * 16);
-        __syncthreads();
-        fa_load<D, 64>(staging, dOut + (base + q0) * qStride + h * D, qStride, queries);
-        __syncthreads();
-        fa_load_a<D>(df, staging, warp * 16);
-        const int querySequence = fa_tile_sequence(seq, base, q0, columns);  // also the barrier before staging is reused
+        unsigned int qf[WIDE ? 1 : D / 16][4], df[WIDE ? 1 : D / 16][4];
+        if constexpr (WIDE) {
+            fa_load<D, 64>(qs, q + (base + q0) * qStride + h * D, qStride, queries);
+            fa_load<D, 64>(dOs, dOut + (base + q0) * qStride + h * D, qStride, queries);
+        } else {
+            storage_t* staging = kv;
+            fa_load<D, 64>(staging, q + (base + q0) * qStride + h * D, qStride, queries);
+            __syncthreads();
+            fa_load_a<D>(qf, staging, warp * 16);
+            __syncthreads();
+            fa_load<D, 64>(staging, dOut + (base + q0) * qStride + h * D, qStride, queries);
+            __syncthreads();
+            fa_load_a<D>(df, staging, warp * 16);
+        }
+        // also the barrier before staging is reused (and, wide, after the Q and dO tiles are in)
+        const int querySequence = fa_tile_sequence(seq, base, q0, columns);
 
         int qi[2], qseq[2];
         float L[2], Dr[2];
@@ -371,8 +412,8 @@ enum CUDAFlashAttention {
         const int first = window > 0 ? max(0, q0 - window + 1) : 0, last = min(q0 + 63, columns - 1);
         auto issue = [&](int k0) {
             const int stage = (k0 / BK) & 1, valid = min(BK, columns - k0);
-            fa_load_async<D, BK>(kv[stage], k + (base + k0) * kvStride + kvh * D, kvStride, valid);
-            fa_load_async<D, BK>(kv[stage] + BK * S, v + (base + k0) * kvStride + kvh * D, kvStride, valid);
+            fa_load_async<D, BK>(kv + stage * 2 * BK * S, k + (base + k0) * kvStride + kvh * D, kvStride, valid);
+            fa_load_async<D, BK>(kv + stage * 2 * BK * S + BK * S, v + (base + k0) * kvStride + kvh * D, kvStride, valid);
             fa_cp_commit();
             if (threadIdx.x < BK) keySeq[stage][threadIdx.x] = threadIdx.x < valid ? seq[base + k0 + threadIdx.x] : -2;
         };
@@ -385,13 +426,18 @@ enum CUDAFlashAttention {
             const int* tileSeq = keySeq[stage];
             const bool keysInside = __syncthreads_and(threadIdx.x >= BK || tileSeq[threadIdx.x] == querySequence);
             const bool full = keysInside && querySequence >= 0 && k0 + BK - 1 <= q0 && (window <= 0 || q0 + 63 - k0 < window);
-            const storage_t* ks = kv[stage];
-            const storage_t* vs = kv[stage] + BK * S;
+            const storage_t* ks = kv + stage * 2 * BK * S;
+            const storage_t* vs = ks + BK * S;
 
             float s[BK / 8][4], dp[BK / 8][4];
             for (int n = 0; n < BK / 8; n++) for (int e = 0; e < 4; e++) { s[n][e] = 0.f; dp[n][e] = 0.f; }
-            fa_mma_abt<D, BK>(s, qf, ks);
-            fa_mma_abt<D, BK>(dp, df, vs);
+            if constexpr (WIDE) {
+                fa_mma_abt_shared<D, BK>(s, qs, warp * 16, ks);
+                fa_mma_abt_shared<D, BK>(dp, dOs, warp * 16, vs);
+            } else {
+                fa_mma_abt<D, BK>(s, qf, ks);
+                fa_mma_abt<D, BK>(dp, df, vs);
+            }
             #pragma unroll
             for (int n = 0; n < BK / 8; n++) {
                 #pragma unroll
@@ -423,7 +469,9 @@ enum CUDAFlashAttention {
     // query tiles, and a GQA group of 8 heads looped in one block was 8 times that. With a group,
     // each head writes its f32 share to dKPart/dVPart [tokens, heads, D] and flash_attention_group_sum
     // adds the group in head order; without one (MHA) the block writes dK and dV itself. K lives in
-    // registers (A fragments), V in shared memory.
+    // registers (A fragments), V in shared memory. Wide heads: K stays in shared memory too, and the
+    // block has 8 warps: warps w and w + 4 own the same 16 keys and accumulate dK and dV for one half
+    // of d each (all of d would be 256 registers); both compute the keys' scores over all of d.
     template <int D, int BQ, int STAGES, bool SOFTCAP>
     __device__ __forceinline__ void fa_backward_dkdv(
         const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,
@@ -434,35 +482,49 @@ enum CUDAFlashAttention {
     {
     #if __CUDA_ARCH__ >= 800
         constexpr int S = D + FA_PAD;
-        __shared__ __align__(16) storage_t vs[64 * S], qs[STAGES][BQ * S], dOs[STAGES][BQ * S];
+        constexpr bool WIDE = D > FA_REGISTER_HEAD_DIM;
+        constexpr int W = WIDE ? D / 2 : D;  // the columns of dK and dV a warp accumulates
+        // [K (wide only)] V, then STAGES Q tiles, then STAGES dO tiles
+        __shared__ __align__(16) storage_t tiles[WIDE ? 8 : (64 + 2 * STAGES * BQ) * S];
+        storage_t* const ks = fa_dynamic;
+        storage_t* const vs = WIDE ? fa_dynamic + 64 * S : tiles;
+        storage_t* const queryTiles = vs + 64 * S;
         __shared__ int querySeq[STAGES][BQ];
         __shared__ float queryLse[STAGES][BQ], queryDot[STAGES][BQ];
         const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
+        const int kw = WIDE ? warp & 3 : warp, half = WIDE ? warp >> 2 : 0;  // the warp's 16 keys and half of d
         const int k0 = blockIdx.x * 64;  // the longest (causal) tiles are the first ones
         const int row = blockIdx.y / heads, h = blockIdx.y % heads, kvh = h / (heads / kvHeads);
         const long long base = (long long)row * columns, qStride = (long long)heads * D, kvStride = (long long)kvHeads * D;
         const int keys = min(64, columns - k0);
 
-        unsigned int kf[D / 16][4];
-        fa_load<D, 64>(vs, k + (base + k0) * kvStride + kvh * D, kvStride, keys);
-        __syncthreads();
-        fa_load_a<D>(kf, vs, warp * 16);
-        const int keySequence = fa_tile_sequence(seq, base, k0, columns);  // also the barrier before vs is reused
-        fa_load<D, 64>(vs, v + (base + k0) * kvStride + kvh * D, kvStride, keys);
+        unsigned int kf[WIDE ? 1 : D / 16][4];
+        if constexpr (WIDE) {
+            fa_load<D, 64>(ks, k + (base + k0) * kvStride + kvh * D, kvStride, keys);
+            fa_load<D, 64>(vs, v + (base + k0) * kvStride + kvh * D, kvStride, keys);
+        } else {
+            fa_load<D, 64>(vs, k + (base + k0) * kvStride + kvh * D, kvStride, keys);
+            __syncthreads();
+            fa_load_a<D>(kf, vs, warp * 16);
+        }
+        // also the barrier before vs is reused (and, wide, after the K and V tiles are in)
+        const int keySequence = fa_tile_sequence(seq, base, k0, columns);
+        if constexpr (!WIDE) fa_load<D, 64>(vs, v + (base + k0) * kvStride + kvh * D, kvStride, keys);
 
         int kj[2], kseq[2];
         for (int r = 0; r < 2; r++) {
-            kj[r] = k0 + warp * 16 + (lane >> 2) + 8 * r;
+            kj[r] = k0 + kw * 16 + (lane >> 2) + 8 * r;
             kseq[r] = kj[r] < columns ? seq[base + kj[r]] : -1;
         }
-        float dk[D / 8][4], dv[D / 8][4];
-        for (int n = 0; n < D / 8; n++) for (int e = 0; e < 4; e++) { dk[n][e] = 0.f; dv[n][e] = 0.f; }
+        float dk[W / 8][4], dv[W / 8][4];
+        for (int n = 0; n < W / 8; n++) for (int e = 0; e < 4; e++) { dk[n][e] = 0.f; dv[n][e] = 0.f; }
 
         const int last = window > 0 ? min(columns - 1, k0 + 63 + window - 1) : columns - 1;
         auto issue = [&](int i0) {
             const int stage = STAGES == 1 ? 0 : (i0 / BQ) & 1, valid = min(BQ, columns - i0);
-            fa_load_async<D, BQ>(qs[stage], q + (base + i0) * qStride + h * D, qStride, valid);
-            fa_load_async<D, BQ>(dOs[stage], dOut + (base + i0) * qStride + h * D, qStride, valid);
+            fa_load_async<D, BQ>(queryTiles + stage * BQ * S, q + (base + i0) * qStride + h * D, qStride, valid);
+            fa_load_async<D, BQ>(queryTiles + (STAGES + stage) * BQ * S, dOut + (base + i0) * qStride + h * D, qStride,
+                                 valid);
             fa_cp_commit();
             if (threadIdx.x < BQ) {
                 const bool inside = threadIdx.x < valid;
@@ -483,17 +545,15 @@ enum CUDAFlashAttention {
             const int* tileSeq = querySeq[stage];
             const float* tileLse = queryLse[stage];
             const float* tileDot = queryDot[stage];
+            const storage_t* qs = queryTiles + stage * BQ * S;
+            const storage_t* dOs = queryTiles + (STAGES + stage) * BQ * S;
 
             // Transposed scores: rows are this warp's keys, columns the BQ queries.
             float s[BQ / 8][4], dp[BQ / 8][4];
             for (int n = 0; n < BQ / 8; n++) for (int e = 0; e < 4; e++) { s[n][e] = 0.f; dp[n][e] = 0.f; }
-            fa_mma_abt<D, BQ>(s, kf, qs[stage]);
-            #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {  // V's fragments one at a time: registers are short here
-                unsigned int a[4];
-                fa_ldsm(a, vs + (warp * 16 + (lane & 15)) * S + kk * 16 + (lane >> 4) * 8);
-                fa_mma_abt_step<D, BQ>(dp, a, dOs[stage], kk);
-            }
+            if constexpr (WIDE) fa_mma_abt_shared<D, BQ>(s, ks, kw * 16, qs);
+            else fa_mma_abt<D, BQ>(s, kf, qs);
+            fa_mma_abt_shared<D, BQ>(dp, vs, kw * 16, dOs);  // V's fragments one at a time: registers are short here
             #pragma unroll
             for (int n = 0; n < BQ / 8; n++) {
                 #pragma unroll
@@ -506,8 +566,8 @@ enum CUDAFlashAttention {
                     dp[n][e] = SOFTCAP ? p * (dp[n][e] - tileDot[i]) * slope : p * (dp[n][e] - tileDot[i]);
                 }
             }
-            fa_mma_ab<D, BQ, false>(dv, s, dOs[stage]);
-            fa_mma_ab<D, BQ, SWIFTLET_BF16 == 1>(dk, dp, qs[stage]);
+            fa_mma_ab<D, BQ, false, W>(dv, s, dOs + half * W);
+            fa_mma_ab<D, BQ, SWIFTLET_BF16 == 1, W>(dk, dp, qs + half * W);
             __syncthreads();  // every warp is done with this stage before an issue overwrites it
             if (STAGES == 1 && more) issue(i0 + BQ);
         }
@@ -516,14 +576,14 @@ enum CUDAFlashAttention {
         for (int r = 0; r < 2; r++) {
             if (kj[r] >= columns) continue;
             if (grouped) {
-                const long long off = ((base + kj[r]) * heads + h) * D;
-                for (int c = 0; c < D / 8; c++) {
+                const long long off = ((base + kj[r]) * heads + h) * D + half * W;
+                for (int c = 0; c < W / 8; c++) {
                     *(float2*)(dKPart + off + 8 * c + 2 * t) = make_float2(dk[c][2 * r], dk[c][2 * r + 1]);
                     *(float2*)(dVPart + off + 8 * c + 2 * t) = make_float2(dv[c][2 * r], dv[c][2 * r + 1]);
                 }
             } else {
-                const long long off = (base + kj[r]) * kvStride + kvh * D;
-                for (int c = 0; c < D / 8; c++) {
+                const long long off = (base + kj[r]) * kvStride + kvh * D + half * W;
+                for (int c = 0; c < W / 8; c++) {
                     fa_store2(dK + off + 8 * c + 2 * t, dk[c][2 * r] * scale, dk[c][2 * r + 1] * scale);
                     fa_store2(dV + off + 8 * c + 2 * t, dv[c][2 * r], dv[c][2 * r + 1]);
                 }
@@ -550,12 +610,11 @@ enum CUDAFlashAttention {
         }
     }
 
-    // The kernels per head dim, plain and softcapped (the _softcap ones take the cap as a last argument).
-    // Backward inner tiles are 32 wide at d 128 to stay within 255 registers, and single-buffered
-    // there to stay within 48 KiB of static shared memory.
+    // The kernels per head dim, plain and softcapped (the _softcap ones take the cap as a last argument;
+    // the tiles per head dim: `CUDAFlashAttention.tiles`).
     #define FA_NO_CAP_PARAM
     #define FA_CAP_PARAM , float softcap
-    #define FA_KERNELS(D, BWD, STAGES, SUFFIX, SOFTCAP, CAP_PARAM, CAP)                                            \\
+    #define FA_KERNELS(D, BK, BQ, STAGES, DKDV_THREADS, SUFFIX, SOFTCAP, CAP_PARAM, CAP)                          \\
     extern "C" __global__ void __launch_bounds__(128) flash_attention_forward_d##D##SUFFIX(                        \\
         const storage_t* q, const storage_t* k, const storage_t* v, const int* seq, storage_t* out, float* lse,    \\
         int columns, int heads, int kvHeads, int window, float scale CAP_PARAM)                                    \\
@@ -564,30 +623,71 @@ enum CUDAFlashAttention {
         const storage_t* dOut, const storage_t* q, const storage_t* k, const storage_t* v, const float* lse,       \\
         const float* rowDot, const int* seq, storage_t* dQ, int columns, int heads, int kvHeads, int window,       \\
         float scale CAP_PARAM)                                                                                     \\
-    { fa_backward_dq<D, BWD, SOFTCAP>(dOut, q, k, v, lse, rowDot, seq, dQ, columns, heads, kvHeads, window, scale, \\
+    { fa_backward_dq<D, BK, SOFTCAP>(dOut, q, k, v, lse, rowDot, seq, dQ, columns, heads, kvHeads, window, scale, \\
                                       CAP); }                                                                      \\
-    extern "C" __global__ void __launch_bounds__(128) flash_attention_backward_dkdv_d##D##SUFFIX(                  \\
+    extern "C" __global__ void __launch_bounds__(DKDV_THREADS) flash_attention_backward_dkdv_d##D##SUFFIX(         \\
         const storage_t* dOut, const storage_t* q, const storage_t* k, const storage_t* v, const float* lse,       \\
         const float* rowDot, const int* seq, storage_t* dK, storage_t* dV, float* dKPart, float* dVPart,           \\
         int columns, int heads, int kvHeads, int window, float scale CAP_PARAM)                                    \\
-    { fa_backward_dkdv<D, BWD, STAGES, SOFTCAP>(dOut, q, k, v, lse, rowDot, seq, dK, dV, dKPart, dVPart, columns, \\
+    { fa_backward_dkdv<D, BQ, STAGES, SOFTCAP>(dOut, q, k, v, lse, rowDot, seq, dK, dV, dKPart, dVPart, columns, \\
                                                 heads, kvHeads, window, scale, CAP); }
 
-    FA_KERNELS(64, 64, 2, , false, FA_NO_CAP_PARAM, 0.f)
-    FA_KERNELS(96, 32, 1, , false, FA_NO_CAP_PARAM, 0.f)
-    FA_KERNELS(128, 32, 1, , false, FA_NO_CAP_PARAM, 0.f)
-    FA_KERNELS(64, 64, 2, _softcap, true, FA_CAP_PARAM, softcap)
-    FA_KERNELS(96, 32, 1, _softcap, true, FA_CAP_PARAM, softcap)
-    FA_KERNELS(128, 32, 1, _softcap, true, FA_CAP_PARAM, softcap)
+    \(instantiations)
     """
+
+    /// One head dim's tiles. `keyTile`: the keys a dQ step streams; `queryTile`: the queries a dK/dV
+    /// step streams (32 at d 96 and over: a [16, d] accumulator and the step's scores within 255
+    /// registers; 16 keys at d 256 keep dQ's shared memory at two blocks an SM); `stages`: the dK/dV
+    /// kernel's query-tile buffers (one over d 64: static shared memory is 48 KiB).
+    struct Tiles {
+        let keyTile: Int
+        let queryTile: Int
+        let stages: Int
+
+        /// Over FA_REGISTER_HEAD_DIM (128) the operands stay in shared memory (dynamic) and dK/dV has 8 warps.
+        static func wide(_ headDim: Int) -> Bool { headDim > 128 }
+        static func dkdvThreads(_ headDim: Int) -> Int { wide(headDim) ? 256 : threads }
+
+        /// Dynamic shared memory of each kernel (0 below the wide head dims), as the kernels lay it out:
+        /// forward Q, K, V (64 rows each); dQ Q, dO, then two stages of K and V; dK/dV K, V, then the
+        /// stages of Q and dO. Rows are padded by 8 elements.
+        func sharedBytes(headDim d: Int) -> (forward: Int, dq: Int, dkdv: Int) {
+            guard Tiles.wide(d) else { return (0, 0, 0) }
+            let row = (d + 8) * 2
+            return (3 * 64 * row, (128 + 4 * keyTile) * row, (128 + 2 * stages * queryTile) * row)
+        }
+    }
+
+    static let tiles: [Int: Tiles] = [64: Tiles(keyTile: 64, queryTile: 64, stages: 2),
+                                      96: Tiles(keyTile: 32, queryTile: 32, stages: 1),
+                                      128: Tiles(keyTile: 32, queryTile: 32, stages: 1),
+                                      256: Tiles(keyTile: 16, queryTile: 32, stages: 1)]
+
+    private static var instantiations: String {
+        tiles.keys.sorted().flatMap { d in
+            let t = tiles[d]!, head = "\(d), \(t.keyTile), \(t.queryTile), \(t.stages), \(Tiles.dkdvThreads(d))"
+            return ["FA_KERNELS(\(head), , false, FA_NO_CAP_PARAM, 0.f)",
+                    "FA_KERNELS(\(head), _softcap, true, FA_CAP_PARAM, softcap)"]
+        }.joined(separator: "\n")
+    }
 }
 
 extension CUDABackend {
     /// Whether the tensor-core kernels run this call: mma.sync with bf16 needs compute capability
-    /// 8.0, the tiles exist for head dims 64 and 128, and rows are read 16 bytes at a time.
+    /// 8.0, the tiles exist for the head dim (and its shared memory fits the GPU), and rows are read
+    /// 16 bytes at a time.
     func usesFlashAttention(headDim: Int, _ tensors: [Tensor] = []) -> Bool {
-        attentionKernels != .simple && device.computeCapability.major >= 8 && CUDAFlashAttention.headDims.contains(headDim)
+        guard attentionKernels != .simple, device.computeCapability.major >= 8,
+              CUDAFlashAttention.headDims.contains(headDim), let tiles = CUDAFlashAttention.tiles[headDim]
+        else { return false }
+        let shared = tiles.sharedBytes(headDim: headDim)
+        // + 2 KiB: the kernels' static arrays (sequence ids, log-sum-exps) beside the dynamic tiles
+        return Swift.max(shared.forward, shared.dq, shared.dkdv) + 2048 <= device.sharedMemoryPerBlockOptIn
             && tensors.allSatisfy { $0.device % 16 == 0 }
+    }
+
+    private func flashSharedBytes(_ layout: AttentionLayout) -> (forward: Int, dq: Int, dkdv: Int) {
+        CUDAFlashAttention.tiles[layout.headDim]!.sharedBytes(headDim: layout.headDim)
     }
 
     /// The geometry arguments, and the cap where the softcapped kernels run (`attentionKernel`'s names).
@@ -607,6 +707,7 @@ extension CUDABackend {
             try kernels.launch(try function(attentionKernel("flash_attention_forward_d\(layout.headDim)", layout),
                                             CUDAFlashAttention.source),
                                grid: flashGrid(layout, heads: layout.heads), block: (CUDAFlashAttention.threads, 1, 1),
+                               sharedBytes: flashSharedBytes(layout).forward,
                                arguments: [.pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(layout.sequenceIds.device), .pointer(out.device),
                                            .pointer(logSumExp.device)] + flashArguments(layout))
@@ -630,12 +731,14 @@ extension CUDABackend {
                                            .int32(Int32(tokensTimesHeads)), .int32(Int32(d))])
             try kernels.launch(try function(attentionKernel("flash_attention_backward_dq_d\(d)", layout), CUDAFlashAttention.source),
                                grid: flashGrid(layout, heads: layout.heads), block: (CUDAFlashAttention.threads, 1, 1),
+                               sharedBytes: flashSharedBytes(layout).dq,
                                arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(logSumExp.device), .pointer(rowDot.device),
                                            .pointer(layout.sequenceIds.device), .pointer(dQ.device)] + flashArguments(layout))
             try kernels.launch(try function(attentionKernel("flash_attention_backward_dkdv_d\(d)", layout),
                                             CUDAFlashAttention.source),
-                               grid: flashGrid(layout, heads: layout.heads), block: (CUDAFlashAttention.threads, 1, 1),
+                               grid: flashGrid(layout, heads: layout.heads),
+                               block: (CUDAFlashAttention.Tiles.dkdvThreads(d), 1, 1), sharedBytes: flashSharedBytes(layout).dkdv,
                                arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(logSumExp.device), .pointer(rowDot.device),
                                            .pointer(layout.sequenceIds.device), .pointer(dK.device),
