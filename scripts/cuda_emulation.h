@@ -37,6 +37,7 @@ static inline float4 make_float4(float x, float y, float z, float w) { return {x
 static inline float __fmul_rn(float a, float b) { volatile float p = a * b; return p; }
 static inline float __fadd_rn(float a, float b) { volatile float p = a + b; return p; }
 static inline float __fsub_rn(float a, float b) { volatile float p = a - b; return p; }
+static inline float __fdiv_rn(float a, float b) { volatile float p = a / b; return p; }
 #define __logf logf
 #define __device__
 #define __global__

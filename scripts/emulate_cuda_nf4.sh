@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
-# Runs the NF4 dequantization kernels (NF4Kernels.swift) on the CPU (emulate_cuda_nf4.cpp): the wide kernel
-# against the one-byte-a-thread kernel and a plain C++ loop, bit for bit. Needs g++ with C++20.
+# Runs the NF4 kernels (NF4Kernels.swift) on the CPU (emulate_cuda_nf4.cpp), bit for bit: the wide dequantization
+# kernel against the one-byte-a-thread kernel and a plain C++ loop; the quantization kernel against a plain C++
+# transcription of the host quantizer. Needs g++ with C++20.
 exec "$(dirname "$0")/emulate_cuda.sh" emulate_cuda_nf4.cpp NF4Kernels.swift

@@ -52,6 +52,11 @@ public protocol Backend: AnyObject, Sendable {
     /// Each weight into its tensor, as the single op; a backend may run them all in one launch (a chunk of
     /// a mixture's experts).
     func dequantizeNF4(_ weights: [NF4Weight], into outs: [Tensor])
+    /// The NF4 codes and block scales of a floating-point tensor (bitsandbytes' quantize_4bit, "nf4"):
+    /// `packed` (u8, ceil(count / 2)) the codes, first element in the high nibble; `absmax` (f32, one
+    /// per block of `blockSize`). Bit-identical to `NF4.quantize` of the downloaded values. The CUDA
+    /// backend takes blocks of 8 to 256, a power of two (bitsandbytes' default is 64).
+    func quantizeNF4(_ x: Tensor, blockSize: Int, into packed: Tensor, absmax: Tensor)
 
     // MARK: Linear algebra and elementwise
     /// c = alpha · op(a) · op(b) + beta · c, where op transposes when asked. Shapes are 2-D:

@@ -85,6 +85,7 @@ struct CUDAOpSelfTest {
         try elementwise()
         try optimizers()
         try nf4()
+        try nf4Quantize()
         try lora()
         return passed
     }

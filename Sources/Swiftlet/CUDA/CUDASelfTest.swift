@@ -17,7 +17,9 @@ public enum CUDADoctor {
         var passed = true
         for check in checks {
             switch check {
-            case "nf4": try ops.nf4()
+            case "nf4":
+                try ops.nf4()
+                try ops.nf4Quantize()
             case "lora": try ops.lora()
             case "attention": try ops.ropeAndAttention()
             case "experts":

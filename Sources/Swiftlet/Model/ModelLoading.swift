@@ -18,12 +18,16 @@ extension LlamaModel {
         _ = try BnbQuantizationConfig.load(configURL)  // rejects quantizations Swiftlet cannot read
         let checkpoint = try Checkpoint(directory: directory)
         let source = directory.path
-        func checkedValues(_ name: String, _ shape: Shape) throws -> [Float] {
+        func checkedInfo(_ name: String, _ shape: Shape) throws -> SafetensorsTensorInfo {
             guard checkpoint.contains(name) else { throw ModelError.missingTensor(name: name, source: source) }
-            let found = try checkpoint.info(name).shape
-            guard found == shape else {
-                throw ModelError.shapeMismatch(name: name, source: source, expected: shape, found: found)
+            let info = try checkpoint.info(name)
+            guard info.shape == shape else {
+                throw ModelError.shapeMismatch(name: name, source: source, expected: shape, found: info.shape)
             }
+            return info
+        }
+        func checkedValues(_ name: String, _ shape: Shape) throws -> [Float] {
+            _ = try checkedInfo(name, shape)
             return try checkpoint.floats(name)
         }
         func tensor(_ name: String, _ shape: Shape) throws -> Tensor {
@@ -34,6 +38,12 @@ extension LlamaModel {
                 return .nf4(try NF4Weight(BnbNF4Layout.read(name, from: checkpoint, expectedShape: shape), on: backend))
             }
             if loadIn4bit && !isRouter(name) {
+                // Stored in the compute type (a bf16 checkpoint on a bf16 GPU): its bytes go up as they are
+                // and are quantized there, the values the host would have quantized.
+                if try checkedInfo(name, shape).dtype == backend.computeType {
+                    let dense = try backend.upload(bytes: Array(checkpoint.rawBytes(name)), shape, backend.computeType)
+                    return .nf4(try NF4Weight(quantizing: dense, doubleQuant: doubleQuant))
+                }
                 return .nf4(try NF4Weight(quantizing: checkedValues(name, shape), shape: shape,
                                           doubleQuant: doubleQuant, on: backend))
             }
@@ -66,7 +76,7 @@ extension LlamaModel {
         return try assemble(config: config, on: backend, tensor: tensor) { name, shape in
             let dense = try tensor(name, shape)
             guard loadIn4bit && !isRouter(name) else { return .dense(dense) }
-            return .nf4(try NF4Weight(quantizing: backend.download(dense), shape: shape, doubleQuant: true, on: backend))
+            return .nf4(try NF4Weight(quantizing: dense, doubleQuant: true))
         }
     }
 

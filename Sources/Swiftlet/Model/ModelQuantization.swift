@@ -5,9 +5,7 @@ extension LlamaModel {
     /// quantization, one tensor at a time so each 16-bit weight is freed before the next is
     /// quantized. A mixture's router stays dense, as transformers + bitsandbytes leave it.
     public func quantizeLinearsToNF4(doubleQuant: Bool = true) throws {
-        func nf4(_ w: Tensor) throws -> NF4Weight {
-            try NF4Weight(quantizing: backend.download(w), shape: w.shape, doubleQuant: doubleQuant, on: backend)
-        }
+        func nf4(_ w: Tensor) throws -> NF4Weight { try NF4Weight(quantizing: w, doubleQuant: doubleQuant) }
         func quantize(_ linear: inout Linear) throws {
             guard case let .dense(w) = linear.weight else { return }
             linear.weight = .nf4(try nf4(w))

@@ -10,6 +10,15 @@ extension NF4 {
     public static func quantize(_ values: [Float], shape: Shape, blockSize: Int = defaultBlockSize,
                                 doubleQuant: Bool) -> NF4Tensor {
         precondition(values.count == shape.count, "\(values.count) values for shape \(shape)")
+        let (packed, absmax) = codes(values, blockSize: blockSize)
+        return NF4Tensor(packed: packed, absmax: NF4Absmax(absmax, doubleQuant: doubleQuant), shape: shape,
+                         blockSize: blockSize)
+    }
+
+    /// The 4-bit half of `quantize`: the packed codes (first element in the high nibble, an odd count
+    /// padded with the code of 0) and each block's absmax. `Backend.quantizeNF4` computes the same
+    /// where the tensor lives.
+    static func codes(_ values: [Float], blockSize: Int) -> (packed: [UInt8], absmax: [Float]) {
         let (scaled, absmax) = BlockwiseScaling.scale(values, blockSize: blockSize)
         var packed = [UInt8](repeating: 0, count: (values.count + 1) / 2)
         let zero = code(0)
@@ -24,14 +33,22 @@ extension NF4 {
                 }
             }
         }
+        return (packed, absmax)
+    }
+}
+
+extension NF4Absmax {
+    /// The blocks' absmax as `quantize` stores it: plainly, or double-quantized (bitsandbytes'
+    /// `compress_statistics`): offset = absmax.mean() (torch: a Float32 sum in its order, then / n),
+    /// then absmax - offset 8-bit blockwise.
+    init(_ absmax: [Float], doubleQuant: Bool) {
         guard doubleQuant else {
-            return NF4Tensor(packed: packed, absmax: .plain(absmax), shape: shape, blockSize: blockSize)
+            self = .plain(absmax)
+            return
         }
-        // offset = absmax.mean() (torch: Float32 sum in its order, then / n), then 8-bit blockwise.
         let offset = TorchFloatSum.sum(absmax) / Float(absmax.count)
-        let (codes, scales) = Blockwise8Bit.quantize(absmax.map { $0 - offset }, blockSize: nestedBlockSize)
-        let nested = NestedAbsmax(codes: codes, scales: scales, offset: offset, blockSize: nestedBlockSize)
-        return NF4Tensor(packed: packed, absmax: .nested(nested), shape: shape, blockSize: blockSize)
+        let (codes, scales) = Blockwise8Bit.quantize(absmax.map { $0 - offset }, blockSize: NF4.nestedBlockSize)
+        self = .nested(NestedAbsmax(codes: codes, scales: scales, offset: offset, blockSize: NF4.nestedBlockSize))
     }
 }
 

@@ -30,23 +30,27 @@ public struct NF4Weight {
 
     /// Uploads a host-side NF4 tensor.
     public init(_ q: NF4Tensor, on backend: any Backend) throws {
-        let packed = try backend.upload(bytes: q.packed, [q.packed.count], .u8)
-        let absmax: Absmax
-        switch q.absmax {
-        case let .plain(values):
-            absmax = .plain(try backend.upload(values, [values.count], .f32))
-        case let .nested(n):
-            absmax = .nested(codes: try backend.upload(bytes: n.codes, [n.codes.count], .u8),
-                             scales: try backend.upload(n.scales, [n.scales.count], .f32),
-                             codebook: try backend.upload(DynamicMap.signed, [256], .f32),
-                             offset: n.offset, blockSize: n.blockSize)
-        }
-        self.init(packed: packed, absmax: absmax, shape: q.shape, blockSize: q.blockSize)
+        self.init(packed: try backend.upload(bytes: q.packed, [q.packed.count], .u8),
+                  absmax: try Absmax(q.absmax, on: backend), shape: q.shape, blockSize: q.blockSize)
     }
 
     /// Quantizes a dense host weight (bitsandbytes' `Params4bit`) and uploads it.
     public init(quantizing values: [Float], shape: Shape, doubleQuant: Bool, on backend: any Backend) throws {
         try self.init(NF4.quantize(values, shape: shape, doubleQuant: doubleQuant), on: backend)
+    }
+
+    /// Quantizes a dense tensor where it lives (`Backend.quantizeNF4`): the weight
+    /// `init(quantizing: backend.download(dense), …)` makes, bit for bit, without moving the dense
+    /// values to the host. Double quantization brings back only the absmax (one f32 per 64 elements)
+    /// for the host's nested quantization, whose offset is a sum in torch's order.
+    public init(quantizing dense: Tensor, doubleQuant: Bool) throws {
+        let backend = dense.backend, blockSize = NF4.defaultBlockSize
+        let packed = try backend.empty([(dense.count + 1) / 2], .u8)
+        let absmax = try backend.empty([(dense.count + blockSize - 1) / blockSize], .f32)
+        backend.quantizeNF4(dense, blockSize: blockSize, into: packed, absmax: absmax)
+        let scales = doubleQuant ? try Absmax(NF4Absmax(backend.download(absmax), doubleQuant: true), on: backend)
+                                 : .plain(absmax)
+        self.init(packed: packed, absmax: scales, shape: dense.shape, blockSize: blockSize)
     }
 
     /// A fresh tensor of the compute type holding the dequantized weight.
@@ -69,5 +73,20 @@ public struct NF4Weight {
                                           offset: offset, blockSize: nestedBlock))
         }
         return NF4Tensor(packed: b.downloadBytes(packed), absmax: absmax, shape: shape, blockSize: blockSize)
+    }
+}
+
+extension NF4Weight.Absmax {
+    /// Uploads a host-side absmax.
+    init(_ absmax: NF4Absmax, on backend: any Backend) throws {
+        switch absmax {
+        case let .plain(values):
+            self = .plain(try backend.upload(values, [values.count], .f32))
+        case let .nested(n):
+            self = .nested(codes: try backend.upload(bytes: n.codes, [n.codes.count], .u8),
+                           scales: try backend.upload(n.scales, [n.scales.count], .f32),
+                           codebook: try backend.upload(DynamicMap.signed, [256], .f32),
+                           offset: n.offset, blockSize: n.blockSize)
+        }
     }
 }

@@ -6,6 +6,9 @@ import Foundation
 /// block's scale resolved inline from the double-quantized absmax. Every product and sum is an explicitly
 /// rounded f32 operation (`__fmul_rn`, `__fadd_rn`): NVRTC would otherwise fuse them into an FMA
 /// and differ from bitsandbytes and the CPU backend in the last bit.
+///
+/// NF4 quantization on the GPU (`quantize_nf4_*`): the host quantizer's arithmetic and comparisons, so
+/// the codes and absmax are those of `NF4.quantize` on the downloaded values, bit for bit.
 enum CUDANF4 {
     static let source = """
     #ifndef GRID_STRIDE
@@ -110,6 +113,80 @@ enum CUDANF4 {
                                                   int block, float* out, long long n) {
         dequantize_nf4(packed, absmax, qabsmax, nested, code, offset, nested_block, block, out, n);
     }
+    // Quantization: BlockwiseScaling.scale then NF4.code, as the host computes them. Per block the largest
+    // magnitude m (sign bit cleared); a full block multiplies by the reciprocal 1 / max(m, tiny), the partial
+    // last block divides by max(m, tiny) and stores that; clamped to [-1, 1]; the code by the host's binary
+    // search over the midpoints. Every operation is an IEEE f32 one (__fdiv_rn, __fmul_rn: no approximate
+    // reciprocal), and Swift's max and min are spelled out (max(x, y) = y >= x ? y : x, min(x, y) =
+    // y < x ? y : x) so NaN, infinities and -0 end where they end on the host: a NaN never becomes m, a scaled
+    // NaN takes code 0. tiny comes from the host (BlockwiseScaling.tiny, a subnormal: NVRTC keeps them).
+    __device__ __forceinline__ float swift_max(float x, float y) { return y >= x ? y : x; }
+    __device__ __forceinline__ float swift_min(float x, float y) { return y < x ? y : x; }
+    __device__ __forceinline__ float load_value(const float* x, long long i) { return x[i]; }
+    __device__ __forceinline__ float load_value(const storage_t* x, long long i) { return to_f32(x[i]); }
+    // CodeBook.bucket: how many midpoints lie strictly below v (NaN: none).
+    __device__ __forceinline__ unsigned int nf4_bucket(float v, const float* mid) {
+        int low = 0, high = 15;
+        while (low < high) {
+            const int m = (low + high) / 2;
+            if (mid[m] < v) low = m + 1; else high = m;
+        }
+        return (unsigned int)low;
+    }
+    // A group of 2^lane_shift lanes takes a block of 8 << lane_shift elements (block 64: 8 lanes), eight
+    // consecutive elements a lane (one 16-byte load where x is aligned), the group's m by shuffles (the
+    // maximum of non-negative non-NaN values: the same in any order), then each lane writes its four packed
+    // bytes (one 4-byte store where aligned). Lanes past the end carry zeros, which leave m alone.
+    template <typename T>
+    __device__ void quantize_nf4(const T* x, unsigned char* packed, float* absmax, float tiny, int lane_shift, long long n) {
+        __shared__ float mid[15];
+        if (threadIdx.x < 15) mid[threadIdx.x] = __fdiv_rn(__fadd_rn(nf4_code[threadIdx.x], nf4_code[threadIdx.x + 1]), 2.0f);
+        __syncthreads();
+        const long long block = 8LL << lane_shift, units = ((n + block - 1) / block) << lane_shift;
+        const bool vectors = ((unsigned long long)x & 15) == 0, words = ((unsigned long long)packed & 3) == 0;
+        const unsigned int zero = nf4_bucket(0.0f, mid);   // the padding nibble of an odd count: NF4.code(0)
+        const long long stride = (long long)gridDim.x * blockDim.x;
+        const int lane = threadIdx.x & 31;
+        // A warp takes its turns together (the shuffles need all 32 lanes): the test is on its first lane.
+        for (long long u = blockIdx.x * (long long)blockDim.x + threadIdx.x; u - lane < units; u += stride) {
+            const long long first = 8 * u, b = u >> lane_shift;
+            const bool active = u < units, whole = first + 8 <= n;
+            float v[8];
+            if (active && whole && vectors) {
+                load8(x + first, v);
+            } else {
+                for (int k = 0; k < 8; k++) v[k] = active && first + k < n ? load_value(x, first + k) : 0.0f;
+            }
+            float m = 0.0f;
+            for (int k = 0; k < 8; k++) m = swift_max(m, __uint_as_float(__float_as_uint(v[k]) & 0x7fffffffu));
+            for (int o = (1 << lane_shift) / 2; o > 0; o >>= 1) m = swift_max(m, __shfl_xor_sync(0xffffffffu, m, o));
+            const bool full = (b + 1) * block <= n;
+            const float clamped = swift_max(m, tiny), reciprocal = __fdiv_rn(1.0f, clamped);
+            unsigned int word = 0;
+            for (int k = 0; k < 8; k++) {
+                const float scaled = full ? __fmul_rn(v[k], reciprocal) : __fdiv_rn(v[k], clamped);
+                const unsigned int code = first + k < n ? nf4_bucket(swift_min(swift_max(scaled, -1.0f), 1.0f), mid) : zero;
+                word |= code << (8 * (k / 2) + (k % 2 == 0 ? 4 : 0));   // byte k / 2, first element high
+            }
+            if (!active) continue;
+            if (whole && words) {
+                ((unsigned int*)packed)[u] = word;   // packed bytes 4u .. 4u + 3
+            } else {
+                for (int j = 0; j < 4; j++) {
+                    if (first + 2 * j < n) packed[4 * u + j] = (unsigned char)(word >> (8 * j));
+                }
+            }
+            if ((u & ((1 << lane_shift) - 1)) == 0) absmax[b] = full ? m : clamped;
+        }
+    }
+    extern "C" __global__ void quantize_nf4_16(const storage_t* x, unsigned char* packed, float* absmax, float tiny,
+                                               int lane_shift, long long n) {
+        quantize_nf4(x, packed, absmax, tiny, lane_shift, n);
+    }
+    extern "C" __global__ void quantize_nf4_f32(const float* x, unsigned char* packed, float* absmax, float tiny,
+                                                int lane_shift, long long n) {
+        quantize_nf4(x, packed, absmax, tiny, lane_shift, n);
+    }
     """
 }
 
@@ -180,5 +257,22 @@ extension CUDABackend {
         let suffix = out.dtype == .f32 ? "f32" : "16"
         launchElementwise(wide ? "dequantize_nf4_x8_\(suffix)" : "dequantize_nf4_\(suffix)",
                           count: wide ? (weight.count / 8 + 3) / 4 : (weight.count + 1) / 2, args, source: CUDANF4.source)
+    }
+}
+
+extension CUDABackend {
+    /// A thread per eight elements, `blockSize / 8` of them a block (CUDANF4's `quantize_nf4`).
+    public func quantizeNF4(_ x: Tensor, blockSize: Int, into packed: Tensor, absmax: Tensor) {
+        precondition((x.dtype == .f32 || x.dtype == computeType) && x.backend === self, "quantize \(x) to NF4")
+        expect(packed, .u8); expect(absmax, .f32)
+        let blocks = (x.count + blockSize - 1) / blockSize
+        precondition(packed.count == (x.count + 1) / 2 && absmax.count == blocks,
+                     "quantize \(x) to NF4 (block \(blockSize)) into \(packed) and \(absmax)")
+        precondition((8...256).contains(blockSize) && blockSize.nonzeroBitCount == 1,
+                     "NF4 quantization on the GPU takes blocks of 8 to 256 elements, a power of two, not \(blockSize)")
+        let laneShift = (blockSize / 8).trailingZeroBitCount
+        launchElementwise(x.dtype == .f32 ? "quantize_nf4_f32" : "quantize_nf4_16", count: blocks << laneShift,
+                          [.pointer(x.device), .pointer(packed.device), .pointer(absmax.device), .float(BlockwiseScaling.tiny),
+                           .int32(Int32(laneShift)), .int64(Int64(x.count))], source: CUDANF4.source)
     }
 }
