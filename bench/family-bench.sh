@@ -3,7 +3,7 @@
 # (random weights, 2 × 2048, LoRA r 16, checkpointing on; the mixtures in 4-bit). ARCHS picks them
 # (default: every family preset); STEPS (4) the timed steps. Carry bench/bin and bench/carry (hf_peft.py,
 # bnb). The mixtures run three times: their experts together (the default), one by one (SWIFTLET_MOE_GROUPED=0),
-# and with their frozen GEMMs as one cuBLAS grouped GEMM (SWIFTLET_GROUPED_GEMM=1); NO_AB=1 skips the last two, and phi3-mini's run with head_dim 96 on the tensor-core tiles (SWIFTLET_FLASH_HEAD_DIMS=96). NO_DOCTOR=1 skips the experts' doctor check; DEADLINE (s) starts no arch past it. Prints RESULT lines; logs go to $OUT.
+# and with their frozen GEMMs as one cuBLAS grouped GEMM (SWIFTLET_GROUPED_GEMM=1); NO_AB=1 skips the last two, and phi3-mini's and gemma2-9b's runs with head_dim 96 and 256 on the tensor-core tiles (SWIFTLET_FLASH_HEAD_DIMS=96,256). NO_DOCTOR=1 skips the experts' doctor check; DEADLINE (s) starts no arch past it. Prints RESULT lines; logs go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-families}
@@ -25,10 +25,10 @@ for arch in ${ARCHS:-llama3-8b qwen3-8b phi3-mini gemma2-9b mixtral-8x7b qwen3-3
   timeout 400 python3 $base --arch "$arch" --steps $steps --gc 1 --fourbit $four 2>"$out/hf-$arch.err" | grep RESULT
   timeout 400 $swiftlet bench --arch "$arch" --steps $steps --device cuda --gradient-checkpointing on "${flag[@]}" 2>&1 \
       | tee "$out/swiftlet-$arch.log" | grep -E "RESULT|rror"
-  if [ "$arch" = phi3-mini ] && [ -z "${NO_AB:-}" ]; then
-    # head_dim 96 on the tensor-core tiles (opt-in until `doctor --only attention` passes them)
-    echo "== $arch, SWIFTLET_FLASH_HEAD_DIMS=96"
-    SWIFTLET_FLASH_HEAD_DIMS=96 timeout 400 $swiftlet bench --arch "$arch" --steps $steps --device cuda \
+  if { [ "$arch" = phi3-mini ] || [ "$arch" = gemma2-9b ]; } && [ -z "${NO_AB:-}" ]; then
+    # head_dims 96 and 256 on the tensor-core tiles (opt-in until `doctor --only attention` passes them)
+    echo "== $arch, SWIFTLET_FLASH_HEAD_DIMS=96,256"
+    SWIFTLET_FLASH_HEAD_DIMS=96,256 timeout 400 $swiftlet bench --arch "$arch" --steps $steps --device cuda \
         --gradient-checkpointing on 2>&1 | grep -E "RESULT|rror"
   fi
   if [ $four = 1 ] && [ -z "${NO_AB:-}" ]; then
