@@ -27,6 +27,8 @@ public final class LlamaModel {
     /// With checkpointing, how many of the last layers keep their activations anyway (no recompute):
     /// what `CheckpointPlanner` fills a memory budget with. 0: every layer is checkpointed.
     public var layersKeptWhole = 0
+    /// Tokens a chunk of the head, in place of `headChunk`'s: tests cross chunk ends with small vocabularies.
+    var headChunkOverride: Int?
     /// Device bytes that keeping one layer's activations adds, measured on the last training forward
     /// (layer 0), for `CheckpointPlanner`.
     public private(set) var layerActivationBytes = 0
@@ -265,6 +267,14 @@ public final class LlamaModel {
         case perSpan([Float])
     }
 
+    /// Tokens a chunk of the head: 16 Mi logits, and at least 256. A GEMM of m rows does
+    /// m FLOPs per byte of the lm_head it reads, and an H200 needs about 200 (989 TFLOP/s over 4.8 TB/s)
+    /// to be bound by its tensor cores: 16 Mi logits alone left Gemma's 256,000-word head 65 rows a
+    /// chunk, 63 reads of its 1.8 GB a pass (≈ 58 ms a step in all, against ≈ 22 ms of products).
+    static func headChunk(tokens: Int, vocab: Int) -> Int {
+        Swift.max(1, Swift.min(tokens, Swift.max(256, (1 << 24) / Swift.max(vocab, 1))))
+    }
+
     /// Final norm, LM head and cross-entropy, in chunks of tokens so the logits of the whole
     /// batch never exist at once; with a gradient, returns dL/dh of the last layer too.
     /// `spans` cover the tokens in order; no chunk crosses a span's end, and the losses come back
@@ -285,9 +295,9 @@ public final class LlamaModel {
         // Every row of dNormed is written by a GEMM with beta 0, chunk by chunk.
         let dNormed = training ? try backend.empty(h.shape, backend.computeType) : nil
 
-        // 16 Mi logits a chunk (32 MiB in 16 bits; transformers holds all of them in f32): the head's
-        // GEMMs get 500+ rows (a span — a DPO row, an ORPO prompt — ends its chunk early).
-        let chunk = Swift.max(1, Swift.min(tokens, (1 << 24) / Swift.max(vocab, 1)))
+        // 16 Mi logits a chunk (32 MiB in 16 bits; transformers holds all of them in f32), at least 256
+        // rows (a span — a DPO row, an ORPO prompt — ends its chunk early).
+        let chunk = headChunkOverride ?? Self.headChunk(tokens: tokens, vocab: vocab)
         // Logits in the compute type, as transformers' lm_head produces them (the loss upcasts).
         let logits = try backend.empty([chunk, vocab], backend.computeType)
         // Each token's loss stays on the backend until every chunk is done: one download per call,
