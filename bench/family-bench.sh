@@ -3,7 +3,7 @@
 # (random weights, 2 × 2048, LoRA r 16, checkpointing on; the mixtures in 4-bit). ARCHS picks them
 # (default: every family preset); STEPS (4) the timed steps. Carry bench/bin and bench/carry (hf_peft.py,
 # bnb). The mixtures run three times: their experts together (the default), one by one (SWIFTLET_MOE_GROUPED=0),
-# and with their frozen GEMMs as one cuBLAS grouped GEMM (SWIFTLET_GROUPED_GEMM=1); NO_AB=1 skips the last two, and phi3-mini's and gemma2-9b's runs with head_dim 96 and 256 on the tensor-core tiles (SWIFTLET_FLASH_HEAD_DIMS=96,256). NO_DOCTOR=1 skips the experts' doctor check; DEADLINE (s) starts no arch past it. Prints RESULT lines; logs go to $OUT.
+# and with their frozen GEMMs as one cuBLAS grouped GEMM (SWIFTLET_GROUPED_GEMM=1); NO_AB=1 skips the last two, and phi3-mini's and the Gemmas' runs with head_dim 96 and 256 on the tensor-core tiles (SWIFTLET_FLASH_HEAD_DIMS=96,256). NO_DOCTOR=1 skips the experts' doctor check; DEADLINE (s) starts no arch past it. Prints RESULT lines; logs go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-families}
@@ -16,16 +16,16 @@ if [ -z "${NO_DOCTOR:-}" ]; then
   timeout 120 $swiftlet doctor --only experts 2>&1 | tee "$out/doctor-experts.log" | grep -E "PASS|FAIL|rror" | cut -c1-220
 fi
 start=$(date +%s)
-for arch in ${ARCHS:-llama3-8b qwen3-8b phi3-mini gemma2-9b mixtral-8x7b qwen3-30b-a3b}; do
+for arch in ${ARCHS:-llama3-8b qwen3-8b phi3-mini gemma2-9b gemma3-4b mixtral-8x7b qwen3-30b-a3b}; do
   if [ -n "${DEADLINE:-}" ] && [ $(( $(date +%s) - start )) -gt "$DEADLINE" ]; then echo "== $arch: not run (past DEADLINE)"; continue; fi
   echo "== $arch ($(date +%T))"
-  base=bench/carry/hf_peft.py; case $arch in qwen3-*|phi3-*|gemma2-*|mixtral-*) base=bench/hf_peft_family.py ;; esac
+  base=bench/carry/hf_peft.py; case $arch in qwen3-*|phi3-*|gemma*|mixtral-*) base=bench/hf_peft_family.py ;; esac
   four=0; case $arch in mixtral-*|qwen3-30b-*) four=1 ;; esac
   flag=(); [ $four = 1 ] && flag=(--load-in-4bit)
   timeout 400 python3 $base --arch "$arch" --steps $steps --gc 1 --fourbit $four 2>"$out/hf-$arch.err" | grep RESULT
   timeout 400 $swiftlet bench --arch "$arch" --steps $steps --device cuda --gradient-checkpointing on "${flag[@]}" 2>&1 \
       | tee "$out/swiftlet-$arch.log" | grep -E "RESULT|rror"
-  if { [ "$arch" = phi3-mini ] || [ "$arch" = gemma2-9b ]; } && [ -z "${NO_AB:-}" ]; then
+  if { [ "$arch" = phi3-mini ] || [ "${arch#gemma}" != "$arch" ]; } && [ -z "${NO_AB:-}" ]; then
     # head_dims 96 and 256 on the tensor-core tiles (opt-in until `doctor --only attention` passes them)
     echo "== $arch, SWIFTLET_FLASH_HEAD_DIMS=96,256"
     SWIFTLET_FLASH_HEAD_DIMS=96,256 timeout 400 $swiftlet bench --arch "$arch" --steps $steps --device cuda \

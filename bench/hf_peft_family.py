@@ -1,7 +1,7 @@
 # The HF + PEFT baseline of ../shared/bench/hf_peft.py for the model families that are not LlamaForCausalLM:
 # the same random-init model (the family's own transformers class), LoRA r 16 on every linear the family
 # has (PEFT's names: Phi-3's fused qkv_proj and gate_up_proj), SDPA, the same timed loop and RESULT keys,
-# so `swiftlet bench --arch qwen3-8b|phi3-mini|gemma2-9b|mixtral-8x7b|qwen3-30b-a3b` compares with it side by
+# so `swiftlet bench --arch qwen3-8b|phi3-mini|gemma2-9b|gemma3-4b|mixtral-8x7b|qwen3-30b-a3b` compares with it side by
 # side. Gemma 2 runs eager attention by default: its softcapping is not in SDPA (transformers refuses SDPA
 # for Gemma 2).
 #   python3 bench/hf_peft_family.py --arch qwen3-8b --steps 8 [--fourbit 1] [--gc 0]
@@ -12,7 +12,7 @@
 # transformers-4 names (w1 w2 w3 / gate_proj up_proj down_proj and the router "gate"), which PEFT turns
 # into target_parameters on the expert tensors, as `swiftlet bench` attaches them.
 import argparse, json, tempfile, time, torch
-from transformers import AutoModelForCausalLM, Qwen3Config, Phi3Config, Gemma2Config, MixtralConfig, Qwen3MoeConfig
+from transformers import AutoModelForCausalLM, Qwen3Config, Phi3Config, Gemma2Config, Gemma3TextConfig, MixtralConfig, Qwen3MoeConfig
 p = argparse.ArgumentParser()
 p.add_argument("--arch", default="qwen3-8b"); p.add_argument("--bsz", type=int, default=2)
 p.add_argument("--seq", type=int, default=2048); p.add_argument("--steps", type=int, default=8)
@@ -34,6 +34,14 @@ families = {
                                max_position_embeddings=8192, query_pre_attn_scalar=256, sliding_window=4096,
                                attn_logit_softcapping=50.0, final_logit_softcapping=30.0, tie_word_embeddings=True,
                                hidden_activation="gelu_pytorch_tanh"),
+                  ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    # google/gemma-3-4b-pt's text model (swiftlet's gemma3-4b preset)
+    "gemma3-4b": (Gemma3TextConfig(vocab_size=262208, hidden_size=2560, intermediate_size=10240, num_hidden_layers=34,
+                                   num_attention_heads=8, num_key_value_heads=4, head_dim=256, rms_norm_eps=1e-6,
+                                   max_position_embeddings=131072, query_pre_attn_scalar=256, sliding_window=1024,
+                                   rope_theta=1000000.0, rope_local_base_freq=10000.0,
+                                   rope_scaling={"rope_type": "linear", "factor": 8.0}, tie_word_embeddings=True,
+                                   hidden_activation="gelu_pytorch_tanh"),
                   ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
     "mixtral-8x7b": (MixtralConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                                    num_attention_heads=32, num_key_value_heads=8, rms_norm_eps=1e-5, rope_theta=1000000.0,

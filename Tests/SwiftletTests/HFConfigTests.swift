@@ -192,6 +192,16 @@ final class HFConfigTests: XCTestCase {
                                                  "sliding_attention": ["rope_type": "default", "rope_theta": 1e4]]])
         XCTAssertEqual(new.rope, old.rope)
         XCTAssertEqual(new.localRope, old.localRope)
+        // gemma-3-4b-pt's text config is the bench shape
+        let full = try parse(["model_type": "gemma3_text", "hidden_act": nil, "hidden_activation": "gelu_pytorch_tanh",
+                              "hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34,
+                              "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "vocab_size": 262_208,
+                              "query_pre_attn_scalar": 256, "sliding_window": 1024, "rms_norm_eps": 1e-6,
+                              "max_position_embeddings": 131_072, "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0,
+                              "rope_scaling": ["rope_type": "linear", "factor": 8.0]])
+        var preset = try LlamaConfig.preset("gemma3-4b")
+        preset.bosTokenId = nil; preset.eosTokenId = nil
+        XCTAssertEqual(preset, full)
         // Written back (merged export) and read again: the same configuration.
         XCTAssertEqual(try HFConfig.parse(HFConfig.json(new), file: "config.json"), new)
         XCTAssertEqual(try HFConfig.parse(HFConfig.json(try parse(["model_type": "gemma2", "hidden_act": nil,

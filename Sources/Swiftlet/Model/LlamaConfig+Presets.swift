@@ -1,7 +1,7 @@
 /// Model shapes by name, the same as the baseline script ../shared/bench/hf_peft.py uses.
 extension LlamaConfig {
     public static let presetNames = ["tiny", "tinyllama", "llama2-7b", "mistral-7b", "llama3-8b", "qwen3-8b", "phi3-mini",
-                                     "gemma2-9b", "mixtral-8x7b", "qwen3-30b-a3b"]
+                                     "gemma2-9b", "gemma3-4b", "mixtral-8x7b", "qwen3-30b-a3b"]
 
     public static func preset(_ name: String) throws -> LlamaConfig {
         switch name {
@@ -41,6 +41,20 @@ extension LlamaConfig {
             c.attentionSoftcap = 50
             c.finalLogitSoftcap = 30
             c.slidingLayers = (0..<42).map { $0 % 2 == 0 }
+            return c
+        case "gemma3-4b":  // google/gemma-3-4b-pt's text model: Gemma 2's layer without softcaps, q/k norms, five of six
+                           // layers a 1024 window with their own RoPE (10000), the others 1e6 with linear 8; 262k embeddings
+            var c = LlamaConfig(modelType: .gemma3Text, vocabSize: 262_208, hiddenSize: 2560, intermediateSize: 10240,
+                                layers: 34, heads: 8, kvHeads: 4, headDim: 256, rmsNormEps: 1e-6,
+                                rope: RoPEScaling(theta: 1_000_000, kind: .linear(factor: 8)), maxPositionEmbeddings: 131_072,
+                                tieWordEmbeddings: true, slidingWindow: 1024, qkNorm: true, bosTokenId: 2, eosTokenId: 1)
+            c.activation = .geluTanh
+            c.normWeightOffset = 1
+            c.scalesEmbeddings = true
+            c.sandwichNorms = true
+            c.queryPreAttentionScalar = 256
+            c.slidingLayers = (0..<34).map { ($0 + 1) % 6 != 0 }
+            c.localRope = RoPEScaling(theta: 10000)
             return c
         case "mixtral-8x7b":  // mistralai/Mixtral-8x7B-v0.1: 8 experts, top-2 (47B parameters, 13B active)
             return LlamaConfig(modelType: .mixtral, vocabSize: 32000, hiddenSize: 4096, intermediateSize: 14336, layers: 32,
