@@ -105,10 +105,15 @@ struct CUDAOpSelfTest {
             gpu.dequantizeNF4(onGPU, into: out.gpu)
             check("\(shape) \(nested ? "nested" : "plain") absmax → \(dtype)", out, exact: true)
         }
-        let big = try NF4Weight(NF4.quantize([Float](repeating: 0.01, count: 4096 * 4096), shape: [4096, 4096], doubleQuant: true), on: gpu)
-        let scratch = try gpu.zeros([4096, 4096], storage)
-        time("dequantize 4096×4096 → \(storage)", bytes: Double(4096 * 4096 / 2 + 4096 * 4096 * 2)) {
-            gpu.dequantizeNF4(big, into: scratch)
+        // 4096×4096 (42 MB of traffic) fits the H200's 50 MB L2; 11008×4096 (llama2-7b's gate_proj) is what
+        // a QLoRA step dequantizes three times a layer.
+        for shape: Shape in [[4096, 4096], [11008, 4096]] {
+            let big = try NF4Weight(NF4.quantize([Float](repeating: 0.01, count: shape.count), shape: shape, doubleQuant: true),
+                                    on: gpu)
+            let scratch = try gpu.zeros(shape, storage)
+            time("dequantize \(shape[0])×\(shape[1]) → \(storage)", bytes: Double(shape.count / 2 + shape.count * 2)) {
+                gpu.dequantizeNF4(big, into: scratch)
+            }
         }
     }
 
