@@ -30,6 +30,12 @@ for arch in ${ARCHS:-llama3-8b qwen3-8b phi3-mini gemma2-9b gemma3-4b mixtral-8x
     echo "== $arch, SWIFTLET_FLASH_HEAD_DIMS=96,256"
     SWIFTLET_FLASH_HEAD_DIMS=96,256 timeout 400 $swiftlet bench --arch "$arch" --steps $steps --device cuda \
         --gradient-checkpointing on 2>&1 | grep -E "RESULT|rror"
+    if [ "${arch#gemma}" != "$arch" ]; then
+      # and dK/dV with each warp pair's scores split over d (opt-in: SWIFTLET_FLASH_PAIR_SPLIT=1)
+      echo "== $arch, SWIFTLET_FLASH_HEAD_DIMS=96,256 SWIFTLET_FLASH_PAIR_SPLIT=1"
+      SWIFTLET_FLASH_HEAD_DIMS=96,256 SWIFTLET_FLASH_PAIR_SPLIT=1 timeout 400 $swiftlet bench --arch "$arch" --steps $steps \
+          --device cuda --gradient-checkpointing on 2>&1 | grep -E "RESULT|rror"
+    fi
   fi
   if [ $four = 1 ] && [ -z "${NO_AB:-}" ]; then
     for ab in SWIFTLET_MOE_GROUPED=0 SWIFTLET_GROUPED_GEMM=1; do

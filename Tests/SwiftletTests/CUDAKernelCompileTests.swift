@@ -40,9 +40,10 @@ final class CUDAKernelCompileTests: XCTestCase {
                 options: KernelCache.options(architecture: "sm_90") + ["--ptxas-options=-v"])
             let report = KernelResourceReport(ptxasLog: log)
             for d in CUDAFlashAttention.tiles.keys.sorted() {
-                for kernel in ["forward", "backward_dq", "backward_dkdv"] {
+                let wide = CUDAFlashAttention.Tiles.wide(d)
+                for kernel in ["forward_d\(d)", "backward_dq_d\(d)", "backward_dkdv_d\(d)"] + (wide ? ["backward_dkdv_d\(d)_pairs"] : []) {
                     for suffix in ["", "_softcap"] {
-                        let name = "flash_attention_\(kernel)_d\(d)\(suffix)"
+                        let name = "flash_attention_\(kernel)\(suffix)"
                         guard let usage = report.kernels[name] else { XCTFail("ptxas reported nothing for \(name)"); continue }
                         XCTAssertEqual(usage.spillBytes, 0, "\(name) (\(storage)) spills: \(usage)")
                         XCTAssertTrue((1...255).contains(usage.registers), "\(name): \(usage)")
@@ -50,7 +51,9 @@ final class CUDAKernelCompileTests: XCTestCase {
                     }
                 }
             }
-            XCTAssertEqual(report.kernels.count, CUDAFlashAttention.tiles.count * 6 + 2, "\(report.kernels.keys.sorted())")
+            let wideDims = CUDAFlashAttention.tiles.keys.filter(CUDAFlashAttention.Tiles.wide).count
+            XCTAssertEqual(report.kernels.count, CUDAFlashAttention.tiles.count * 6 + wideDims * 2 + 2,
+                           "\(report.kernels.keys.sorted())")
         }
     }
 

@@ -410,18 +410,28 @@ struct CUDAOpSelfTest {
         let flops = 4.0 * Double(rows) * Double(columns) * Double(columns) / 2 * Double(heads * headDim)
         let chosen = gpu.attentionKernels
         defer { gpu.attentionKernels = chosen }
-        var families: [(CUDABackend.AttentionKernels, String)] = []
+        var families: [(kernels: CUDABackend.AttentionKernels, name: String, pairSplit: Bool)] = []
         gpu.attentionKernels = .cudnn
-        if gpu.usesCUDNNAttention(layouts.1, []) { families.append((.cudnn, "cuDNN")) }
+        if gpu.usesCUDNNAttention(layouts.1, []) { families.append((.cudnn, "cuDNN", false)) }
         gpu.attentionKernels = .swiftlet
         // A head dim whose tiles are opt-in is checked too (that check is what lets it become a default).
         let optIn = CUDAFlashAttention.optInHeadDims.contains(headDim) && !CUDAFlashAttention.headDims.contains(headDim)
         if optIn { CUDAFlashAttention.headDims.insert(headDim) }
         defer { if optIn { CUDAFlashAttention.headDims.remove(headDim) } }
-        if gpu.usesFlashAttention(headDim: headDim) { families.append((.swiftlet, optIn ? "tensor cores, opt-in" : "tensor cores")) }
-        if families.isEmpty || timed { families.append((.simple, "simple")) }
-        for (family, name) in families {
+        let pairSplit = CUDAFlashAttention.pairSplit
+        defer { CUDAFlashAttention.pairSplit = pairSplit }
+        if gpu.usesFlashAttention(headDim: headDim) {
+            families.append((.swiftlet, optIn ? "tensor cores, opt-in" : "tensor cores", false))
+            // wide heads: dK/dV with the pair's scores split over d too (opt-in), checked and timed beside
+            CUDAFlashAttention.pairSplit = true
+            if CUDAFlashAttention.Tiles.wide(headDim) && gpu.usesFlashAttention(headDim: headDim) {
+                families.append((.swiftlet, "tensor cores, dK/dV pair split", true))
+            }
+        }
+        if families.isEmpty || timed { families.append((.simple, "simple", false)) }
+        for (family, name, split) in families {
             gpu.attentionKernels = family
+            CUDAFlashAttention.pairSplit = split
             say("attention \(label) [\(name)]:")
             gpu.attention(q.gpu, k.gpu, v.gpu, layout: layouts.1, into: out.gpu, logSumExp: lse.gpu)
             check("forward out", out)

@@ -131,13 +131,14 @@ enum CUDAFlashAttention {
         for (int kk = 0; kk < D / 16; kk++) fa_mma_abt_step<D, N>(c, a[kk], s, kk);
     }
 
-    // c += A * B^T over all of d, A's 16 rows from `row0` of the shared tile `a`, one fragment at a time
-    // (where registers are short: V in the dK/dV kernel, every operand at head dims over 128).
-    template <int D, int N>
+    // c += A * B^T over all of d (or STEPS 16-wide steps of it from where `a` and `s` point), A's 16 rows
+    // from `row0` of the shared tile `a`, one fragment at a time (where registers are short: V in the
+    // dK/dV kernel, every operand at head dims over 128).
+    template <int D, int N, int STEPS = D / 16>
     __device__ __forceinline__ void fa_mma_abt_shared(float (&c)[N / 8][4], const storage_t* a, int row0, const storage_t* s) {
         const int lane = threadIdx.x & 31;
         #pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
+        for (int kk = 0; kk < STEPS; kk++) {
             unsigned int f[4];
             fa_ldsm(f, a + (row0 + (lane & 15)) * (D + FA_PAD) + kk * 16 + (lane >> 4) * 8);
             fa_mma_abt_step<D, N>(c, f, s, kk);
@@ -174,6 +175,35 @@ enum CUDAFlashAttention {
                     fa_mma(c[2 * dp], rest, b[0], b[1]);
                     fa_mma(c[2 * dp + 1], rest, b[2], b[3]);
                 }
+            }
+        }
+    }
+
+    // Wide dK/dV with PAIR_SPLIT: warps w and w + 4 each sum the scores (S, dP) over their half of d; the
+    // halves meet in shared memory (`pairs`: 8 warps x 2 tiles x N/2 floats x 32 lanes) and each warp adds
+    // its partner's. a + b is b + a in IEEE arithmetic, so both warps hold the same bits. The caller's
+    // barrier at the end of the step keeps the next step's writes after these reads.
+    template <int N>
+    __device__ __forceinline__ void fa_pair_sum(float (&s)[N / 8][4], float (&dp)[N / 8][4], float* pairs) {
+        constexpr int PER = N / 8 * 4;
+        const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+        float* mine = pairs + warp * 2 * PER * 32;
+        const float* other = pairs + (warp ^ 4) * 2 * PER * 32;
+        #pragma unroll
+        for (int n = 0; n < N / 8; n++) {
+            #pragma unroll
+            for (int e = 0; e < 4; e++) {
+                mine[(n * 4 + e) * 32 + lane] = s[n][e];
+                mine[(PER + n * 4 + e) * 32 + lane] = dp[n][e];
+            }
+        }
+        __syncthreads();
+        #pragma unroll
+        for (int n = 0; n < N / 8; n++) {
+            #pragma unroll
+            for (int e = 0; e < 4; e++) {
+                s[n][e] += other[(n * 4 + e) * 32 + lane];
+                dp[n][e] += other[(PER + n * 4 + e) * 32 + lane];
             }
         }
     }
@@ -471,8 +501,9 @@ enum CUDAFlashAttention {
     // adds the group in head order; without one (MHA) the block writes dK and dV itself. K lives in
     // registers (A fragments), V in shared memory. Wide heads: K stays in shared memory too, and the
     // block has 8 warps: warps w and w + 4 own the same 16 keys and accumulate dK and dV for one half
-    // of d each (all of d would be 256 registers); both compute the keys' scores over all of d.
-    template <int D, int BQ, int STAGES, bool SOFTCAP>
+    // of d each (all of d would be 256 registers); both compute the keys' scores over all of d, or, with
+    // PAIR_SPLIT, each over its half and the pair adds them (fa_pair_sum: a third less work, one more barrier).
+    template <int D, int BQ, int STAGES, bool SOFTCAP, bool PAIR_SPLIT = false>
     __device__ __forceinline__ void fa_backward_dkdv(
         const storage_t* __restrict__ dOut, const storage_t* __restrict__ q, const storage_t* __restrict__ k,
         const storage_t* __restrict__ v, const float* __restrict__ lse, const float* __restrict__ rowDot,
@@ -551,9 +582,15 @@ enum CUDAFlashAttention {
             // Transposed scores: rows are this warp's keys, columns the BQ queries.
             float s[BQ / 8][4], dp[BQ / 8][4];
             for (int n = 0; n < BQ / 8; n++) for (int e = 0; e < 4; e++) { s[n][e] = 0.f; dp[n][e] = 0.f; }
-            if constexpr (WIDE) fa_mma_abt_shared<D, BQ>(s, ks, kw * 16, qs);
-            else fa_mma_abt<D, BQ>(s, kf, qs);
-            fa_mma_abt_shared<D, BQ>(dp, vs, kw * 16, dOs);  // V's fragments one at a time: registers are short here
+            if constexpr (WIDE && PAIR_SPLIT) {
+                fa_mma_abt_shared<D, BQ, W / 16>(s, ks + half * W, kw * 16, qs + half * W);
+                fa_mma_abt_shared<D, BQ, W / 16>(dp, vs + half * W, kw * 16, dOs + half * W);
+                fa_pair_sum<BQ>(s, dp, (float*)(queryTiles + 2 * STAGES * BQ * S));
+            } else {
+                if constexpr (WIDE) fa_mma_abt_shared<D, BQ>(s, ks, kw * 16, qs);
+                else fa_mma_abt<D, BQ>(s, kf, qs);
+                fa_mma_abt_shared<D, BQ>(dp, vs, kw * 16, dOs);  // V's fragments one at a time: registers are short here
+            }
             #pragma unroll
             for (int n = 0; n < BQ / 8; n++) {
                 #pragma unroll
@@ -631,9 +668,20 @@ enum CUDAFlashAttention {
         int columns, int heads, int kvHeads, int window, float scale CAP_PARAM)                                    \\
     { fa_backward_dkdv<D, BQ, STAGES, SOFTCAP>(dOut, q, k, v, lse, rowDot, seq, dK, dV, dKPart, dVPart, columns, \\
                                                 heads, kvHeads, window, scale, CAP); }
+    #define FA_DKDV_PAIRS(D, BQ, STAGES, SUFFIX, SOFTCAP, CAP_PARAM, CAP)                                           \\
+    extern "C" __global__ void __launch_bounds__(256) flash_attention_backward_dkdv_d##D##_pairs##SUFFIX(         \\
+        const storage_t* dOut, const storage_t* q, const storage_t* k, const storage_t* v, const float* lse,       \\
+        const float* rowDot, const int* seq, storage_t* dK, storage_t* dV, float* dKPart, float* dVPart,           \\
+        int columns, int heads, int kvHeads, int window, float scale CAP_PARAM)                                    \\
+    { fa_backward_dkdv<D, BQ, STAGES, SOFTCAP, true>(dOut, q, k, v, lse, rowDot, seq, dK, dV, dKPart, dVPart,    \\
+                                                      columns, heads, kvHeads, window, scale, CAP); }
 
     \(instantiations)
     """
+
+    /// Wide head dims' dK/dV with the pair's scores split over d (`fa_pair_sum`): built beside the
+    /// default, opt-in (`SWIFTLET_FLASH_PAIR_SPLIT=1`) until the doctor has checked and timed both.
+    nonisolated(unsafe) static var pairSplit = CUDALibrarySearch.processEnvironment["SWIFTLET_FLASH_PAIR_SPLIT"] == "1"
 
     /// One head dim's tiles. `keyTile`: the keys a dQ step streams; `queryTile`: the queries a dK/dV
     /// step streams (32 at d 96 and over: a [16, d] accumulator and the step's scores within 255
@@ -650,11 +698,12 @@ enum CUDAFlashAttention {
 
         /// Dynamic shared memory of each kernel (0 below the wide head dims), as the kernels lay it out:
         /// forward Q, K, V (64 rows each); dQ Q, dO, then two stages of K and V; dK/dV K, V, then the
-        /// stages of Q and dO. Rows are padded by 8 elements.
-        func sharedBytes(headDim d: Int) -> (forward: Int, dq: Int, dkdv: Int) {
+        /// stages of Q and dO (and, split over the pair, the scores' halves: 8 warps × 2 × 16 × queryTile / 8
+        /// floats). Rows are padded by 8 elements.
+        func sharedBytes(headDim d: Int, pairSplit: Bool = false) -> (forward: Int, dq: Int, dkdv: Int) {
             guard Tiles.wide(d) else { return (0, 0, 0) }
-            let row = (d + 8) * 2
-            return (3 * 64 * row, (128 + 4 * keyTile) * row, (128 + 2 * stages * queryTile) * row)
+            let row = (d + 8) * 2, pairs = pairSplit ? 8 * 2 * queryTile / 2 * 32 * 4 : 0
+            return (3 * 64 * row, (128 + 4 * keyTile) * row, (128 + 2 * stages * queryTile) * row + pairs)
         }
     }
 
@@ -666,8 +715,11 @@ enum CUDAFlashAttention {
     private static var instantiations: String {
         tiles.keys.sorted().flatMap { d in
             let t = tiles[d]!, head = "\(d), \(t.keyTile), \(t.queryTile), \(t.stages), \(Tiles.dkdvThreads(d))"
+            let pairs = "\(d), \(t.queryTile), \(t.stages)"
             return ["FA_KERNELS(\(head), , false, FA_NO_CAP_PARAM, 0.f)",
                     "FA_KERNELS(\(head), _softcap, true, FA_CAP_PARAM, softcap)"]
+                + (Tiles.wide(d) ? ["FA_DKDV_PAIRS(\(pairs), , false, FA_NO_CAP_PARAM, 0.f)",
+                                    "FA_DKDV_PAIRS(\(pairs), _softcap, true, FA_CAP_PARAM, softcap)"] : [])
         }.joined(separator: "\n")
     }
 }
@@ -680,14 +732,18 @@ extension CUDABackend {
         guard attentionKernels != .simple, device.computeCapability.major >= 8,
               CUDAFlashAttention.headDims.contains(headDim), let tiles = CUDAFlashAttention.tiles[headDim]
         else { return false }
-        let shared = tiles.sharedBytes(headDim: headDim)
+        let shared = tiles.sharedBytes(headDim: headDim, pairSplit: CUDAFlashAttention.pairSplit)
         // + 2 KiB: the kernels' static arrays (sequence ids, log-sum-exps) beside the dynamic tiles
         return Swift.max(shared.forward, shared.dq, shared.dkdv) + 2048 <= device.sharedMemoryPerBlockOptIn
             && tensors.allSatisfy { $0.device % 16 == 0 }
     }
 
     private func flashSharedBytes(_ layout: AttentionLayout) -> (forward: Int, dq: Int, dkdv: Int) {
-        CUDAFlashAttention.tiles[layout.headDim]!.sharedBytes(headDim: layout.headDim)
+        CUDAFlashAttention.tiles[layout.headDim]!.sharedBytes(headDim: layout.headDim, pairSplit: pairSplit(layout))
+    }
+
+    private func pairSplit(_ layout: AttentionLayout) -> Bool {
+        CUDAFlashAttention.pairSplit && CUDAFlashAttention.Tiles.wide(layout.headDim)
     }
 
     /// The geometry arguments, and the cap where the softcapped kernels run (`attentionKernel`'s names).
@@ -735,8 +791,8 @@ extension CUDABackend {
                                arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
                                            .pointer(logSumExp.device), .pointer(rowDot.device),
                                            .pointer(layout.sequenceIds.device), .pointer(dQ.device)] + flashArguments(layout))
-            try kernels.launch(try function(attentionKernel("flash_attention_backward_dkdv_d\(d)", layout),
-                                            CUDAFlashAttention.source),
+            try kernels.launch(try function(attentionKernel("flash_attention_backward_dkdv_d\(d)\(pairSplit(layout) ? "_pairs" : "")",
+                                                            layout), CUDAFlashAttention.source),
                                grid: flashGrid(layout, heads: layout.heads),
                                block: (CUDAFlashAttention.Tiles.dkdvThreads(d), 1, 1), sharedBytes: flashSharedBytes(layout).dkdv,
                                arguments: [.pointer(dOut.device), .pointer(q.device), .pointer(k.device), .pointer(v.device),
