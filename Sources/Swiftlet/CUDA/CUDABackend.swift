@@ -213,8 +213,8 @@ public final class CUDABackend: Backend, @unchecked Sendable {
         }
     }
 
-    /// 16-bit values widened to Float on every core: a random 4-bit bench model's weights (47 B values
-    /// for Mixtral 8x7B) pass through here on their way to the quantizer.
+    /// 16-bit values widened to Float on every core: a merged export reads every weight back through here
+    /// (10^7–10^8 values a tensor at 7B).
     private static func widened(_ bits: [UInt16], _ widen: (UInt16) -> Float) -> [Float] {
         var out = [Float](repeating: 0, count: bits.count)
         bits.withUnsafeBufferPointer { bits in
