@@ -1,7 +1,8 @@
 // Runs CUDA kernel source on the CPU, for checking kernels on a machine without a GPU: one std::thread
-// per CUDA thread, blocks one after another, warp shuffles and __syncthreads through barriers. Include it
-// after defining nothing; it includes "kernel.inc" (the prelude and one kernel family's source, which the
-// emulate_cuda_*.sh scripts extract from the Swift files). Used by every emulate_cuda_*.cpp.
+// per CUDA thread, blocks one after another, warp shuffles and __syncthreads through barriers, the
+// tensor-core kernels' PTX in C++ (ptx_emulation.h). It includes "kernel.inc" (the prelude and one kernel
+// family's source, which the emulate_cuda_*.sh scripts extract from the Swift files); dynamic shared memory
+// is one buffer of EMULATED_DYNAMIC_SHARED_BYTES. Used by every emulate_cuda_*.cpp.
 #pragma once
 #include <barrier>
 #include <thread>
@@ -11,7 +12,12 @@
 #include <cstdio>
 #include <random>
 #include <algorithm>
+#include <functional>
 using std::min; using std::max;
+#define __CUDA_ARCH__ 800  // the tensor-core kernels' guard: the emulator has their instructions
+#ifndef EMULATED_DYNAMIC_SHARED_BYTES
+#define EMULATED_DYNAMIC_SHARED_BYTES (227 * 1024)  // the most an H100/H200 block may ask for
+#endif
 struct D3 { int x = 0, y = 0, z = 0; };
 thread_local D3 threadIdx, blockIdx;
 D3 blockDim, gridDim;
@@ -25,11 +31,20 @@ static inline float __shfl_xor_sync(unsigned, float v, int o) {
     return r;
 }
 static inline void __syncthreads() { blockBarrier->arrive_and_wait(); }
+int votes[1024];
+static inline int __syncthreads_and(int predicate) {
+    votes[threadIdx.x] = predicate != 0; __syncthreads();
+    int all = 1; for (int t = 0; t < blockDim.x; t++) all &= votes[t];
+    __syncthreads();
+    return all;
+}
 static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
 static inline float __int_as_float(long long i) { unsigned u = (unsigned)i; float f; memcpy(&f, &u, 4); return f; }
 static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 struct uint4 { unsigned x, y, z, w; };
 struct float4 { float x, y, z, w; };
+struct float2 { float x, y; };
+static inline float2 make_float2(float x, float y) { return {x, y}; }
 static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 #define __expf expf
@@ -45,6 +60,8 @@ static inline float __fdiv_rn(float a, float b) { volatile float p = a / b; retu
 #define __shared__ static
 #define __launch_bounds__(x)
 #define __grid_constant__
+#define __align__(n) __attribute__((aligned(n)))
+#include "ptx_emulation.h"
 #include "kernel.inc"
 
 // max |gpu − ref| / max |ref| over finite reference values; NaN or a missing value counts as a failure.
@@ -58,9 +75,11 @@ struct Measure {
     bool ok(double bound) const { return bad == 0 && rel() < bound; }
 };
 
-template <class F> void launch(D3 grid, int threads, F body) {
+// `eachBlock` runs before each block's threads start (to poison shared memory, check a canary).
+template <class F> void launch(D3 grid, int threads, F body, std::function<void()> eachBlock = {}) {
     gridDim = grid; blockDim = {threads, 1, 1};
     for (int z = 0; z < grid.z; z++) for (int y = 0; y < grid.y; y++) for (int x = 0; x < grid.x; x++) {
+        if (eachBlock) eachBlock();
         std::barrier<> bb(threads); blockBarrier = &bb;
         std::vector<std::barrier<>*> wb;
         for (int w = 0; w < threads / 32; w++) { warpBarrier[w] = new std::barrier<>(32); }

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Runs CUDA kernels on the CPU: extracts the prelude (bf16) and the named kernel files' sources from the
 # Swift files into kernel.inc, compiles the emulator (it includes cuda_emulation.h) and runs it.
-#   scripts/emulate_cuda.sh EMULATOR.cpp KernelFile.swift [KernelFile.swift ...]   (files under CUDA/Kernels)
-# Needs g++ with C++20.
+#   scripts/emulate_cuda.sh EMULATOR.cpp KernelFile.swift [KernelFile.swift ...] [-- emulator arguments]
+# (kernel files under CUDA/Kernels)
+# Needs python3 and a C++20 compiler ($CXX, else g++, else clang++).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 emulator="$1"; shift
+files=(); while [ $# -gt 0 ] && [ "$1" != "--" ]; do files+=("$1"); shift; done
+[ $# -gt 0 ] && shift  # the arguments after -- go to the emulator
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 - "$here/../Sources/Swiftlet/CUDA/Kernels" "$work/kernel.inc" "$@" <<'PY'
-import sys
+python3 - "$here/../Sources/Swiftlet/CUDA/Kernels" "$work/kernel.inc" "${files[@]}" <<'PY'
+import re, sys
 def swift_string(path, name):
     s = open(path).read()
     start = s.index(f'static let {name} = """') + len(f'static let {name} = """')
@@ -23,10 +26,43 @@ def nf4_codebook():
 def interpolated(source):
     marker = '\\(NF4.codebook.map { String(format: "%.9ef", Double($0)) }.joined(separator: ", "))'
     return source.replace(marker, nf4_codebook()) if marker in source else source
+def without_ptx(source):
+    # Functions whose body is inline PTX (asm) are left out: the emulator defines them in C++
+    # (cuda_emulation.h: ldmatrix, mma.sync, cvt, cp.async as the PTX ISA specifies them).
+    out, i = [], 0
+    while (start := source.find("__device__ __forceinline__", i)) >= 0:
+        body, depth, j, quoted = source.index("{", start), 0, source.index("{", start), False
+        while True:
+            c = source[j]
+            if c == '"': quoted = not quoted
+            elif not quoted and c == "{": depth += 1
+            elif not quoted and c == "}":
+                depth -= 1
+                if depth == 0: break
+            j += 1
+        keep = re.search(r"\basm\b", source[body:j]) is None
+        out.append(source[i:j + 1] if keep else source[i:start])
+        i = j + 1
+    return "".join(out) + source[i:]
+def dynamic_shared(source):
+    # extern __shared__ arrays (dynamic shared memory) become one global buffer of the emulator's size
+    return re.sub(r"extern __shared__ __align__\((\d+)\) (\w+) (\w+)\[\];",
+                  r"alignas(\1) \2 \3[EMULATED_DYNAMIC_SHARED_BYTES / sizeof(\2)];", source)
+def flash_tiles(source, swift):
+    # CUDAFlashAttention.tiles as a C++ table; the emulator instantiates the templates with it
+    if "\\(instantiations)" not in source: return source
+    rows = re.findall(r"(\d+): Tiles\(keyTile: (\d+), queryTile: (\d+), stages: (\d+)\)", swift)
+    table = ", ".join("{%s, %s, %s, %s}" % r for r in rows)
+    return source.replace("\\(instantiations)", "struct FlashTiles { int headDim, keyTile, queryTile, stages; };\n"
+                          f"constexpr FlashTiles flashTiles[] = {{{table}}};")
+def kernel_source(f):
+    path = f"{kernels}/{f}"
+    return flash_tiles(dynamic_shared(without_ptx(interpolated(swift_string(path, "source")))), open(path).read())
 parts = [swift_string(f"{kernels}/CUDACommon.swift", "bf16"), swift_string(f"{kernels}/CUDACommon.swift", "common"),
          swift_string(f"{kernels}/CUDAReductions.swift", "reductions")]
-parts += [interpolated(swift_string(f"{kernels}/{f}", "source")) for f in files]
+parts += [kernel_source(f) for f in files]
 open(out, "w").write("".join(parts))
 PY
-g++ -std=c++20 -O1 -pthread -I"$work" -I"$here" "$here/$emulator" -o "$work/emulate"
-"$work/emulate"
+compiler="${CXX:-$(command -v g++ || command -v clang++)}"
+"$compiler" -std=c++20 -O1 -pthread -I"$work" -I"$here" "$here/$emulator" -o "$work/emulate"
+"$work/emulate" "$@"

@@ -84,4 +84,5 @@ int main() {
     ok &= run(1, 1, 300, 320, 8, 4, 256, 0, {}, 1000, 50.0f, 1.0f / 16);   // key splits
     ok &= run(1, 7, 130, 150, 12, 2, 64, 40, {}, 1000, 1.5f);
     printf(ok ? "ALL PASS\n" : "FAILURES\n");
+    return ok ? 0 : 1;
 }

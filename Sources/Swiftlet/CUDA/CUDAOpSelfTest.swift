@@ -414,14 +414,10 @@ struct CUDAOpSelfTest {
         gpu.attentionKernels = .cudnn
         if gpu.usesCUDNNAttention(layouts.1, []) { families.append((.cudnn, "cuDNN", false)) }
         gpu.attentionKernels = .swiftlet
-        // A head dim whose tiles are opt-in is checked too (that check is what lets it become a default).
-        let optIn = CUDAFlashAttention.optInHeadDims.contains(headDim) && !CUDAFlashAttention.headDims.contains(headDim)
-        if optIn { CUDAFlashAttention.headDims.insert(headDim) }
-        defer { if optIn { CUDAFlashAttention.headDims.remove(headDim) } }
         let pairSplit = CUDAFlashAttention.pairSplit
         defer { CUDAFlashAttention.pairSplit = pairSplit }
         if gpu.usesFlashAttention(headDim: headDim) {
-            families.append((.swiftlet, optIn ? "tensor cores, opt-in" : "tensor cores", false))
+            families.append((.swiftlet, "tensor cores", false))
             // wide heads: dK/dV with the pair's scores split over d too (opt-in), checked and timed beside
             CUDAFlashAttention.pairSplit = true
             if CUDAFlashAttention.Tiles.wide(headDim) && gpu.usesFlashAttention(headDim: headDim) {

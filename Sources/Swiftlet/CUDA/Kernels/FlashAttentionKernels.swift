@@ -2,17 +2,11 @@ import CCUDA
 
 /// Causal grouped-query attention on tensor cores, FlashAttention-2 style: the same semantics and
 /// the same outputs (out, log-sum-exp [tokens, heads], dQ/dK/dV overwritten) as CUDAAttention and
-/// CPU/Attention.swift, for head dims 64 and 128 (and 96 and 256, opt-in) on compute capability 8.0+.
-/// Other head dims and older GPUs keep the simple kernels (CUDAAttention).
+/// CPU/Attention.swift, for head dims 64, 96 (Phi-3), 128 and 256 (Gemma 2 and 3) on compute capability
+/// 8.0+. Other head dims and older GPUs keep the simple kernels (CUDAAttention), as does
+/// `SWIFTLET_ATTENTION=simple`. Besides `swiftlet doctor` on a GPU, scripts/emulate_cuda_attention.sh runs
+/// these kernels on the CPU against attention in double (CUDAEmulationTests, in CI).
 enum CUDAFlashAttention {
-    /// Head dims whose tiled kernels are built but have not yet passed the doctor on a GPU: 96 (Phi-3)
-    /// and 256 (Gemma 2 and 3), the same templates as 64 and 128. They run with
-    /// `SWIFTLET_FLASH_HEAD_DIMS=96,256`, and the doctor checks them either way.
-    static let optInHeadDims: Set<Int> = [96, 256]
-    /// Head dims with a tiled kernel in use.
-    nonisolated(unsafe) static var headDims = Set([64, 128]).union(
-        (CUDALibrarySearch.processEnvironment["SWIFTLET_FLASH_HEAD_DIMS"] ?? "").split(separator: ",")
-            .compactMap { Int($0) }.filter { optInHeadDims.contains($0) })
     /// Query rows (forward, dQ) or key rows (dK/dV) per block: 4 warps of 16.
     static let tile = 64
     static let threads = 128
@@ -730,7 +724,7 @@ extension CUDABackend {
     /// 16 bytes at a time.
     func usesFlashAttention(headDim: Int, _ tensors: [Tensor] = []) -> Bool {
         guard attentionKernels != .simple, device.computeCapability.major >= 8,
-              CUDAFlashAttention.headDims.contains(headDim), let tiles = CUDAFlashAttention.tiles[headDim]
+              let tiles = CUDAFlashAttention.tiles[headDim]
         else { return false }
         let shared = tiles.sharedBytes(headDim: headDim, pairSplit: CUDAFlashAttention.pairSplit)
         // + 2 KiB: the kernels' static arrays (sequence ids, log-sum-exps) beside the dynamic tiles

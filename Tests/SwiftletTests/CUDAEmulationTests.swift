@@ -1,0 +1,68 @@
+import Foundation
+import XCTest
+
+/// The CUDA kernels' source run on the CPU by scripts/emulate_cuda_*.sh (a thread per CUDA thread; the
+/// tensor-core instructions, ldmatrix and cp.async in C++ as the PTX ISA specifies them), each emulator
+/// against its reference in double or bit for bit. What `swiftlet doctor` checks on a GPU, checked here on
+/// every commit: a kernel change that breaks the arithmetic or a shared-memory layout fails CI. Needs
+/// python3 and a C++20 compiler (g++ or clang++); without them the tests skip and say so.
+final class CUDAEmulationTests: XCTestCase {
+    func testTrainingAttentionSimpleKernels() throws {
+        try emulate("emulate_cuda_attention.sh", ["simple"], passLine: "ALL PASS")
+    }
+
+    /// The tensor-core tiles of every head dim (64, 96, 128, 256 and 256's pair split): plain, softcapped,
+    /// GQA and MHA, windows, packing, partial tiles.
+    func testTrainingAttentionTiles() throws {
+        try emulate("emulate_cuda_attention.sh", ["tiled"], passLine: "ALL PASS")
+    }
+
+    func testCachedAttention() throws {
+        try emulate("emulate_cuda_cached_attention.sh", passLine: "ALL PASS")
+    }
+
+    func testGemmaOps() throws {
+        try emulate("emulate_cuda_gemma_ops.sh", passLine: "ALL PASS")
+    }
+
+    func testNF4() throws {
+        try emulate("emulate_cuda_nf4.sh", passLine: "all NF4 emulation checks passed")
+    }
+
+    func testSplitBF16() throws {
+        try emulate("emulate_cuda_split.sh", passLine: "all split-bf16 emulation checks passed")
+    }
+
+    private static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts")
+
+    private func emulate(_ script: String, _ arguments: [String] = [], passLine: String) throws {
+        // the emulators' needs: python3, and a compiler with C++20's <barrier> (emulate_cuda.sh's choice of it)
+        let probe = try shell("""
+            command -v python3 >/dev/null || { echo "no python3"; exit 1; }
+            c="${CXX:-$(command -v g++ || command -v clang++)}"; [ -n "$c" ] || { echo "no g++ or clang++"; exit 1; }
+            d=$(mktemp -d); trap 'rm -rf "$d"' EXIT
+            printf '#include <barrier>\\nint main() { std::barrier<> b(1); b.arrive_and_wait(); }\\n' > "$d/p.cpp"
+            "$c" -std=c++20 -pthread "$d/p.cpp" -o "$d/p" 2>&1 | tail -3
+            "$d/p"
+            """)
+        guard probe.status == 0 else { throw XCTSkip("the CUDA emulation can't run here: \(probe.output)") }
+        let run = try shell("bash \"$0\" \"$@\"", [Self.scripts.appendingPathComponent(script).path] + arguments)
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.split(separator: "\n").contains { $0 == passLine }, run.output)
+        XCTAssertFalse(run.output.contains("FAIL"), run.output)
+    }
+
+    private func shell(_ command: String, _ arguments: [String] = []) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
