@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <random>
 #include <algorithm>
+#include <atomic>
 #include <functional>
 using std::min; using std::max;
 #define __CUDA_ARCH__ 800  // the tensor-core kernels' guard: the emulator has their instructions
@@ -31,6 +32,17 @@ static inline float __shfl_xor_sync(unsigned, float v, int o) {
     return r;
 }
 static inline void __syncthreads() { blockBarrier->arrive_and_wait(); }
+unsigned ballotSlots[32][32];
+static inline unsigned __ballot_sync(unsigned, int predicate) {
+    int w = threadIdx.x >> 5, l = threadIdx.x & 31;
+    ballotSlots[w][l] = predicate != 0; warpBarrier[w]->arrive_and_wait();
+    unsigned bits = 0; for (int i = 0; i < 32; i++) bits |= ballotSlots[w][i] << i;
+    warpBarrier[w]->arrive_and_wait();
+    return bits;
+}
+static inline int __popc(unsigned v) { return __builtin_popcount(v); }
+// the GPU's atomics: only their result is defined, not the order of the additions
+template <class T> static inline T atomicAdd(T* p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }
 int votes[1024];
 static inline int __syncthreads_and(int predicate) {
     votes[threadIdx.x] = predicate != 0; __syncthreads();
@@ -44,6 +56,8 @@ static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4);
 struct uint4 { unsigned x, y, z, w; };
 struct float4 { float x, y, z, w; };
 struct float2 { float x, y; };
+struct uint2 { unsigned x, y; };
+static inline uint2 make_uint2(unsigned x, unsigned y) { return {x, y}; }
 static inline float2 make_float2(float x, float y) { return {x, y}; }
 static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
@@ -54,6 +68,8 @@ static inline float __fadd_rn(float a, float b) { volatile float p = a + b; retu
 static inline float __fsub_rn(float a, float b) { volatile float p = a - b; return p; }
 static inline float __fdiv_rn(float a, float b) { volatile float p = a / b; return p; }
 #define __logf logf
+#define __powf powf  // the GPU's fast __powf and __fdividef are approximate (a few ulp); exact here
+static inline float __fdividef(float a, float b) { return a / b; }
 #define __device__
 #define __global__
 #define __forceinline__ inline

@@ -15,6 +15,11 @@ python3 - "$here/../Sources/Swiftlet/CUDA/Kernels" "$work/kernel.inc" "${files[@
 import re, sys
 def swift_string(path, name):
     s = open(path).read()
+    # `static let source = CUDAMultiTensor.header + """`: the multi-tensor table's C side comes first
+    prefix = re.search(rf'static let {name} = (?:\w+\.)?header \+ """', s)
+    if prefix:
+        return (swift_string(f"{kernels}/MultiTensorKernels.swift", "header")
+                + s[prefix.end():s.index('"""', prefix.end())].replace('\\\\', '\\'))
     start = s.index(f'static let {name} = """') + len(f'static let {name} = """')
     return s[start:s.index('"""', start)].replace('\\\\', '\\')
 kernels, out, files = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -23,6 +28,11 @@ def nf4_codebook():
     s = open(f"{kernels}/../../Quant/NF4.swift").read()
     body = s[s.index("static let codebook: [Float] = [") + len("static let codebook: [Float] = ["):]
     return ", ".join(v.strip() + "f" for v in body[:body.index("]")].split(",") if v.strip())
+def dynamic_maps(source):
+    # AdamW8bit's code books (DynamicMap.signed/unsigned): zeros here, the emulator fills the arrays
+    for kind in ("signed", "unsigned"):
+        source = source.replace(f"\\(literals(DynamicMap.{kind}))", f"0 /* DynamicMap.{kind}: the emulator fills it */")
+    return source
 def interpolated(source):
     marker = '\\(NF4.codebook.map { String(format: "%.9ef", Double($0)) }.joined(separator: ", "))'
     return source.replace(marker, nf4_codebook()) if marker in source else source
@@ -57,7 +67,8 @@ def flash_tiles(source, swift):
                           f"constexpr FlashTiles flashTiles[] = {{{table}}};")
 def kernel_source(f):
     path = f"{kernels}/{f}"
-    return flash_tiles(dynamic_shared(without_ptx(interpolated(swift_string(path, "source")))), open(path).read())
+    source = dynamic_maps(interpolated(swift_string(path, "source")))
+    return flash_tiles(dynamic_shared(without_ptx(source)), open(path).read())
 parts = [swift_string(f"{kernels}/CUDACommon.swift", "bf16"), swift_string(f"{kernels}/CUDACommon.swift", "common"),
          swift_string(f"{kernels}/CUDAReductions.swift", "reductions")]
 parts += [kernel_source(f) for f in files]
