@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs CUDA kernels on the CPU: extracts the prelude (bf16) and the named kernel files' sources from the
+# Runs CUDA kernels on the CPU: extracts the prelude (bf16, or f16 with STORAGE=f16) and the named kernel files' sources from the
 # Swift files into kernel.inc, compiles the emulator (it includes cuda_emulation.h) and runs it.
 #   scripts/emulate_cuda.sh EMULATOR.cpp KernelFile.swift [KernelFile.swift ...] [-- emulator arguments]
 # (kernel files under CUDA/Kernels)
@@ -12,14 +12,16 @@ files=(); while [ $# -gt 0 ] && [ "$1" != "--" ]; do files+=("$1"); shift; done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 - "$here/../Sources/Swiftlet/CUDA/Kernels" "$work/kernel.inc" "${files[@]}" <<'PY'
-import re, sys
+import os, re, sys
+included = set()
 def swift_string(path, name):
     s = open(path).read()
-    # `static let source = CUDAMultiTensor.header + """`: the multi-tensor table's C side comes first
+    # `static let source = CUDAMultiTensor.header + """`: the multi-tensor table's C side comes first (once)
     prefix = re.search(rf'static let {name} = (?:\w+\.)?header \+ """', s)
     if prefix:
-        return (swift_string(f"{kernels}/MultiTensorKernels.swift", "header")
-                + s[prefix.end():s.index('"""', prefix.end())].replace('\\\\', '\\'))
+        header = "" if included else swift_string(f"{kernels}/MultiTensorKernels.swift", "header")
+        included.add("header")
+        return header + s[prefix.end():s.index('"""', prefix.end())].replace('\\\\', '\\')
     start = s.index(f'static let {name} = """') + len(f'static let {name} = """')
     return s[start:s.index('"""', start)].replace('\\\\', '\\')
 kernels, out, files = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -69,11 +71,13 @@ def kernel_source(f):
     path = f"{kernels}/{f}"
     source = dynamic_maps(interpolated(swift_string(path, "source")))
     return flash_tiles(dynamic_shared(without_ptx(source)), open(path).read())
-parts = [swift_string(f"{kernels}/CUDACommon.swift", "bf16"), swift_string(f"{kernels}/CUDACommon.swift", "common"),
+storage = os.environ.get("STORAGE", "bf16")
+parts = [without_ptx(swift_string(f"{kernels}/CUDACommon.swift", storage)), swift_string(f"{kernels}/CUDACommon.swift", "common"),
          swift_string(f"{kernels}/CUDAReductions.swift", "reductions")]
 parts += [kernel_source(f) for f in files]
 open(out, "w").write("".join(parts))
 PY
 compiler="${CXX:-$(command -v g++ || command -v clang++)}"
-"$compiler" -std=c++20 -O1 -pthread -I"$work" -I"$here" "$here/$emulator" -o "$work/emulate"
+storage_flag=(); [ "${STORAGE:-bf16}" = f16 ] && storage_flag=(-DEMULATED_STORAGE_F16)
+"$compiler" -std=c++20 -O1 -pthread "${storage_flag[@]}" -I"$work" -I"$here" "$here/$emulator" -o "$work/emulate"
 "$work/emulate" "$@"

@@ -198,7 +198,9 @@ int run(Kernels kernels, int rows, int columns, int heads, int kvHeads, int head
     for (int e = 0; e < n * qW; e++) mdQ.add(to_f32(dQ[e]), rdQ[e]);
     for (int e = 0; e < n * kvW; e++) { mdK.add(to_f32(dK[e]), rdK[e]); mdV.add(to_f32(dV[e]), rdV[e]); }
     bool ok = true;
-    for (auto* x : {&mOut, &mdQ, &mdK, &mdV}) ok = ok && x->bad == 0 && x->rel() < 1e-2;
+    // f16 (STORAGE=f16) keeps 3 more bits than bf16: its bound is 8 times tighter
+    const double bound = SWIFTLET_BF16 ? 1e-2 : 1.25e-3;
+    for (auto* x : {&mOut, &mdQ, &mdK, &mdV}) ok = ok && x->bad == 0 && x->rel() < bound;
     ok = ok && mLse.bad == 0 && mLse.diff < 1e-3 * std::max(mLse.ref, 1.0);
     const char* name = kernels == Kernels::simple ? "simple" : kernels == Kernels::tiled ? "tiled" : "tiled, pair split";
     printf("%s %s: rows %d columns %d heads %d/%d d %d window %d softcap %g: out %.1e lse %.1e dQ %.1e dK %.1e dV %.1e (max rel)\n",

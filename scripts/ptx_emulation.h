@@ -51,11 +51,18 @@ static inline void ldmatrix_x4(unsigned (&r)[4], const unsigned short* p, bool t
 static inline void fa_ldsm(unsigned (&r)[4], const unsigned short* p) { ldmatrix_x4(r, p, false); }
 static inline void fa_ldsm_trans(unsigned (&r)[4], const unsigned short* p) { ldmatrix_x4(r, p, true); }
 
-// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, c += a b (g = lane/4, t = lane%4):
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (.f16 with f16 storage), c += a b (g = lane/4, t = lane%4):
 // A regs {row g, k 2t}, {row g+8, k 2t}, {row g, k 2t+8}, {row g+8, k 2t+8}; B regs {k 2t, n g}, {k 2t+8, n g};
-// C {row g, n 2t, 2t+1}, {row g+8, n 2t, 2t+1}; the lower k of a pair in the low half. Products of bf16 are
-// exact in f32; the 16 are summed in double and rounded once (the hardware's order is unspecified).
-static inline float bf16_value(unsigned pair, int half) { return __uint_as_float(half ? pair & 0xffff0000u : pair << 16); }
+// C {row g, n 2t, 2t+1}, {row g+8, n 2t, 2t+1}; the lower k of a pair in the low half. Products of bf16
+// (f16) are exact in f32; the 16 are summed in double and rounded once (the hardware's order is unspecified).
+#ifdef EMULATED_STORAGE_F16
+// The f16 prelude's conversions (cvt.f32.f16; cvt.rn.f16.f32: round to nearest even), which are PTX too.
+static inline float to_f32(unsigned short h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
+static inline unsigned short to_storage(float f) { _Float16 h = (_Float16)f; unsigned short u; memcpy(&u, &h, 2); return u; }
+static inline float storage_value(unsigned pair, int half) { return to_f32(half ? pair >> 16 : pair & 0xffffu); }
+#else
+static inline float storage_value(unsigned pair, int half) { return __uint_as_float(half ? pair & 0xffff0000u : pair << 16); }
+#endif
 static inline void fa_mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
     const int w = threadIdx.x >> 5, l = threadIdx.x & 31, g = l / 4, t = l % 4;
     for (int e = 0; e < 4; e++) warpPosts[w][l].a[e] = a[e];
@@ -67,20 +74,24 @@ static inline void fa_mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, un
         for (int k = 0; k < 16; k++) {
             const WarpPost& pa = warpPosts[w][(row % 8) * 4 + (k % 8) / 2];
             const WarpPost& pb = warpPosts[w][n * 4 + (k % 8) / 2];
-            sum += (double)bf16_value(pa.a[(row >= 8) + 2 * (k >= 8)], k % 2) * bf16_value(pb.b[k >= 8], k % 2);
+            sum += (double)storage_value(pa.a[(row >= 8) + 2 * (k >= 8)], k % 2) * storage_value(pb.b[k >= 8], k % 2);
         }
         c[e] = (float)sum;
     }
     warp_meet();
 }
 
-// cvt.rn.bf16x2.f32: round to nearest even (NaN to a quiet NaN), `hi` to the upper half.
-static inline unsigned bf16_rounded(float f) {
+// cvt.rn.bf16x2.f32 (cvt.rn.f16x2.f32): round to nearest even (NaN to a quiet NaN), `hi` to the upper half.
+static inline unsigned storage_rounded(float f) {
+#ifdef EMULATED_STORAGE_F16
+    return to_storage(f);
+#else
     unsigned u = __float_as_uint(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0u;
     return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+#endif
 }
-static inline unsigned fa_pack(float lo, float hi) { return bf16_rounded(lo) | bf16_rounded(hi) << 16; }
+static inline unsigned fa_pack(float lo, float hi) { return storage_rounded(lo) | storage_rounded(hi) << 16; }
 
 // cp.async.cg.shared.global (16 bytes; source size 0 fills zeros), commit_group, wait_group N.
 struct PendingCopy { unsigned short* destination; const unsigned short* source; };

@@ -17,6 +17,11 @@ final class CUDAEmulationTests: XCTestCase {
         try emulate("emulate_cuda_attention.sh", ["tiled"], passLine: "ALL PASS")
     }
 
+    /// The same in f16 storage (`--precision fp16` on a GPU that has the tiles): the f16 mma.sync and conversions.
+    func testTrainingAttentionTilesF16() throws {
+        try emulate("emulate_cuda_attention.sh", ["tiled"], storage: "f16", passLine: "ALL PASS")
+    }
+
     func testCachedAttention() throws {
         try emulate("emulate_cuda_cached_attention.sh", passLine: "ALL PASS")
     }
@@ -36,7 +41,7 @@ final class CUDAEmulationTests: XCTestCase {
     private static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts")
 
-    private func emulate(_ script: String, _ arguments: [String] = [], passLine: String) throws {
+    private func emulate(_ script: String, _ arguments: [String] = [], storage: String = "bf16", passLine: String) throws {
         // the emulators' needs: python3, and a compiler with C++20's <barrier> (emulate_cuda.sh's choice of it)
         let probe = try shell("""
             command -v python3 >/dev/null || { echo "no python3"; exit 1; }
@@ -47,7 +52,7 @@ final class CUDAEmulationTests: XCTestCase {
             "$d/p"
             """)
         guard probe.status == 0 else { throw XCTSkip("the CUDA emulation can't run here: \(probe.output)") }
-        let run = try shell("bash \"$0\" \"$@\"", [Self.scripts.appendingPathComponent(script).path] + arguments)
+        let run = try shell("STORAGE=\(storage) bash \"$0\" \"$@\"", [Self.scripts.appendingPathComponent(script).path] + arguments)
         XCTAssertEqual(run.status, 0, run.output)
         XCTAssertTrue(run.output.split(separator: "\n").contains { $0 == passLine }, run.output)
         XCTAssertFalse(run.output.contains("FAIL"), run.output)
