@@ -24,11 +24,11 @@ thread_local D3 threadIdx, blockIdx;
 D3 blockDim, gridDim;
 std::barrier<>* blockBarrier;
 std::barrier<>* warpBarrier[32];
-float shuffleSlots[32][32];
-static inline float __shfl_xor_sync(unsigned, float v, int o) {
+double shuffleSlots[32][32];  // float, int and double values pass through a double exactly
+template <class T> static inline T __shfl_xor_sync(unsigned, T v, int o) {
     int w = threadIdx.x >> 5, l = threadIdx.x & 31;
     shuffleSlots[w][l] = v; warpBarrier[w]->arrive_and_wait();
-    float r = shuffleSlots[w][l ^ o]; warpBarrier[w]->arrive_and_wait();
+    T r = (T)shuffleSlots[w][l ^ o]; warpBarrier[w]->arrive_and_wait();
     return r;
 }
 static inline void __syncthreads() { blockBarrier->arrive_and_wait(); }

@@ -1,7 +1,7 @@
 // The CUDA kernels Gemma added or changed beside attention, on the CPU (cuda_emulation.h), against double:
 // the gated linear unit with SiLU and with GELU-tanh (GatedLinearUnitKernels.swift), RMSNorm with weight
-// offsets 0 and 1 (RMSNormKernels.swift, forward and backward), and the cross-entropy with and without a
-// logit softcap (CrossEntropyKernels.swift, loss and the gradient written over the logits).
+// offsets 0 and 1 (RMSNormKernels.swift, forward and backward into an f32 or a bf16 dX), and the cross-entropy
+// with and without a logit softcap (CrossEntropyKernels.swift, loss and the gradient written over the logits).
 // Run scripts/emulate_cuda_gemma_ops.sh.
 #include "cuda_emulation.h"
 
@@ -95,14 +95,20 @@ int rmsnorm(float offset, bool v8) {
     auto x = randoms(rows * width, -2, 2), w = randoms(width, 0.5f - offset, 1.5f - offset), dy = randoms(rows * width, -1, 1);
     std::vector<storage_t> y(rows * width, 0xFFFF);
     std::vector<float> rstd(rows, NAN), dx(rows * width, 0.25f);
-    launch({rows, 1, 1}, 64, [&] {
+    std::vector<storage_t> dx16(rows * width, to_storage(0.25f));   // dX in the storage type (frozen layers' inputs)
+    const int threads = 256;   // CUDARMSNorm.threads
+    launch({rows, 1, 1}, threads, [&] {
         (v8 ? swiftlet_rmsnorm_forward_v8 : swiftlet_rmsnorm_forward)(x.data(), w.data(), y.data(), rstd.data(), width, 1e-5f, offset);
     });
-    launch({rows, 1, 1}, 64, [&] {
+    launch({rows, 1, 1}, threads, [&] {
         (v8 ? swiftlet_rmsnorm_backward_f32_v8 : swiftlet_rmsnorm_backward_f32)(dy.data(), x.data(), w.data(), rstd.data(),
                                                                                  dx.data(), width, offset);
     });
-    Measure my, mr, mdx;
+    launch({rows, 1, 1}, threads, [&] {
+        (v8 ? swiftlet_rmsnorm_backward_16_v8 : swiftlet_rmsnorm_backward_16)(dy.data(), x.data(), w.data(), rstd.data(),
+                                                                               dx16.data(), width, offset);
+    });
+    Measure my, mr, mdx, mdx16;
     for (int r = 0; r < rows; r++) {
         double ss = 0; for (int j = 0; j < width; j++) ss += d(x[r * width + j]) * d(x[r * width + j]);
         double s = 1 / sqrt(ss / width + 1e-5), dot = 0;
@@ -114,11 +120,13 @@ int rmsnorm(float offset, bool v8) {
         }
         for (int j = 0; j < width; j++) {
             double wj = offset + d(w[j]);
-            mdx.add(dx[r * width + j], 0.25 + s * wj * d(dy[r * width + j]) - dot * s * s * s / width * d(x[r * width + j]));
+            const double g = 0.25 + s * wj * d(dy[r * width + j]) - dot * s * s * s / width * d(x[r * width + j]);
+            mdx.add(dx[r * width + j], g);
+            mdx16.add(to_f32(dx16[r * width + j]), g);
         }
     }
     char label[64]; snprintf(label, sizeof label, "RMSNorm 5x200, weight offset %g%s", offset, v8 ? ", eight-wide" : "");
-    return report(label, {{"y", &my}, {"rstd", &mr}, {"dX (f32, +=)", &mdx}}, 1e-2);
+    return report(label, {{"y", &my}, {"rstd", &mr}, {"dX (f32, +=)", &mdx}, {"dX (bf16, +=)", &mdx16}}, 1e-2);
 }
 
 int crossEntropy(float softcap) {

@@ -38,6 +38,26 @@ final class CUDAEmulationTests: XCTestCase {
         try emulate("emulate_cuda_split.sh", passLine: "all split-bf16 emulation checks passed")
     }
 
+    /// Add, bias, scale, multiply, conversions, random fill, dropout, embedding, RoPE, column copies.
+    func testElementwise() throws {
+        try emulate("emulate_cuda_elementwise.sh", passLine: "all elementwise emulation checks passed")
+    }
+
+    /// The LoRA down, up-add, gradient and finalize kernels at ranks 1 to 64.
+    func testLoRA() throws {
+        try emulate("emulate_cuda_lora.sh", passLine: "all LoRA emulation checks passed")
+    }
+
+    /// Routing, its backward, statistics, the stable sort, gather, combine and its backward.
+    func testMixtureOfExperts() throws {
+        try emulate("emulate_cuda_experts.sh", passLine: "all mixture-of-experts emulation checks passed")
+    }
+
+    /// The gradient norm, zero fill, AdamW, SGD and AdamW8bit over the multi-tensor table.
+    func testOptimizers() throws {
+        try emulate("emulate_cuda_optimizers.sh", passLine: "all optimizer emulation checks passed")
+    }
+
     private static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts")
 
