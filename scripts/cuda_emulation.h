@@ -1,15 +1,19 @@
-// Runs CUDA kernel source on the CPU, for checking kernels on a machine without a GPU: one std::thread
-// per CUDA thread, blocks one after another, warp shuffles and __syncthreads through barriers, the
-// tensor-core kernels' PTX in C++ (ptx_emulation.h). It includes "kernel.inc" (the prelude and one kernel
-// family's source, which the emulate_cuda_*.sh scripts extract from the Swift files); dynamic shared memory
-// is one buffer of EMULATED_DYNAMIC_SHARED_BYTES. Used by every emulate_cuda_*.cpp.
+// Runs CUDA kernel source on the CPU, for checking kernels on a machine without a GPU: a block's threads are
+// fibers (ucontext) on one OS thread, blocks one after another. Between two __syncthreads the warps run one
+// at a time, in a random order (seed EMULATION_SEED, default 1), each as far as it can: the most skewed
+// schedule a GPU may pick, so a read that a missing barrier leaves unordered with another warp's write sees
+// the wrong value, rather than by chance of OS scheduling. A warp's lanes meet at its warp-wide instructions
+// (shuffles, ballots, ldmatrix, mma.sync). A barrier that some threads never reach is reported as a
+// deadlock. The tensor-core kernels' PTX is C++ (ptx_emulation.h). It includes "kernel.inc" (the prelude and
+// one kernel family's source, which the emulate_cuda_*.sh scripts extract from the Swift files); dynamic
+// shared memory is one buffer of EMULATED_DYNAMIC_SHARED_BYTES. Used by every emulate_cuda_*.cpp.
 #pragma once
-#include <barrier>
-#include <thread>
+#include <ucontext.h>
 #include <vector>
 #include <cmath>
 #include <cstring>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <algorithm>
 #include <atomic>
@@ -20,24 +24,130 @@ using std::min; using std::max;
 #define EMULATED_DYNAMIC_SHARED_BYTES (227 * 1024)  // the most an H100/H200 block may ask for
 #endif
 struct D3 { int x = 0, y = 0, z = 0; };
-thread_local D3 threadIdx, blockIdx;
+D3 threadIdx, blockIdx;  // the running thread's: the scheduler sets them before it resumes a fiber
 D3 blockDim, gridDim;
-std::barrier<>* blockBarrier;
-std::barrier<>* warpBarrier[32];
+
+// The block's threads as fibers, and where each one waits.
+struct Fiber {
+    enum State { runnable, atWarpBarrier, atBlockBarrier, finished } state = runnable;
+    ucontext_t context;
+    std::vector<char> stack;
+};
+struct BlockScheduler {
+    std::vector<Fiber> fibers;
+    ucontext_t scheduler;
+    int current = -1;
+    long long serial = 0;   // counts the blocks run
+    std::mt19937 order{[] { const char* s = getenv("EMULATION_SEED"); return s ? (unsigned)atoi(s) : 1u; }()};
+    std::function<void()> body;
+
+    // Back to the scheduler until the barrier releases this thread.
+    void wait(Fiber::State barrier) {
+        Fiber& f = fibers[current];
+        f.state = barrier;
+        swapcontext(&f.context, &scheduler);
+    }
+    static void start();
+    void run(int threads, D3 block);
+    // Lanes of warp w: [first, last).
+    int first(int w) const { return 32 * w; }
+    int last(int w) const { return min(32 * w + 32, (int)fibers.size()); }
+    // Releases warp w's barrier if every live lane waits at it.
+    bool releaseWarp(int w) {
+        bool waiting = false, all = true;
+        for (int t = first(w); t < last(w); t++) {
+            waiting |= fibers[t].state == Fiber::atWarpBarrier;
+            all &= fibers[t].state == Fiber::atWarpBarrier || fibers[t].state == Fiber::finished;
+        }
+        if (!(waiting && all)) return false;
+        for (int t = first(w); t < last(w); t++) if (fibers[t].state == Fiber::atWarpBarrier) fibers[t].state = Fiber::runnable;
+        return true;
+    }
+    // Runs warp w until none of its lanes can run (they wait at __syncthreads, or have finished).
+    void runWarp(int w) {
+        std::vector<int> lanes;
+        do {
+            lanes.clear();
+            for (int t = first(w); t < last(w); t++) if (fibers[t].state == Fiber::runnable) lanes.push_back(t);
+            std::shuffle(lanes.begin(), lanes.end(), order);
+            for (int t : lanes) {
+                current = t;
+                threadIdx = {t, 0, 0};
+                swapcontext(&scheduler, &fibers[t].context);
+            }
+        } while (!lanes.empty() || releaseWarp(w));
+    }
+    // Releases __syncthreads if every live thread waits at it.
+    bool releaseBlock() {
+        bool waiting = false, all = true;
+        for (const Fiber& f : fibers) {
+            waiting |= f.state == Fiber::atBlockBarrier;
+            all &= f.state == Fiber::atBlockBarrier || f.state == Fiber::finished;
+        }
+        if (!(waiting && all)) return false;
+        for (Fiber& f : fibers) if (f.state == Fiber::atBlockBarrier) f.state = Fiber::runnable;
+        return true;
+    }
+};
+BlockScheduler block;
+
+void BlockScheduler::start() {
+    block.body();
+    block.fibers[block.current].state = Fiber::finished;   // uc_link returns to the scheduler
+}
+
+void BlockScheduler::run(int threads, D3 blockIndex) {
+    serial++;
+    fibers.resize(threads);
+    for (int t = 0; t < threads; t++) {
+        Fiber& f = fibers[t];
+        f.state = Fiber::runnable;
+        f.stack.resize(256 * 1024);
+        getcontext(&f.context);
+        f.context.uc_stack.ss_sp = f.stack.data();
+        f.context.uc_stack.ss_size = f.stack.size();
+        f.context.uc_link = &scheduler;
+        makecontext(&f.context, start, 0);
+    }
+    blockIdx = blockIndex;
+    const int warps = (threads + 31) / 32;
+    std::vector<int> ready;
+    while (true) {
+        ready.clear();
+        for (int w = 0; w < warps; w++)
+            for (int t = first(w); t < last(w); t++) if (fibers[t].state == Fiber::runnable) { ready.push_back(w); break; }
+        if (!ready.empty()) {
+            runWarp(ready[std::uniform_int_distribution<int>(0, (int)ready.size() - 1)(order)]);
+            continue;
+        }
+        if (releaseBlock()) continue;
+        if (std::all_of(fibers.begin(), fibers.end(), [](const Fiber& f) { return f.state == Fiber::finished; })) return;
+        fprintf(stderr, "deadlock in block (%d, %d, %d): threads wait at barriers others never reach:", blockIndex.x,
+                blockIndex.y, blockIndex.z);
+        for (int t = 0; t < threads; t++) fprintf(stderr, " %d:%s", t, fibers[t].state == Fiber::finished ? "done"
+                                                  : fibers[t].state == Fiber::atWarpBarrier ? "warp" : "block");
+        fprintf(stderr, "\n");
+        abort();
+    }
+}
+
+// The meeting point of a warp-wide instruction: every live lane of the warp has posted its operands.
+static inline void warp_meet() { block.wait(Fiber::atWarpBarrier); }
+static inline void __syncthreads() { block.wait(Fiber::atBlockBarrier); }
+
 double shuffleSlots[32][32];  // float, int and double values pass through a double exactly
 template <class T> static inline T __shfl_xor_sync(unsigned, T v, int o) {
     int w = threadIdx.x >> 5, l = threadIdx.x & 31;
-    shuffleSlots[w][l] = v; warpBarrier[w]->arrive_and_wait();
-    T r = (T)shuffleSlots[w][l ^ o]; warpBarrier[w]->arrive_and_wait();
+    shuffleSlots[w][l] = v; warp_meet();
+    T r = (T)shuffleSlots[w][l ^ o]; warp_meet();
     return r;
 }
-static inline void __syncthreads() { blockBarrier->arrive_and_wait(); }
 unsigned ballotSlots[32][32];
 static inline unsigned __ballot_sync(unsigned, int predicate) {
     int w = threadIdx.x >> 5, l = threadIdx.x & 31;
-    ballotSlots[w][l] = predicate != 0; warpBarrier[w]->arrive_and_wait();
+    ballotSlots[w][l] = predicate != 0; warp_meet();
     unsigned bits = 0; for (int i = 0; i < 32; i++) bits |= ballotSlots[w][i] << i;
-    warpBarrier[w]->arrive_and_wait();
+    warp_meet();
     return bits;
 }
 static inline int __popc(unsigned v) { return __builtin_popcount(v); }
@@ -94,15 +204,10 @@ struct Measure {
 // `eachBlock` runs before each block's threads start (to poison shared memory, check a canary).
 template <class F> void launch(D3 grid, int threads, F body, std::function<void()> eachBlock = {}) {
     gridDim = grid; blockDim = {threads, 1, 1};
+    block.body = body;
     for (int z = 0; z < grid.z; z++) for (int y = 0; y < grid.y; y++) for (int x = 0; x < grid.x; x++) {
         if (eachBlock) eachBlock();
-        std::barrier<> bb(threads); blockBarrier = &bb;
-        std::vector<std::barrier<>*> wb;
-        for (int w = 0; w < threads / 32; w++) { warpBarrier[w] = new std::barrier<>(32); }
-        std::vector<std::thread> ts;
-        for (int t = 0; t < threads; t++) ts.emplace_back([=] { threadIdx = {t, 0, 0}; blockIdx = {x, y, z}; body(); });
-        for (auto& t : ts) t.join();
-        for (int w = 0; w < threads / 32; w++) delete warpBarrier[w];
+        block.run(threads, {x, y, z});
     }
 }
 

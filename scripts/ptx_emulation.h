@@ -3,8 +3,9 @@
 // specifies the instructions, for cuda_emulation.h (emulate_cuda.sh leaves the asm versions out of
 // kernel.inc). Warp-wide instructions (ldmatrix, mma.sync) post each lane's operands, meet at the warp's
 // barrier, compute each lane's part from every lane's posts, and meet again before the posts are reused.
-// cp.async copies wait in per-thread groups and land only at cp.async.wait_group, so a kernel that reads
-// a tile before waiting for it reads the poison the emulator filled shared memory with.
+// cp.async copies wait in per-thread groups and land at their commit or at cp.async.wait_group, at random,
+// so a kernel that reads a tile before waiting for it reads the poison the emulator filled shared memory
+// with, and one that overwrites a tile another warp still reads shows that too.
 #pragma once
 #include <cstdint>
 #include <cstdlib>
@@ -12,7 +13,6 @@
 
 struct WarpPost { const unsigned short* address; unsigned a[4], b[2]; };
 WarpPost warpPosts[32][32];
-static inline void warp_meet() { warpBarrier[threadIdx.x >> 5]->arrive_and_wait(); }
 
 // Shared-memory accesses inside the dynamic buffer must stay within what the launch declared.
 const char* dynamicShared = nullptr;
@@ -95,20 +95,38 @@ static inline unsigned fa_pack(float lo, float hi) { return storage_rounded(lo) 
 
 // cp.async.cg.shared.global (16 bytes; source size 0 fills zeros), commit_group, wait_group N.
 struct PendingCopy { unsigned short* destination; const unsigned short* source; };
-thread_local std::vector<PendingCopy> openGroup;
-thread_local std::deque<std::vector<PendingCopy>> committedGroups;
+// Each thread's copies in flight; a block starts with none.
+struct CopyQueue { long long block = -1; std::vector<PendingCopy> open; std::deque<std::vector<PendingCopy>> committed; };
+CopyQueue copyQueues[1024];
+static inline CopyQueue& copy_queue() {
+    CopyQueue& q = copyQueues[threadIdx.x];
+    if (q.block != block.serial) q = {block.serial, {}, {}};
+    return q;
+}
 static inline void fa_cp_async(unsigned short* s, const unsigned short* g, bool inside) {
     check_shared(s, 16, "cp.async");
     if ((uintptr_t)g % 16) { fprintf(stderr, "cp.async: global address %p is not 16-byte aligned\n", (const void*)g); abort(); }
-    openGroup.push_back({s, inside ? g : nullptr});
+    copy_queue().open.push_back({s, inside ? g : nullptr});
 }
-static inline void fa_cp_commit() { committedGroups.push_back(std::move(openGroup)); openGroup.clear(); }
+static inline void land(const std::vector<PendingCopy>& group) {
+    for (const PendingCopy& c : group) {
+        if (c.source) memcpy(c.destination, c.source, 16);
+        else memset(c.destination, 0, 16);
+    }
+}
+// A group lands at once or at its wait, at random: a copy may complete any time in between, so both a read
+// before the wait and an overwrite of a tile another warp still reads show.
+// A group that landed stays in the queue, empty: wait_group N counts the N most recent groups either way.
+static inline void fa_cp_commit() {
+    CopyQueue& q = copy_queue();
+    if (block.order() & 1) { land(q.open); q.open.clear(); }
+    q.committed.push_back(std::move(q.open));
+    q.open.clear();
+}
 static inline void fa_cp_wait(int pending) {
-    while ((int)committedGroups.size() > pending) {
-        for (const PendingCopy& c : committedGroups.front()) {
-            if (c.source) memcpy(c.destination, c.source, 16);
-            else memset(c.destination, 0, 16);
-        }
-        committedGroups.pop_front();
+    CopyQueue& q = copy_queue();
+    while ((int)q.committed.size() > pending) {
+        land(q.committed.front());
+        q.committed.pop_front();
     }
 }

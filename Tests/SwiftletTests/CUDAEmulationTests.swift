@@ -1,10 +1,11 @@
 import Foundation
 import XCTest
 
-/// The CUDA kernels' source run on the CPU by scripts/emulate_cuda_*.sh (a thread per CUDA thread; the
-/// tensor-core instructions, ldmatrix and cp.async in C++ as the PTX ISA specifies them), each emulator
-/// against its reference in double or bit for bit. What `swiftlet doctor` checks on a GPU, checked here on
-/// every commit: a kernel change that breaks the arithmetic or a shared-memory layout fails CI. Needs
+/// The CUDA kernels' source run on the CPU by scripts/emulate_cuda_*.sh (a fiber per CUDA thread, the warps
+/// in a skewed order; the tensor-core instructions, ldmatrix and cp.async in C++ as the PTX ISA specifies
+/// them), each emulator against its reference in double or bit for bit. What `swiftlet doctor` checks on a
+/// GPU, checked here on every commit: a kernel change that breaks the arithmetic, a shared-memory layout or
+/// a barrier fails CI. Needs
 /// python3 and a C++20 compiler (g++ or clang++); without them the tests skip and say so.
 final class CUDAEmulationTests: XCTestCase {
     func testTrainingAttentionSimpleKernels() throws {
