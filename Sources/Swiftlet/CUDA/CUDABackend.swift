@@ -49,6 +49,9 @@ public final class CUDABackend: Backend, @unchecked Sendable {
     var cudnnForwardGraphs: [CUDNNAttention.Key: CUDNNAttention.Forward] = [:]
     var cudnnBackwardGraphs: [CUDNNAttention.Key: CUDNNAttention.Backward] = [:]
     var cudnnFailedKeys: Set<CUDNNAttention.Key> = []
+    /// Head dims whose tensor-core tiles this GPU refused (a launch or compile error): the simple kernels
+    /// run them instead, and the first refusal is said on stderr, with why.
+    public internal(set) var flashRefused: [Int: String] = [:]
     /// "9.14.0 (path)" when cuDNN loaded.
     public var cudnnDescription: String? { cudnnLibrary.map { "\($0.versionString) (\($0.path))" } }
 

@@ -441,6 +441,11 @@ struct CUDAOpSelfTest {
             say("  \(ok ? "PASS" : "FAIL")  \("forward log-sum-exp (f32)".padding(toLength: 40, withPad: " ", startingAt: 0)) max rel \(fmt(e.maxRelative)) (≤ 1e-4)  padding rows agreeing: \(mismatchedPadding == 0)")
             gpu.attentionBackward(dOut: dOut.gpu, q: q.gpu, k: k.gpu, v: v.gpu, out: out.gpu, logSumExp: lse.gpu,
                                   layout: layouts.1, dQ: dq.gpu, dK: dk.gpu, dV: dv.gpu)
+            // a refused tile falls back to the simple kernels, which would pass in its name
+            if family == .swiftlet, let why = gpu.flashRefused[headDim] {
+                passed = false
+                say("  FAIL  the tensor-core kernels were refused (the simple ones ran): \(why)")
+            }
             check("backward dQ", dq)
             check("backward dK", dk)
             check("backward dV", dv)

@@ -234,9 +234,8 @@ extension CUDABackend {
         expect(logSumExp, .f32)
         if usesCUDNNAttention(layout, [q, k, v, out]),
            cudnnAttention(q, k, v, layout: layout, into: out, logSumExp: logSumExp) { return }
-        if usesFlashAttention(headDim: layout.headDim, [q, k, v, out]) {
-            return flashAttention(q, k, v, layout: layout, into: out, logSumExp: logSumExp)
-        }
+        if usesFlashAttention(headDim: layout.headDim, [q, k, v, out]),
+           flashAttention(q, k, v, layout: layout, into: out, logSumExp: logSumExp) { return }
         run {
             try kernels.launch(try function(attentionKernel("attention_forward", layout), CUDAAttention.source),
                                grid: attentionGrid(layout, heads: layout.heads), block: (32 * CUDAAttention.warpsPerBlock, 1, 1),
@@ -252,10 +251,9 @@ extension CUDABackend {
         if usesCUDNNAttention(layout, [dOut, q, k, v, out, dQ, dK, dV]),
            cudnnAttentionBackward(dOut: dOut, q: q, k: k, v: v, out: out, logSumExp: logSumExp, layout: layout,
                                   dQ: dQ, dK: dK, dV: dV) { return }
-        if usesFlashAttention(headDim: layout.headDim, [dOut, q, k, v, out, dQ, dK, dV]) {
-            return flashAttentionBackward(dOut: dOut, q: q, k: k, v: v, out: out, logSumExp: logSumExp,
-                                          layout: layout, dQ: dQ, dK: dK, dV: dV)
-        }
+        if usesFlashAttention(headDim: layout.headDim, [dOut, q, k, v, out, dQ, dK, dV]),
+           flashAttentionBackward(dOut: dOut, q: q, k: k, v: v, out: out, logSumExp: logSumExp,
+                                  layout: layout, dQ: dQ, dK: dK, dV: dV) { return }
         let rowDot = try! empty([q.shape[0], layout.heads], .f32)   // written for every (token, head)
         run {
             try kernels.launch(try function(attentionKernel("attention_backward_dq", layout), CUDAAttention.source),

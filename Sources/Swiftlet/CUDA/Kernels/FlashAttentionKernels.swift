@@ -1,4 +1,5 @@
 import CCUDA
+import Foundation
 
 /// Causal grouped-query attention on tensor cores, FlashAttention-2 style: the same semantics and
 /// the same outputs (out, log-sum-exp [tokens, heads], dQ/dK/dV overwritten) as CUDAAttention and
@@ -724,7 +725,7 @@ extension CUDABackend {
     /// 16 bytes at a time.
     func usesFlashAttention(headDim: Int, _ tensors: [Tensor] = []) -> Bool {
         guard attentionKernels != .simple, device.computeCapability.major >= 8,
-              let tiles = CUDAFlashAttention.tiles[headDim]
+              let tiles = CUDAFlashAttention.tiles[headDim], flashRefused[headDim] == nil
         else { return false }
         let shared = tiles.sharedBytes(headDim: headDim, pairSplit: CUDAFlashAttention.pairSplit)
         // + 2 KiB: the kernels' static arrays (sequence ids, log-sum-exps) beside the dynamic tiles
@@ -751,9 +752,24 @@ extension CUDABackend {
         ((layout.columns + CUDAFlashAttention.tile - 1) / CUDAFlashAttention.tile, layout.rows * heads, 1)
     }
 
+    /// Runs the tiles, or records that this GPU refused them (false: the caller runs the simple kernels, whose
+    /// outputs are the same). The tiles for head dims 96 and 256 have passed the CPU emulation of their source,
+    /// not yet a GPU; a refusal there (driver limits on shared memory or registers) must not stop training.
+    private func flashRun(_ op: String, headDim: Int, _ body: () throws -> Void) -> Bool {
+        do {
+            try runThrowing(op, body)
+            return true
+        } catch {
+            flashRefused[headDim] = "\(error)"
+            fputs("swiftlet: the tensor-core attention kernels for head dim \(headDim) were refused on this GPU; "
+                  + "using the simple kernels: \(error)\n", stderr)
+            return false
+        }
+    }
+
     func flashAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, layout: AttentionLayout,
-                        into out: Tensor, logSumExp: Tensor) {
-        run {
+                        into out: Tensor, logSumExp: Tensor) -> Bool {
+        flashRun("flashAttention", headDim: layout.headDim) {
             try kernels.launch(try function(attentionKernel("flash_attention_forward_d\(layout.headDim)", layout),
                                             CUDAFlashAttention.source),
                                grid: flashGrid(layout, heads: layout.heads), block: (CUDAFlashAttention.threads, 1, 1),
@@ -764,17 +780,17 @@ extension CUDABackend {
         }
     }
 
-    /// Overwrites dQ, dK and dV (as the simple kernels and the CPU do).
+    /// Overwrites dQ, dK and dV (as the simple kernels and the CPU do); false as `flashAttention`.
     func flashAttentionBackward(dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
                                 logSumExp: Tensor, layout: AttentionLayout,
-                                dQ: Tensor, dK: Tensor, dV: Tensor) {
+                                dQ: Tensor, dK: Tensor, dV: Tensor) -> Bool {
         let tokens = q.shape[0], d = layout.headDim, tokensTimesHeads = tokens * layout.heads, warps = 8
         let rowDot = try! empty([tokens, layout.heads], .f32)   // written for every (token, head)
         // GQA: each query head's f32 share of dK and dV, summed per group afterwards (every element written)
         let grouped = layout.heads != layout.kvHeads
         let parts = grouped ? try! empty([2, tokensTimesHeads * d], .f32) : nil
         let dKPart = parts?.rows(0..<1).device ?? 0, dVPart = parts?.rows(1..<2).device ?? 0
-        run {
+        return flashRun("flashAttentionBackward", headDim: d) {
             try kernels.launch(try function("flash_attention_row_dot", CUDAFlashAttention.source),
                                grid: ((tokensTimesHeads + warps - 1) / warps, 1, 1), block: (32 * warps, 1, 1),
                                arguments: [.pointer(dOut.device), .pointer(out.device), .pointer(rowDot.device),
