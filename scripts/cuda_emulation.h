@@ -10,6 +10,7 @@
 #pragma once
 #include <ucontext.h>
 #include <vector>
+#include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <cstdio>
@@ -199,6 +200,47 @@ struct Measure {
     }
     double rel() const { return diff / std::max(ref, 1e-30); }
     bool ok(double bound) const { return bad == 0 && rel() < bound; }
+};
+
+// What an element no kernel wrote holds: NaN patterns that no kernel writes (to_storage's NaN is 0x7FC0,
+// arithmetic's 0x7FC00000 or 0xFFC00000).
+template <class T> T poison();
+template <> inline unsigned short poison() { return 0x7FA5; }
+template <> inline unsigned int poison() { return 0x7FA5A5A5u; }
+template <> inline float poison() { return __uint_as_float(0x7FA5A5A5u); }
+template <> inline int poison() { return 0x7FA5A5A5; }
+
+// A kernel operand with margins of `pattern` on both sides, its body starting `misalign` elements past a
+// 16-byte boundary (0: aligned for every vector path): a write outside the body's n elements changes a
+// margin. `reset` restores what it was made with, so two runs start from the same bits at the same addresses.
+template <class T> struct Guarded {
+    static constexpr size_t margin = 64;
+    std::vector<T> all, initial;
+    size_t begin, n;
+    Guarded(const std::vector<T>& body, T pattern = poison<T>(), int misalign = 0)
+        : all(body.size() + 2 * margin + 16, pattern), begin(margin), n(body.size()) {
+        while ((uintptr_t)(all.data() + begin) % 16) begin++;
+        begin += misalign;
+        std::copy(body.begin(), body.end(), all.begin() + begin);
+        initial = all;
+    }
+    // n elements of `pattern`, for a kernel to write
+    explicit Guarded(size_t n, T pattern = poison<T>()) : Guarded(std::vector<T>(n, pattern), pattern) {}
+    T* data() { return all.data() + begin; }
+    T& operator[](size_t i) { return all[begin + i]; }
+    T operator[](size_t i) const { return all[begin + i]; }
+    T start(size_t i) const { return initial[begin + i]; }
+    std::vector<T> values() const { return {all.begin() + begin, all.begin() + begin + n}; }
+    void reset() { std::copy(initial.begin(), initial.end(), all.begin()); }
+    bool unchanged() const { return memcmp(all.data(), initial.data(), all.size() * sizeof(T)) == 0; }
+    size_t marginElements() const { return all.size() - n; }
+    size_t marginsChanged() const {
+        size_t changed = 0;
+        for (size_t i = 0; i < all.size(); i++)
+            if ((i < begin || i >= begin + n) && memcmp(&all[i], &initial[i], sizeof(T))) changed++;
+        return changed;
+    }
+    bool marginsIntact() const { return marginsChanged() == 0; }
 };
 
 // `eachBlock` runs before each block's threads start (to poison shared memory, check a canary).

@@ -55,33 +55,6 @@ static uint32_t bitsOf(float f) { return std::bit_cast<uint32_t>(f); }
 static uint32_t bitsOf(unsigned short b) { return b; }
 static uint32_t bitsOf(unsigned int b) { return b; }
 
-// What an element no kernel wrote holds: NaN patterns that no kernel writes (to_storage's NaN is 0x7FC0).
-template <class T> static T poison();
-template <> unsigned short poison() { return 0x7FA5; }
-template <> unsigned int poison() { return 0x7FA5A5A5u; }
-template <> float poison() { return std::bit_cast<float>(0x7FA5A5A5u); }
-template <> int poison() { return 0x7FA5A5A5; }
-
-// A tensor's memory with poisoned guard elements on both sides: a write past either end shows. 16 elements of
-// guard keep data() 16-byte aligned (operator new's alignment) for the eight-wide kernels.
-template <class T> struct Buffer {
-    static constexpr size_t guard = 16;
-    std::vector<T> memory;
-    explicit Buffer(size_t n) : memory(n + 2 * guard, poison<T>()) {
-        if ((uintptr_t)data() % 16) { printf("FAIL: a buffer is not 16-byte aligned\n"); exit(1); }
-    }
-    explicit Buffer(const std::vector<T>& values) : Buffer(values.size()) { std::copy(values.begin(), values.end(), data()); }
-    T* data() { return memory.data() + guard; }
-    T& operator[](size_t i) { return memory[guard + i]; }
-    std::vector<T> values() const { return {memory.begin() + guard, memory.end() - guard}; }
-    long long guardsChanged() const {
-        long long changed = 0;
-        for (size_t i = 0; i < guard; i++)
-            changed += (bitsOf(memory[i]) != bitsOf(poison<T>())) + (bitsOf(memory[memory.size() - 1 - i]) != bitsOf(poison<T>()));
-        return changed;
-    }
-};
-
 template <class T> static T stored(float f);
 template <> storage_t stored(float f) { return to_storage(f); }
 template <> float stored(float f) { return f; }
@@ -125,7 +98,7 @@ struct Errors {
         wrong += !(std::isfinite(gpu) && error <= 1e-6 * terms);
         worstRel = std::max(worstRel, error / std::max(terms, 1e-300));
     }
-    template <class T> void guards(const Buffer<T>& b) { checked += 2 * Buffer<T>::guard; wrong += b.guardsChanged(); }
+    template <class T> void guards(const Guarded<T>& b) { checked += b.marginElements(); wrong += b.marginsChanged(); }
     template <class T> void unchanged(const std::vector<T>& now, const std::vector<T>& before) {
         for (size_t i = 0; i < now.size(); i++) bits(bitsOf(now[i]), bitsOf(before[i]));
     }
@@ -164,7 +137,7 @@ template <class F> static int launchElementwise(long long count, Grid grid, F bo
 template <class X, class Y>
 static bool addCase(const char* kernel, void (*add)(const X*, Y*, float, long long), long long n, float alpha, bool vectors, Grid grid) {
     const auto x = randomValues<X>(n), y0 = randomValues<Y>(n);
-    Buffer<X> xs(x); Buffer<Y> ys(y0);
+    Guarded<X> xs(x); Guarded<Y> ys(y0);
     const int blocks = launchElementwise(vectors ? n / 8 : n, grid, [&] { add(xs.data(), ys.data(), alpha, n); });
     Errors e;
     for (long long i = 0; i < n; i++)
@@ -178,7 +151,7 @@ static bool addCase(const char* kernel, void (*add)(const X*, Y*, float, long lo
 // double), then bf16's. Bit for bit.
 static bool addBiasCase(int rows, int width, Grid grid) {
     const auto bias = randomValues<storage_t>(width), x0 = randomValues<storage_t>((size_t)rows * width);
-    Buffer<storage_t> biases(bias), x(x0);
+    Guarded<storage_t> biases(bias), x(x0);
     const long long n = (long long)rows * width;
     const int blocks = launchElementwise(n, grid, [&] { add_bias_16(biases.data(), x.data(), width, n); });
     Errors e;
@@ -193,7 +166,7 @@ static bool addBiasCase(int rows, int width, Grid grid) {
 // x *= factor (CPU scale): one rounding of the exact product, so bit for bit.
 template <class T> static bool scaleCase(const char* kernel, void (*scale)(T*, float, long long), long long n, float factor, Grid grid) {
     const auto x0 = randomValues<T>(n);
-    Buffer<T> x(x0);
+    Guarded<T> x(x0);
     const int blocks = launchElementwise(n, grid, [&] { scale(x.data(), factor, n); });
     Errors e;
     for (long long i = 0; i < n; i++) e.bits(bitsOf(x[i]), bitsOf(roundedOnce<T>(value(x0[i]) * factor)));
@@ -205,7 +178,7 @@ template <class T> static bool scaleCase(const char* kernel, void (*scale)(T*, f
 // x *= y elementwise (CPU multiply; the LoRA dropout mask's backward): one rounding, bit for bit.
 template <class T> static bool multiplyCase(const char* kernel, void (*multiply)(T*, const T*, long long), long long n, Grid grid) {
     const auto x0 = randomValues<T>(n), y = randomValues<T>(n);
-    Buffer<T> x(x0), ys(y);
+    Guarded<T> x(x0), ys(y);
     const int blocks = launchElementwise(n, grid, [&] { multiply(x.data(), ys.data(), n); });
     Errors e;
     for (long long i = 0; i < n; i++) e.bits(bitsOf(x[i]), bitsOf(roundedOnce<T>(value(x0[i]) * value(y[i]))));
@@ -230,7 +203,7 @@ static bool convertToStorageCase(Grid grid) {
     }
     while (x.size() < 2001) x.push_back(std::bit_cast<float>(bits32(gen)));  // NaNs with random payloads among them
     const long long n = x.size();
-    Buffer<float> xs(x); Buffer<storage_t> y(n);
+    Guarded<float> xs(x); Guarded<storage_t> y(n);
     const int blocks = launchElementwise(n, grid, [&] { convert_f32_16(xs.data(), y.data(), n); });
     Errors e;
     for (long long i = 0; i < n; i++) e.bits(y[i], bf16Nearest(x[i]));
@@ -243,7 +216,7 @@ static bool convertToStorageCase(Grid grid) {
 static bool convertFromStorageCase(long long n, Grid grid) {
     std::vector<storage_t> x(n);
     for (long long i = 0; i < n; i++) x[i] = (storage_t)(n == 65536 ? i : gen());
-    Buffer<storage_t> xs(x); Buffer<float> y(n);
+    Guarded<storage_t> xs(x); Guarded<float> y(n);
     const int blocks = launchElementwise(n, grid, [&] { convert_16_f32(xs.data(), y.data(), n); });
     Errors e;
     for (long long i = 0; i < n; i++) e.bits(bitsOf(y[i]), f32BitsOfBF16(x[i]));
@@ -265,7 +238,7 @@ static double counterUnit(uint64_t seed, uint64_t index) {
 // x[i] = (2·unit − 1)·bound (CPU fillUniform): 2·unit − 1 is exact in f32, the product rounds once. Bit for bit.
 template <class T> static bool fillCase(const char* kernel, void (*fill)(T*, unsigned long long, float, long long), long long n,
                                         uint64_t seed, float bound, Grid grid) {
-    Buffer<T> x(n);
+    Guarded<T> x(n);
     const int blocks = launchElementwise(n, grid, [&] { fill(x.data(), seed, bound, n); });
     Errors e;
     for (long long i = 0; i < n; i++) e.bits(bitsOf(x[i]), bitsOf(roundedOnce<T>((2 * counterUnit(seed, i) - 1) * bound)));
@@ -280,7 +253,7 @@ template <class T> static bool fillCase(const char* kernel, void (*fill)(T*, uns
 template <class T> static bool dropoutCase(const char* kernel, void (*dropout)(T*, T*, float, unsigned long long, long long),
                                            long long n, float p, uint64_t seed, Grid grid) {
     const auto x0 = randomValues<T>(n);
-    Buffer<T> x(x0), mask(n);
+    Guarded<T> x(x0), mask(n);
     const int blocks = launchElementwise(n, grid, [&] { dropout(x.data(), mask.data(), p, seed, n); });
     const float keep = 1.0f / (1.0f - p);
     Errors e;
@@ -310,8 +283,8 @@ static std::vector<int> tokenIds(int tokens, int vocab) {
 static bool embeddingCase(int vocab, int width, int tokens, Grid grid) {
     const auto table = randomValues<storage_t>((size_t)vocab * width);
     const auto ids = tokenIds(tokens, vocab);
-    Buffer<storage_t> tables(table), out((size_t)tokens * width);
-    Buffer<int> idBuffer(ids);
+    Guarded<storage_t> tables(table), out((size_t)tokens * width);
+    Guarded<int> idBuffer(ids);
     const int blocks = launchElementwise((long long)tokens * width, grid,
                                          [&] { embedding_16(tables.data(), idBuffer.data(), out.data(), width, tokens); });
     Errors e;
@@ -328,8 +301,8 @@ static bool embeddingBackwardCase(int vocab, int width, int tokens, Grid grid) {
     const auto dOut = randomValues<storage_t>((size_t)tokens * width);
     const auto table0 = randomValues<float>((size_t)vocab * width);
     const auto ids = tokenIds(tokens, vocab);
-    Buffer<storage_t> dOuts(dOut); Buffer<float> dTable(table0);
-    Buffer<int> idBuffer(ids);
+    Guarded<storage_t> dOuts(dOut); Guarded<float> dTable(table0);
+    Guarded<int> idBuffer(ids);
     const int blocks = launchElementwise((long long)tokens * width, grid,
                                          [&] { embedding_backward_f32(dOuts.data(), idBuffer.data(), dTable.data(), width, tokens); });
     std::vector<double> sum(table0.begin(), table0.end()), terms(sum.size());
@@ -394,9 +367,9 @@ static bool ropeCase(int heads, int headDim, const std::vector<int>& positions, 
     const int half = headDim / 2, tokens = positions.size();
     const size_t n = (size_t)tokens * heads * headDim;
     const RoPETable table = ropeTable(*std::max_element(positions.begin(), positions.end()) + 3, half, scale);
-    Buffer<float> cosines(table.cos), sines(table.sin);
-    Buffer<int> positionBuffer(positions);
-    Buffer<storage_t> memory(n + 1);  // x is n elements at offset 0 or 1; the other one must stay poisoned
+    Guarded<float> cosines(table.cos), sines(table.sin);
+    Guarded<int> positionBuffer(positions);
+    Guarded<storage_t> memory(n + 1);  // x is n elements at offset 0 or 1; the other one must stay poisoned
     storage_t* x = memory.data() + (unaligned ? 1 : 0);
     std::vector<storage_t> x0 = randomValues<storage_t>(n);
     std::copy(x0.begin(), x0.end(), x);
@@ -438,7 +411,7 @@ using ColumnCopy = void (*)(const T*, long long, long long, T*, long long, long 
 
 // Columns [srcColumn, srcColumn + width) of src [rows, srcColumns] into [dstColumn, …) of dst [rows, dstColumns]
 // (CPU copyColumns: a memcpy per row): those bits moved exactly, every other element of dst as it was.
-template <class T> static void copyColumnsChecked(ColumnCopy<T> copy, Buffer<T>& src, int srcColumns, int srcColumn, Buffer<T>& dst,
+template <class T> static void copyColumnsChecked(ColumnCopy<T> copy, Guarded<T>& src, int srcColumns, int srcColumn, Guarded<T>& dst,
                                                   int dstColumns, int dstColumn, int width, int rows, Grid grid, Errors& e) {
     const auto before = dst.values(), source = src.values();
     launchElementwise((long long)rows * width, grid,
@@ -463,11 +436,11 @@ template <class T> static std::vector<T> randomBits(size_t n) {
 template <class T> static bool fusedProjectionCase(const char* kernel, ColumnCopy<T> copy, int rows, std::vector<int> widths, Grid grid) {
     int columns = 0;
     for (int w : widths) columns += w;
-    Buffer<T> fused(randomBits<T>((size_t)rows * columns)), back((size_t)rows * columns);
+    Guarded<T> fused(randomBits<T>((size_t)rows * columns)), back((size_t)rows * columns);
     Errors e;
     int column = 0;
     for (int w : widths) {
-        Buffer<T> part((size_t)rows * w);
+        Guarded<T> part((size_t)rows * w);
         copyColumnsChecked(copy, fused, columns, column, part, w, 0, w, rows, grid, e);
         copyColumnsChecked(copy, part, w, 0, back, columns, column, w, rows, grid, e);
         column += w;
@@ -483,7 +456,7 @@ template <class T> static bool fusedProjectionCase(const char* kernel, ColumnCop
 // A block of columns between two wider matrices, both offsets inside a row.
 template <class T> static bool columnBlockCase(const char* kernel, ColumnCopy<T> copy, int rows, int srcColumns, int srcColumn,
                                                int dstColumns, int dstColumn, int width, Grid grid) {
-    Buffer<T> src(randomBits<T>((size_t)rows * srcColumns)), dst((size_t)rows * dstColumns);
+    Guarded<T> src(randomBits<T>((size_t)rows * srcColumns)), dst((size_t)rows * dstColumns);
     Errors e;
     copyColumnsChecked(copy, src, srcColumns, srcColumn, dst, dstColumns, dstColumn, width, rows, grid, e);
     char label[128];

@@ -42,31 +42,6 @@ static std::vector<storage_t> bf16Values(size_t n, float lo, float hi) {
 static const float nanF32 = __uint_as_float(0xFFC0DEADu);   // a NaN no kernel makes (theirs come from arithmetic)
 static const storage_t nanBF16 = 0x7FFF;                    // to_storage turns every NaN into 0x7FC0
 
-// A buffer with NaN-patterned margins on both sides, its body starting `misalign` elements past a 16-byte
-// boundary (0: aligned for every vector path). `reset` restores what it was made with, so two runs start
-// from the same bits at the same addresses.
-template <class T> struct Guarded {
-    static constexpr size_t margin = 64;
-    std::vector<T> all, initial;
-    size_t begin, n;
-    Guarded(const std::vector<T>& body, T pattern, int misalign = 0)
-        : all(body.size() + 2 * margin + 16, pattern), begin(margin), n(body.size()) {
-        while ((uintptr_t)(all.data() + begin) % 16) begin++;
-        begin += misalign;
-        std::copy(body.begin(), body.end(), all.begin() + begin);
-        initial = all;
-    }
-    T* data() { return all.data() + begin; }
-    T operator[](size_t i) const { return all[begin + i]; }
-    T start(size_t i) const { return initial[begin + i]; }
-    void reset() { std::copy(initial.begin(), initial.end(), all.begin()); }
-    bool unchanged() const { return memcmp(all.data(), initial.data(), all.size() * sizeof(T)) == 0; }
-    bool marginsIntact() const {
-        const size_t end = begin + n;
-        return memcmp(all.data(), initial.data(), begin * sizeof(T)) == 0 &&
-               memcmp(all.data() + end, initial.data() + end, (all.size() - end) * sizeof(T)) == 0;
-    }
-};
 template <class T> static bool sameBits(const std::vector<T>& a, const std::vector<T>& b) {
     return a.size() == b.size() && memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }

@@ -36,19 +36,6 @@ static std::mt19937 gen(11);
 static unsigned bitsOf(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 static uint64_t bitsOf(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
 
-// An operand with poisoned guard elements on both sides: a kernel must write inside [0, n) only.
-template <class T> struct Guarded {
-    static constexpr int guard = 16;
-    std::vector<T> storage; long long n; T poison;
-    Guarded(long long n, T poison) : storage(n + 2 * guard, poison), n(n), poison(poison) {}
-    T* data() { return storage.data() + guard; }
-    T& operator[](long long i) { return storage[guard + i]; }
-    bool intact() const {
-        for (long long i = 0; i < guard; i++)
-            if (memcmp(&storage[i], &poison, sizeof(T)) || memcmp(&storage[guard + n + i], &poison, sizeof(T))) return false;
-        return true;
-    }
-};
 using Floats = std::vector<Guarded<float>>;
 static const float poisonFloat = __uint_as_float(0x7fbadbadu);
 
@@ -65,7 +52,7 @@ static Floats zeros(const std::vector<long long>& sizes) {
 }
 static Floats copyOf(const Floats& list) { return list; }
 static bool allIntact(const Floats& list) {
-    for (auto& t : list) if (!t.intact()) return false;
+    for (auto& t : list) if (!t.marginsIntact()) return false;
     return true;
 }
 
@@ -138,7 +125,7 @@ static double treeSumOfSquares(Floats& x, float factor) {
     for (auto& t : x)
         for (long long begin = 0; begin < t.n; begin += chunkSize) {
             std::vector<double> perThread(threads, 0.0);
-            for (long long i = begin; i < std::min(begin + chunkSize, t.n); i++) {
+            for (long long i = begin; i < std::min(begin + chunkSize, (long long)t.n); i++) {
                 const double d = (double)(t[i] * factor);
                 perThread[(i - begin) % threads] += d * d;
             }
@@ -471,7 +458,8 @@ static void twin32bit(Guarded<float>& p, Guarded<float>& g, Guarded<float>& stat
 static Quantized quantizedTensor(long long n) {
     const long long blocks = (n + block8 - 1) / block8;
     // fresh state as AdamW8bitState.zeros: codes 0, absmax 0
-    Quantized q{{n, poisonFloat}, {n, poisonFloat}, {n, 0xAB}, {n, 0xAB}, {blocks, poisonFloat}, {blocks, poisonFloat}};
+    using F = Guarded<float>; using B = Guarded<uint8_t>;
+    Quantized q{F(n, poisonFloat), F(n, poisonFloat), B(n, 0xAB), B(n, 0xAB), F(blocks, poisonFloat), F(blocks, poisonFloat)};
     std::uniform_real_distribution<float> u(-1, 1);
     for (long long i = 0; i < n; i++) { q.p[i] = u(gen); q.codes1[i] = 0; q.codes2[i] = 0; }
     for (long long b = 0; b < blocks; b++) q.absmax1[b] = q.absmax2[b] = 0;
@@ -501,7 +489,7 @@ static bool blockwiseCase(std::vector<Quantized>& list, Multiplier k, Hyper h, i
         for (long long i = 0; i < a.absmax1.n; i++) {
             absmax += (bitsOf(a.absmax1[i]) != bitsOf(b.absmax1[i])) + (bitsOf(a.absmax2[i]) != bitsOf(b.absmax2[i])); blocks++;
         }
-        intact = intact && a.p.intact() && a.codes1.intact() && a.codes2.intact() && a.absmax1.intact() && a.absmax2.intact();
+        intact = intact && a.p.marginsIntact() && a.codes1.marginsIntact() && a.codes2.marginsIntact() && a.absmax1.marginsIntact() && a.absmax2.marginsIntact();
     }
     return report(codes1 + codes2 + absmax + params == 0 && intact && setUp,
                   "mt_adamw8bit_blockwise step %d wd %g unscale %g clip %g (%s): differ from the CPU twin: codes1 %lld, codes2 %lld "
