@@ -136,7 +136,8 @@ template <class F> static int launchElementwise(long long count, Grid grid, F bo
 // y += alpha·x (CPU add): two f32 roundings before the store, so measured against double.
 template <class X, class Y>
 static bool addCase(const char* kernel, void (*add)(const X*, Y*, float, long long), long long n, float alpha, bool vectors, Grid grid) {
-    const auto x = randomValues<X>(n), y0 = randomValues<Y>(n);
+    const auto x = randomValues<X>(n);
+    const auto y0 = randomValues<Y>(n);
     Guarded<X> xs(x); Guarded<Y> ys(y0);
     const int blocks = launchElementwise(vectors ? n / 8 : n, grid, [&] { add(xs.data(), ys.data(), alpha, n); });
     Errors e;
