@@ -44,7 +44,7 @@ extension LlamaModel {
                     let dense = try backend.upload(bytes: Array(checkpoint.rawBytes(name)), shape, backend.computeType)
                     return .nf4(try NF4Weight(quantizing: dense, doubleQuant: doubleQuant))
                 }
-                return .nf4(try NF4Weight(quantizing: checkedValues(name, shape), shape: shape,
+                return .nf4(try NF4Weight(quantizing: checkpoint.floats(name), shape: shape,
                                           doubleQuant: doubleQuant, on: backend))
             }
             return .dense(try tensor(name, shape))
