@@ -343,7 +343,7 @@ struct CUDAOpSelfTest {
         }
 
         // Every attention kernel family: cuDNN's fused attention (whole rows, d 64 and 128), the
-        // tensor-core tiles (head dims 64 and 128 on 8.0+, 96 and 256 opt-in) and the simple kernels, with
+        // tensor-core tiles (head dims 64, 96, 128 and 256 on 8.0+) and the simple kernels, with
         // GQA and MHA, packed rows with padding, windows and ragged tiles (200, 300).
         try attention("causal GQA 1×2048, 32/8 heads, d 128", rows: 1, columns: 2048, heads: 32, kvHeads: 8,
                       headDim: 128, timed: true)
