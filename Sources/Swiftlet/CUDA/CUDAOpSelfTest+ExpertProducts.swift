@@ -24,8 +24,7 @@ extension CUDAOpSelfTest {
             try expertProductsCase("\(way): 26 experts (18 with rows), 1,200 rows, 256 → 384, r 16", experts: 26,
                                    rows: 1200, inFeatures: 256, outFeatures: 384, rank: 16)
             if grouped && !CUBLASGrouped.enabled {   // a refusal turns it off, and the default path ran instead
-                say("  FAIL  cuBLAS grouped GEMM refused the experts' products (see the message above)")
-                passed = false
+                verdict(false, "cuBLAS grouped GEMM refused", "the experts' products (see the message above)")
             }
         }
     }
@@ -96,9 +95,8 @@ extension CUDAOpSelfTest {
         let errors = pairs.map { ErrorMeasure.measure(gpu: gpu.download($0.gpu), cpu: cpu.download($0.cpu)) }
         let failing = errors.indices.filter { !errors[$0].passes(maxBound: Self.f32Max, meanBound: Self.f32Mean) }
         let worst = errors.indices.max { errors[$0].maxRelative < errors[$1].maxRelative } ?? 0
-        passed = passed && failing.isEmpty
-        say("  \(failing.isEmpty ? "PASS" : "FAIL")  \(name.padding(toLength: 40, withPad: " ", startingAt: 0)) "
-            + "worst max rel \(fmt(errors[worst].maxRelative)) (≤ \(fmt(Self.f32Max))), expert \(worst)"
-            + (failing.isEmpty ? "" : "; failing: experts \(failing.map(String.init).joined(separator: ", "))"))
+        verdict(failing.isEmpty, name,
+                "worst max rel \(fmt(errors[worst].maxRelative)) (≤ \(fmt(Self.f32Max))), expert \(worst)"
+                + (failing.isEmpty ? "" : "; failing: experts \(failing.map(String.init).joined(separator: ", "))"))
     }
 }

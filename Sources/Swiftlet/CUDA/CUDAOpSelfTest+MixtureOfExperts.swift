@@ -14,8 +14,7 @@ extension CUDAOpSelfTest {
 
     mutating func checkInts(_ name: String, gpu g: Tensor, cpu c: Tensor) {
         let same = gpu.downloadInts(g) == cpu.downloadInts(c)
-        passed = passed && same
-        say("  \(same ? "PASS" : "FAIL")  \(name.padding(toLength: 40, withPad: " ", startingAt: 0)) \(same ? "identical" : "DIFFER")")
+        verdict(same, name, same ? "identical" : "DIFFER")
     }
 
     mutating func mixtureOfExpertsCase(_ label: String, tokens: Int, experts: Int, topK k: Int, normalize: Bool,
@@ -79,8 +78,7 @@ extension CUDAOpSelfTest {
         let again = try gpu.zeros([tokens, k], .f32)
         gpu.moeCombineBackward(dOut: dOut.gpu, sorted: y.gpu, rows: rows.gpu, weights: sameWeights, dSorted: dSorted.gpu, dWeights: again)
         let same = gpu.downloadBytes(again) == gpu.downloadBytes(dW.gpu)
-        passed = passed && same
-        say("  \(same ? "PASS" : "FAIL")  \("combine backward rerun bit-identical".padding(toLength: 40, withPad: " ", startingAt: 0))")
+        verdict(same, "combine backward rerun bit-identical")
 
         guard timed else { return }
         let gpu = self.gpu, e = Double(storage.size), moved = Double(tokens * k * hidden) * e * 2

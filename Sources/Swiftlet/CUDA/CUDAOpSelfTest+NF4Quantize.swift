@@ -21,8 +21,8 @@ extension CUDAOpSelfTest {
         let weight = try gpu.upload((0..<(300 * 130)).map { _ in generator.uniform(in: -0.05..<0.05) },
                                     [300, 130], storage)
         let viaWeight = try NF4Weight(quantizing: weight, doubleQuant: true).host()
-        reportBitExact("NF4Weight(quantizing:) double-quantized", same: viaWeight == NF4.quantize(gpu.download(weight), shape: [300, 130],
-                                                                                          doubleQuant: true))
+        verdict(viaWeight == NF4.quantize(gpu.download(weight), shape: [300, 130], doubleQuant: true),
+                "NF4Weight(quantizing:) double-quantized", "bit for bit")
 
         let big = try gpu.empty([4096, 14336], storage)
         gpu.fillUniform(big, seed: 7, bound: 0.03)
@@ -43,12 +43,7 @@ extension CUDAOpSelfTest {
         let host = NF4.codes(gpu.download(dense), blockSize: blockSize)
         let codes = gpu.downloadBytes(packed), scales = gpu.download(absmax).map(\.bitPattern)
         let wrong = zip(codes, host.packed).filter { $0 != $1 }.count + zip(scales, host.absmax.map(\.bitPattern)).filter { $0 != $1 }.count
-        reportBitExact("\(name): \(wrong) of \(codes.count) bytes + \(scales.count) absmax differ", same: wrong == 0)
-    }
-
-    mutating func reportBitExact(_ name: String, same: Bool) {
-        passed = passed && same
-        say("  \(same ? "PASS" : "FAIL")  \(name)")
+        verdict(wrong == 0, name, "\(wrong) of \(codes.count) bytes + \(scales.count) absmax differ")
     }
 
     /// Weight-like values (±0.05) with, block by block, the cases the quantizer treats apart: a block of

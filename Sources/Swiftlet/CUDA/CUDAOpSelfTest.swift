@@ -50,17 +50,21 @@ struct CUDAOpSelfTest {
         let f32 = pair.gpu.dtype == .f32
         let e = ErrorMeasure.measure(gpu: gpu.download(pair.gpu), cpu: cpu.download(pair.cpu))
         let (mb, nb) = exact ? (0.0, 0.0) : f32 ? (Self.f32Max, Self.f32Mean) : (Self.bf16Max, Self.bf16Mean)
-        let ok = e.passes(maxBound: mb, meanBound: nb)
-        passed = passed && ok
         let nanText = e.nanCount > 0 ? "  \(e.nanCount) NaN/unwritten" : ""
-        say("  \(ok ? "PASS" : "FAIL")  \(name.padding(toLength: 40, withPad: " ", startingAt: 0)) max rel \(fmt(e.maxRelative)) (≤ \(fmt(mb)))  mean rel \(fmt(e.meanRelative)) (≤ \(fmt(nb)))\(nanText)")
+        verdict(e.passes(maxBound: mb, meanBound: nb), name,
+                "max rel \(fmt(e.maxRelative)) (≤ \(fmt(mb)))  mean rel \(fmt(e.meanRelative)) (≤ \(fmt(nb)))\(nanText)")
+    }
+
+    /// One check's line: PASS or FAIL, its name in a column, what was measured; a FAIL fails the doctor.
+    mutating func verdict(_ ok: Bool, _ name: String, _ detail: String = "") {
+        passed = passed && ok
+        say("  \(ok ? "PASS" : "FAIL")  \(name.padding(toLength: 40, withPad: " ", startingAt: 0))\(detail.isEmpty ? "" : " " + detail)")
     }
 
     mutating func checkScalar(_ name: String, gpu g: Double, cpu c: Double, bound: Double) {
         let rel = abs(g - c) / max(abs(c), 1e-30)
         let ok = rel <= bound && g.isFinite
-        passed = passed && ok
-        say("  \(ok ? "PASS" : "FAIL")  \(name.padding(toLength: 40, withPad: " ", startingAt: 0)) rel \(fmt(rel)) (≤ \(fmt(bound)))  gpu \(g)  cpu \(c)")
+        verdict(ok, name, "rel \(fmt(rel)) (≤ \(fmt(bound)))  gpu \(g)  cpu \(c)")
     }
 
     /// Times `body` on the GPU (after one untimed run) with device events.
@@ -209,8 +213,7 @@ struct CUDAOpSelfTest {
         gpu.loraGradient(dy.gpu, z.gpu, into: gradB.gpu, gradientTransposed: false, alpha: s)
         gpu.loraGradient(dy.gpu, z.gpu, into: again.gpu, gradientTransposed: false, alpha: s)
         let same = gpu.downloadBytes(gradB.gpu) == gpu.downloadBytes(again.gpu)
-        passed = passed && same
-        say("  \(same ? "PASS" : "FAIL")  \("gradient rerun bit-identical".padding(toLength: 40, withPad: " ", startingAt: 0))")
+        verdict(same, "gradient rerun bit-identical")
         guard timed else { return }
         let t = Double(tokens), kk = Double(k), oo = Double(o), rr = Double(r), e = Double(storage.size)
         // The six products of a LoRA Linear's step: name, FLOPs, bytes of activations, the call.
@@ -375,15 +378,30 @@ struct CUDAOpSelfTest {
         try attention("whole rows 2×200, 4/4 heads (MHA), d 256", rows: 2, columns: 200, heads: 4, kvHeads: 4, headDim: 256)
         try attention("gemma 2 9B: softcap 50, window 4096, 1×2048, 16/8 heads, d 256, scale 1/16", rows: 1, columns: 2048,
                       heads: 16, kvHeads: 8, headDim: 256, window: 4096, softcap: 50, scale: 1.0 / 16, timed: true)
+        // A GPU that refuses the tiles falls back to the simple kernels and trains on. The refusal here is the
+        // driver's own: the launches ask for more dynamic shared memory than the GPU has, as tiles that do not
+        // fit would (the forward's and the backward's refusals each caught, then the tiles run again).
+        if gpu.usesFlashAttention(headDim: 128) {
+            CUDAFlashAttention.sharedBytesOverAsk = gpu.device.sharedMemoryPerBlockOptIn + 1
+            defer { CUDAFlashAttention.sharedBytesOverAsk = 0; gpu.flashRefused[128] = nil }
+            try attention("tiles refused by the driver (simple kernels), 2×300, 8/4 heads, d 128", rows: 2, columns: 300,
+                          heads: 8, kvHeads: 4, headDim: 128, window: 64, packed: (100, 250), refused: true)
+            CUDAFlashAttention.sharedBytesOverAsk = 0
+            gpu.flashRefused[128] = nil
+            try attention("after a refusal, the tiles again, 2×300, 8/4 heads, d 128", rows: 2, columns: 300,
+                          heads: 8, kvHeads: 4, headDim: 128, window: 64, packed: (100, 250), tilesOnly: true)
+        }
     }
 
     /// One attention geometry, forward and backward against the CPU, on each kernel family that
     /// applies (cuDNN's fused attention, our tensor-core tiles, the simple kernels). `packed` (a, b):
     /// columns below a are sequence 0, below b sequence 1, the rest padding. Timed cases also time
-    /// each family.
+    /// each family. `tilesOnly` runs the tiles alone; `refused`, the tiles when the driver refuses them
+    /// (`CUDAFlashAttention.sharedBytesOverAsk`): each refusal must be recorded, and the simple kernels
+    /// must give the outputs.
     mutating func attention(_ label: String, rows: Int, columns: Int, heads: Int, kvHeads: Int, headDim: Int,
                             window: Int = 0, packed: (Int, Int)? = nil, softcap: Float? = nil, scale: Float? = nil,
-                            timed: Bool = false) throws {
+                            timed: Bool = false, tilesOnly: Bool = false, refused: Bool = false) throws {
         var ids = [Int32](repeating: 0, count: rows * columns)
         if let (a, b) = packed {
             for n in ids.indices { let c = n % columns; ids[n] = c < a ? 0 : c < b ? 1 : -1 }
@@ -425,11 +443,13 @@ struct CUDAOpSelfTest {
             }
         }
         if families.isEmpty || timed { families.append((.simple, "simple", false)) }
+        if tilesOnly || refused { families = [(.swiftlet, refused ? "tensor cores, refused" : "tensor cores", false)] }
         for (family, name, split) in families {
             gpu.attentionKernels = family
             CUDAFlashAttention.pairSplit = split
             say("attention \(label) [\(name)]:")
             gpu.attention(q.gpu, k.gpu, v.gpu, layout: layouts.1, into: out.gpu, logSumExp: lse.gpu)
+            if refused { reportRefusal("forward", headDim: headDim) }
             check("forward out", out)
             // -inf rows (padding) compare as non-finite on both sides; count them out by checking finite ones
             let lseGPU = gpu.download(lse.gpu), lseCPU = cpu.download(lse.cpu)
@@ -437,14 +457,14 @@ struct CUDAOpSelfTest {
             let finite = zip(lseGPU, lseCPU).filter { $0.1.isFinite }
             let e = ErrorMeasure.measure(gpu: finite.map(\.0), cpu: finite.map(\.1))
             let ok = mismatchedPadding == 0 && e.passes(maxBound: 1e-4, meanBound: 1e-5)
-            passed = passed && ok
-            say("  \(ok ? "PASS" : "FAIL")  \("forward log-sum-exp (f32)".padding(toLength: 40, withPad: " ", startingAt: 0)) max rel \(fmt(e.maxRelative)) (≤ 1e-4)  padding rows agreeing: \(mismatchedPadding == 0)")
+            verdict(ok, "forward log-sum-exp (f32)", "max rel \(fmt(e.maxRelative)) (≤ 1e-4)  padding rows agreeing: \(mismatchedPadding == 0)")
             gpu.attentionBackward(dOut: dOut.gpu, q: q.gpu, k: k.gpu, v: v.gpu, out: out.gpu, logSumExp: lse.gpu,
                                   layout: layouts.1, dQ: dq.gpu, dK: dk.gpu, dV: dv.gpu)
             // a refused tile falls back to the simple kernels, which would pass in its name
-            if family == .swiftlet, let why = gpu.flashRefused[headDim] {
-                passed = false
-                say("  FAIL  the tensor-core kernels were refused (the simple ones ran): \(why)")
+            if refused {
+                reportRefusal("backward", headDim: headDim)
+            } else if family == .swiftlet, let why = gpu.flashRefused[headDim] {
+                verdict(false, "tensor cores refused (simple ones ran)", why)
             }
             check("backward dQ", dq)
             check("backward dK", dk)
@@ -458,6 +478,14 @@ struct CUDAOpSelfTest {
                                       layout: layouts.1, dQ: dq.gpu, dK: dk.gpu, dV: dv.gpu)
             }
         }
+    }
+
+    /// Whether the op just run recorded the driver's refusal of the tiles; clears it, so the next op tries
+    /// the tiles again (and meets its own refusal).
+    mutating func reportRefusal(_ op: String, headDim: Int) {
+        let why = gpu.flashRefused[headDim]
+        verdict(why != nil, "\(op): refusal recorded, simple kernels ran", why.map { String($0.prefix(90)) } ?? "the tiles were not refused")
+        gpu.flashRefused[headDim] = nil
     }
 
     /// The gated linear unit with each activation: SwiGLU (Llama's shape) and GeGLU with tanh
@@ -478,8 +506,7 @@ struct CUDAOpSelfTest {
             // in place (the decoder layer's use): the same bits as separate outputs
             gpu.gatedLinearUnitBackward(activation, dOut: d.gpu, gate: g.gpu, up: u.gpu, dGate: g.gpu, dUp: u.gpu)
             let same = gpu.download(g.gpu) == gpu.download(dg.gpu) && gpu.download(u.gpu) == gpu.download(du.gpu)
-            passed = passed && same
-            say("  \(same ? "PASS" : "FAIL")  \("backward in place = separate outputs".padding(toLength: 40, withPad: " ", startingAt: 0))")
+            verdict(same, "backward in place = separate outputs")
             // gate | up side by side in one [rows, 2·width] matrix (a mixture's gate_up output)
             let fusedShape: Shape = [shape[0], 2 * shape[1]]
             let gu = try pair(fusedShape, storage, in: -4...4), fusedOut = try output(shape, storage)
@@ -492,8 +519,7 @@ struct CUDAOpSelfTest {
             check("fused gate | up: backward dGate | dUp", dgu)
             gpu.gatedLinearUnitBackward(activation, dOut: d.gpu, gateUp: gu.gpu, dGateUp: gu.gpu)
             let fusedInPlace = gpu.download(gu.gpu) == gpu.download(dgu.gpu)
-            passed = passed && fusedInPlace
-            say("  \(fusedInPlace ? "PASS" : "FAIL")  \("fused backward in place = separate output".padding(toLength: 40, withPad: " ", startingAt: 0))")
+            verdict(fusedInPlace, "fused backward in place = separate output")
             guard shape.count % 8 == 0 else { continue }
             time("forward", bytes: Double(shape.count * 6)) { gpu.gatedLinearUnit(activation, gate: g.gpu, up: u.gpu, into: out.gpu) }
             time("backward", bytes: Double(shape.count * 10)) {
@@ -557,8 +583,7 @@ struct CUDAOpSelfTest {
         let roundedCPU = cpu.download(converted.cpu).map(round)
         let e = ErrorMeasure.measure(gpu: gpu.download(converted.gpu), cpu: roundedCPU)
         let ok = e.passes(maxBound: 0, meanBound: 0)
-        passed = passed && ok
-        say("  \(ok ? "PASS" : "FAIL")  \("f32 → \(storage) copy (bit-exact rounding)".padding(toLength: 40, withPad: " ", startingAt: 0)) max rel \(fmt(e.maxRelative))")
+        verdict(ok, "f32 → \(storage) copy (bit-exact rounding)", "max rel \(fmt(e.maxRelative))")
         let filled = try output([1 << 20], .f32)
         cpu.fillUniform(filled.cpu, seed: 77, bound: 0.3); gpu.fillUniform(filled.gpu, seed: 77, bound: 0.3)
         check("fill uniform (same hash)", filled)
@@ -568,8 +593,7 @@ struct CUDAOpSelfTest {
         // the same elements dropped; the kept scale 4/3 rounds to bf16 on the GPU
         let maskError = ErrorMeasure.measure(gpu: gpu.download(maskShape.gpu), cpu: cpu.download(maskShape.cpu).map(round))
         let maskOK = maskError.passes(maxBound: 0, meanBound: 0)
-        passed = passed && maskOK
-        say("  \(maskOK ? "PASS" : "FAIL")  \("dropout mask (same hash, exact)".padding(toLength: 40, withPad: " ", startingAt: 0)) max rel \(fmt(maskError.maxRelative))")
+        verdict(maskOK, "dropout mask (same hash, exact)", "max rel \(fmt(maskError.maxRelative))")
         check("dropout output", dx)
         let dropped32 = try pair([1 << 20], .f32), mask32 = try output([1 << 20], .f32)
         cpu.dropout(dropped32.cpu, probability: 0.1, seed: 4, mask: mask32.cpu)
@@ -640,8 +664,7 @@ struct CUDAOpSelfTest {
         checkScalar("Σ(g/1024)² over the list (f64)", gpu: normGPU, cpu: normCPU, bound: 1e-12)
         let again = gpu.sumOfSquares(g.map(\.gpu), scaledBy: multiplier.unscale)
         let same = again.bitPattern == normGPU.bitPattern
-        passed = passed && same
-        say("  \(same ? "PASS" : "FAIL")  \("Σ(g/1024)² rerun: the same bits".padding(toLength: 40, withPad: " ", startingAt: 0)) \(again)")
+        verdict(same, "Σ(g/1024)² rerun: the same bits", "\(again)")
 
         let hyper = AdamWHyper(lr: 2e-4, weightDecay: 0.01)
         let p = try list(-1...1), m = try list(-0.1...0.1), v = try list(0...0.01)
@@ -693,8 +716,7 @@ struct CUDAOpSelfTest {
                 let equal = zip(cpu.downloadBytes(ct.tensor), gpu.downloadBytes(dt.tensor)).filter { $0 == $1 }.count
                 let fraction = Double(equal) / Double(sizes[i])
                 let ok = fraction >= 0.999
-                passed = passed && ok
-                say("  \(ok ? "PASS" : "FAIL")  \("AdamW8bit \(ct.suffix) codes [\(sizes[i])]".padding(toLength: 40, withPad: " ", startingAt: 0)) equal \(fmt(100 * fraction, digits: 3))% (≥ 99.9%)")
+                verdict(ok, "AdamW8bit \(ct.suffix) codes [\(sizes[i])]", "equal \(fmt(100 * fraction, digits: 3))% (≥ 99.9%)")
             }
         }
 
@@ -703,8 +725,7 @@ struct CUDAOpSelfTest {
         cpu.zero(z.map(\.cpu))
         gpu.zero(z.map(\.gpu))
         let zeroOK = z.allSatisfy { gpu.downloadBytes($0.gpu).allSatisfy { $0 == 0 } }
-        passed = passed && zeroOK
-        say("  \(zeroOK ? "PASS" : "FAIL")  \("zero (NaN-poisoned → +0)".padding(toLength: 40, withPad: " ", startingAt: 0))")
+        verdict(zeroOK, "zero (NaN-poisoned → +0)")
 
         // TinyLlama's LoRA tensors at r 16 (22 layers × 7 modules, A and B): one step's launches.
         let shapes = (0..<22).flatMap { _ in [(2048, 2048), (2048, 256), (2048, 256), (2048, 2048), (2048, 5632), (2048, 5632), (5632, 2048)] }
@@ -752,8 +773,7 @@ struct CUDAOpSelfTest {
                 let equal = zip(cpu.downloadBytes(c.tensor), gpu.downloadBytes(g.tensor)).filter { $0 == $1 }.count
                 let fraction = Double(equal) / Double(n)
                 let ok = fraction >= 0.999
-                passed = passed && ok
-                say("  \(ok ? "PASS" : "FAIL")  \("AdamW8bit \(n) \(c.suffix) codes".padding(toLength: 40, withPad: " ", startingAt: 0)) equal \(fmt(100 * fraction, digits: 3))% (≥ 99.9%)")
+                verdict(ok, "AdamW8bit \(n) \(c.suffix) codes", "equal \(fmt(100 * fraction, digits: 3))% (≥ 99.9%)")
             }
         }
     }

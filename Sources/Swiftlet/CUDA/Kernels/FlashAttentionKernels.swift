@@ -678,6 +678,11 @@ enum CUDAFlashAttention {
     /// default, opt-in (`SWIFTLET_FLASH_PAIR_SPLIT=1`) until the doctor has checked and timed both.
     nonisolated(unsafe) static var pairSplit = CUDALibrarySearch.processEnvironment["SWIFTLET_FLASH_PAIR_SPLIT"] == "1"
 
+    /// Dynamic shared memory asked for beyond the tiles' need: 0, except in the doctor's check of the
+    /// fallback, which asks for more than the GPU has, so the driver refuses the launches as it would
+    /// refuse tiles that do not fit.
+    nonisolated(unsafe) static var sharedBytesOverAsk = 0
+
     /// One head dim's tiles. `keyTile`: the keys a dQ step streams; `queryTile`: the queries a dK/dV
     /// step streams (32 at d 96 and over: a [16, d] accumulator and the step's scores within 255
     /// registers; 16 keys at d 256 keep dQ's shared memory at two blocks an SM); `stages`: the dK/dV
@@ -734,7 +739,9 @@ extension CUDABackend {
     }
 
     private func flashSharedBytes(_ layout: AttentionLayout) -> (forward: Int, dq: Int, dkdv: Int) {
-        CUDAFlashAttention.tiles[layout.headDim]!.sharedBytes(headDim: layout.headDim, pairSplit: pairSplit(layout))
+        let shared = CUDAFlashAttention.tiles[layout.headDim]!.sharedBytes(headDim: layout.headDim, pairSplit: pairSplit(layout))
+        let over = CUDAFlashAttention.sharedBytesOverAsk
+        return (shared.forward + over, shared.dq + over, shared.dkdv + over)
     }
 
     private func pairSplit(_ layout: AttentionLayout) -> Bool {
