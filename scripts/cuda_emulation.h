@@ -213,19 +213,22 @@ template <> inline int poison() { return 0x7FA5A5A5; }
 // A kernel operand with margins of `pattern` on both sides, its body starting `misalign` elements past a
 // 16-byte boundary (0: aligned for every vector path): a write outside the body's n elements changes a
 // margin. `reset` restores what it was made with, so two runs start from the same bits at the same addresses.
+// The trailing margin holds at least `after` elements (no fewer than `margin`): a grid whose idle threads
+// would write rows past the end needs one as long as those rows.
 template <class T> struct Guarded {
     static constexpr size_t margin = 64;
     std::vector<T> all, initial;
     size_t begin, n;
-    Guarded(const std::vector<T>& body, T pattern = poison<T>(), int misalign = 0)
-        : all(body.size() + 2 * margin + 16, pattern), begin(margin), n(body.size()) {
+    Guarded(const std::vector<T>& body, T pattern = poison<T>(), int misalign = 0, size_t after = margin)
+        : all(body.size() + margin + std::max(after, margin) + 16, pattern), begin(margin), n(body.size()) {
         while ((uintptr_t)(all.data() + begin) % 16) begin++;
         begin += misalign;
         std::copy(body.begin(), body.end(), all.begin() + begin);
         initial = all;
     }
     // n elements of `pattern`, for a kernel to write
-    explicit Guarded(size_t n, T pattern = poison<T>()) : Guarded(std::vector<T>(n, pattern), pattern) {}
+    explicit Guarded(size_t n, T pattern = poison<T>(), size_t after = margin)
+        : Guarded(std::vector<T>(n, pattern), pattern, 0, after) {}
     T* data() { return all.data() + begin; }
     T& operator[](size_t i) { return all[begin + i]; }
     T operator[](size_t i) const { return all[begin + i]; }

@@ -7,7 +7,7 @@
 // exactly; the gather and the combines must give the bits their spec fixes (a copy, one f32 product rounded
 // once, an f32 sum in ascending row order rounded once); f32 values must be within their arithmetic's error
 // bound of double, bf16 values within one rounding of it. Every output starts as 0xFF bytes (NaN, or −1 as
-// an index) with a guard after it: an element left unwritten, or one written past the end, fails.
+// an index), Guarded on both sides: an element left unwritten, or one written outside it, fails.
 // Run scripts/emulate_cuda_experts.sh.
 #include <numeric>
 #include "cuda_emulation.h"
@@ -26,16 +26,11 @@ constexpr int h100Multiprocessors = 132;
 // A GPU of one multiprocessor caps the elementwise grid at 16 blocks, so the grid-stride loops go round.
 constexpr int oneMultiprocessor = 1;
 
-// An output of `written` elements and `guard` more after them, all 0xFF bytes.
-template <class T> static std::vector<T> poisoned(size_t written, size_t guard) {
-    std::vector<T> v(written + guard);
-    memset(v.data(), 0xFF, v.size() * sizeof(T));
+// What every output starts as, in its body and its Guarded margins: 0xFF bytes (NaN, or −1 as an index).
+template <class T> static T allBitsSet() {
+    T v;
+    memset(&v, 0xFF, sizeof v);
     return v;
-}
-template <class T> static bool guardIntact(const std::vector<T>& v, size_t written) {
-    const auto* bytes = (const unsigned char*)v.data();
-    for (size_t i = written * sizeof(T); i < v.size() * sizeof(T); i++) if (bytes[i] != 0xFF) return false;
-    return true;
 }
 
 // bf16 values, stated apart from the prelude's conversions: the top half of an f32, and round to nearest
@@ -173,9 +168,9 @@ static bool routeCheck(const Problem& p) {
     const Config& c = p.c;
     const int T = c.tokens, E = c.experts, k = c.k, blocks = routeBlocks(T);
     const size_t idle = (size_t)blocks * routeThreads - T + 1;  // the rows the grid's idle threads would reach
-    auto probabilities = poisoned<float>((size_t)T * E, idle * E);
-    auto chosen = poisoned<int>((size_t)T * k, idle * k);
-    auto weights = poisoned<float>((size_t)T * k, idle * k);
+    Guarded<float> probabilities((size_t)T * E, allBitsSet<float>(), idle * E);
+    Guarded<int> chosen((size_t)T * k, allBitsSet<int>(), idle * k);
+    Guarded<float> weights((size_t)T * k, allBitsSet<float>(), idle * k);
     launch({blocks, 1, 1}, routeThreads, [&] {
         moe_route(p.logits.data(), probabilities.data(), chosen.data(), weights.data(), (long long)T, E, k, c.normalize ? 1 : 0);
     });
@@ -189,13 +184,12 @@ static bool routeCheck(const Problem& p) {
     // relative to each value: the softmax's f32 sum of E terms and the renormalisation's of k, and a few
     // roundings (the GPU's expf is within 2 ulp)
     const double bound = (E + k + 8) * unitRoundoff;
-    const bool guards = guardIntact(probabilities, (size_t)T * E) && guardIntact(chosen, (size_t)T * k) &&
-                        guardIntact(weights, (size_t)T * k);
+    const bool guards = probabilities.marginsIntact() && chosen.marginsIntact() && weights.marginsIntact();
     const bool covered = p.tiedAtK > 0;
     const bool ok = wrongChoices == 0 && probabilityError.ok(bound) && weightError.ok(bound) && guards && covered;
     printf("route          %-40s %3d tokens: %lld experts chosen wrong (%d rows tied at the k-th), probabilities %.1e, "
            "weights %.1e (bound %.1e)%s%s  %s\n", c.name, T, wrongChoices, p.tiedAtK, probabilityError.worst, weightError.worst,
-           bound, guards ? "" : ", WROTE PAST THE END", covered ? "" : ", NO TIES AT THE K-TH", verdict(ok));
+           bound, guards ? "" : ", WROTE OUTSIDE THE OUTPUT", covered ? "" : ", NO TIES AT THE K-TH", verdict(ok));
     return ok;
 }
 
@@ -207,7 +201,7 @@ static bool routeBackwardCheck(const Problem& p, bool withAux, bool withSequence
     const int T = c.tokens, E = c.experts, k = c.k, blocks = routeBlocks(T);
     const size_t idle = (size_t)blocks * routeThreads - T + 1;
     const auto dWeights = randomF32((size_t)T * k, -1, 1), aux = randomF32(E, -0.05f, 0.05f);
-    auto dLogits = poisoned<storage_t>((size_t)T * E, idle * E);
+    Guarded<storage_t> dLogits((size_t)T * E, allBitsSet<storage_t>(), idle * E);
     launch({blocks, 1, 1}, routeThreads, [&] {
         moe_route_backward(dWeights.data(), p.probabilities32.data(), p.chosen.data(), withAux ? aux.data() : nullptr,
                            withSequenceIds ? p.sequenceIds.data() : nullptr, dLogits.data(), (long long)T, E, k,
@@ -238,11 +232,11 @@ static bool routeBackwardCheck(const Problem& p, bool withAux, bool withSequence
             error.add(fromBF16(dLogits[(size_t)t * E + e]), dx, bf16Rounding(dx, f32Error));
         }
     }
-    const bool guards = guardIntact(dLogits, (size_t)T * E);
+    const bool guards = dLogits.marginsIntact();
     const bool ok = error.ok(1) && guards;
     printf("route backward %-40s %3d tokens, %-27s: dLogits %.2f of the one-rounding bound%s  %s\n", c.name, T,
            withAux ? (withSequenceIds ? "load balancing, padding" : "load balancing, no padding") : "no load balancing",
-           error.worst, guards ? "" : ", WROTE PAST THE END", verdict(ok));
+           error.worst, guards ? "" : ", WROTE OUTSIDE THE OUTPUT", verdict(ok));
     return ok;
 }
 
@@ -250,7 +244,7 @@ static bool routeBackwardCheck(const Problem& p, bool withAux, bool withSequence
 static bool statisticsCheck(const Problem& p, bool withSequenceIds) {
     const Config& c = p.c;
     const int T = c.tokens, E = c.experts, k = c.k;
-    auto out = poisoned<float>(2 * (size_t)E, 64);
+    Guarded<float> out(2 * (size_t)E, allBitsSet<float>());
     launch({E, 1, 1}, statisticsThreads, [&] {
         moe_statistics(p.probabilities32.data(), p.chosen.data(), withSequenceIds ? p.sequenceIds.data() : nullptr, out.data(),
                        (long long)T, E, k);
@@ -270,10 +264,10 @@ static bool statisticsCheck(const Problem& p, bool withSequenceIds) {
     }
     // positive terms: each thread's own sum, then two five-level warp trees
     const double bound = ((T + statisticsThreads - 1) / statisticsThreads + 10) * unitRoundoff;
-    const bool guards = guardIntact(out, 2 * (size_t)E);
+    const bool guards = out.marginsIntact();
     const bool ok = wrongCounts == 0 && massError.ok(bound) && guards;
     printf("statistics     %-40s %3d tokens, %-10s: %lld counts wrong, probability sums %.1e (bound %.1e)%s  %s\n", c.name, T,
-           withSequenceIds ? "padding" : "no padding", wrongCounts, massError.worst, bound, guards ? "" : ", WROTE PAST THE END",
+           withSequenceIds ? "padding" : "no padding", wrongCounts, massError.worst, bound, guards ? "" : ", WROTE OUTSIDE THE OUTPUT",
            verdict(ok));
     return ok;
 }
@@ -285,18 +279,18 @@ static bool sortCheck(const char* label, const std::vector<int>& chosenFlat, int
     referenceSort(chosenFlat, experts, counts, rows);
     const long long n = (long long)chosenFlat.size();
     const size_t pastEnd = (size_t)((n + sortThreads - 1) / sortThreads * sortThreads - n) + 64;
-    auto gpuCounts = poisoned<int>(experts, 64);
-    auto gpuRows = poisoned<int>(n, pastEnd);
+    Guarded<int> gpuCounts(experts, allBitsSet<int>());
+    Guarded<int> gpuRows(n, allBitsSet<int>(), pastEnd);
     launch({experts, 1, 1}, sortThreads, [&] { moe_count(chosenFlat.data(), gpuCounts.data(), n); });
     launch({experts, 1, 1}, sortThreads, [&] { moe_sort_rows(chosenFlat.data(), gpuCounts.data(), gpuRows.data(), n); });
     long long wrongCounts = 0, wrongRows = 0;
     for (int e = 0; e < experts; e++) wrongCounts += gpuCounts[e] != counts[e];
     for (long long a = 0; a < n; a++) wrongRows += gpuRows[a] != rows[a];
     const int empty = (int)std::count(counts.begin(), counts.end(), 0);
-    const bool guards = guardIntact(gpuCounts, experts) && guardIntact(gpuRows, n);
+    const bool guards = gpuCounts.marginsIntact() && gpuRows.marginsIntact();
     const bool ok = wrongCounts == 0 && wrongRows == 0 && guards && empty > 0;
     printf("sort           %-40s %4lld assignments: %lld counts wrong, %lld rows wrong (%d experts empty)%s  %s\n", label, n,
-           wrongCounts, wrongRows, empty, guards ? "" : ", WROTE PAST THE END", verdict(ok));
+           wrongCounts, wrongRows, empty, guards ? "" : ", WROTE OUTSIDE THE OUTPUT", verdict(ok));
     return ok;
 }
 
@@ -306,7 +300,7 @@ static bool gatherCheck(const Problem& p, int multiprocessors) {
     const long long n = p.assignments(), width = c.width, count = n * width;
     const int blocks = elementwiseBlocks(count, multiprocessors);
     const auto x = randomBF16((size_t)c.tokens * width, -2, 2);
-    auto sorted = poisoned<storage_t>(count, 64);
+    Guarded<storage_t> sorted(count, allBitsSet<storage_t>());
     launch({blocks, 1, 1}, elementwiseThreads, [&] {
         moe_gather(x.data(), p.rows.data(), sorted.data(), n, width, (int)(n / c.tokens));
     });
@@ -315,11 +309,11 @@ static bool gatherCheck(const Problem& p, int multiprocessors) {
         const storage_t* row = &sorted[(size_t)p.rows[(size_t)t * c.k + j] * width];
         for (long long h = 0; h < width; h++) wrong += row[h] != x[(size_t)t * width + h];
     }
-    const bool guards = guardIntact(sorted, count);
+    const bool guards = sorted.marginsIntact();
     const bool ok = wrong == 0 && guards;
     printf("gather         %-40s %3d tokens × %-3lld grid %4d×%d, %lld grid-stride turns: %lld of %lld values differ%s  %s\n", c.name,
            c.tokens, width, blocks, elementwiseThreads, (count + (long long)blocks * elementwiseThreads - 1) / ((long long)blocks * elementwiseThreads),
-           wrong, count, guards ? "" : ", WROTE PAST THE END", verdict(ok));
+           wrong, count, guards ? "" : ", WROTE OUTSIDE THE OUTPUT", verdict(ok));
     return ok;
 }
 
@@ -372,7 +366,7 @@ static bool combineCheck(const Problem& p, bool withWeights, bool cancelling, in
     int tokensWithPairs = 0;
     const auto sorted = cancelling ? cancellingRows(p, withWeights, tokensWithPairs)
                                    : randomBF16((size_t)(p.assignments() * width), -2, 2);
-    auto out = poisoned<storage_t>(count, 64);
+    Guarded<storage_t> out(count, allBitsSet<storage_t>());
     launch({blocks, 1, 1}, elementwiseThreads, [&] {
         moe_combine(sorted.data(), p.rows.data(), withWeights ? p.weights32.data() : nullptr, out.data(), (long long)T, width, k);
     });
@@ -402,7 +396,7 @@ static bool combineCheck(const Problem& p, bool withWeights, bool cancelling, in
             error.add(fromBF16(g), exact, bf16Rounding(exact, 2 * k * unitRoundoff * terms));
         }
     }
-    const bool guards = guardIntact(out, count);
+    const bool guards = out.marginsIntact();
     const bool covered = !cancelling || orderShows > 0;
     const bool ok = wrongBits == 0 && error.ok(1) && guards && covered;
     char pairs[48] = "";
@@ -410,7 +404,7 @@ static bool combineCheck(const Problem& p, bool withWeights, bool cancelling, in
     printf("combine        %-40s %3d tokens × %-3lld %-10s %-14s grid %4d×%d: %lld of %lld differ from the ascending f32 sum's bits "
            "(order shows in %lld), %.2f of the one-rounding bound%s%s  %s\n", c.name, T, width, withWeights ? "weighted" : "unweighted",
            pairs, blocks, elementwiseThreads, wrongBits, count, orderShows, error.worst,
-           guards ? "" : ", WROTE PAST THE END", covered ? "" : ", ORDER NEVER SHOWS", verdict(ok));
+           guards ? "" : ", WROTE OUTSIDE THE OUTPUT", covered ? "" : ", ORDER NEVER SHOWS", verdict(ok));
     return ok;
 }
 
@@ -422,17 +416,17 @@ static bool combineBackwardRowsCheck(const Problem& p, int multiprocessors) {
     const long long n = p.assignments(), width = c.width, count = n * width;
     const int blocks = elementwiseBlocks(count, multiprocessors);
     const auto dOut = randomBF16((size_t)T * width, -1, 1);
-    auto dSorted = poisoned<storage_t>(count, 64);
+    Guarded<storage_t> dSorted(count, allBitsSet<storage_t>());
     launch({blocks, 1, 1}, elementwiseThreads, [&] {
         moe_combine_backward_rows(dOut.data(), p.rows.data(), p.weights32.data(), dSorted.data(), n, width, k);
     });
     long long wrongBits = 0;
     for (long long a = 0; a < n; a++) for (long long h = 0; h < width; h++)
         wrongBits += dSorted[p.rows[a] * width + h] != roundBF16(__fmul_rn(p.weights32[a], fromBF16(dOut[a / k * width + h])));
-    const bool guards = guardIntact(dSorted, count);
+    const bool guards = dSorted.marginsIntact();
     const bool ok = wrongBits == 0 && guards;
     printf("combine back   %-40s %3d tokens × %-3lld grid %4d×%d: dSorted %lld of %lld differ from w·dOut's bits%s  %s\n",
-           c.name, T, width, blocks, elementwiseThreads, wrongBits, count, guards ? "" : ", WROTE PAST THE END", verdict(ok));
+           c.name, T, width, blocks, elementwiseThreads, wrongBits, count, guards ? "" : ", WROTE OUTSIDE THE OUTPUT", verdict(ok));
     return ok;
 }
 
@@ -443,7 +437,7 @@ static bool combineBackwardWeightsCheck(const Problem& p) {
     const int T = c.tokens, k = c.k;
     const long long n = p.assignments(), width = c.width;
     const auto dOut = randomBF16((size_t)T * width, -1, 1), sorted = randomBF16((size_t)(n * width), -2, 2);
-    auto dWeights = poisoned<float>(n, 64);
+    Guarded<float> dWeights(n, allBitsSet<float>());
     launch({(int)n, 1, 1}, dotThreads, [&] {
         moe_combine_backward_weights(dOut.data(), sorted.data(), p.rows.data(), dWeights.data(), width, k);
     });
@@ -460,10 +454,10 @@ static bool combineBackwardWeightsCheck(const Problem& p) {
     }
     // relative to Σ|terms|: each thread's own sum, then two five-level warp trees
     const double bound = ((width + dotThreads - 1) / dotThreads + 10) * unitRoundoff;
-    const bool guards = guardIntact(dWeights, n);
+    const bool guards = dWeights.marginsIntact();
     const bool ok = dotError.ok(bound) && guards;
     printf("combine back   %-40s %3d tokens × %-3lld grid %4lld×%d: dWeights %.1e of Σ|terms| (bound %.1e)%s  %s\n", c.name, T,
-           width, n, dotThreads, dotError.worst, bound, guards ? "" : ", WROTE PAST THE END", verdict(ok));
+           width, n, dotThreads, dotError.worst, bound, guards ? "" : ", WROTE OUTSIDE THE OUTPUT", verdict(ok));
     return ok;
 }
 
