@@ -3,7 +3,7 @@
 # (random weights, 2 × 2048, LoRA r 16, checkpointing on; the mixtures in 4-bit). ARCHS picks them
 # (default: every family preset); STEPS (4) the timed steps. Carry bench/bin and bench/carry (hf_peft.py,
 # bnb). The mixtures run three times: their experts together (the default), one by one (SWIFTLET_MOE_GROUPED=0),
-# and with their frozen GEMMs as one cuBLAS grouped GEMM (SWIFTLET_GROUPED_GEMM=1); NO_AB=1 skips the last two and the Gemmas' run with the d-256 dK/dV's pair split (SWIFTLET_FLASH_PAIR_SPLIT=1). NO_DOCTOR=1 skips the experts' doctor check; DEADLINE (s) starts no arch past it. Prints RESULT lines; logs go to $OUT.
+# and with their frozen GEMMs as one cuBLAS grouped GEMM (SWIFTLET_GROUPED_GEMM=1); NO_AB=1 skips the last two, the Gemmas' run with the d-256 dK/dV's pair split (SWIFTLET_FLASH_PAIR_SPLIT=1), and Phi-3's and Gemma 3's on cuDNN's attention (SWIFTLET_CUDNN_EXTENDED=1). NO_DOCTOR=1 skips the experts' doctor check; DEADLINE (s) starts no arch past it. Prints RESULT lines; logs go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/swiftlet-families}
@@ -31,6 +31,12 @@ for arch in ${ARCHS:-llama3-8b qwen3-8b phi3-mini gemma2-9b gemma3-4b mixtral-8x
     SWIFTLET_FLASH_PAIR_SPLIT=1 timeout 400 $swiftlet bench --arch "$arch" --steps $steps --device cuda \
         --gradient-checkpointing on 2>&1 | grep -E "RESULT|rror"
   fi
+  case $arch in phi3-*|gemma3-*) if [ -z "${NO_AB:-}" ]; then
+    # head dims 96 and 256 and windows shorter than the row on cuDNN's fused attention (opt-in until measured)
+    echo "== $arch, SWIFTLET_CUDNN_EXTENDED=1"
+    SWIFTLET_CUDNN_EXTENDED=1 timeout 400 $swiftlet bench --arch "$arch" --steps $steps --device cuda \
+        --gradient-checkpointing on 2>&1 | grep -E "RESULT|rror|cuDNN"
+  fi ;; esac
   if [ $four = 1 ] && [ -z "${NO_AB:-}" ]; then
     for ab in SWIFTLET_MOE_GROUPED=0 SWIFTLET_GROUPED_GEMM=1; do
       echo "== $arch, $ab"

@@ -21,9 +21,15 @@ import Glibc
 /// packing, no padding; a multiple of 128 long; a sliding window at least as long as the row; no
 /// logit softcapping),
 /// head dim 64 or 128, compute capability 8.0+, and cuDNN 9 loaded; everything else runs on our
-/// kernels.
+/// kernels. `extended` (opt-in, `SWIFTLET_CUDNN_EXTENDED=1`, until the doctor has checked it on a GPU)
+/// also takes head dims 96 (Phi-3) and 256 (Gemma 3) and sliding windows shorter than the row: the
+/// window as the band mask cuDNN's frontend builds before 9.21 (column + window > row, a second select
+/// after the causal one, the window a by-value scalar). Gemma 2's softcapped scores stay on our kernels:
+/// cuDNN takes a score modifier only without a causal mask.
 enum CUDNNAttention {
-    static let headDims: Set<Int> = [64, 128]
+    nonisolated(unsafe) static var extended = CUDALibrarySearch.processEnvironment["SWIFTLET_CUDNN_EXTENDED"] == "1"
+
+    static var headDims: Set<Int> { extended ? [64, 96, 128, 256] : [64, 128] }
 
     /// 9.0 and newer, except 9.10.0 and 9.10.1 (their bf16/fp16 attention backward has known bugs,
     /// as cuDNN's frontend says). Rows must be a multiple of 128 long: through 9.15 the backward
@@ -34,17 +40,22 @@ enum CUDNNAttention {
         var backward: Bool
         var rows, columns, heads, kvHeads, headDim: Int
         var storage: Int32
+        /// A sliding window shorter than the row: the graph has the band mask (the window itself is bound at execution).
+        var windowed: Bool
     }
 
     /// Unique ids of the graph tensors a call binds, and the plan.
     struct Forward {
         let plan: CUDNN.Plan
         let q, kT, v, out, stats, scale, negativeInfinity: Int64
+        /// The window's by-value scalar, where the graph has the band.
+        let window: Int64?
     }
 
     struct Backward {
         let plan: CUDNN.Plan
         let q, kT, vT, out, dOut, stats, dQ, dK, dV, scale, one, negativeInfinity, rowSum, dQAccumulator: Int64
+        let window: Int64?
     }
 
     /// The strides of a [tokens, heads·d] activation seen as [rows, heads, columns, d].
@@ -78,7 +89,9 @@ enum CUDNNAttention {
         let scaled = try g.virtual(scores)
         try g.pointwise(SWIFTLET_CUDNN_POINTWISE_MUL, raw, scale, into: scaled)
         let negativeInfinity = try g.scalar()
-        let masked = try causalMask(&g, scaled, negativeInfinity: negativeInfinity)
+        let window = key.windowed ? try g.scalar() : nil
+        let masked = try windowMask(&g, try causalMask(&g, scaled, negativeInfinity: negativeInfinity),
+                                    window: window, negativeInfinity: negativeInfinity)
 
         let max = try g.virtual(rowStat)
         try g.reduce(SWIFTLET_CUDNN_REDUCE_TENSOR_MAX, masked, into: max)
@@ -95,7 +108,7 @@ enum CUDNNAttention {
         try g.pointwise(SWIFTLET_CUDNN_POINTWISE_DIV, exps, sum, into: p)
         try g.matmul(p, v, into: out)
         return Forward(plan: try g.plan(), q: q.uid, kT: kT.uid, v: v.uid, out: out.uid, stats: stats.uid,
-                       scale: scale.uid, negativeInfinity: negativeInfinity.uid)
+                       scale: scale.uid, negativeInfinity: negativeInfinity.uid, window: window?.uid)
     }
 
     /// scores where row ≥ column, −∞ elsewhere.
@@ -107,6 +120,25 @@ enum CUDNNAttention {
         try g.pointwise(SWIFTLET_CUDNN_POINTWISE_GEN_INDEX, scores, into: row, axis: 2)
         let visible = try g.virtual(scores.dims, SWIFTLET_CUDNN_DATA_BOOLEAN)
         try g.pointwise(SWIFTLET_CUDNN_POINTWISE_CMP_GE, row, column, into: visible, precision: SWIFTLET_CUDNN_DATA_BOOLEAN)
+        let masked = try g.virtual(scores.dims)
+        try g.pointwise(SWIFTLET_CUDNN_POINTWISE_BINARY_SELECT, scores, negativeInfinity, t: visible, into: masked)
+        return masked
+    }
+
+    /// scores where column + window > row (the query is less than `window` positions after the key), −∞
+    /// elsewhere; the scores unchanged without a window. As cuDNN's frontend composes its left bound before
+    /// 9.21: the column index plus the window in f32, compared with the row index.
+    static func windowMask(_ g: inout CUDNNGraph, _ scores: CUDNNGraph.TensorRef, window: CUDNNGraph.TensorRef?,
+                           negativeInfinity: CUDNNGraph.TensorRef) throws -> CUDNNGraph.TensorRef {
+        guard let window else { return scores }
+        let row = try g.virtual(scores.dims, SWIFTLET_CUDNN_DATA_INT32)
+        try g.pointwise(SWIFTLET_CUDNN_POINTWISE_GEN_INDEX, scores, into: row, axis: 2)
+        let column = try g.virtual(scores.dims, SWIFTLET_CUDNN_DATA_INT32)
+        try g.pointwise(SWIFTLET_CUDNN_POINTWISE_GEN_INDEX, scores, into: column, axis: 3)
+        let reach = try g.virtual(scores.dims)
+        try g.pointwise(SWIFTLET_CUDNN_POINTWISE_ADD, column, window, into: reach, axis: 3)   // the axis as the frontend sets it
+        let visible = try g.virtual(scores.dims, SWIFTLET_CUDNN_DATA_BOOLEAN)
+        try g.pointwise(SWIFTLET_CUDNN_POINTWISE_CMP_GT, reach, row, into: visible, precision: SWIFTLET_CUDNN_DATA_BOOLEAN)
         let masked = try g.virtual(scores.dims)
         try g.pointwise(SWIFTLET_CUDNN_POINTWISE_BINARY_SELECT, scores, negativeInfinity, t: visible, into: masked)
         return masked
@@ -128,6 +160,7 @@ enum CUDNNAttention {
         let dK = try g.tensor([b, hk, s, d], strides: kvStrides, key.storage)
         let dV = try g.tensor([b, hk, s, d], strides: kvStrides, key.storage)
         let scale = try g.scalar(), one = try g.scalar(), negativeInfinity = try g.scalar()
+        let window = key.windowed ? try g.scalar() : nil
         // Two f32 buffers the fused kernel keeps in device memory: rowsum(dO ⊙ O), and dQ's accumulator.
         let rowSum = try g.tensor([b, h, s, 1], SWIFTLET_CUDNN_DATA_FLOAT)
         let dQAccumulator = try g.tensor([b, h, s, d], SWIFTLET_CUDNN_DATA_FLOAT)
@@ -146,7 +179,8 @@ enum CUDNNAttention {
         try g.pointwise(SWIFTLET_CUDNN_POINTWISE_MUL, raw, scale, into: scaled)
         let shifted = try g.virtual(scores)
         try g.pointwise(SWIFTLET_CUDNN_POINTWISE_SUB, scaled, stats, into: shifted)
-        let masked = try causalMask(&g, shifted, negativeInfinity: negativeInfinity)
+        let masked = try windowMask(&g, try causalMask(&g, shifted, negativeInfinity: negativeInfinity),
+                                    window: window, negativeInfinity: negativeInfinity)
         let p = try g.virtual(scores)
         try g.pointwise(SWIFTLET_CUDNN_POINTWISE_EXP, masked, into: p)
 
@@ -173,7 +207,8 @@ enum CUDNNAttention {
 
         return Backward(plan: try g.plan(), q: q.uid, kT: kT.uid, vT: vT.uid, out: out.uid, dOut: dOut.uid,
                         stats: stats.uid, dQ: dQ.uid, dK: dK.uid, dV: dV.uid, scale: scale.uid, one: one.uid,
-                        negativeInfinity: negativeInfinity.uid, rowSum: rowSum.uid, dQAccumulator: dQAccumulator.uid)
+                        negativeInfinity: negativeInfinity.uid, rowSum: rowSum.uid, dQAccumulator: dQAccumulator.uid,
+                        window: window?.uid)
     }
 
     /// result = a·b into a KV-head tensor: directly with one query head per KV head, else per query
@@ -192,7 +227,8 @@ extension CUDABackend {
     func usesCUDNNAttention(_ layout: AttentionLayout, _ tensors: [Tensor]) -> Bool {
         guard attentionKernels == .cudnn, let cudnn = cudnnLibrary, CUDNNAttention.supports(version: cudnn.version),
               device.computeCapability.major >= 8, CUDNNAttention.headDims.contains(layout.headDim),
-              layout.wholeRows, layout.columns % 128 == 0, layout.softcap == nil, layout.slidingWindow.map({ $0 >= layout.columns }) ?? true,
+              layout.wholeRows, layout.columns % 128 == 0, layout.softcap == nil,
+              CUDNNAttention.extended || !Self.windowed(layout),
               tensors.allSatisfy({ $0.device % 16 == 0 }) else { return false }
         return !cudnnFailedKeys.contains(cudnnKey(layout, backward: false))
     }
@@ -200,8 +236,12 @@ extension CUDABackend {
     func cudnnKey(_ layout: AttentionLayout, backward: Bool) -> CUDNNAttention.Key {
         CUDNNAttention.Key(backward: backward, rows: layout.rows, columns: layout.columns, heads: layout.heads,
                            kvHeads: layout.kvHeads, headDim: layout.headDim,
-                           storage: computeType == .bf16 ? SWIFTLET_CUDNN_DATA_BFLOAT16 : SWIFTLET_CUDNN_DATA_HALF)
+                           storage: computeType == .bf16 ? SWIFTLET_CUDNN_DATA_BFLOAT16 : SWIFTLET_CUDNN_DATA_HALF,
+                           windowed: Self.windowed(layout))
     }
+
+    /// Whether the layout's sliding window hides any key of its rows.
+    static func windowed(_ layout: AttentionLayout) -> Bool { layout.slidingWindow.map { $0 < layout.columns } ?? false }
 
     static func pointer(_ t: Tensor) -> UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt(t.device)) }
 
@@ -232,12 +272,12 @@ extension CUDABackend {
         }
         run {
             let workspace = try empty([Swift.max(graph.plan.workspaceBytes, 1)], .u8)
-            try Self.withScalars([layout.scale, -Float.infinity]) { scalars in
+            try Self.withScalars([layout.scale, -Float.infinity, Float(layout.slidingWindow ?? 0)]) { scalars in
                 try cudnn.execute(graph.plan, pointers: [
                     (graph.q, Self.pointer(q)), (graph.kT, Self.pointer(k)), (graph.v, Self.pointer(v)),
                     (graph.out, Self.pointer(out)), (graph.stats, Self.pointer(logSumExp)),
                     (graph.scale, scalars[0]), (graph.negativeInfinity, scalars[1]),
-                ], workspace: Self.pointer(workspace))
+                ] + (graph.window.map { [($0, scalars[2])] } ?? []), workspace: Self.pointer(workspace))
             }
         }
         return true
@@ -265,7 +305,7 @@ extension CUDABackend {
             // cuDNN zeroes dQ's accumulator itself from 9.6 on.
             if cudnn.version < 90600 { zero([accumulator]) }
             let workspace = try empty([Swift.max(graph.plan.workspaceBytes, 1)], .u8)
-            try Self.withScalars([layout.scale, 1, -Float.infinity]) { scalars in
+            try Self.withScalars([layout.scale, 1, -Float.infinity, Float(layout.slidingWindow ?? 0)]) { scalars in
                 try cudnn.execute(graph.plan, pointers: [
                     (graph.q, Self.pointer(q)), (graph.kT, Self.pointer(k)), (graph.vT, Self.pointer(v)),
                     (graph.out, Self.pointer(out)), (graph.dOut, Self.pointer(dOut)),
@@ -273,7 +313,7 @@ extension CUDABackend {
                     (graph.dK, Self.pointer(dK)), (graph.dV, Self.pointer(dV)),
                     (graph.scale, scalars[0]), (graph.one, scalars[1]), (graph.negativeInfinity, scalars[2]),
                     (graph.rowSum, Self.pointer(rowSum)), (graph.dQAccumulator, Self.pointer(accumulator)),
-                ], workspace: Self.pointer(workspace))
+                ] + (graph.window.map { [($0, scalars[3])] } ?? []), workspace: Self.pointer(workspace))
             }
         }
         return true
