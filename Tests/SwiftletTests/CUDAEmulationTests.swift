@@ -62,24 +62,27 @@ final class CUDAEmulationTests: XCTestCase {
     private static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts")
 
+    /// The emulators' needs, probed once for all the tests: python3, and a compiler with C++20's <barrier>
+    /// (emulate_cuda.sh's choice of it).
+    private static let probe = Result { try shell("""
+        command -v python3 >/dev/null || { echo "no python3"; exit 1; }
+        c="${CXX:-$(command -v g++ || command -v clang++)}"; [ -n "$c" ] || { echo "no g++ or clang++"; exit 1; }
+        d=$(mktemp -d); trap 'rm -rf "$d"' EXIT
+        printf '#include <barrier>\\nint main() { std::barrier<> b(1); b.arrive_and_wait(); }\\n' > "$d/p.cpp"
+        "$c" -std=c++20 -pthread "$d/p.cpp" -o "$d/p" 2>&1 | tail -3
+        "$d/p"
+        """) }
+
     private func emulate(_ script: String, _ arguments: [String] = [], storage: String = "bf16", passLine: String) throws {
-        // the emulators' needs: python3, and a compiler with C++20's <barrier> (emulate_cuda.sh's choice of it)
-        let probe = try shell("""
-            command -v python3 >/dev/null || { echo "no python3"; exit 1; }
-            c="${CXX:-$(command -v g++ || command -v clang++)}"; [ -n "$c" ] || { echo "no g++ or clang++"; exit 1; }
-            d=$(mktemp -d); trap 'rm -rf "$d"' EXIT
-            printf '#include <barrier>\\nint main() { std::barrier<> b(1); b.arrive_and_wait(); }\\n' > "$d/p.cpp"
-            "$c" -std=c++20 -pthread "$d/p.cpp" -o "$d/p" 2>&1 | tail -3
-            "$d/p"
-            """)
+        let probe = try Self.probe.get()
         guard probe.status == 0 else { throw XCTSkip("the CUDA emulation can't run here: \(probe.output)") }
-        let run = try shell("STORAGE=\(storage) bash \"$0\" \"$@\"", [Self.scripts.appendingPathComponent(script).path] + arguments)
+        let run = try Self.shell("STORAGE=\(storage) bash \"$0\" \"$@\"", [Self.scripts.appendingPathComponent(script).path] + arguments)
         XCTAssertEqual(run.status, 0, run.output)
         XCTAssertTrue(run.output.split(separator: "\n").contains { $0 == passLine }, run.output)
         XCTAssertFalse(run.output.contains("FAIL"), run.output)
     }
 
-    private func shell(_ command: String, _ arguments: [String] = []) throws -> (status: Int32, output: String) {
+    private static func shell(_ command: String, _ arguments: [String] = []) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", command] + arguments

@@ -258,9 +258,7 @@ extension CUDABackend {
         launchElementwise(wide ? "dequantize_nf4_x8_\(suffix)" : "dequantize_nf4_\(suffix)",
                           count: wide ? (weight.count / 8 + 3) / 4 : (weight.count + 1) / 2, args, source: CUDANF4.source)
     }
-}
 
-extension CUDABackend {
     /// A thread per eight elements, `blockSize / 8` of them a block (CUDANF4's `quantize_nf4`).
     public func quantizeNF4(_ x: Tensor, blockSize: Int, into packed: Tensor, absmax: Tensor) {
         precondition((x.dtype == .f32 || x.dtype == computeType) && x.backend === self, "quantize \(x) to NF4")
